@@ -1,0 +1,305 @@
+//! Every command's arguments, declared with clap's derive API, and their conversion into the
+//! library's plain options structs (clap types never enter the library).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use airlock::render::Format;
+use airlock::target::TargetTriple;
+
+/// Fully static Rust binaries, scratch OCI images and air-gap-proven dependencies.
+///
+/// Exit codes: 0 ok, 1 a check failed, 2 usage or input error, 3 environment missing.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo-airlock",
+    bin_name = "cargo airlock",
+    version,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Path to the workspace's Cargo.toml.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// Output format of the result on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = FormatArg::Human)]
+    pub format: FormatArg,
+    /// Print only results and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    /// -1 quiet, 0 normal, 1+ verbose.
+    pub fn verbosity(&self) -> i8 {
+        if self.quiet {
+            -1
+        } else {
+            self.verbose.min(3) as i8
+        }
+    }
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Tables for people.
+    Human,
+    /// JSON for CI and scripts.
+    Json,
+    /// Markdown (report).
+    Markdown,
+    /// SVG chart (report).
+    Svg,
+}
+
+impl From<FormatArg> for Format {
+    fn from(value: FormatArg) -> Format {
+        match value {
+            FormatArg::Human => Format::Human,
+            FormatArg::Json => Format::Json,
+            FormatArg::Markdown => Format::Markdown,
+            FormatArg::Svg => Format::Svg,
+        }
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build fully static musl binaries and prove them static.
+    Build(BuildArgs),
+    /// Show the ELF linkage of binaries: static, static-pie or dynamic.
+    Inspect(InspectArgs),
+    /// Check this machine for what each target needs, with the command that installs it.
+    Doctor(DoctorArgs),
+    /// Vendor every locked dependency, proven against Cargo.lock.
+    Vendor(VendorArgs),
+    /// Verify vendored sources, bundles, SHA256SUMS or OCI layouts.
+    Verify(VerifyArgs),
+    /// Package static binaries as a scratch OCI image, without a container engine.
+    Image(ImageArgs),
+    /// Push an image or index from a layout to a registry.
+    Push(PushArgs),
+    /// Report image and binary sizes side by side; enforce size budgets.
+    Report(ReportArgs),
+    /// Run the whole release chain: build, archives, sums, SBOM, image, report.
+    Dist(DistArgs),
+    /// Add an xtask crate, the cargo xtask alias and CI workflows to a workspace.
+    Init(InitArgs),
+}
+
+/// Targets: repeatable `--target`, where `all` means every musl target airlock ships.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TargetArgs {
+    /// Target triple to build for (repeatable; `all` = x86_64 and aarch64 musl; default: the
+    /// host's musl triple).
+    #[arg(long = "target", value_name = "TRIPLE")]
+    pub targets: Vec<String>,
+}
+
+impl TargetArgs {
+    /// The triples, with `all` expanded and duplicates removed, in the order given.
+    pub fn triples(&self) -> Result<Vec<TargetTriple>> {
+        let mut triples: Vec<TargetTriple> = Vec::new();
+        for value in &self.targets {
+            let expanded = if value == "all" {
+                TargetTriple::all_musl()
+            } else {
+                vec![
+                    value
+                        .parse()
+                        .map_err(|e: airlock::target::ParseTargetError| {
+                            airlock::error::input(e.to_string())
+                        })?,
+                ]
+            };
+            for t in expanded {
+                if !triples.contains(&t) {
+                    triples.push(t);
+                }
+            }
+        }
+        Ok(triples)
+    }
+}
+
+/// `cargo airlock build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Package to build (repeatable; default: every member with a binary).
+    #[arg(short, long = "package", value_name = "SPEC")]
+    pub packages: Vec<String>,
+    /// Binary to build (repeatable; default: all).
+    #[arg(long = "bin", value_name = "NAME")]
+    pub bins: Vec<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Cargo profile.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Features to activate (space or comma separated, repeatable).
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    pub features: Vec<String>,
+    /// Activate all features.
+    #[arg(long)]
+    pub all_features: bool,
+    /// Do not activate the default feature.
+    #[arg(long)]
+    pub no_default_features: bool,
+    /// Require Cargo.lock to be up to date (passed to cargo).
+    #[arg(long)]
+    pub locked: bool,
+    /// Require Cargo.lock and the cache to be up to date (passed to cargo).
+    #[arg(long)]
+    pub frozen: bool,
+    /// Run without accessing the network (passed to cargo).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl BuildArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::build::BuildOptions> {
+        Ok(airlock::build::BuildOptions {
+            manifest_path: global.manifest_path.clone(),
+            packages: self.packages.clone(),
+            bins: self.bins.clone(),
+            targets: self.targets.triples()?,
+            profile: self.profile.clone(),
+            features: self.features.clone(),
+            all_features: self.all_features,
+            no_default_features: self.no_default_features,
+            locked: self.locked,
+            frozen: self.frozen,
+            offline: self.offline,
+        })
+    }
+}
+
+/// `cargo airlock inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// ELF files to inspect.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Report dynamic binaries without failing.
+    #[arg(long)]
+    pub allow_dynamic: bool,
+    /// Fail when a file is not for this target's architecture.
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+}
+
+impl InspectArgs {
+    /// The library's options.
+    pub fn to_options(&self) -> Result<airlock::elf::InspectOptions> {
+        let expect_arch = match &self.target {
+            None => None,
+            Some(t) => {
+                let triple: TargetTriple =
+                    t.parse().map_err(|e: airlock::target::ParseTargetError| {
+                        airlock::error::input(e.to_string())
+                    })?;
+                Some(triple.arch().ok_or_else(|| {
+                    airlock::error::input(format!(
+                        "airlock does not know the architecture of `{t}`"
+                    ))
+                })?)
+            }
+        };
+        Ok(airlock::elf::InspectOptions {
+            files: self.files.clone(),
+            allow_dynamic: self.allow_dynamic,
+            expect_arch,
+        })
+    }
+}
+
+/// `cargo airlock doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
+
+/// `cargo airlock vendor`.
+#[derive(Debug, Args)]
+pub struct VendorArgs {
+    /// Where to write the vendored sources.
+    #[arg(value_name = "DIR", default_value = "vendor")]
+    pub dir: PathBuf,
+}
+
+/// `cargo airlock verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A vendor directory to check against Cargo.lock.
+    #[arg(long, value_name = "DIR")]
+    pub vendor: Option<PathBuf>,
+}
+
+/// `cargo airlock image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
+
+/// `cargo airlock push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Where to push: REGISTRY/REPOSITORY[:TAG].
+    #[arg(value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// `cargo airlock report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The image layout to report on.
+    #[arg(value_name = "LAYOUT")]
+    pub layout: Option<String>,
+}
+
+/// `cargo airlock dist`.
+#[derive(Debug, Args)]
+pub struct DistArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
+
+/// `cargo airlock init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

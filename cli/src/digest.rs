@@ -1,0 +1,229 @@
+//! SHA-256 digests: one validated type for Cargo.lock checksums, OCI descriptors and
+//! `SHA256SUMS` lines, and the hashing helpers every module uses.
+//!
+//! `sha2` picks the SHA-NI / ARMv8 crypto instructions at run time where the CPU has them.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest. Displays as `sha256:<hex>` (the OCI form); [`Sha256Digest::hex`] gives
+/// the bare hex that `Cargo.lock` and `SHA256SUMS` use.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Digest([u8; 32]);
+
+/// Why a string is not a SHA-256 digest.
+#[derive(Debug, thiserror::Error)]
+#[error("`{value}` is not a sha256 digest: {reason}")]
+pub struct ParseDigestError {
+    value: String,
+    reason: &'static str,
+}
+
+impl Sha256Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Sha256Digest(Sha256::digest(bytes).into())
+    }
+
+    /// Parses 64 lowercase or uppercase hex digits, no prefix (the `Cargo.lock` form).
+    pub fn from_hex(hex_digits: &str) -> Result<Self, ParseDigestError> {
+        let err = |reason| ParseDigestError {
+            value: hex_digits.to_owned(),
+            reason,
+        };
+        if hex_digits.len() != 64 {
+            return Err(err("expected 64 hex digits"));
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_digits, &mut bytes).map_err(|_| err("not hexadecimal"))?;
+        Ok(Sha256Digest(bytes))
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The bare lowercase hex (the `Cargo.lock` and `SHA256SUMS` form).
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// A short form for tables: the first 12 hex digits.
+    pub fn short(&self) -> String {
+        self.hex()[..12].to_owned()
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Parses the OCI form `sha256:<hex>`; the bare hex is accepted too.
+impl FromStr for Sha256Digest {
+    type Err = ParseDigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("sha256", hex_digits)) => Sha256Digest::from_hex(hex_digits),
+            Some(_) => Err(ParseDigestError {
+                value: s.to_owned(),
+                reason: "only the sha256 algorithm is supported",
+            }),
+            None => Sha256Digest::from_hex(s),
+        }
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<Sha256Digest> for oci_spec::image::Digest {
+    fn from(digest: Sha256Digest) -> Self {
+        oci_spec::image::Sha256Digest::from_str(&digest.hex())
+            .expect("64 lowercase hex digits are a valid sha256 digest")
+            .into()
+    }
+}
+
+impl TryFrom<&oci_spec::image::Digest> for Sha256Digest {
+    type Error = ParseDigestError;
+
+    fn try_from(digest: &oci_spec::image::Digest) -> Result<Self, Self::Error> {
+        digest.to_string().parse()
+    }
+}
+
+/// A writer that hashes everything written through it and counts the bytes.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The digest and byte count of everything written, and the inner writer.
+    pub fn finish(self) -> (Sha256Digest, u64, W) {
+        (
+            Sha256Digest(self.hasher.finalize().into()),
+            self.written,
+            self.inner,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The digest and length of everything `reader` yields.
+pub fn hash_reader(mut reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
+    let mut writer = HashingWriter::new(io::sink());
+    let len = io::copy(&mut reader, &mut writer)?;
+    let (digest, _, _) = writer.finish();
+    Ok((digest, len))
+}
+
+/// The digest and length of a file.
+pub fn hash_file(path: &Path) -> Result<(Sha256Digest, u64)> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    hash_reader(io::BufReader::with_capacity(256 * 1024, file))
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_and_displays_both_forms() {
+        let d = Sha256Digest::of(b"");
+        assert_eq!(d.hex(), EMPTY);
+        assert_eq!(d.to_string(), format!("sha256:{EMPTY}"));
+        assert_eq!(
+            format!("sha256:{EMPTY}").parse::<Sha256Digest>().unwrap(),
+            d
+        );
+        assert_eq!(EMPTY.parse::<Sha256Digest>().unwrap(), d);
+        assert_eq!(EMPTY.to_uppercase().parse::<Sha256Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn rejects_malformed_digests() {
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:00",
+            &EMPTY[1..],
+            &format!("{EMPTY}0"),
+        ] {
+            assert!(bad.parse::<Sha256Digest>().is_err(), "{bad}");
+        }
+        let mut not_hex = EMPTY.to_owned();
+        not_hex.replace_range(0..1, "g");
+        assert!(not_hex.parse::<Sha256Digest>().is_err());
+    }
+
+    #[test]
+    fn converts_to_and_from_oci_digest() {
+        let d = Sha256Digest::of(b"x");
+        let oci: oci_spec::image::Digest = d.into();
+        assert_eq!(oci.to_string(), d.to_string());
+        assert_eq!(Sha256Digest::try_from(&oci).unwrap(), d);
+    }
+
+    #[test]
+    fn hashing_writer_counts_and_hashes() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let (digest, len, inner) = w.finish();
+        assert_eq!(len, 11);
+        assert_eq!(inner, b"hello world");
+        assert_eq!(digest, Sha256Digest::of(b"hello world"));
+    }
+}

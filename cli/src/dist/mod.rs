@@ -1,0 +1,2 @@
+//! `cargo airlock dist`: the whole release chain from `[workspace.metadata.airlock]`, and the
+//! `dist-manifest.json` that lists every artifact.

@@ -1,0 +1,290 @@
+//! ELF linkage, read from the file itself (no `ldd`, which runs the binary's loader): static,
+//! static-pie or dynamic, interpreter, needed libraries, search paths, symbol versions,
+//! machine, stripped or not.
+//!
+//! `elf` only reads files; it never runs them.
+
+mod parse;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::error::{self, ExitKind};
+use crate::render::{self, Align, CommandReport};
+use crate::target::Arch;
+
+pub use parse::parse_elf;
+
+/// How a binary is linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Linkage {
+    /// A fixed-address executable with no interpreter and no needed libraries.
+    Static,
+    /// A position-independent executable with no interpreter and no needed libraries
+    /// (it relocates itself).
+    StaticPie,
+    /// Needs the dynamic loader (`PT_INTERP`) or shared libraries (`DT_NEEDED`).
+    Dynamic,
+}
+
+impl Linkage {
+    /// Whether the binary runs on an empty file system (`FROM scratch`).
+    pub fn is_static(self) -> bool {
+        !matches!(self, Linkage::Dynamic)
+    }
+
+    /// The name shown in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Linkage::Static => "static",
+            Linkage::StaticPie => "static-pie",
+            Linkage::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// Symbol versions needed from one library (`DT_VERNEED`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionNeed {
+    /// The library, e.g. `libc.so.6`.
+    pub file: String,
+    /// The versions, e.g. `GLIBC_2.34`.
+    pub versions: Vec<String>,
+}
+
+/// What an ELF file says about its linkage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ElfInfo {
+    /// The file's path as given.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Static, static-pie or dynamic.
+    pub linkage: Linkage,
+    /// `PT_INTERP`, the dynamic loader it asks for.
+    pub interpreter: Option<String>,
+    /// `DT_NEEDED` libraries.
+    pub needed: Vec<String>,
+    /// `DT_RPATH` entries.
+    pub rpath: Vec<String>,
+    /// `DT_RUNPATH` entries.
+    pub runpath: Vec<String>,
+    /// `DT_VERNEED` symbol versions.
+    pub version_needs: Vec<VersionNeed>,
+    /// The machine (`x86_64`, `aarch64`, or `e_machine N` for others).
+    pub machine: String,
+    /// The architecture when airlock knows it.
+    pub arch: Option<Arch>,
+    /// 32 or 64.
+    pub class: u8,
+    /// Whether the static symbol table (`.symtab`) is gone.
+    pub stripped: bool,
+    /// Whether DWARF debug info (`.debug_info`) is present.
+    pub debug_info: bool,
+}
+
+impl ElfInfo {
+    /// What to do about a dynamic binary: a hint per needed library that has a known cause.
+    pub fn hints(&self) -> Vec<String> {
+        let mut hints: Vec<String> = self.needed.iter().filter_map(|lib| hint_for(lib)).collect();
+        if self
+            .interpreter
+            .as_deref()
+            .is_some_and(|i| i.contains("ld-linux"))
+        {
+            hints.push(
+                "it was linked against glibc: build for a musl target \
+                 (`cargo airlock build --target x86_64-unknown-linux-musl`)"
+                    .to_owned(),
+            );
+        }
+        hints.dedup();
+        hints
+    }
+}
+
+/// The likely cause of a needed library and the fix, for well-known `-sys` crates.
+pub fn hint_for(library: &str) -> Option<String> {
+    let stem = library.split(".so").next().unwrap_or(library);
+    let hint = match stem {
+        "libssl" | "libcrypto" => {
+            "openssl-sys links the system OpenSSL: enable the `vendored` feature of `openssl` \
+             (or switch to rustls)"
+        }
+        "libz" => {
+            "libz-sys links the system zlib: enable its `static` feature (or use flate2's rust backend)"
+        }
+        "libsqlite3" => {
+            "libsqlite3-sys links the system SQLite: enable rusqlite's `bundled` feature"
+        }
+        "libpq" => "pq-sys links the system libpq: enable its `bundled` feature",
+        "libc" | "libm" | "libdl" | "libpthread" | "librt" | "libgcc_s" => {
+            return None;
+        }
+        _ => {
+            return Some(format!(
+                "{library}: a `-sys` crate links this system shared library; look for a \
+                 `static`, `vendored` or `bundled` feature on it"
+            ));
+        }
+    };
+    Some(hint.to_owned())
+}
+
+/// Reads `path` and analyses its ELF headers. Empty, non-ELF and truncated files are input
+/// errors naming the file.
+pub fn inspect_file(path: &Path) -> Result<ElfInfo> {
+    let data = std::fs::read(path)
+        .map_err(|e| error::input(format!("cannot read {}: {e}", path.display())))?;
+    parse_elf(path, &data)
+}
+
+/// Options of `cargo airlock inspect`.
+#[derive(Debug, Clone, Default)]
+pub struct InspectOptions {
+    /// The files to inspect.
+    pub files: Vec<PathBuf>,
+    /// Report dynamic binaries without failing.
+    pub allow_dynamic: bool,
+    /// Fail when a file is for another architecture.
+    pub expect_arch: Option<Arch>,
+}
+
+/// The result of `inspect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    /// One entry per file, in the order given.
+    pub files: Vec<ElfInfo>,
+    /// Whether dynamic files were allowed.
+    pub allow_dynamic: bool,
+    /// The architecture every file must have, if one was asked for.
+    pub expect_arch: Option<Arch>,
+    /// Every failed check, one sentence each.
+    pub problems: Vec<String>,
+}
+
+/// `cargo airlock inspect`: the linkage of every file; a problem for each dynamic file (unless
+/// allowed) and each file of the wrong architecture.
+pub fn inspect(options: &InspectOptions) -> Result<InspectReport> {
+    if options.files.is_empty() {
+        return Err(error::input(
+            "no files to inspect; name at least one binary",
+        ));
+    }
+    let files = options
+        .files
+        .iter()
+        .map(|p| inspect_file(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut problems = Vec::new();
+    for info in &files {
+        if !options.allow_dynamic && !info.linkage.is_static() {
+            problems.push(dynamic_problem(info));
+        }
+        if let Some(expected) = options.expect_arch {
+            if info.arch != Some(expected) {
+                problems.push(format!(
+                    "{}: built for {}, expected {expected}",
+                    info.path.display(),
+                    info.machine
+                ));
+            }
+        }
+    }
+    Ok(InspectReport {
+        files,
+        allow_dynamic: options.allow_dynamic,
+        expect_arch: options.expect_arch,
+        problems,
+    })
+}
+
+/// The sentence that says a binary is dynamic, what it needs and what to do.
+pub fn dynamic_problem(info: &ElfInfo) -> String {
+    let mut needs = Vec::new();
+    if let Some(interp) = &info.interpreter {
+        needs.push(format!("interpreter {interp}"));
+    }
+    if !info.needed.is_empty() {
+        needs.push(format!("libraries {}", info.needed.join(", ")));
+    }
+    let mut text = format!(
+        "{} is dynamically linked (needs {})",
+        info.path.display(),
+        needs.join("; ")
+    );
+    for hint in info.hints() {
+        text.push_str("\n  help: ");
+        text.push_str(&hint);
+    }
+    text
+}
+
+impl CommandReport for InspectReport {
+    fn human(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .files
+            .iter()
+            .map(|f| {
+                vec![
+                    f.path.display().to_string(),
+                    f.linkage.as_str().to_owned(),
+                    f.machine.clone(),
+                    if f.stripped { "yes" } else { "no" }.to_owned(),
+                    render::human_bytes(f.size),
+                    f.needed.join(" "),
+                ]
+            })
+            .collect();
+        let mut out = render::table(
+            &[
+                ("file", Align::Left),
+                ("linkage", Align::Left),
+                ("machine", Align::Left),
+                ("stripped", Align::Left),
+                ("size", Align::Right),
+                ("needed", Align::Left),
+            ],
+            &rows,
+        );
+        for f in self.files.iter().filter(|f| {
+            f.interpreter.is_some()
+                || !f.rpath.is_empty()
+                || !f.runpath.is_empty()
+                || !f.version_needs.is_empty()
+        }) {
+            out.push_str(&format!("\n{}:\n", f.path.display()));
+            if let Some(interp) = &f.interpreter {
+                out.push_str(&format!("  interpreter: {interp}\n"));
+            }
+            if !f.rpath.is_empty() {
+                out.push_str(&format!("  rpath: {}\n", f.rpath.join(":")));
+            }
+            if !f.runpath.is_empty() {
+                out.push_str(&format!("  runpath: {}\n", f.runpath.join(":")));
+            }
+            for need in &f.version_needs {
+                out.push_str(&format!(
+                    "  versions from {}: {}\n",
+                    need.file,
+                    need.versions.join(", ")
+                ));
+            }
+        }
+        for problem in &self.problems {
+            out.push_str(&format!("\nerror: {problem}\n"));
+        }
+        out
+    }
+
+    fn exit_kind(&self) -> ExitKind {
+        if self.problems.is_empty() {
+            ExitKind::Ok
+        } else {
+            ExitKind::CheckFailed
+        }
+    }
+}

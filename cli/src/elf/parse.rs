@@ -1,0 +1,221 @@
+//! The ELF reading behind `inspect`, with `object`'s low-level ELF types (gABI: program
+//! headers for the loader's view, the dynamic section for needs, section headers for
+//! symbols).
+
+use std::path::Path;
+
+use anyhow::Result;
+use object::elf;
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, SectionTable};
+use object::{Endianness, FileKind};
+
+use super::{ElfInfo, Linkage, VersionNeed};
+use crate::error;
+use crate::target::Arch;
+
+/// Analyses the ELF file `data` read from `path`.
+pub fn parse_elf(path: &Path, data: &[u8]) -> Result<ElfInfo> {
+    let shown = path.display();
+    if data.is_empty() {
+        return Err(error::input(format!("{shown} is empty, not an ELF binary")));
+    }
+    if !data.starts_with(b"\x7fELF") {
+        let what = match data.get(..4) {
+            Some(b"PK\x03\x04") => "a zip archive",
+            Some(b"#!/b") | Some(b"#!/u") => "a script",
+            Some([0x1f, 0x8b, ..]) => "a gzip file",
+            Some([0x28, 0xb5, 0x2f, 0xfd]) => "a zstd file",
+            _ => "not an ELF binary",
+        };
+        return Err(error::input(format!(
+            "{shown} is {what}; inspect reads Linux ELF executables"
+        )));
+    }
+    let parsed = match FileKind::parse(data) {
+        Ok(FileKind::Elf64) => analyse::<elf::FileHeader64<Endianness>>(data),
+        Ok(FileKind::Elf32) => analyse::<elf::FileHeader32<Endianness>>(data),
+        Ok(_) | Err(_) => Err(anyhow::anyhow!("unknown ELF class")),
+    };
+    let mut info =
+        parsed.map_err(|e| error::input(format!("{shown} is truncated or corrupt: {e:#}")))?;
+    info.path = path.to_path_buf();
+    Ok(info)
+}
+
+type ParseResult<T> = anyhow::Result<T>;
+
+fn analyse<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> ParseResult<ElfInfo> {
+    let header = Elf::parse(data)?;
+    let endian = header.endian()?;
+    let segments = header.program_headers(endian, data)?;
+    let sections = header.sections(endian, data)?;
+
+    let mut interpreter = None;
+    let mut has_dynamic_segment = false;
+    for segment in segments {
+        match segment.p_type(endian) {
+            elf::PT_INTERP => {
+                let bytes = segment
+                    .interpreter(endian, data)?
+                    .ok_or_else(|| anyhow::anyhow!("PT_INTERP without a path"))?;
+                interpreter = Some(String::from_utf8_lossy(bytes).into_owned());
+            }
+            elf::PT_DYNAMIC => has_dynamic_segment = true,
+            _ => {}
+        }
+    }
+
+    let dynamic = read_dynamic(endian, data, &sections)?;
+    let version_needs = read_version_needs(endian, data, &sections)?;
+    let e_type = header.e_type(endian);
+    let linkage = if interpreter.is_some() || !dynamic.needed.is_empty() {
+        Linkage::Dynamic
+    } else if e_type == elf::ET_DYN && has_dynamic_segment {
+        Linkage::StaticPie
+    } else {
+        Linkage::Static
+    };
+
+    let mut stripped = true;
+    let mut debug_info = false;
+    for section in sections.iter() {
+        if section.sh_type(endian) == elf::SHT_SYMTAB {
+            stripped = false;
+        }
+        if sections.section_name(endian, section)? == b".debug_info" {
+            debug_info = true;
+        }
+    }
+
+    let e_machine = header.e_machine(endian);
+    let (machine, arch) = match e_machine {
+        elf::EM_X86_64 => ("x86_64".to_owned(), Some(Arch::X86_64)),
+        elf::EM_AARCH64 => ("aarch64".to_owned(), Some(Arch::Aarch64)),
+        elf::EM_386 => ("i386".to_owned(), None),
+        elf::EM_ARM => ("arm".to_owned(), None),
+        elf::EM_RISCV => ("riscv".to_owned(), None),
+        other => (format!("e_machine {other}"), None),
+    };
+
+    Ok(ElfInfo {
+        path: Default::default(),
+        size: data.len() as u64,
+        linkage,
+        interpreter,
+        needed: dynamic.needed,
+        rpath: dynamic.rpath,
+        runpath: dynamic.runpath,
+        version_needs,
+        machine,
+        arch,
+        class: if header.is_type_64() { 64 } else { 32 },
+        stripped,
+        debug_info,
+    })
+}
+
+#[derive(Default)]
+struct DynamicEntries {
+    needed: Vec<String>,
+    rpath: Vec<String>,
+    runpath: Vec<String>,
+}
+
+fn read_dynamic<Elf: FileHeader<Endian = Endianness>>(
+    endian: Endianness,
+    data: &[u8],
+    sections: &SectionTable<'_, Elf>,
+) -> ParseResult<DynamicEntries> {
+    let mut out = DynamicEntries::default();
+    for section in sections.iter() {
+        let Some((entries, link)) = section.dynamic(endian, data)? else {
+            continue;
+        };
+        let strings = sections.strings(endian, data, link)?;
+        for entry in entries {
+            let tag = entry.d_tag(endian);
+            if tag == elf::DT_NULL {
+                break;
+            }
+            let target = match tag {
+                elf::DT_NEEDED => &mut out.needed,
+                elf::DT_RPATH => &mut out.rpath,
+                elf::DT_RUNPATH => &mut out.runpath,
+                _ => continue,
+            };
+            let value = entry.string(endian, strings)?;
+            let value = String::from_utf8_lossy(value);
+            if tag == elf::DT_NEEDED {
+                target.push(value.into_owned());
+            } else {
+                target.extend(value.split(':').map(str::to_owned));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_version_needs<Elf: FileHeader<Endian = Endianness>>(
+    endian: Endianness,
+    data: &[u8],
+    sections: &SectionTable<'_, Elf>,
+) -> ParseResult<Vec<VersionNeed>> {
+    let mut needs = Vec::new();
+    for section in sections.iter() {
+        let Some((mut verneeds, link)) = section.gnu_verneed(endian, data)? else {
+            continue;
+        };
+        let strings = sections.strings(endian, data, link)?;
+        while let Some((verneed, mut auxes)) = verneeds.next()? {
+            let file = String::from_utf8_lossy(verneed.file(endian, strings)?).into_owned();
+            let mut versions = Vec::new();
+            while let Some(aux) = auxes.next()? {
+                versions.push(String::from_utf8_lossy(aux.name(endian, strings)?).into_owned());
+            }
+            needs.push(VersionNeed { file, versions });
+        }
+    }
+    Ok(needs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ExitKind, exit_kind};
+
+    #[test]
+    fn host_tools_are_dynamic_and_named() {
+        // The test binary itself is a dynamically linked glibc executable.
+        let exe = std::env::current_exe().unwrap();
+        let info = crate::elf::inspect_file(&exe).unwrap();
+        assert_eq!(info.linkage, Linkage::Dynamic);
+        assert!(
+            info.needed.iter().any(|n| n.starts_with("libc.so")),
+            "{info:?}"
+        );
+        assert!(info.interpreter.is_some());
+        assert!(
+            info.version_needs
+                .iter()
+                .any(|v| v.versions.iter().any(|s| s.starts_with("GLIBC_")))
+        );
+        assert_eq!(info.arch, Arch::host());
+    }
+
+    #[test]
+    fn rejects_non_elf_and_truncated() {
+        let p = Path::new("x");
+        for (bytes, says) in [
+            (&b""[..], "is empty"),
+            (b"#!/bin/sh\necho", "a script"),
+            (b"hello world", "not an ELF"),
+        ] {
+            let err = parse_elf(p, bytes).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+            assert_eq!(exit_kind(&err), ExitKind::Input);
+        }
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let err = parse_elf(p, &exe[..100]).unwrap_err();
+        assert!(err.to_string().contains("truncated or corrupt"), "{err}");
+    }
+}

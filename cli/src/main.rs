@@ -1,0 +1,73 @@
+//! `cargo-airlock`: parse, dispatch, turn errors into messages and exit codes; nothing else.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use airlock::error::{self, ExitKind};
+use airlock::render::{self, ErasedReport, Format};
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    // `cargo airlock build` runs us as `cargo-airlock airlock build`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "airlock") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
+    airlock::progress::set_verbosity(cli.global.verbosity());
+    let format = Format::from(cli.global.format);
+    let kind = match run(&cli) {
+        Ok(report) => emit(report.as_ref(), format),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            error::exit_kind(&err)
+        }
+    };
+    ExitCode::from(kind.code() as u8)
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
+    let g = &cli.global;
+    Ok(match &cli.command {
+        Command::Build(args) => Box::new(airlock::build::build(&args.to_options(g)?)?),
+        Command::Inspect(args) => Box::new(airlock::elf::inspect(&args.to_options()?)?),
+        Command::Doctor(_) => return Err(not_yet("doctor")),
+        Command::Vendor(_) => return Err(not_yet("vendor")),
+        Command::Verify(_) => return Err(not_yet("verify")),
+        Command::Image(_) => return Err(not_yet("image")),
+        Command::Push(_) => return Err(not_yet("push")),
+        Command::Report(_) => return Err(not_yet("report")),
+        Command::Dist(_) => return Err(not_yet("dist")),
+        Command::Init(_) => return Err(not_yet("init")),
+    })
+}
+
+fn not_yet(command: &str) -> anyhow::Error {
+    error::input(format!("`cargo airlock {command}` is not implemented yet"))
+}
+
+/// Prints the report on stdout; a closed pipe (`| head`) is not an error.
+fn emit(report: &dyn ErasedReport, format: Format) -> ExitKind {
+    let Some(text) = render::render(report, format) else {
+        eprintln!("error: this command has no {format:?} output; use --format human or json");
+        return ExitKind::Input;
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            return ExitKind::Input;
+        }
+    }
+    report.exit()
+}

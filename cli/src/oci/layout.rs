@@ -1,0 +1,443 @@
+//! OCI image layouts on disk (image-spec `image-layout.md`): `oci-layout`, `index.json` and
+//! content-addressed `blobs/sha256/<hex>`.
+//!
+//! Reading verifies every blob it returns against its descriptor; writing goes through a
+//! staged directory so an existing layout is never left half-updated.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
+use serde::Serialize;
+
+use crate::atomic::{self, StagedDir};
+use crate::digest::{self, HashingWriter, Sha256Digest};
+use crate::error;
+use crate::oci::json::canonical_json;
+
+/// The annotation that names an image in a layout's `index.json` (image-spec
+/// `annotations.md`): the tag in `oci:DIR:TAG`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The `oci-layout` file's contents (image-spec `image-layout.md`).
+pub const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// A reference to an image in a layout: `oci:PATH[:TAG]` or `PATH[:TAG]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The layout directory.
+    pub path: PathBuf,
+    /// The tag (`org.opencontainers.image.ref.name`), if given.
+    pub tag: Option<String>,
+}
+
+impl FromStr for ImageRef {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let rest = s.strip_prefix("oci:").unwrap_or(s);
+        if rest.is_empty() {
+            return Err(error::input(format!("`{s}` names no layout directory")));
+        }
+        // A tag never contains '/', so a ':' after the last '/' separates it.
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (path, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => {
+                let split = last_slash + i;
+                (&rest[..split], Some(&rest[split + 1..]))
+            }
+            None => (rest, None),
+        };
+        if let Some(tag) = tag {
+            validate_tag(tag)?;
+        }
+        Ok(ImageRef {
+            path: PathBuf::from(path),
+            tag: tag.map(str::to_owned),
+        })
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "oci:{}", self.path.display())?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a tag against the distribution spec's grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if first_ok && rest_ok && tag.len() <= 128 {
+        Ok(())
+    } else {
+        Err(error::input(format!(
+            "`{tag}` is not a valid tag: use letters, digits, `_`, `.` and `-`, \
+             starting with a letter, digit or `_`, at most 128 characters"
+        )))
+    }
+}
+
+/// An OCI layout opened for reading.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+    index: ImageIndex,
+}
+
+impl Layout {
+    /// Opens the layout at `root`: checks `oci-layout` and parses `index.json`.
+    pub fn open(root: &Path) -> Result<Layout> {
+        let marker = root.join("oci-layout");
+        let text = fs::read_to_string(&marker).map_err(|e| {
+            error::input(format!(
+                "{} is not an OCI image layout: cannot read {}: {e}",
+                root.display(),
+                marker.display()
+            ))
+        })?;
+        let version: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| error::input(format!("{}: invalid JSON: {e}", marker.display())))?;
+        if version.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
+            return Err(error::input(format!(
+                "{}: unsupported imageLayoutVersion (expected \"1.0.0\")",
+                marker.display()
+            )));
+        }
+        let index_path = root.join("index.json");
+        let bytes = fs::read(&index_path)
+            .map_err(|e| error::input(format!("cannot read {}: {e}", index_path.display())))?;
+        let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
+            error::input(format!(
+                "{}: not a valid OCI image index: {e}",
+                index_path.display()
+            ))
+        })?;
+        Ok(Layout {
+            root: root.to_path_buf(),
+            index,
+        })
+    }
+
+    /// The layout directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The parsed `index.json`.
+    pub fn index(&self) -> &ImageIndex {
+        &self.index
+    }
+
+    /// Where the blob with `digest` lives (whether or not it exists).
+    pub fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+        blob_path(&self.root, digest)
+    }
+
+    /// The tags of `index.json`'s entries, in order.
+    pub fn tags(&self) -> Vec<String> {
+        self.index
+            .manifests()
+            .iter()
+            .filter_map(|d| ref_name(d).map(str::to_owned))
+            .collect()
+    }
+
+    /// The `index.json` entry for `tag`; without a tag, the only entry. The error lists the
+    /// tags there are.
+    pub fn resolve(&self, tag: Option<&str>) -> Result<&Descriptor> {
+        let manifests = self.index.manifests();
+        let found = match tag {
+            Some(tag) => manifests.iter().find(|d| ref_name(d) == Some(tag)),
+            None if manifests.len() == 1 => manifests.first(),
+            None => None,
+        };
+        found.ok_or_else(|| {
+            let tags = self.tags();
+            let known = if tags.is_empty() {
+                "it has no tagged images".to_owned()
+            } else {
+                format!("its tags are: {}", tags.join(", "))
+            };
+            let what = match tag {
+                Some(tag) => format!("has no image tagged `{tag}`"),
+                None if manifests.is_empty() => "holds no image".to_owned(),
+                None => "holds several images; name one with oci:DIR:TAG".to_owned(),
+            };
+            error::input(format!("{} {what}; {known}", self.root.display()))
+        })
+    }
+
+    /// Reads a blob and checks its size and digest against `descriptor`.
+    pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
+        let digest = descriptor_digest(descriptor)?;
+        let path = self.blob_path(&digest);
+        let mut file = fs::File::open(&path).map_err(|e| {
+            error::input(format!(
+                "blob {digest} is missing from {}: {e}",
+                self.root.display()
+            ))
+        })?;
+        let mut bytes = Vec::new();
+        file.by_ref()
+            .take(descriptor.size().saturating_add(1))
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        check_blob(&bytes, descriptor, &path)?;
+        Ok(bytes)
+    }
+
+    /// Reads a JSON blob (manifest, index, config) and parses it.
+    pub fn read_json<T: serde::de::DeserializeOwned>(&self, descriptor: &Descriptor) -> Result<T> {
+        let bytes = self.read_blob(descriptor)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            error::input(format!(
+                "blob {} in {} is not a valid {}: {e}",
+                descriptor.digest(),
+                self.root.display(),
+                descriptor.media_type()
+            ))
+        })
+    }
+}
+
+/// The tag of an `index.json` entry.
+pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
+
+/// The descriptor's digest as a [`Sha256Digest`]; other algorithms are refused.
+pub fn descriptor_digest(descriptor: &Descriptor) -> Result<Sha256Digest> {
+    Sha256Digest::try_from(descriptor.digest()).map_err(|e| error::input(e.to_string()))
+}
+
+fn check_blob(bytes: &[u8], descriptor: &Descriptor, path: &Path) -> Result<()> {
+    if bytes.len() as u64 != descriptor.size() {
+        return Err(error::check_failed(format!(
+            "{}: size differs from its descriptor (expected {} bytes, found {}{})",
+            path.display(),
+            descriptor.size(),
+            bytes.len(),
+            if bytes.len() as u64 > descriptor.size() {
+                " or more"
+            } else {
+                ""
+            }
+        )));
+    }
+    let expected = descriptor_digest(descriptor)?;
+    let actual = Sha256Digest::of(bytes);
+    if actual != expected {
+        return Err(error::check_failed(format!(
+            "{}: sha256 differs from its descriptor (expected {}, found {})",
+            path.display(),
+            expected.hex(),
+            actual.hex()
+        )));
+    }
+    Ok(())
+}
+
+/// Where the blob with `digest` lives under a layout at `root`.
+pub fn blob_path(root: &Path, digest: &Sha256Digest) -> PathBuf {
+    root.join("blobs").join("sha256").join(digest.hex())
+}
+
+/// A layout being written in a staging directory beside its final place.
+///
+/// Blobs are content-addressed, so writing one that exists is a no-op. [`LayoutWriter::finish`]
+/// writes `oci-layout` and `index.json` and swaps the directory into place.
+pub struct LayoutWriter {
+    staged: StagedDir,
+}
+
+impl LayoutWriter {
+    /// Starts a new, empty layout that will replace `target`.
+    pub fn create(target: &Path) -> Result<LayoutWriter> {
+        let staged = StagedDir::new(target)?;
+        let blobs = staged.path().join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+        Ok(LayoutWriter { staged })
+    }
+
+    /// Starts from a copy of the existing layout `existing` (its blobs hard-linked where
+    /// possible), to add images while keeping the others.
+    pub fn update(existing: &Layout) -> Result<LayoutWriter> {
+        let writer = LayoutWriter::create(existing.root())?;
+        let source = existing.root().join("blobs").join("sha256");
+        if source.is_dir() {
+            for entry in fs::read_dir(&source)
+                .with_context(|| format!("cannot read {}", source.display()))?
+            {
+                let entry = entry.with_context(|| format!("cannot read {}", source.display()))?;
+                let dest = writer.blobs_dir().join(entry.file_name());
+                if fs::hard_link(entry.path(), &dest).is_err() {
+                    fs::copy(entry.path(), &dest)
+                        .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+                }
+            }
+        }
+        Ok(writer)
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.staged.path().join("blobs").join("sha256")
+    }
+
+    /// The staging directory (for tools that want to read the layout before it is final).
+    pub fn path(&self) -> &Path {
+        self.staged.path()
+    }
+
+    /// Writes `bytes` as a blob and returns its descriptor.
+    pub fn put_blob(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
+        let digest = Sha256Digest::of(bytes);
+        let path = blob_path(self.staged.path(), &digest);
+        if !path.exists() {
+            atomic::write_file(&path, bytes)?;
+        }
+        Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
+    }
+
+    /// Streams a blob through `write` (hashing as it goes) and returns its descriptor.
+    pub fn put_blob_with(
+        &self,
+        media_type: MediaType,
+        write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+    ) -> Result<Descriptor> {
+        let temp = tempfile::NamedTempFile::new_in(self.blobs_dir())
+            .context("cannot create a blob in the layout")?;
+        let mut writer = HashingWriter::new(std::io::BufWriter::new(temp.as_file()));
+        write(&mut writer)?;
+        let (digest, size, buffered) = writer.finish();
+        buffered
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("cannot write a blob")?;
+        let path = blob_path(self.staged.path(), &digest);
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(atomic::FILE_MODE))?;
+        temp.persist(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Descriptor::new(media_type, size, digest))
+    }
+
+    /// Writes a JSON document canonically as a blob; returns its descriptor and the bytes.
+    pub fn put_json<T: Serialize + ?Sized>(
+        &self,
+        media_type: MediaType,
+        document: &T,
+    ) -> Result<(Descriptor, Vec<u8>)> {
+        let bytes = canonical_json(document)?;
+        let descriptor = self.put_blob(media_type, &bytes)?;
+        Ok((descriptor, bytes))
+    }
+
+    /// Writes `oci-layout` and `index.json` and moves the layout into place.
+    pub fn finish(self, index: &ImageIndex) -> Result<()> {
+        let root = self.staged.path();
+        atomic::write_file(&root.join("oci-layout"), OCI_LAYOUT_FILE.as_bytes())?;
+        atomic::write_file(&root.join("index.json"), &canonical_json(index)?)?;
+        remove_unreferenced_tempfiles(&self.blobs_dir());
+        self.staged.commit()
+    }
+}
+
+fn remove_unreferenced_tempfiles(blobs: &Path) {
+    if let Ok(entries) = fs::read_dir(blobs) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Adds the `org.opencontainers.image.ref.name` annotation to a descriptor.
+pub fn with_ref_name(mut descriptor: Descriptor, tag: &str) -> Descriptor {
+    let mut annotations: HashMap<String, String> =
+        descriptor.annotations().clone().unwrap_or_default();
+    annotations.insert(REF_NAME.to_owned(), tag.to_owned());
+    descriptor.set_annotations(Some(annotations));
+    descriptor
+}
+
+/// Hashes a blob file on disk and compares it with `expected` (used by `verify`).
+pub fn blob_matches(path: &Path, expected: &Sha256Digest) -> Result<bool> {
+    Ok(digest::hash_file(path)?.0 == *expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::ImageIndexBuilder;
+
+    #[test]
+    fn parses_image_refs() {
+        let r: ImageRef = "oci:out/layout:v1".parse().unwrap();
+        assert_eq!(r.path, Path::new("out/layout"));
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        let r: ImageRef = "./a:b/layout".parse().unwrap();
+        assert_eq!(r.path, Path::new("./a:b/layout"));
+        assert_eq!(r.tag, None);
+        assert!("oci:dir:bad tag!".parse::<ImageRef>().is_err());
+        assert!("oci:".parse::<ImageRef>().is_err());
+    }
+
+    #[test]
+    fn writes_then_reads_and_detects_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("layout");
+        let writer = LayoutWriter::create(&target).unwrap();
+        let blob = writer.put_blob(MediaType::ImageConfig, b"{}").unwrap();
+        let streamed = writer
+            .put_blob_with(MediaType::ImageLayerGzip, |w| Ok(w.write_all(b"layer")?))
+            .unwrap();
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![with_ref_name(blob.clone(), "latest")])
+            .build()
+            .unwrap();
+        writer.finish(&index).unwrap();
+
+        let layout = Layout::open(&target).unwrap();
+        assert_eq!(layout.tags(), ["latest"]);
+        let d = layout.resolve(Some("latest")).unwrap();
+        assert_eq!(layout.read_blob(d).unwrap(), b"{}");
+        assert!(
+            layout
+                .resolve(Some("nope"))
+                .unwrap_err()
+                .to_string()
+                .contains("latest")
+        );
+        assert_eq!(
+            Sha256Digest::try_from(streamed.digest()).unwrap(),
+            Sha256Digest::of(b"layer")
+        );
+
+        fs::write(layout.blob_path(&descriptor_digest(d).unwrap()), b"[]").unwrap();
+        let err = layout.read_blob(d).unwrap_err();
+        assert_eq!(
+            crate::error::exit_kind(&err),
+            crate::error::ExitKind::CheckFailed
+        );
+    }
+}

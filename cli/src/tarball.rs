@@ -1,0 +1,361 @@
+//! Deterministic tar writing and safe tar reading, shared by layers, bundles and archives.
+//!
+//! Determinism lives here: one function builds every header (fixed mtime, uid/gid 0, no user
+//! or group names, fixed modes) and entries are always written sorted by path, with their
+//! parent directories implied. Safety lives here too: no entry path read from a tar may be
+//! absolute, contain `..`, or leave its destination.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Mode of regular files in every archive airlock writes.
+pub const FILE_MODE: u32 = 0o644;
+/// Mode of executables and directories.
+pub const EXEC_MODE: u32 = 0o755;
+
+/// Where an entry's bytes come from.
+#[derive(Debug, Clone)]
+pub enum Contents {
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+    /// A file on disk, streamed when written; its own mode and mtime are ignored.
+    File(PathBuf),
+}
+
+/// One entry of a [`TarBuilder`].
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A regular file.
+    File {
+        /// Its contents.
+        contents: Contents,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A directory.
+    Dir {
+        /// Its permission bits (0o1777 for `/tmp`).
+        mode: u32,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// The link target, written as is.
+        target: String,
+    },
+}
+
+/// Collects entries, then writes them sorted, with a header from [`header`] each.
+///
+/// Paths are relative (`etc/passwd`, `bin/app`); missing parent directories are added with
+/// mode 0755 so every extractor sees the same tree.
+#[derive(Debug, Default, Clone)]
+pub struct TarBuilder {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl TarBuilder {
+    /// An empty archive.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) an entry at `path`.
+    pub fn insert(&mut self, path: &str, entry: Entry) -> &mut Self {
+        let path = path.trim_start_matches("./").trim_matches('/').to_owned();
+        self.entries.insert(path, entry);
+        self
+    }
+
+    /// Adds a regular file from memory.
+    pub fn file(&mut self, path: &str, bytes: impl Into<Vec<u8>>, mode: u32) -> &mut Self {
+        self.insert(
+            path,
+            Entry::File {
+                contents: Contents::Bytes(bytes.into()),
+                mode,
+            },
+        )
+    }
+
+    /// Adds a regular file streamed from `source` when written.
+    pub fn file_from_disk(&mut self, path: &str, source: &Path, mode: u32) -> &mut Self {
+        self.insert(
+            path,
+            Entry::File {
+                contents: Contents::File(source.to_path_buf()),
+                mode,
+            },
+        )
+    }
+
+    /// Adds a directory.
+    pub fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
+        self.insert(path, Entry::Dir { mode })
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries with implied parent directories, in the order they are written.
+    fn complete_entries(&self) -> BTreeMap<String, Entry> {
+        let mut all = self.entries.clone();
+        for path in self.entries.keys() {
+            let mut parent = Path::new(path).parent();
+            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+                all.entry(dir.to_string_lossy().into_owned())
+                    .or_insert(Entry::Dir { mode: EXEC_MODE });
+                parent = dir.parent();
+            }
+        }
+        all
+    }
+
+    /// Writes the archive (with its end-of-archive blocks) to `out`; every header's mtime is
+    /// `mtime`.
+    pub fn write_to<W: Write>(&self, out: W, mtime: u64) -> Result<W> {
+        let mut builder = tar::Builder::new(out);
+        builder.mode(tar::HeaderMode::Deterministic);
+        for (path, entry) in self.complete_entries() {
+            match entry {
+                Entry::Dir { mode } => {
+                    let mut h = header(tar::EntryType::Directory, 0, mode, mtime);
+                    builder
+                        .append_data(&mut h, format!("{path}/"), io::empty())
+                        .with_context(|| format!("cannot add directory {path} to the archive"))?;
+                }
+                Entry::File { contents, mode } => match contents {
+                    Contents::Bytes(bytes) => {
+                        let mut h =
+                            header(tar::EntryType::Regular, bytes.len() as u64, mode, mtime);
+                        builder
+                            .append_data(&mut h, &path, bytes.as_slice())
+                            .with_context(|| format!("cannot add {path} to the archive"))?;
+                    }
+                    Contents::File(source) => {
+                        let file = File::open(&source)
+                            .with_context(|| format!("cannot open {}", source.display()))?;
+                        let len = file
+                            .metadata()
+                            .with_context(|| format!("cannot read {}", source.display()))?
+                            .len();
+                        let mut h = header(tar::EntryType::Regular, len, mode, mtime);
+                        builder
+                            .append_data(&mut h, &path, file.take(len))
+                            .with_context(|| {
+                                format!("cannot add {} to the archive", source.display())
+                            })?;
+                    }
+                },
+                Entry::Symlink { target } => {
+                    let mut h = header(tar::EntryType::Symlink, 0, 0o777, mtime);
+                    builder
+                        .append_link(&mut h, &path, &target)
+                        .with_context(|| format!("cannot add link {path} to the archive"))?;
+                }
+            }
+        }
+        builder.into_inner().context("cannot finish the archive")
+    }
+
+    /// The archive as bytes.
+    pub fn to_bytes(&self, mtime: u64) -> Result<Vec<u8>> {
+        self.write_to(Vec::new(), mtime)
+    }
+}
+
+/// The one header every entry airlock writes starts from: ustar, uid/gid 0, empty user and
+/// group names, the given mode and mtime.
+pub fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    // Empty names keep the host's user database out of the archive.
+    let _ = h.set_username("");
+    let _ = h.set_groupname("");
+    h
+}
+
+/// Why an entry path from an archive was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsafePath {
+    /// The path is absolute.
+    #[error("`{0}` is an absolute path")]
+    Absolute(String),
+    /// The path climbs with `..`.
+    #[error("`{0}` contains `..`")]
+    ParentDir(String),
+    /// The path is empty or only `.`.
+    #[error("an entry has an empty path")]
+    Empty,
+    /// The path is outside the prefix every entry must start with.
+    #[error("`{path}` is not under `{prefix}/`")]
+    OutsidePrefix {
+        /// The entry path.
+        path: String,
+        /// The required prefix.
+        prefix: String,
+    },
+}
+
+/// Checks an entry path read from an archive and returns it as a plain relative path, with
+/// `prefix` (if any) required as its first component and removed.
+///
+/// Refuses absolute paths, `..` anywhere, and paths outside `prefix`, so that joining the
+/// result to a destination directory cannot leave it.
+pub fn safe_entry_path(raw: &Path, prefix: Option<&str>) -> Result<PathBuf, UnsafePath> {
+    let shown = raw.to_string_lossy().into_owned();
+    let mut clean = PathBuf::new();
+    for component in raw.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(UnsafePath::ParentDir(shown)),
+            Component::RootDir | Component::Prefix(_) => return Err(UnsafePath::Absolute(shown)),
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(UnsafePath::Empty);
+    }
+    match prefix {
+        None => Ok(clean),
+        Some(prefix) => match clean.strip_prefix(prefix) {
+            Ok(rest) => Ok(rest.to_path_buf()),
+            Err(_) => Err(UnsafePath::OutsidePrefix {
+                path: shown,
+                prefix: prefix.to_owned(),
+            }),
+        },
+    }
+}
+
+/// A reader that fails once more than `limit` bytes have been read from it: bounds the
+/// expansion of compressed input (a decompression bomb stops with an error, not a full disk).
+pub struct LimitedReader<R> {
+    inner: R,
+    remaining: u64,
+    limit: u64,
+}
+
+impl<R: Read> LimitedReader<R> {
+    /// Wraps `inner`, allowing at most `limit` bytes.
+    pub fn new(inner: R, limit: u64) -> Self {
+        LimitedReader {
+            inner,
+            remaining: limit,
+            limit,
+        }
+    }
+}
+
+impl<R: Read> Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            // One more byte tells a stream that ends exactly at the limit from a longer one.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(format!(
+                    "expands beyond the limit of {} bytes",
+                    self.limit
+                ))),
+            };
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(bytes: &[u8]) -> Vec<(String, u32, u64, u64)> {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                    h.uid().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_sorted_with_parents_and_fixed_metadata() {
+        let mut b = TarBuilder::new();
+        b.file("usr/bin/app", b"bin".to_vec(), EXEC_MODE);
+        b.file("etc/passwd", b"root".to_vec(), FILE_MODE);
+        b.dir("tmp", 0o1777);
+        let bytes = b.to_bytes(1_700_000_000).unwrap();
+        let entries = listing(&bytes);
+        let paths: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "etc/",
+                "etc/passwd",
+                "tmp/",
+                "usr/",
+                "usr/bin/",
+                "usr/bin/app"
+            ]
+        );
+        assert!(entries.iter().all(|e| e.2 == 1_700_000_000 && e.3 == 0));
+        assert_eq!(entries[2].1, 0o1777);
+        // Insertion order does not matter.
+        let mut c = TarBuilder::new();
+        c.dir("tmp", 0o1777);
+        c.file("etc/passwd", b"root".to_vec(), FILE_MODE);
+        c.file("usr/bin/app", b"bin".to_vec(), EXEC_MODE);
+        assert_eq!(c.to_bytes(1_700_000_000).unwrap(), bytes);
+    }
+
+    #[test]
+    fn refuses_escaping_paths() {
+        assert!(matches!(
+            safe_entry_path(Path::new("/etc/passwd"), None),
+            Err(UnsafePath::Absolute(_))
+        ));
+        assert!(matches!(
+            safe_entry_path(Path::new("a/../../b"), None),
+            Err(UnsafePath::ParentDir(_))
+        ));
+        assert!(matches!(
+            safe_entry_path(Path::new("other-1.0/src/lib.rs"), Some("serde-1.0")),
+            Err(UnsafePath::OutsidePrefix { .. })
+        ));
+        assert_eq!(
+            safe_entry_path(Path::new("./serde-1.0/src/lib.rs"), Some("serde-1.0")).unwrap(),
+            Path::new("src/lib.rs")
+        );
+    }
+
+    #[test]
+    fn limited_reader_stops_bombs() {
+        let mut ok = LimitedReader::new(&[0u8; 10][..], 10);
+        assert_eq!(io::copy(&mut ok, &mut io::sink()).unwrap(), 10);
+        let mut bomb = LimitedReader::new(&[0u8; 11][..], 10);
+        assert!(io::copy(&mut bomb, &mut io::sink()).is_err());
+    }
+}

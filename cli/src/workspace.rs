@@ -1,0 +1,154 @@
+//! The user's Cargo workspace as airlock sees it: `cargo metadata`, the source date and
+//! revision from git, and the `[workspace.metadata.airlock]` settings.
+//!
+//! Never builds, fetches or writes anything.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use cargo_metadata::{Metadata, MetadataCommand, Package};
+
+use crate::process;
+
+/// A loaded workspace.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// What `cargo metadata --no-deps` said.
+    pub metadata: Metadata,
+}
+
+impl Workspace {
+    /// Loads the workspace containing `manifest_path` (or the current directory's).
+    ///
+    /// Uses `--no-deps`, which needs no network and no lockfile resolution.
+    pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
+        let mut cmd = MetadataCommand::new();
+        cmd.no_deps();
+        if let Some(path) = manifest_path {
+            cmd.manifest_path(path);
+        }
+        let metadata = cmd.exec().map_err(|e| {
+            let place = manifest_path
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the current directory".to_owned());
+            anyhow::anyhow!("cannot read the Cargo workspace at {place}: {e}")
+        })?;
+        Ok(Workspace { metadata })
+    }
+
+    /// The workspace root directory.
+    pub fn root(&self) -> &Path {
+        self.metadata.workspace_root.as_std_path()
+    }
+
+    /// The target directory (honours `CARGO_TARGET_DIR` and `build.target-dir`).
+    pub fn target_dir(&self) -> &Path {
+        self.metadata.target_directory.as_std_path()
+    }
+
+    /// airlock's own scratch and output directory, `target/airlock`.
+    pub fn airlock_dir(&self) -> PathBuf {
+        self.target_dir().join("airlock")
+    }
+
+    /// The workspace's `Cargo.lock`.
+    pub fn lockfile(&self) -> PathBuf {
+        self.root().join("Cargo.lock")
+    }
+
+    /// The workspace's member packages, sorted by name.
+    pub fn members(&self) -> Vec<&Package> {
+        let mut members = self.metadata.workspace_packages();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        members
+    }
+
+    /// The `[workspace.metadata.airlock]` table, or the default settings when absent.
+    pub fn airlock_metadata(&self) -> &serde_json::Value {
+        self.metadata
+            .workspace_metadata
+            .get("airlock")
+            .unwrap_or(&serde_json::Value::Null)
+    }
+
+    /// The source date: `SOURCE_DATE_EPOCH` if set, else the last commit's time, else 0.
+    pub fn source_date_epoch(&self) -> Result<u64> {
+        source_date_epoch(self.root())
+    }
+
+    /// The commit the workspace is at, when it is a git checkout.
+    pub fn git_revision(&self) -> Option<String> {
+        git_output(self.root(), &["rev-parse", "HEAD"])
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible-builds.org) if set, else the time of the last commit of
+/// the git checkout at `dir`, else 0 (outside git, every build gets the same timestamp).
+pub fn source_date_epoch(dir: &Path) -> Result<u64> {
+    if let Ok(value) = std::env::var("SOURCE_DATE_EPOCH") {
+        return value.trim().parse().map_err(|_| {
+            crate::error::input(format!(
+                "SOURCE_DATE_EPOCH is `{value}`, expected a whole number of seconds since 1970"
+            ))
+        });
+    }
+    Ok(git_output(dir, &["log", "-1", "--format=%ct"])
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Runs git in `dir` and returns its trimmed stdout, or None when git or the repo is missing.
+pub fn git_output(dir: &Path, args: &[&str]) -> Option<String> {
+    let output = process::run_captured(Command::new("git").arg("-C").arg(dir).args(args)).ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Formats a Unix timestamp as RFC 3339 UTC (`2024-01-02T03:04:05Z`), as OCI `created`
+/// fields want it.
+pub fn rfc3339(epoch: u64) -> String {
+    let days = (epoch / 86_400) as i64;
+    let secs = epoch % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Reads a JSON value's sub-table into a settings type, naming the table on error.
+pub fn parse_settings<T: serde::de::DeserializeOwned + Default>(
+    value: Option<&serde_json::Value>,
+    table: &str,
+) -> Result<T> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(T::default()),
+        Some(v) => serde_json::from_value(v.clone())
+            .with_context(|| format!("invalid `{table}` settings in Cargo.toml")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}

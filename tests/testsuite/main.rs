@@ -1,0 +1,7 @@
+//! End-to-end tests: the built `cargo-airlock` against fixture projects and real tools.
+//! One test binary with a module per command (one link step, as cargo and ripgrep do).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod inspect;
