@@ -1,5 +1,32 @@
-//! This repository's `cargo xtask`: wires the airlock library to airlock itself. No logic.
+//! This repository's `cargo xtask`: wires the airlock library to airlock itself. Each task
+//! lives in its own file; this file only reads the flags and calls it.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("usage: cargo xtask dist|bench (not wired yet)")
+mod bench;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  dist            airlock's own release: static binaries, archives, sums, SBOM, image, report
+  bench [NAME…]   run the benchmarks (all, or those named) and rewrite docs/BENCHMARKS.md";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
+        Some("dist") => Err(anyhow::anyhow!("`cargo xtask dist` is not wired yet")),
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
