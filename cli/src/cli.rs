@@ -94,7 +94,7 @@ pub enum Command {
     /// Verify vendored sources, bundles, SHA256SUMS or OCI layouts.
     Verify(VerifyArgs),
     /// Package static binaries as a scratch OCI image, without a container engine.
-    Image(ImageArgs),
+    Image(Box<ImageArgs>),
     /// Push an image or index from a layout to a registry.
     Push(PushArgs),
     /// Report image and binary sizes side by side; enforce size budgets.
@@ -258,8 +258,141 @@ pub struct VerifyArgs {
 /// `cargo airlock image`.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
+    /// How to build the binaries (`--bin` chooses the image's binaries, the first is the
+    /// entrypoint).
     #[command(flatten)]
-    pub targets: TargetArgs,
+    pub build: BuildArgs,
+    /// Package this prebuilt binary instead of building (repeatable; the architecture is read
+    /// from the ELF header, one image per architecture).
+    #[arg(long = "binary", value_name = "FILE", conflicts_with_all = ["packages", "bins"])]
+    pub binaries: Vec<PathBuf>,
+    /// Package dynamically linked binaries anyway (they will not start in a scratch image).
+    #[arg(long)]
+    pub allow_dynamic: bool,
+    /// The OCI layout directory to write or add to, `DIR` or `oci:DIR:TAG` [default:
+    /// target/airlock/image, or none when only --archive is given].
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<String>,
+    /// Also write the image as one tar (`oci-archive`, with a manifest.json for `docker load`).
+    #[arg(long, value_name = "FILE.tar")]
+    pub archive: Option<PathBuf>,
+    /// Tag of the image in the layout (repeatable) [default: the package version].
+    #[arg(short, long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Repository name the archive loads as [default: the package name].
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+    /// Layer compression [default: gzip].
+    #[arg(long, value_name = "gzip|zstd", value_parser = parse_compression)]
+    pub compression: Option<airlock::oci::layer::CompressionKind>,
+    /// Compression level [default: 9 for gzip, 19 for zstd].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub level: Option<i32>,
+    /// Add the essentials layer: /etc/passwd and /etc/group (nonroot 65532), CA certificates,
+    /// /tmp (tzdata only with --essential tzdata).
+    #[arg(long)]
+    pub essentials: bool,
+    /// Add one essential: passwd, ca-certs, tmp, tzdata (repeatable or comma separated).
+    #[arg(long = "essential", value_name = "ITEM", value_delimiter = ',', value_parser = parse_essential)]
+    pub essential: Vec<airlock::oci::essentials::Essential>,
+    /// CA bundle to put at /etc/ssl/certs/ca-certificates.crt [default: the host's].
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Time zone directory to copy to /usr/share/zoneinfo [default: the host's].
+    #[arg(long, value_name = "DIR")]
+    pub zoneinfo: Option<PathBuf>,
+    /// Entrypoint (repeat for arguments) [default: /usr/local/bin/<binary>].
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub entrypoint: Vec<String>,
+    /// Default arguments, `Cmd` (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory of the process.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Exposed port, PORT or PORT/tcp|udp|sctp (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<String>,
+    /// Label KEY=VALUE in the config (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Annotation KEY=VALUE on the manifest (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// User the process runs as [default: 65532:65532].
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+}
+
+fn parse_compression(text: &str) -> Result<airlock::oci::layer::CompressionKind, String> {
+    text.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+fn parse_essential(text: &str) -> Result<airlock::oci::essentials::Essential, String> {
+    text.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+impl ImageArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::oci::image::ImageOptions> {
+        use airlock::oci::settings::{EssentialsSetting, ImageSettings, parse_key_value};
+        use std::collections::BTreeMap;
+
+        let pairs = |values: &[String]| -> Result<Option<BTreeMap<String, String>>> {
+            if values.is_empty() {
+                return Ok(None);
+            }
+            values
+                .iter()
+                .map(|v| parse_key_value(v))
+                .collect::<Result<_>>()
+                .map(Some)
+        };
+        let non_empty = |values: &[String]| (!values.is_empty()).then(|| values.to_vec());
+        let mut tags = self.tags.clone();
+        let output = match &self.output {
+            Some(text) => {
+                let reference: airlock::oci::ImageRef = text.parse()?;
+                tags.extend(reference.tag);
+                Some(reference.path)
+            }
+            None => None,
+        };
+        let mut essentials = self.essential.clone();
+        if self.essentials {
+            essentials.extend(airlock::oci::essentials::Essential::DEFAULT_SET);
+        }
+        let settings = ImageSettings {
+            bins: non_empty(&self.build.bins),
+            targets: None,
+            repository: self.repository.clone(),
+            tags: non_empty(&tags),
+            entrypoint: non_empty(&self.entrypoint),
+            cmd: non_empty(&self.cmd),
+            env: pairs(&self.env)?,
+            workdir: self.workdir.clone(),
+            ports: non_empty(&self.ports),
+            labels: pairs(&self.labels)?,
+            annotations: pairs(&self.annotations)?,
+            user: self.user.clone(),
+            essentials: (!essentials.is_empty()).then_some(EssentialsSetting::Items(essentials)),
+            ca_bundle: self.ca_bundle.clone(),
+            zoneinfo: self.zoneinfo.clone(),
+            compression: self.compression,
+            level: self.level,
+        };
+        Ok(airlock::oci::image::ImageOptions {
+            build: self.build.to_options(global)?,
+            binaries: self.binaries.clone(),
+            allow_dynamic: self.allow_dynamic,
+            output,
+            archive: self.archive.clone(),
+            settings,
+        })
+    }
 }
 
 /// `cargo airlock push`.

@@ -39,7 +39,7 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
         Command::Doctor(_) => return Err(not_yet("doctor")),
         Command::Vendor(_) => return Err(not_yet("vendor")),
         Command::Verify(_) => return Err(not_yet("verify")),
-        Command::Image(_) => return Err(not_yet("image")),
+        Command::Image(args) => Box::new(airlock::oci::image::image(&args.to_options(g)?)?),
         Command::Push(_) => return Err(not_yet("push")),
         Command::Report(_) => return Err(not_yet("report")),
         Command::Dist(_) => return Err(not_yet("dist")),

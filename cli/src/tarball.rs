@@ -55,6 +55,9 @@ pub enum Entry {
 #[derive(Debug, Default, Clone)]
 pub struct TarBuilder {
     entries: BTreeMap<String, Entry>,
+    /// Numeric owners other than root (a home directory owned by its user); no names, so the
+    /// host's user database never enters the archive.
+    owners: BTreeMap<String, (u64, u64)>,
 }
 
 impl TarBuilder {
@@ -97,6 +100,13 @@ impl TarBuilder {
         self.insert(path, Entry::Dir { mode })
     }
 
+    /// Gives the entry at `path` the numeric owner `uid:gid` instead of `0:0`.
+    pub fn owner(&mut self, path: &str, uid: u64, gid: u64) -> &mut Self {
+        let path = path.trim_start_matches("./").trim_matches('/').to_owned();
+        self.owners.insert(path, (uid, gid));
+        self
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -122,17 +132,28 @@ impl TarBuilder {
         let mut builder = tar::Builder::new(out);
         builder.mode(tar::HeaderMode::Deterministic);
         for (path, entry) in self.complete_entries() {
+            let owned = |mut h: tar::Header| {
+                if let Some(&(uid, gid)) = self.owners.get(&path) {
+                    h.set_uid(uid);
+                    h.set_gid(gid);
+                }
+                h
+            };
             match entry {
                 Entry::Dir { mode } => {
-                    let mut h = header(tar::EntryType::Directory, 0, mode, mtime);
+                    let mut h = owned(header(tar::EntryType::Directory, 0, mode, mtime));
                     builder
                         .append_data(&mut h, format!("{path}/"), io::empty())
                         .with_context(|| format!("cannot add directory {path} to the archive"))?;
                 }
                 Entry::File { contents, mode } => match contents {
                     Contents::Bytes(bytes) => {
-                        let mut h =
-                            header(tar::EntryType::Regular, bytes.len() as u64, mode, mtime);
+                        let mut h = owned(header(
+                            tar::EntryType::Regular,
+                            bytes.len() as u64,
+                            mode,
+                            mtime,
+                        ));
                         builder
                             .append_data(&mut h, &path, bytes.as_slice())
                             .with_context(|| format!("cannot add {path} to the archive"))?;
@@ -144,7 +165,7 @@ impl TarBuilder {
                             .metadata()
                             .with_context(|| format!("cannot read {}", source.display()))?
                             .len();
-                        let mut h = header(tar::EntryType::Regular, len, mode, mtime);
+                        let mut h = owned(header(tar::EntryType::Regular, len, mode, mtime));
                         builder
                             .append_data(&mut h, &path, file.take(len))
                             .with_context(|| {
@@ -323,6 +344,14 @@ mod tests {
         );
         assert!(entries.iter().all(|e| e.2 == 1_700_000_000 && e.3 == 0));
         assert_eq!(entries[2].1, 0o1777);
+        let mut owned = b.clone();
+        owned
+            .dir("home/nonroot", 0o700)
+            .owner("home/nonroot", 65532, 65532);
+        let entries = listing(&owned.to_bytes(1_700_000_000).unwrap());
+        let home = entries.iter().find(|e| e.0 == "home/nonroot/").unwrap();
+        assert_eq!((home.1, home.3), (0o700, 65532));
+        assert!(entries.iter().any(|e| e.0 == "home/" && e.3 == 0));
         // Insertion order does not matter.
         let mut c = TarBuilder::new();
         c.dir("tmp", 0o1777);

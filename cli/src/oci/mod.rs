@@ -3,8 +3,15 @@
 //!
 //! `oci` never touches the network (that is `registry`) and never runs a container engine.
 
+pub mod archive;
+pub mod document;
+pub mod essentials;
+pub mod image;
 pub mod json;
+pub mod layer;
 pub mod layout;
+pub mod prune;
+pub mod settings;
 
 pub use json::canonical_json;
 pub use layout::{ImageRef, Layout, LayoutWriter};

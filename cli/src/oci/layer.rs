@@ -1,0 +1,237 @@
+//! Image layers: a deterministic tar from [`TarBuilder`], compressed with gzip or zstd, written
+//! as a blob while both the compressed digest (the descriptor) and the uncompressed one (the
+//! config's `diff_id`, image-spec `config.md` "layer DiffID") are computed in the same pass.
+
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use oci_spec::image::{Descriptor, MediaType};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{HashingWriter, Sha256Digest};
+use crate::error;
+use crate::oci::layout::{LayoutWriter, descriptor_digest};
+use crate::tarball::TarBuilder;
+
+/// How layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionKind {
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`: every client reads it.
+    #[default]
+    Gzip,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd`: smaller and faster to unpack; needs
+    /// a recent client (containerd 1.5, podman 3, Docker 23).
+    Zstd,
+}
+
+impl CompressionKind {
+    /// The level chosen for size: gzip 9 (zlib's best), zstd 19 (`zstd -19`, the highest
+    /// level that needs no `--ultra` memory on the unpacking side).
+    pub fn default_level(self) -> i32 {
+        match self {
+            CompressionKind::Gzip => 9,
+            CompressionKind::Zstd => 19,
+        }
+    }
+
+    /// The levels the compressor accepts.
+    pub fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            CompressionKind::Gzip => 0..=9,
+            CompressionKind::Zstd => 1..=22,
+        }
+    }
+
+    /// The layer media type.
+    pub fn media_type(self) -> MediaType {
+        match self {
+            CompressionKind::Gzip => MediaType::ImageLayerGzip,
+            CompressionKind::Zstd => MediaType::ImageLayerZstd,
+        }
+    }
+}
+
+impl fmt::Display for CompressionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompressionKind::Gzip => "gzip",
+            CompressionKind::Zstd => "zstd",
+        })
+    }
+}
+
+impl FromStr for CompressionKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gzip" | "gz" => Ok(CompressionKind::Gzip),
+            "zstd" | "zst" => Ok(CompressionKind::Zstd),
+            other => Err(error::input(format!(
+                "unknown compression `{other}`: use gzip or zstd"
+            ))),
+        }
+    }
+}
+
+/// A compression and its level, checked against the levels the compressor accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Compression {
+    /// gzip or zstd.
+    pub kind: CompressionKind,
+    /// The level.
+    pub level: i32,
+}
+
+impl Compression {
+    /// `kind` at `level`, or at its default level when `level` is None.
+    pub fn new(kind: CompressionKind, level: Option<i32>) -> Result<Compression> {
+        let level = level.unwrap_or_else(|| kind.default_level());
+        let levels = kind.levels();
+        if !levels.contains(&level) {
+            return Err(error::input(format!(
+                "compression level {level} is out of range for {kind} (use {} to {})",
+                levels.start(),
+                levels.end()
+            )));
+        }
+        Ok(Compression { kind, level })
+    }
+
+    /// Compresses everything `write` produces into `out`.
+    fn compress(
+        self,
+        out: &mut dyn Write,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        match self.kind {
+            CompressionKind::Gzip => {
+                // No file name and mtime 0 in the gzip header: the bytes depend only on the
+                // input (RFC 1952 section 2.3).
+                let level = flate2::Compression::new(self.level as u32);
+                let mut encoder = flate2::GzBuilder::new().mtime(0).write(out, level);
+                write(&mut encoder)?;
+                encoder.finish().context("cannot finish the gzip stream")?;
+            }
+            CompressionKind::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(out, self.level)
+                    .context("cannot start the zstd compressor")?;
+                encoder
+                    .include_checksum(true)
+                    .context("cannot configure the zstd compressor")?;
+                write(&mut encoder)?;
+                encoder.finish().context("cannot finish the zstd stream")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -{}", self.kind, self.level)
+    }
+}
+
+/// A layer written to a layout.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The descriptor of the compressed blob (goes in the manifest).
+    pub descriptor: Descriptor,
+    /// The digest of the uncompressed tar (goes in the config's `rootfs.diff_ids`).
+    pub diff_id: Sha256Digest,
+    /// The size of the uncompressed tar.
+    pub uncompressed_size: u64,
+}
+
+impl Layer {
+    /// The compressed blob's digest.
+    pub fn digest(&self) -> Result<Sha256Digest> {
+        descriptor_digest(&self.descriptor)
+    }
+}
+
+/// Writes `tar` (every header's mtime `mtime`) compressed as a blob of `layout`.
+pub fn write_layer(
+    layout: &LayoutWriter,
+    tar: &TarBuilder,
+    mtime: u64,
+    compression: Compression,
+) -> Result<Layer> {
+    let mut uncompressed = None;
+    let descriptor = layout.put_blob_with(compression.kind.media_type(), |out| {
+        compression.compress(out, |compressed| {
+            let hashing = tar.write_to(HashingWriter::new(compressed), mtime)?;
+            let (diff_id, size, _) = hashing.finish();
+            uncompressed = Some((diff_id, size));
+            Ok(())
+        })
+    })?;
+    let (diff_id, uncompressed_size) =
+        uncompressed.context("the layer was written without its tar stream")?;
+    Ok(Layer {
+        descriptor,
+        diff_id,
+        uncompressed_size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sample() -> TarBuilder {
+        let mut tar = TarBuilder::new();
+        tar.file("usr/local/bin/app", vec![7u8; 100_000], 0o755);
+        tar
+    }
+
+    #[test]
+    fn layers_decompress_to_the_diff_id_and_are_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = LayoutWriter::create(&dir.path().join("layout")).unwrap();
+        for kind in [CompressionKind::Gzip, CompressionKind::Zstd] {
+            let compression = Compression::new(kind, None).unwrap();
+            let layer = write_layer(&layout, &sample(), 1_700_000_000, compression).unwrap();
+            let again = write_layer(&layout, &sample(), 1_700_000_000, compression).unwrap();
+            assert_eq!(layer.descriptor, again.descriptor);
+            assert_eq!(layer.descriptor.media_type(), &kind.media_type());
+
+            let blob = std::fs::read(crate::oci::layout::blob_path(
+                layout.path(),
+                &layer.digest().unwrap(),
+            ))
+            .unwrap();
+            assert_eq!(blob.len() as u64, layer.descriptor.size());
+            let mut tar = Vec::new();
+            match kind {
+                CompressionKind::Gzip => {
+                    flate2::read::GzDecoder::new(blob.as_slice())
+                        .read_to_end(&mut tar)
+                        .unwrap();
+                }
+                CompressionKind::Zstd => {
+                    tar = zstd::decode_all(blob.as_slice()).unwrap();
+                }
+            }
+            assert_eq!(tar, sample().to_bytes(1_700_000_000).unwrap());
+            assert_eq!(Sha256Digest::of(&tar), layer.diff_id);
+            assert_eq!(tar.len() as u64, layer.uncompressed_size);
+        }
+    }
+
+    #[test]
+    fn levels_are_checked() {
+        assert!(Compression::new(CompressionKind::Gzip, Some(10)).is_err());
+        assert!(Compression::new(CompressionKind::Zstd, Some(0)).is_err());
+        assert_eq!(
+            Compression::new(CompressionKind::Zstd, None).unwrap().level,
+            19
+        );
+        assert!("brotli".parse::<CompressionKind>().is_err());
+    }
+}
