@@ -406,9 +406,68 @@ pub struct PushArgs {
 /// `cargo airlock report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The image layout to report on.
+    /// The image to report on: `oci:PATH[:TAG]` or a layout directory (default: the layout
+    /// `cargo airlock image` writes, target/airlock/image).
     #[arg(value_name = "LAYOUT")]
     pub layout: Option<String>,
+    /// Measure this binary instead of the image's entrypoint (or largest executable).
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// Also measure this image layout and compare (repeatable): `oci:PATH[:TAG]`.
+    #[arg(long, value_name = "LAYOUT")]
+    pub compare: Vec<String>,
+    /// Fail (exit 1) when a platform's compressed image is larger, e.g. `5MiB`, `800KB`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub budget: Option<u64>,
+    /// An earlier `report --format json` to compare with.
+    #[arg(long, value_name = "OLD.json")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: fail (exit 1) when the compressed image grew more, e.g. `5%` or
+    /// `100KiB`.
+    #[arg(long, value_name = "LIMIT", requires = "baseline", value_parser = parse_growth)]
+    pub max_growth: Option<airlock::report::MaxGrowth>,
+    /// Also write the comparison as an SVG bar chart to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Append the Markdown report to $GITHUB_STEP_SUMMARY when it is set.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    airlock::render::parse_bytes(text)
+}
+
+fn parse_growth(text: &str) -> std::result::Result<airlock::report::MaxGrowth, String> {
+    text.parse()
+}
+
+impl ReportArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::report::ReportOptions> {
+        let image = |text: &str| -> Result<airlock::oci::ImageRef> { text.parse() };
+        Ok(airlock::report::ReportOptions {
+            manifest_path: global.manifest_path.clone(),
+            image: self.layout.as_deref().map(image).transpose()?,
+            binary: self.binary.clone(),
+            compare: self
+                .compare
+                .iter()
+                .map(|c| image(c))
+                .collect::<Result<_>>()?,
+            budget: self.budget,
+            baseline: self.baseline.clone(),
+            max_growth: self.max_growth,
+            svg_file: self.svg.clone(),
+            summary_file: if self.summary {
+                std::env::var_os("GITHUB_STEP_SUMMARY")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            } else {
+                None
+            },
+        })
+    }
 }
 
 /// `cargo airlock dist`.

@@ -41,7 +41,7 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
         Command::Verify(_) => return Err(not_yet("verify")),
         Command::Image(args) => Box::new(airlock::oci::image::image(&args.to_options(g)?)?),
         Command::Push(_) => return Err(not_yet("push")),
-        Command::Report(_) => return Err(not_yet("report")),
+        Command::Report(args) => Box::new(airlock::report::report(&args.to_options(g)?)?),
         Command::Dist(_) => return Err(not_yet("dist")),
         Command::Init(_) => return Err(not_yet("init")),
     })

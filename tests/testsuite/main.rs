@@ -6,3 +6,4 @@ mod support;
 
 mod image;
 mod inspect;
+mod report;

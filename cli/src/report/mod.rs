@@ -1,2 +1,306 @@
 //! `cargo airlock report`: image and binary sizes side by side, and size budgets for CI.
-//! Reads layouts and binaries; never builds or pushes.
+//!
+//! For each platform of an image in a layout: what a pull transfers (manifest, config,
+//! layers), the layers decompressed and what they hold, the binary before and after
+//! stripping and compressed, and a comparison with the same binary on reference base images
+//! (published figures), other layouts (measured), the other layer codec, and a glibc build.
+//! Rendered as a table, JSON (a versioned schema), Markdown or an SVG bar chart.
+//!
+//! `report` reads layouts and binaries; it never pulls or pushes, and builds only for
+//! `--with-gnu`.
+
+pub mod bases;
+pub mod binary;
+pub mod checks;
+pub mod measure;
+pub mod model;
+mod render;
+pub mod schema;
+pub mod strip;
+mod svg;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+pub use checks::MaxGrowth;
+pub use model::*;
+
+use crate::error::{self, ExitKind};
+use crate::oci::layout::ImageRef;
+use measure::{Depth, MeasuredImage, MeasuredPlatform, measure_image};
+
+/// Options of `cargo airlock report`.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// The workspace's `Cargo.toml` (finds the default layout and, for `--with-gnu`, what to
+    /// build).
+    pub manifest_path: Option<PathBuf>,
+    /// The image; default: the layout `cargo airlock image` writes.
+    pub image: Option<ImageRef>,
+    /// Measure this binary instead of the one found in the image.
+    pub binary: Option<PathBuf>,
+    /// Other layouts to measure and compare with.
+    pub compare: Vec<ImageRef>,
+    /// Fail when a platform's compressed size is larger.
+    pub budget: Option<u64>,
+    /// An earlier `--format json` report to compare with.
+    pub baseline: Option<PathBuf>,
+    /// Fail when the compressed size grew more than this against the baseline.
+    pub max_growth: Option<MaxGrowth>,
+    /// Also write the SVG chart here.
+    pub svg_file: Option<PathBuf>,
+    /// Append the Markdown rendering to this file (`$GITHUB_STEP_SUMMARY`).
+    pub summary_file: Option<PathBuf>,
+}
+
+/// Where `cargo airlock image` writes its layout: `target/airlock/image`.
+pub fn default_layout(manifest_path: Option<&std::path::Path>) -> Result<PathBuf> {
+    let workspace = crate::workspace::Workspace::load(manifest_path)?;
+    Ok(workspace.airlock_dir().join("image"))
+}
+
+/// `cargo airlock report`.
+pub fn report(options: &ReportOptions) -> Result<SizeReport> {
+    if options.max_growth.is_some() && options.baseline.is_none() {
+        return Err(error::input(
+            "--max-growth needs --baseline OLD.json (an earlier `cargo airlock report --format json`)",
+        ));
+    }
+    // Read the baseline first: a wrong one should fail before minutes of measuring.
+    let baseline = options
+        .baseline
+        .as_deref()
+        .map(checks::load_baseline)
+        .transpose()?;
+    let image = match &options.image {
+        Some(image) => image.clone(),
+        None => ImageRef {
+            path: default_layout(options.manifest_path.as_deref())?,
+            tag: None,
+        },
+    };
+    crate::progress::status("Measuring", &image);
+    let measured = measure_image(
+        &image,
+        Depth {
+            recompress: true,
+            binary: options.binary.is_none(),
+        },
+    )?;
+    let given_binary = options
+        .binary
+        .as_deref()
+        .map(binary::measure_binary_file)
+        .transpose()?;
+    let mut compared = Vec::with_capacity(options.compare.len());
+    for other in &options.compare {
+        crate::progress::status("Measuring", other);
+        compared.push(measure_image(
+            other,
+            Depth {
+                recompress: false,
+                binary: false,
+            },
+        )?);
+    }
+    let bases = bases::reference_bases()?;
+
+    let mut platforms = Vec::with_capacity(measured.platforms.len());
+    for platform in &measured.platforms {
+        let mut report = platform.report.clone();
+        report.binary = match (&given_binary, &platform.binary) {
+            (Some(given), _) => Some(given.clone()),
+            (None, Some((path, source, bytes))) => {
+                Some(binary::measure_binary(path, *source, bytes)?)
+            }
+            (None, None) => None,
+        };
+        report.comparisons = comparisons(&measured, platform, &bases, &compared);
+        platforms.push(report);
+    }
+
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let budgets = match options.budget {
+        Some(limit) => checks::check_budget(&platforms, limit, &mut problems),
+        None => Vec::new(),
+    };
+    let growth = match (&baseline, &options.baseline) {
+        (Some(old), Some(path)) => checks::check_growth(
+            &platforms,
+            old,
+            &path.display().to_string(),
+            options.max_growth,
+            &mut problems,
+            &mut notes,
+        ),
+        _ => Vec::new(),
+    };
+    for platform in &platforms {
+        if platform.binary.is_none() {
+            notes.push(format!(
+                "{}: no executable ELF file in the layers; name one with --binary FILE",
+                platform.platform
+            ));
+        }
+    }
+
+    let report = SizeReport {
+        schema_version: SCHEMA_VERSION,
+        image: measured.reference.clone(),
+        digest: measured.digest.to_string(),
+        media_type: measured.media_type.clone(),
+        index_size: measured.index_size,
+        platforms,
+        budgets,
+        growth,
+        baseline: options.baseline.as_ref().map(|p| p.display().to_string()),
+        notes,
+        problems,
+    };
+    write_outputs(&report, options)?;
+    Ok(report)
+}
+
+/// `--svg FILE` and `--summary`.
+fn write_outputs(report: &SizeReport, options: &ReportOptions) -> Result<()> {
+    if let Some(path) = &options.svg_file {
+        crate::atomic::write_file(path, svg::chart(report).as_bytes())?;
+        crate::progress::status("Wrote", path.display());
+    }
+    if let Some(path) = &options.summary_file {
+        // The step summary is appended to by every step of a job, so append, never replace.
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the step summary {}", path.display()))?;
+        file.write_all(render::markdown(report).as_bytes())
+            .with_context(|| format!("cannot append to {}", path.display()))?;
+        crate::progress::status(
+            "Appended",
+            format!("the Markdown report to {}", path.display()),
+        );
+    }
+    Ok(())
+}
+
+/// The comparison rows of one platform.
+fn comparisons(
+    image: &MeasuredImage,
+    platform: &MeasuredPlatform,
+    bases: &[bases::BaseImage],
+    compared: &[MeasuredImage],
+) -> Vec<Comparison> {
+    let p = &platform.report;
+    let mut rows = Vec::new();
+    let codecs: Vec<Codec> = p.layers.iter().map(|l| l.codec).collect();
+    let uniform = codecs
+        .first()
+        .copied()
+        .filter(|c| codecs.iter().all(|x| x == c));
+    let codec_name = match uniform {
+        Some(Codec::Gzip) => "gzip layers",
+        Some(Codec::Zstd) => "zstd layers",
+        Some(Codec::None) => "uncompressed layers",
+        None if codecs.is_empty() => "no layers",
+        None => "mixed layers",
+    };
+    rows.push(Comparison {
+        label: format!("this image ({codec_name})"),
+        kind: ComparisonKind::Image,
+        compressed: p.compressed,
+        uncompressed: Some(p.uncompressed),
+        approximate: false,
+        digest: Some(p.manifest_digest.clone()),
+        source: Some(image.reference.clone()),
+    });
+    let documents = p.manifest_size + p.config_size;
+    for (codec, label, pick) in [
+        (
+            Codec::Gzip,
+            "same layers, gzip -9",
+            (|l: &LayerReport| l.gzip) as fn(&LayerReport) -> Option<u64>,
+        ),
+        (Codec::Zstd, "same layers, zstd -19", |l: &LayerReport| {
+            l.zstd
+        }),
+    ] {
+        if uniform == Some(codec) || p.layers.is_empty() {
+            continue;
+        }
+        if let Some(total) = p.layers.iter().map(pick).sum::<Option<u64>>() {
+            rows.push(Comparison {
+                label: label.to_owned(),
+                kind: ComparisonKind::Codec,
+                compressed: documents + total,
+                uncompressed: Some(p.uncompressed),
+                approximate: false,
+                digest: None,
+                source: Some("recompressed in process".to_owned()),
+            });
+        }
+    }
+    for base in bases {
+        let Some((arch, figure)) = base.for_architecture(&platform.architecture) else {
+            continue;
+        };
+        let on = if arch == platform.architecture {
+            String::new()
+        } else {
+            format!(", {arch} figure")
+        };
+        rows.push(Comparison {
+            label: format!("same layers on {}{on}", base.name),
+            kind: ComparisonKind::ReferenceBase,
+            compressed: figure.compressed + p.compressed,
+            uncompressed: None,
+            approximate: base.approximate,
+            digest: base.digest_for(figure),
+            source: Some(format!("{}: {} ({})", base.tag, base.source, base.date)),
+        });
+    }
+    for other in compared {
+        let chosen = other
+            .platforms
+            .iter()
+            .find(|o| o.architecture == platform.architecture)
+            .or_else(|| other.platforms.first());
+        if let Some(o) = chosen {
+            rows.push(Comparison {
+                label: format!("{} ({})", other.reference, o.report.platform),
+                kind: ComparisonKind::Layout,
+                compressed: o.report.compressed,
+                uncompressed: Some(o.report.uncompressed),
+                approximate: false,
+                digest: Some(o.report.manifest_digest.clone()),
+                source: Some("measured".to_owned()),
+            });
+        }
+    }
+    rows
+}
+
+impl crate::render::CommandReport for SizeReport {
+    fn human(&self) -> String {
+        render::human(self)
+    }
+
+    fn markdown(&self) -> Option<String> {
+        Some(render::markdown(self))
+    }
+
+    fn svg(&self) -> Option<String> {
+        Some(svg::chart(self))
+    }
+
+    fn exit_kind(&self) -> ExitKind {
+        if self.problems.is_empty() {
+            ExitKind::Ok
+        } else {
+            ExitKind::CheckFailed
+        }
+    }
+}

@@ -1,0 +1,771 @@
+//! Measures images in OCI layouts: each platform's manifest, config and layers as stored
+//! (what a pull transfers), each layer decompressed and read as a tar stream (uncompressed
+//! size, entries, largest files, optionally recompressed with the other codec), and the
+//! binary the image runs.
+//!
+//! Every blob is streamed and checked against its descriptor's size and digest while it is
+//! read, so the figures are those of the bytes on disk and a tampered layout is an error.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use sha2::{Digest as _, Sha256};
+
+use super::model::{Codec, FileEntry, LayerReport, PlatformReport};
+use crate::digest::Sha256Digest;
+use crate::error;
+use crate::oci::layout::{self, ImageRef, Layout};
+
+/// `gzip -9`, the level the report's gzip figures use.
+pub const GZIP_LEVEL: u32 = 9;
+/// `zstd -19`, the level the report's zstd figures use.
+pub const ZSTD_LEVEL: i32 = 19;
+/// How many of a layer's largest files the report lists.
+const LARGEST_FILES: usize = 5;
+/// The largest binary the report reads into memory.
+const MAX_BINARY: u64 = 2 << 30;
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Depth {
+    /// Recompress every layer with the other codec (gzip -9 / zstd -19).
+    pub recompress: bool,
+    /// Find the binary the image runs and read it.
+    pub binary: bool,
+}
+
+/// An image measured in a layout.
+#[derive(Debug)]
+pub struct MeasuredImage {
+    /// `oci:PATH[:TAG]`.
+    pub reference: String,
+    /// The digest of its `index.json` entry.
+    pub digest: Sha256Digest,
+    /// The entry's media type.
+    pub media_type: String,
+    /// The index document's size, for a multi-platform image.
+    pub index_size: Option<u64>,
+    /// The platforms, in index order.
+    pub platforms: Vec<MeasuredPlatform>,
+}
+
+/// One platform of a measured image.
+#[derive(Debug)]
+pub struct MeasuredPlatform {
+    /// The figures (binary and comparisons not filled in).
+    pub report: PlatformReport,
+    /// The OCI architecture (`amd64`, `arm64`).
+    pub architecture: String,
+    /// The binary found in the layers: its path in the image, how it was chosen, its bytes.
+    pub binary: Option<(String, super::model::BinarySource, Vec<u8>)>,
+}
+
+/// Opens `image` and measures every platform in it.
+pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
+    let layout = Layout::open(&image.path)?;
+    let top = layout.resolve(image.tag.as_deref())?.clone();
+    let digest = layout::descriptor_digest(&top)?;
+    let media_type = top.media_type().to_string();
+    let reference = image.to_string();
+    let (index_size, manifests) = if is_index(&media_type) {
+        let index: ImageIndex = layout.read_json(&top)?;
+        let manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| !is_attestation(d))
+            .cloned()
+            .collect();
+        if manifests.is_empty() {
+            return Err(error::input(format!(
+                "{reference}: the index {digest} lists no image manifest"
+            )));
+        }
+        (Some(top.size()), manifests)
+    } else if is_manifest(&media_type) {
+        (None, vec![top.clone()])
+    } else {
+        return Err(error::input(format!(
+            "{reference}: `index.json` points at a {media_type}, not an image manifest or index"
+        )));
+    };
+    let mut platforms = Vec::with_capacity(manifests.len());
+    for descriptor in &manifests {
+        platforms.push(
+            measure_platform(&layout, descriptor, depth)
+                .with_context(|| format!("measuring {reference}"))?,
+        );
+    }
+    Ok(MeasuredImage {
+        reference,
+        digest,
+        media_type,
+        index_size,
+        platforms,
+    })
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.index.v1+json"
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+fn is_manifest(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.manifest.v1+json"
+        || media_type == "application/vnd.docker.distribution.manifest.v2+json"
+}
+
+/// BuildKit's provenance and SBOM manifests ride in the index as `unknown/unknown`
+/// platforms; they are not images anyone pulls to run.
+fn is_attestation(descriptor: &Descriptor) -> bool {
+    let annotated = descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get("vnd.docker.reference.type"))
+        .is_some_and(|t| t == "attestation-manifest");
+    let unknown = descriptor
+        .platform()
+        .as_ref()
+        .is_some_and(|p| p.os().to_string() == "unknown");
+    annotated || unknown
+}
+
+fn measure_platform(
+    layout: &Layout,
+    descriptor: &Descriptor,
+    depth: Depth,
+) -> Result<MeasuredPlatform> {
+    let media_type = descriptor.media_type().to_string();
+    if is_index(&media_type) {
+        return Err(error::input(format!(
+            "{} is an index inside an index; airlock reports on one level of platforms",
+            descriptor.digest()
+        )));
+    }
+    let manifest: ImageManifest = layout.read_json(descriptor)?;
+    let config: ImageConfiguration = layout.read_json(manifest.config())?;
+    let platform = platform_name(descriptor, &config);
+    let diff_ids = config.rootfs().diff_ids();
+    let mut layers = Vec::with_capacity(manifest.layers().len());
+    let mut scans = Vec::with_capacity(manifest.layers().len());
+    for (position, layer) in manifest.layers().iter().enumerate() {
+        let scan = scan_layer(layout, layer, depth.recompress)?;
+        if let Some(expected) = diff_ids.get(position) {
+            if *expected != scan.diff_id.to_string() {
+                crate::progress::warn(format!(
+                    "{platform}: layer {} ({}) decompresses to {}, but the config's diff_id is {expected}",
+                    position + 1,
+                    layer.digest(),
+                    scan.diff_id
+                ));
+            }
+        }
+        layers.push(LayerReport {
+            digest: layer.digest().to_string(),
+            media_type: layer.media_type().to_string(),
+            codec: scan.codec,
+            compressed: layer.size(),
+            uncompressed: scan.uncompressed,
+            gzip: scan.gzip,
+            zstd: scan.zstd,
+            entries: scan.entries,
+            files: scan.files,
+            largest: scan.largest.clone(),
+        });
+        scans.push(scan);
+    }
+    let compressed = descriptor.size()
+        + manifest.config().size()
+        + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+    let uncompressed = layers.iter().map(|l| l.uncompressed).sum();
+    let binary = if depth.binary {
+        find_binary(layout, manifest.layers(), &scans, &config)?
+    } else {
+        None
+    };
+    Ok(MeasuredPlatform {
+        report: PlatformReport {
+            platform,
+            manifest_digest: descriptor.digest().to_string(),
+            manifest_size: descriptor.size(),
+            config_digest: manifest.config().digest().to_string(),
+            config_size: manifest.config().size(),
+            compressed,
+            uncompressed,
+            layers,
+            binary: None,
+            comparisons: Vec::new(),
+        },
+        architecture: config.architecture().to_string(),
+        binary,
+    })
+}
+
+fn platform_name(descriptor: &Descriptor, config: &ImageConfiguration) -> String {
+    let (os, arch, variant) = match descriptor.platform() {
+        Some(p) => (
+            p.os().to_string(),
+            p.architecture().to_string(),
+            p.variant().clone(),
+        ),
+        None => (
+            config.os().to_string(),
+            config.architecture().to_string(),
+            config.variant().clone(),
+        ),
+    };
+    match variant {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
+    }
+}
+
+/// The codec of a layer media type (OCI and Docker names).
+pub fn codec_of(media_type: &str) -> Option<Codec> {
+    if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") {
+        Some(Codec::Gzip)
+    } else if media_type.ends_with("+zstd") {
+        Some(Codec::Zstd)
+    } else if media_type.ends_with(".tar") || media_type.ends_with(".tar.v1") {
+        Some(Codec::None)
+    } else {
+        None
+    }
+}
+
+/// What a layer holds, read in one pass.
+#[derive(Debug)]
+struct LayerScan {
+    codec: Codec,
+    uncompressed: u64,
+    diff_id: Sha256Digest,
+    gzip: Option<u64>,
+    zstd: Option<u64>,
+    entries: u64,
+    files: u64,
+    largest: Vec<FileEntry>,
+    nodes: Vec<(String, Node)>,
+}
+
+/// A tar entry, as far as finding the binary is concerned.
+#[derive(Debug, Clone)]
+enum Node {
+    File {
+        size: u64,
+        elf_executable: bool,
+    },
+    Symlink(String),
+    /// `.wh.NAME`: deletes NAME from the layers below.
+    Whiteout,
+    /// `.wh..wh..opq`: deletes the directory's contents from the layers below.
+    Opaque,
+    Other,
+}
+
+/// Reads a blob file through a SHA-256 hasher and a byte counter.
+struct CheckedBlob {
+    inner: BufReader<File>,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl Read for CheckedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Counts the bytes written into it.
+#[derive(Default)]
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A compressor whose output is only counted.
+enum Recompressor {
+    Gzip(flate2::write::GzEncoder<Counter>),
+    Zstd(zstd::stream::write::Encoder<'static, Counter>),
+}
+
+impl Recompressor {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Recompressor::Gzip(w) => w.write_all(bytes),
+            Recompressor::Zstd(w) => w.write_all(bytes),
+        }
+    }
+    fn finish(self) -> io::Result<(Codec, u64)> {
+        Ok(match self {
+            Recompressor::Gzip(w) => (Codec::Gzip, w.finish()?.0),
+            Recompressor::Zstd(w) => (Codec::Zstd, w.finish()?.0),
+        })
+    }
+}
+
+/// Counts and hashes the decompressed stream, and feeds it to the recompressors.
+struct Tee<R> {
+    inner: R,
+    read: u64,
+    hasher: Sha256,
+    recompressors: Vec<Recompressor>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        for r in &mut self.recompressors {
+            r.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+/// Opens a blob for streaming; its size and digest are checked by [`finish_blob`].
+fn open_blob(layout: &Layout, descriptor: &Descriptor) -> Result<(CheckedBlob, PathBuf)> {
+    let digest = layout::descriptor_digest(descriptor)?;
+    let path = layout.blob_path(&digest);
+    let file = File::open(&path).map_err(|e| {
+        error::input(format!(
+            "blob {digest} is missing from {}: {e}",
+            layout.root().display()
+        ))
+    })?;
+    Ok((
+        CheckedBlob {
+            inner: BufReader::with_capacity(256 * 1024, file),
+            hasher: Sha256::new(),
+            read: 0,
+        },
+        path,
+    ))
+}
+
+fn finish_blob(mut blob: CheckedBlob, descriptor: &Descriptor, path: &Path) -> Result<()> {
+    io::copy(&mut blob, &mut io::sink())
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if blob.read != descriptor.size() {
+        return Err(error::check_failed(format!(
+            "{}: size differs from its descriptor (expected {} bytes, found {})",
+            path.display(),
+            descriptor.size(),
+            blob.read
+        )));
+    }
+    let actual = Sha256Digest::from_hex(&hex::encode(blob.hasher.finalize()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let expected = layout::descriptor_digest(descriptor)?;
+    if actual != expected {
+        return Err(error::check_failed(format!(
+            "{}: sha256 differs from its descriptor (expected {}, found {})",
+            path.display(),
+            expected.hex(),
+            actual.hex()
+        )));
+    }
+    Ok(())
+}
+
+/// The decompressed stream of a layer blob.
+fn decompress<'a>(codec: Codec, blob: &'a mut CheckedBlob) -> Result<Box<dyn Read + 'a>> {
+    Ok(match codec {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+        Codec::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(blob).context("cannot start zstd")?)
+        }
+        Codec::None => Box::new(blob),
+    })
+}
+
+fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Result<LayerScan> {
+    let media_type = descriptor.media_type().to_string();
+    let codec = codec_of(&media_type).ok_or_else(|| {
+        error::input(format!(
+            "layer {} has media type {media_type}, which is not a tar layer (plain, gzip or zstd)",
+            descriptor.digest()
+        ))
+    })?;
+    let (mut blob, path) = open_blob(layout, descriptor)?;
+    let scan = {
+        let mut recompressors = Vec::new();
+        if recompress {
+            if codec != Codec::Gzip {
+                recompressors.push(Recompressor::Gzip(flate2::write::GzEncoder::new(
+                    Counter::default(),
+                    flate2::Compression::new(GZIP_LEVEL),
+                )));
+            }
+            if codec != Codec::Zstd {
+                recompressors.push(Recompressor::Zstd(
+                    zstd::stream::write::Encoder::new(Counter::default(), ZSTD_LEVEL)
+                        .context("cannot start zstd")?,
+                ));
+            }
+        }
+        let tee = Tee {
+            inner: decompress(codec, &mut blob)?,
+            read: 0,
+            hasher: Sha256::new(),
+            recompressors,
+        };
+        read_tar(tee, codec, descriptor.size())
+    };
+    match scan {
+        Ok(scan) => {
+            finish_blob(blob, descriptor, &path)?;
+            Ok(scan)
+        }
+        // A blob that does not decompress is most often a blob that changed: say so when
+        // its digest no longer matches.
+        Err(e) => {
+            finish_blob(blob, descriptor, &path)?;
+            Err(e.context(format!(
+                "layer {} in {} is not a readable {media_type}",
+                descriptor.digest(),
+                path.display()
+            )))
+        }
+    }
+}
+
+fn read_tar<R: Read>(tee: Tee<R>, codec: Codec, compressed: u64) -> Result<LayerScan> {
+    let mut archive = tar::Archive::new(tee);
+    let mut entries = 0u64;
+    let mut files = 0u64;
+    let mut largest: Vec<FileEntry> = Vec::new();
+    let mut nodes = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        entries += 1;
+        let path = image_path(&entry.path_bytes());
+        let kind = entry.header().entry_type();
+        let name = path.rsplit('/').next().unwrap_or("");
+        let node = if let Some(hidden) = name.strip_prefix(".wh.") {
+            let parent = &path[..path.len() - name.len()];
+            if hidden == ".wh..opq" {
+                nodes.push((parent.trim_end_matches('/').to_owned(), Node::Opaque));
+            } else {
+                nodes.push((format!("{parent}{hidden}"), Node::Whiteout));
+            }
+            continue;
+        } else if kind.is_file() {
+            files += 1;
+            let size = entry.header().size()?;
+            let mode = entry.header().mode()?;
+            let mut magic = [0u8; 4];
+            let elf_executable = mode & 0o111 != 0
+                && size >= 4
+                && entry.read_exact(&mut magic).is_ok()
+                && magic == *b"\x7fELF";
+            note_largest(&mut largest, &path, size);
+            Node::File {
+                size,
+                elf_executable,
+            }
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            Node::Symlink(target)
+        } else {
+            Node::Other
+        };
+        nodes.push((path, node));
+    }
+    let mut tee = archive.into_inner();
+    // The end-of-archive blocks and any padding count too: they are in the layer.
+    io::copy(&mut tee, &mut io::sink())?;
+    let uncompressed = tee.read;
+    let diff_id = Sha256Digest::from_hex(&hex::encode(tee.hasher.finalize()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut gzip, mut zstd) = match codec {
+        Codec::Gzip => (Some(compressed), None),
+        Codec::Zstd => (None, Some(compressed)),
+        Codec::None => (None, None),
+    };
+    for r in tee.recompressors {
+        match r.finish()? {
+            (Codec::Gzip, n) => gzip = Some(n),
+            (Codec::Zstd, n) => zstd = Some(n),
+            (Codec::None, _) => {}
+        }
+    }
+    Ok(LayerScan {
+        codec,
+        uncompressed,
+        diff_id,
+        gzip,
+        zstd,
+        entries,
+        files,
+        largest,
+        nodes,
+    })
+}
+
+/// A tar entry path as an absolute path in the image (`./bin/app`, `bin/app` → `/bin/app`).
+fn image_path(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let parts: Vec<&str> = text
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+fn note_largest(largest: &mut Vec<FileEntry>, path: &str, size: u64) {
+    if largest.len() == LARGEST_FILES && largest.last().is_some_and(|l| l.size >= size) {
+        return;
+    }
+    largest.push(FileEntry {
+        path: path.to_owned(),
+        size,
+    });
+    largest.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
+    largest.truncate(LARGEST_FILES);
+}
+
+/// The file system the layers make together: path → (layer, node), with whiteouts applied
+/// (image-spec `layer.md`, "Whiteouts").
+fn merged_view(scans: &[LayerScan]) -> BTreeMap<String, (usize, Node)> {
+    let mut view: BTreeMap<String, (usize, Node)> = BTreeMap::new();
+    for (layer, scan) in scans.iter().enumerate() {
+        for (path, node) in &scan.nodes {
+            match node {
+                Node::Whiteout => {
+                    let below = format!("{path}/");
+                    view.retain(|p, (l, _)| *l == layer || (p != path && !p.starts_with(&below)));
+                }
+                Node::Opaque => {
+                    let below = format!("{}/", path.trim_end_matches('/'));
+                    view.retain(|p, (l, _)| *l == layer || !p.starts_with(&below));
+                }
+                _ => {}
+            }
+        }
+        for (path, node) in &scan.nodes {
+            if !matches!(node, Node::Whiteout | Node::Opaque) {
+                view.insert(path.clone(), (layer, node.clone()));
+            }
+        }
+    }
+    view
+}
+
+/// Follows symlinks (at most 16) from `path` to a regular file in `view`.
+fn resolve<'v>(
+    view: &'v BTreeMap<String, (usize, Node)>,
+    path: &str,
+) -> Option<(String, &'v (usize, Node))> {
+    let mut current = image_path(path.as_bytes());
+    for _ in 0..16 {
+        let found = view.get(&current)?;
+        match &found.1 {
+            Node::File { .. } => return Some((current, found)),
+            Node::Symlink(target) => {
+                current = if target.starts_with('/') {
+                    image_path(target.as_bytes())
+                } else {
+                    let parent = current.rsplit_once('/').map_or("", |(p, _)| p);
+                    normalize(&format!("{parent}/{target}"))
+                };
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Resolves `.` and `..` in an absolute path.
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The binary the image runs: its entrypoint (or command) when the layers hold it, else the
+/// largest executable ELF file.
+fn find_binary(
+    layout: &Layout,
+    layers: &[Descriptor],
+    scans: &[LayerScan],
+    config: &ImageConfiguration,
+) -> Result<Option<(String, super::model::BinarySource, Vec<u8>)>> {
+    use super::model::BinarySource;
+    let view = merged_view(scans);
+    let runs = config.config().as_ref().and_then(|c| {
+        c.entrypoint()
+            .as_ref()
+            .and_then(|e| e.first().cloned())
+            .or_else(|| c.cmd().as_ref().and_then(|c| c.first().cloned()))
+    });
+    let search_path = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.env().as_ref())
+        .and_then(|env| {
+            env.iter()
+                .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    let from_entrypoint = runs.and_then(|program| {
+        let candidates: Vec<String> = if program.contains('/') {
+            vec![program]
+        } else {
+            search_path
+                .split(':')
+                .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
+                .collect()
+        };
+        candidates.iter().find_map(|c| resolve(&view, c))
+    });
+    let chosen = match from_entrypoint {
+        Some((path, (layer, _))) => Some((path, *layer, BinarySource::Entrypoint)),
+        None => view
+            .iter()
+            .filter_map(|(path, (layer, node))| match node {
+                Node::File {
+                    size,
+                    elf_executable: true,
+                } => Some((path, *layer, *size)),
+                _ => None,
+            })
+            .max_by(|a, b| a.2.cmp(&b.2).then_with(|| b.0.cmp(a.0)))
+            .map(|(path, layer, _)| (path.clone(), layer, BinarySource::LargestExecutable)),
+    };
+    let Some((path, layer, source)) = chosen else {
+        return Ok(None);
+    };
+    let bytes = read_file_from_layer(layout, &layers[layer], &path)?;
+    Ok(Some((path, source, bytes)))
+}
+
+/// Reads one regular file out of a layer.
+fn read_file_from_layer(layout: &Layout, descriptor: &Descriptor, wanted: &str) -> Result<Vec<u8>> {
+    let codec = codec_of(descriptor.media_type().as_ref()).unwrap_or(Codec::None);
+    let (mut blob, path) = open_blob(layout, descriptor)?;
+    let mut archive = tar::Archive::new(decompress(codec, &mut blob)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if image_path(&entry.path_bytes()) != wanted || !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let size = entry.header().size()?;
+        if size > MAX_BINARY {
+            return Err(error::input(format!(
+                "{wanted} in layer {} is {size} bytes; the report reads binaries up to {MAX_BINARY} bytes",
+                descriptor.digest()
+            )));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {wanted} from {}", path.display()))?;
+        return Ok(bytes);
+    }
+    Err(anyhow::anyhow!(
+        "{wanted} vanished from layer {} between two reads",
+        descriptor.digest()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_codecs() {
+        assert_eq!(image_path(b"./bin/app"), "/bin/app");
+        assert_eq!(image_path(b"bin//app/"), "/bin/app");
+        assert_eq!(normalize("/usr/bin/../lib/./x"), "/usr/lib/x");
+        assert_eq!(
+            codec_of("application/vnd.oci.image.layer.v1.tar+gzip"),
+            Some(Codec::Gzip)
+        );
+        assert_eq!(
+            codec_of("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Codec::Gzip)
+        );
+        assert_eq!(
+            codec_of("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Codec::Zstd)
+        );
+        assert_eq!(
+            codec_of("application/vnd.oci.image.layer.v1.tar"),
+            Some(Codec::None)
+        );
+        assert_eq!(codec_of("application/vnd.in-toto+json"), None);
+    }
+
+    #[test]
+    fn largest_keeps_five_in_order() {
+        let mut largest = Vec::new();
+        for (i, size) in [3u64, 9, 1, 7, 5, 8, 2].iter().enumerate() {
+            note_largest(&mut largest, &format!("/f{i}"), *size);
+        }
+        let sizes: Vec<u64> = largest.iter().map(|f| f.size).collect();
+        assert_eq!(sizes, [9, 8, 7, 5, 3]);
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_layers() {
+        let file = |size| Node::File {
+            size,
+            elf_executable: true,
+        };
+        let scan = |nodes: Vec<(&str, Node)>| LayerScan {
+            codec: Codec::None,
+            uncompressed: 0,
+            diff_id: Sha256Digest::of(b""),
+            gzip: None,
+            zstd: None,
+            entries: 0,
+            files: 0,
+            largest: Vec::new(),
+            nodes: nodes.into_iter().map(|(p, n)| (p.to_owned(), n)).collect(),
+        };
+        let scans = vec![
+            scan(vec![
+                ("/a", file(1)),
+                ("/d/x", file(2)),
+                ("/d/y", file(3)),
+                ("/link", Node::Symlink("d/y".into())),
+            ]),
+            scan(vec![
+                ("/a", Node::Whiteout),
+                ("/d", Node::Opaque),
+                ("/d/z", file(4)),
+            ]),
+        ];
+        let view = merged_view(&scans);
+        let paths: Vec<&str> = view.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["/d/z", "/link"]);
+        assert!(resolve(&view, "/link").is_none());
+        let view = merged_view(&scans[..1]);
+        assert_eq!(resolve(&view, "/link").unwrap().0, "/d/y");
+    }
+}

@@ -1,0 +1,894 @@
+//! `cargo airlock report` on layouts nobody here wrote (umoci), on layouts made with
+//! airlock's `LayoutWriter` in the test, with budgets, baselines, SVG, Markdown and bad input.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use airlock::oci::LayoutWriter;
+use airlock::oci::layout::with_ref_name;
+use airlock::tarball::TarBuilder;
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+};
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The hello fixture built static for the host's musl target, once per test run.
+fn hello_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let (temp, project) = copy_fixture("hello");
+            let triple = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--release", "--offline", "--target", &triple])
+                .current_dir(&project)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_TARGET_DIR")
+                .env(
+                    format!(
+                        "CARGO_TARGET_{}_RUSTFLAGS",
+                        triple.to_uppercase().replace('-', "_")
+                    ),
+                    "-C target-feature=+crt-static",
+                )
+                .status()
+                .unwrap();
+            assert!(status.success(), "building the hello fixture failed");
+            let binary = project
+                .join("target")
+                .join(&triple)
+                .join("release")
+                .join("hello");
+            // Keep the build for the whole run.
+            std::mem::forget(temp);
+            binary
+        })
+        .clone()
+}
+
+fn report_json(args: &[&str]) -> Value {
+    run_json(
+        airlock()
+            .arg("report")
+            .args(args)
+            .args(["--format", "json", "-q"]),
+    )
+}
+
+fn blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+fn blob_size(layout: &Path, digest: &str) -> u64 {
+    std::fs::metadata(blob(layout, digest)).unwrap().len()
+}
+
+fn u(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// A layout made by umoci: an empty image, then the binary added by unpack + repack, then
+/// the entrypoint set.
+fn umoci_layout(dir: &Path, binary: &Path) -> Option<PathBuf> {
+    let umoci = require_tool("umoci")?;
+    let layout = dir.join("umoci-layout");
+    let bundle = dir.join("bundle");
+    let image = format!("{}:v1", layout.display());
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(&umoci);
+        cmd.args(args);
+        run_expect(&mut cmd, 0);
+    };
+    run(&["init", "--layout", &layout.to_string_lossy()]);
+    run(&["new", "--image", &image]);
+    let mut unpack = vec!["unpack"];
+    if !is_root() {
+        unpack.push("--rootless");
+    }
+    unpack.extend(["--image", &image]);
+    let bundle_arg = bundle.to_string_lossy().into_owned();
+    unpack.push(&bundle_arg);
+    run(&unpack);
+    let bin_dir = bundle.join("rootfs/usr/local/bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(binary, bin_dir.join("hello")).unwrap();
+    run(&["repack", "--image", &image, &bundle_arg]);
+    run(&[
+        "config",
+        "--image",
+        &image,
+        "--config.entrypoint",
+        "/usr/local/bin/hello",
+    ]);
+    Some(layout)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd_stream(bytes: &[u8], level: i32) -> Vec<u8> {
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// What a layout made with `LayoutWriter` holds, for the assertions.
+struct Written {
+    layout: PathBuf,
+    /// The two layers' uncompressed tar streams.
+    tars: [Vec<u8>; 2],
+}
+
+/// A layout written with airlock's `LayoutWriter`: a gzip layer with `/etc` files and a
+/// zstd layer with the binary, for each architecture in `arches`, in an index tagged `v1`
+/// (or, for one architecture, a manifest tagged `v1`). `padding` bytes of incompressible
+/// data go into `/data/blob` to make the image grow.
+fn written_layout(
+    dir: &Path,
+    binary: &Path,
+    arches: &[Arch],
+    padding: usize,
+    entrypoint: bool,
+) -> Written {
+    let layout = dir.join("written-layout");
+    let writer = LayoutWriter::create(&layout).unwrap();
+    let mut etc = TarBuilder::new();
+    etc.file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/sbin/nologin\n".to_vec(),
+        0o644,
+    );
+    etc.file("etc/group", b"root:x:0:\n".to_vec(), 0o644);
+    // Pseudo-random, incompressible padding (xorshift), so growth shows in compressed bytes.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..padding)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    if padding > 0 {
+        etc.file("data/blob", noise, 0o644);
+    }
+    let etc_tar = etc.to_bytes(0).unwrap();
+    let mut app = TarBuilder::new();
+    app.file_from_disk("app/hello", binary, 0o755);
+    let app_tar = app.to_bytes(0).unwrap();
+    let layer1 = writer
+        .put_blob(MediaType::ImageLayerGzip, &gzip(&etc_tar))
+        .unwrap();
+    let layer2 = writer
+        .put_blob(MediaType::ImageLayerZstd, &zstd_stream(&app_tar, 3))
+        .unwrap();
+    let diff_ids = vec![
+        airlock::Sha256Digest::of(&etc_tar).to_string(),
+        airlock::Sha256Digest::of(&app_tar).to_string(),
+    ];
+    let mut manifests = Vec::new();
+    for arch in arches {
+        let mut config = ConfigBuilder::default();
+        if entrypoint {
+            config = config.entrypoint(vec!["/app/hello".to_owned()]);
+        }
+        let config = ImageConfigurationBuilder::default()
+            .architecture(arch.clone())
+            .os(Os::Linux)
+            .config(config.build().unwrap())
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(diff_ids.clone())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let (config_desc, _) = writer.put_json(MediaType::ImageConfig, &config).unwrap();
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config_desc)
+            .layers(vec![layer1.clone(), layer2.clone()])
+            .build()
+            .unwrap();
+        let (mut desc, _) = writer
+            .put_json(MediaType::ImageManifest, &manifest)
+            .unwrap();
+        desc.set_platform(Some(
+            PlatformBuilder::default()
+                .architecture(arch.clone())
+                .os(Os::Linux)
+                .build()
+                .unwrap(),
+        ));
+        manifests.push(desc);
+    }
+    let top: Descriptor = if manifests.len() == 1 {
+        manifests.remove(0)
+    } else {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .unwrap();
+        writer.put_json(MediaType::ImageIndex, &index).unwrap().0
+    };
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(vec![with_ref_name(top, "v1")])
+        .build()
+        .unwrap();
+    writer.finish(&index).unwrap();
+    Written {
+        layout,
+        tars: [etc_tar, app_tar],
+    }
+}
+
+/// Checks one platform's figures against the blobs on disk.
+fn assert_matches_disk(layout: &Path, platform: &Value) {
+    let manifest_digest = platform["manifest_digest"].as_str().unwrap();
+    let config_digest = platform["config_digest"].as_str().unwrap();
+    assert_eq!(
+        u(&platform["manifest_size"]),
+        blob_size(layout, manifest_digest)
+    );
+    assert_eq!(
+        u(&platform["config_size"]),
+        blob_size(layout, config_digest)
+    );
+    let mut total = blob_size(layout, manifest_digest) + blob_size(layout, config_digest);
+    for layer in platform["layers"].as_array().unwrap() {
+        let size = blob_size(layout, layer["digest"].as_str().unwrap());
+        assert_eq!(u(&layer["compressed"]), size);
+        total += size;
+    }
+    assert_eq!(u(&platform["compressed"]), total);
+    let layers_uncompressed: u64 = platform["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| u(&l["uncompressed"]))
+        .sum();
+    assert_eq!(u(&platform["uncompressed"]), layers_uncompressed);
+}
+
+#[test]
+fn umoci_layout_figures_match_the_disk_and_skopeo() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = hello_binary();
+    let Some(layout) = umoci_layout(dir.path(), &binary) else {
+        return;
+    };
+    let image = format!("oci:{}:v1", layout.display());
+    let report = report_json(&[&image]);
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["image"], image);
+    let platforms = report["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 1);
+    let platform = &platforms[0];
+    assert_eq!(
+        platform["platform"],
+        format!(
+            "linux/{}",
+            if cfg!(target_arch = "x86_64") {
+                "amd64"
+            } else {
+                "arm64"
+            }
+        )
+    );
+    assert_matches_disk(&layout, platform);
+
+    // The uncompressed size is the gzip stream decompressed.
+    let layer = &platform["layers"][0];
+    assert_eq!(layer["codec"], "gzip");
+    let compressed = std::fs::read(blob(&layout, layer["digest"].as_str().unwrap())).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut tar)
+        .unwrap();
+    assert_eq!(u(&layer["uncompressed"]), tar.len() as u64);
+    assert_eq!(u(&layer["gzip"]), compressed.len() as u64);
+    assert_eq!(u(&layer["zstd"]), zstd_stream(&tar, 19).len() as u64);
+    assert_eq!(layer["largest"][0]["path"], "/usr/local/bin/hello");
+
+    // The binary: the entrypoint, measured like strip, gzip -9 and zstd -19 would.
+    let b = &platform["binary"];
+    let on_disk = std::fs::read(&binary).unwrap();
+    assert_eq!(b["path"], "/usr/local/bin/hello");
+    assert_eq!(b["source"], "entrypoint");
+    assert_eq!(u(&b["size"]), on_disk.len() as u64);
+    assert_eq!(b["linkage"], "static-pie");
+    assert_eq!(
+        u(&b["zstd"]),
+        zstd::bulk::compress(&on_disk, 19).unwrap().len() as u64
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+    gz.write_all(&on_disk).unwrap();
+    assert_eq!(u(&b["gzip"]), gz.finish().unwrap().len() as u64);
+    if let Some(strip) = require_tool("strip") {
+        let stripped = dir.path().join("stripped");
+        let mut cmd = Command::new(strip);
+        cmd.arg("--strip-all").arg("-o").arg(&stripped).arg(&binary);
+        run_expect(&mut cmd, 0);
+        assert_eq!(
+            u(&b["stripped"]),
+            std::fs::metadata(&stripped).unwrap().len()
+        );
+    }
+
+    // skopeo reads the same layout and gives the same figures.
+    let Some(skopeo) = require_tool("skopeo") else {
+        return;
+    };
+    let mut inspect = Command::new(&skopeo);
+    inspect.args(["inspect", &image]);
+    let (out, _) = run_expect(&mut inspect, 0);
+    let inspected: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(inspected["Digest"], platform["manifest_digest"]);
+    assert_eq!(inspected["Layers"], serde_json::json!([layer["digest"]]));
+    // `LayersData` (skopeo 1.6 and later) carries the sizes; older ones only have the raw
+    // manifest, checked below.
+    if let Some(layers_data) = inspected["LayersData"].as_array() {
+        assert_eq!(layers_data.len(), 1);
+        assert_eq!(u(&layers_data[0]["Size"]), u(&layer["compressed"]));
+        assert_eq!(layers_data[0]["Digest"], layer["digest"]);
+    }
+    let mut raw = Command::new(&skopeo);
+    raw.args(["inspect", "--raw", &image]);
+    let (manifest, _) = run_expect(&mut raw, 0);
+    assert_eq!(manifest.len() as u64, u(&platform["manifest_size"]));
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(u(&manifest["config"]["size"]), u(&platform["config_size"]));
+    assert_eq!(u(&manifest["layers"][0]["size"]), u(&layer["compressed"]));
+    assert_eq!(manifest["layers"][0]["digest"], layer["digest"]);
+
+    // The table shows the same numbers.
+    let (human, _) = run_expect(airlock().args(["report", "-q", &image]), 0);
+    assert!(
+        human.contains(&format!("{} bytes", platform["compressed"])),
+        "{human}"
+    );
+    assert!(
+        human.contains("same layers on gcr.io/distroless/static"),
+        "{human}"
+    );
+    assert!(human.contains("stripped"), "{human}");
+}
+
+#[test]
+fn two_platform_index_with_gzip_and_zstd_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = written_layout(
+        dir.path(),
+        &hello_binary(),
+        &[Arch::Amd64, Arch::ARM64],
+        0,
+        false,
+    );
+    let image = format!("oci:{}:v1", written.layout.display());
+    let report = report_json(&[&image]);
+    assert_eq!(
+        report["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index_digest = report["digest"].as_str().unwrap();
+    assert_eq!(
+        u(&report["index_size"]),
+        blob_size(&written.layout, index_digest)
+    );
+    let platforms = report["platforms"].as_array().unwrap();
+    let names: Vec<&str> = platforms
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+    for platform in platforms {
+        assert_matches_disk(&written.layout, platform);
+        let layers = platform["layers"].as_array().unwrap();
+        assert_eq!(layers[0]["codec"], "gzip");
+        assert_eq!(layers[1]["codec"], "zstd");
+        for (layer, tar) in layers.iter().zip(&written.tars) {
+            assert_eq!(u(&layer["uncompressed"]), tar.len() as u64);
+        }
+        // Each layer recompressed to the other codec, at -9 / -19.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+        gz.write_all(&written.tars[1]).unwrap();
+        assert_eq!(u(&layers[1]["gzip"]), gz.finish().unwrap().len() as u64);
+        assert_eq!(
+            u(&layers[0]["zstd"]),
+            zstd_stream(&written.tars[0], 19).len() as u64
+        );
+        assert_eq!(u(&layers[0]["entries"]), 3, "etc/, etc/group, etc/passwd");
+        assert_eq!(u(&layers[0]["files"]), 2);
+        assert_eq!(layers[0]["largest"][0]["path"], "/etc/passwd");
+        // No entrypoint: the largest executable is the binary.
+        assert_eq!(platform["binary"]["path"], "/app/hello");
+        assert_eq!(platform["binary"]["source"], "largest-executable");
+        // Mixed codecs: both recompressed totals are compared.
+        let kinds: Vec<&str> = platform["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["label"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"this image (mixed layers)"), "{kinds:?}");
+        assert!(kinds.contains(&"same layers, gzip -9"), "{kinds:?}");
+        assert!(kinds.contains(&"same layers, zstd -19"), "{kinds:?}");
+        let documents = u(&platform["manifest_size"]) + u(&platform["config_size"]);
+        let zstd_row = platform["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["label"] == "same layers, zstd -19")
+            .unwrap();
+        assert_eq!(
+            u(&zstd_row["compressed"]),
+            documents + u(&layers[0]["zstd"]) + u(&layers[1]["zstd"])
+        );
+    }
+    // The arm64 platform is compared with the arm64 figures of the reference bases.
+    let alpine_arm = platforms[1]["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == "same layers on alpine")
+        .unwrap();
+    assert_eq!(
+        u(&alpine_arm["compressed"]),
+        4187659 + u(&platforms[1]["compressed"])
+    );
+    assert_eq!(alpine_arm["approximate"], false);
+    assert!(
+        alpine_arm["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:260479a1")
+    );
+}
+
+#[test]
+fn binary_flag_and_compare_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = hello_binary();
+    let written = written_layout(dir.path(), &binary, &[Arch::Amd64], 0, true);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = written_layout(other_dir.path(), &binary, &[Arch::Amd64], 50_000, true);
+    let image = format!("oci:{}", written.layout.display());
+    let compare = format!("oci:{}:v1", other.layout.display());
+    let report = report_json(&[
+        &image,
+        "--compare",
+        &compare,
+        "--binary",
+        binary.to_str().unwrap(),
+    ]);
+    let platform = &report["platforms"][0];
+    assert_eq!(platform["binary"]["source"], "file");
+    assert_eq!(platform["binary"]["path"], binary.to_str().unwrap());
+    let other_report = report_json(&[&compare]);
+    let row = platform["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "layout")
+        .unwrap();
+    assert_eq!(
+        row["compressed"],
+        other_report["platforms"][0]["compressed"]
+    );
+    assert_eq!(
+        row["uncompressed"],
+        other_report["platforms"][0]["uncompressed"]
+    );
+    assert_eq!(
+        row["digest"],
+        other_report["platforms"][0]["manifest_digest"]
+    );
+}
+
+#[test]
+fn json_round_trips_into_budgets_and_baselines_to_the_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = hello_binary();
+    let written = written_layout(dir.path(), &binary, &[Arch::Amd64], 10_000, true);
+    let image = format!("oci:{}:v1", written.layout.display());
+    let (baseline_text, _) = run_expect(
+        airlock().args(["report", "-q", "--format", "json", &image]),
+        0,
+    );
+    let baseline_path = dir.path().join("baseline.json");
+    std::fs::write(&baseline_path, &baseline_text).unwrap();
+    let baseline: Value = serde_json::from_str(&baseline_text).unwrap();
+    let compressed = u(&baseline["platforms"][0]["compressed"]);
+
+    // The budget passes at exactly the compressed size and fails one byte below.
+    let at = report_json(&[&image, "--budget", &compressed.to_string()]);
+    assert_eq!(at["budgets"][0]["passed"], true);
+    assert_eq!(at["budgets"][0]["margin"], 0);
+    let below = (compressed - 1).to_string();
+    let (out, _) = run_expect(
+        airlock().args([
+            "report", "-q", "--format", "json", &image, "--budget", &below,
+        ]),
+        1,
+    );
+    let over: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(over["budgets"][0]["passed"], false);
+    assert_eq!(over["budgets"][0]["margin"], -1);
+    assert!(
+        over["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("by 1 B (1 bytes)"),
+        "{over}"
+    );
+    let (human, _) = run_expect(
+        airlock().args(["report", "-q", &image, "--budget", &below]),
+        1,
+    );
+    assert!(human.contains("FAILED: over by 1 B (1 bytes)"), "{human}");
+    let (human, _) = run_expect(
+        airlock().args(["report", "-q", &image, "--budget", "1GiB"]),
+        0,
+    );
+    assert!(
+        human.contains(&format!("{} bytes) to spare", (1u64 << 30) - compressed)),
+        "{human}"
+    );
+
+    // The same image against its own report: no growth.
+    let same = report_json(&[
+        &image,
+        "--baseline",
+        baseline_path.to_str().unwrap(),
+        "--max-growth",
+        "0%",
+    ]);
+    assert_eq!(same["growth"][0]["delta"], 0);
+    assert_eq!(same["growth"][0]["passed"], true);
+
+    // A bigger image: the growth is the difference of the compressed sizes, found in layer 1.
+    let grown_dir = tempfile::tempdir().unwrap();
+    let grown = written_layout(grown_dir.path(), &binary, &[Arch::Amd64], 30_000, true);
+    let grown_image = format!("oci:{}:v1", grown.layout.display());
+    let grown_size = u(&report_json(&[&grown_image])["platforms"][0]["compressed"]);
+    let delta = grown_size - compressed;
+    assert!(
+        delta > 19_000,
+        "incompressible padding grows the layer: {delta}"
+    );
+    let base = baseline_path.to_str().unwrap();
+    let exact = report_json(&[
+        &grown_image,
+        "--baseline",
+        base,
+        "--max-growth",
+        &delta.to_string(),
+    ]);
+    let g = &exact["growth"][0];
+    assert_eq!(u(&g["delta"]), delta);
+    assert_eq!(g["passed"], true);
+    assert_eq!(u(&g["allowed"]), delta);
+    let pct = g["percent"].as_f64().unwrap();
+    assert!((pct - delta as f64 * 100.0 / compressed as f64).abs() < 1e-9);
+    assert_eq!(g["layers"][0]["position"], 1);
+    assert_eq!(g["layers"][0]["holds"], "/data/blob");
+
+    let (out, _) = run_expect(
+        airlock().args([
+            "report",
+            "-q",
+            "--format",
+            "json",
+            &grown_image,
+            "--baseline",
+            base,
+            "--max-growth",
+            &(delta - 1).to_string(),
+        ]),
+        1,
+    );
+    let failed: Value = serde_json::from_str(&out).unwrap();
+    let problem = failed["problems"][0].as_str().unwrap();
+    let layer1 = failed["platforms"][0]["layers"][0]["digest"]
+        .as_str()
+        .unwrap();
+    let layer_delta = u(&failed["platforms"][0]["layers"][0]["compressed"])
+        - u(&baseline["platforms"][0]["layers"][0]["compressed"]);
+    assert!(
+        problem.contains(&format!(
+            "layer 1 ({layer1}, holds /data/blob) grew by {layer_delta} bytes"
+        )),
+        "{problem}"
+    );
+    assert!(problem.contains(&format!("({delta} bytes)")), "{problem}");
+    // A percentage: 1% of the baseline is less than the growth here.
+    let (human, _) = run_expect(
+        airlock().args([
+            "report",
+            "-q",
+            &grown_image,
+            "--baseline",
+            base,
+            "--max-growth",
+            "1%",
+        ]),
+        1,
+    );
+    assert!(
+        human.contains("growth against") && human.contains("FAILED"),
+        "{human}"
+    );
+    // Without --max-growth the growth is reported, never failed.
+    let reported = report_json(&[&grown_image, "--baseline", base]);
+    assert_eq!(reported["growth"][0]["passed"], true);
+    assert!(reported["growth"][0]["allowed"].is_null());
+}
+
+#[test]
+fn svg_parses_and_renders_with_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = written_layout(
+        dir.path(),
+        &hello_binary(),
+        &[Arch::Amd64, Arch::ARM64],
+        0,
+        true,
+    );
+    // A tag and a path with characters that need escaping in XML.
+    let image = format!("oci:{}:v1", written.layout.display());
+    let (svg, _) = run_expect(
+        airlock().args(["report", "-q", "--format", "svg", &image]),
+        0,
+    );
+    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("not XML: {e}\n{svg}"));
+    let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    assert!(texts.iter().any(|t| t.contains("linux/arm64")), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("same layers on ubuntu:24.04")),
+        "{texts:?}"
+    );
+    let bars = doc.descendants().filter(|n| n.has_tag_name("rect")).count();
+    assert!(bars >= 2 * 7, "{bars} bars");
+    let file = dir.path().join("chart.svg");
+    run_expect(
+        airlock().args(["report", "-q", &image, "--svg", file.to_str().unwrap()]),
+        0,
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), svg);
+
+    let Some(rsvg) = require_tool("rsvg-convert") else {
+        return;
+    };
+    let png = dir.path().join("chart.png");
+    let mut convert = Command::new(rsvg);
+    convert.arg(&file).arg("-o").arg(&png);
+    run_expect(&mut convert, 0);
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert!(
+        info.width >= 800 && info.height >= 300,
+        "{}x{}",
+        info.width,
+        info.height
+    );
+    let channels = info.color_type.samples();
+    let mut dark = 0;
+    let mut green = 0;
+    for px in pixels[..info.buffer_size()].chunks(channels) {
+        let (r, g, b) = (px[0], px[1], px[2]);
+        if r < 100 && g < 100 && b < 100 {
+            dark += 1;
+        }
+        // The bar of the image itself (#2f855a).
+        if r < 80 && g > 110 && b < 110 && g > r + 40 {
+            green += 1;
+        }
+    }
+    assert!(dark > 2_000, "text is drawn: {dark} dark pixels");
+    assert!(
+        green > 20,
+        "the image's own bar is drawn: {green} green pixels"
+    );
+    if let Ok(keep) = std::env::var("AIRLOCK_KEEP_PNG") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+}
+
+#[test]
+fn markdown_and_step_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = written_layout(dir.path(), &hello_binary(), &[Arch::Amd64], 0, true);
+    let image = format!("oci:{}:v1", written.layout.display());
+    let (markdown, _) = run_expect(
+        airlock().args(["report", "-q", "--format", "markdown", &image]),
+        0,
+    );
+    assert!(
+        markdown.starts_with(&format!("## Image size: `{image}`")),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| compared | compressed | bytes | uncompressed | × this |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| ---: |"), "{markdown}");
+
+    let summary = dir.path().join("summary.md");
+    std::fs::write(&summary, "previous step\n").unwrap();
+    let (human, _) = run_expect(
+        airlock()
+            .args(["report", "-q", &image, "--summary"])
+            .env("GITHUB_STEP_SUMMARY", &summary),
+        0,
+    );
+    assert!(human.contains("linux/amd64"));
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(text, format!("previous step\n{markdown}"));
+    // Without $GITHUB_STEP_SUMMARY, --summary writes nothing anywhere.
+    run_expect(
+        airlock()
+            .args(["report", "-q", &image, "--summary"])
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .current_dir(dir.path()),
+        0,
+    );
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), text);
+}
+
+#[test]
+fn default_layout_is_the_one_image_writes() {
+    let (_guard, project) = copy_fixture("hello");
+    let layout = project.join("target/airlock/image");
+    let err = run_expect(airlock().arg("report").current_dir(&project), 2).1;
+    assert!(
+        err.contains("target/airlock/image") && err.contains("not an OCI image layout"),
+        "{err}"
+    );
+    std::fs::create_dir_all(project.join("target/airlock")).unwrap();
+    let written = written_layout(
+        &project.join("target/airlock"),
+        &hello_binary(),
+        &[Arch::Amd64],
+        0,
+        true,
+    );
+    std::fs::rename(&written.layout, &layout).unwrap();
+    let report = run_json(
+        airlock()
+            .args(["report", "-q", "--format", "json"])
+            .current_dir(&project),
+    );
+    assert_eq!(report["platforms"][0]["binary"]["path"], "/app/hello");
+    let manifest = project.join("Cargo.toml");
+    let elsewhere = run_json(
+        airlock()
+            .args(["report", "-q", "--format", "json", "--manifest-path"])
+            .arg(&manifest)
+            .current_dir(std::env::temp_dir()),
+    );
+    assert_eq!(elsewhere["digest"], report["digest"]);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = written_layout(dir.path(), &hello_binary(), &[Arch::Amd64], 0, true);
+    let layout = &written.layout;
+    let image = format!("oci:{}:v1", layout.display());
+    let fail = |args: &[&str], code: i32, says: &[&str]| {
+        let (_, err) = run_expect(airlock().arg("report").arg("-q").args(args), code);
+        for s in says {
+            assert!(err.contains(s), "expected `{s}` in:\n{err}");
+        }
+    };
+    let missing = dir.path().join("nope");
+    fail(
+        &[missing.to_str().unwrap()],
+        2,
+        &["nope is not an OCI image layout"],
+    );
+    fail(
+        &[&format!("oci:{}:v2", layout.display())],
+        2,
+        &["has no image tagged `v2`", "its tags are: v1"],
+    );
+    fail(
+        &[&format!("oci:{}:bad tag", layout.display())],
+        2,
+        &["not a valid tag"],
+    );
+    fail(
+        &[&image, "--budget", "5 parsecs"],
+        2,
+        &["unknown size unit"],
+    );
+    fail(&[&image, "--max-growth", "5%"], 2, &["--baseline"]);
+
+    // Baselines: another schema version, not JSON, not a report.
+    let v2 = dir.path().join("v2.json");
+    std::fs::write(&v2, r#"{"schema_version": 2, "platforms": []}"#).unwrap();
+    fail(
+        &[&image, "--baseline", v2.to_str().unwrap()],
+        2,
+        &["schema_version 2", "v2.json"],
+    );
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "<html>").unwrap();
+    fail(
+        &[&image, "--baseline", junk.to_str().unwrap()],
+        2,
+        &["junk.json is not JSON"],
+    );
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, r#"{"files": []}"#).unwrap();
+    fail(
+        &[&image, "--baseline", other.to_str().unwrap()],
+        2,
+        &["has no schema_version"],
+    );
+
+    // A layer blob that was tampered with, then one that is gone, then a broken index.json.
+    let report = report_json(&[&image]);
+    let layer = report["platforms"][0]["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = blob(layout, &layer);
+    let original = std::fs::read(&path).unwrap();
+    let mut tampered = original.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    std::fs::write(&path, &tampered).unwrap();
+    fail(
+        &[&image],
+        1,
+        &[
+            &path.display().to_string(),
+            "sha256 differs from its descriptor",
+        ],
+    );
+    // Truncated: the size differs.
+    std::fs::write(&path, &original[..original.len() / 2]).unwrap();
+    fail(
+        &[&image],
+        1,
+        &[
+            &path.display().to_string(),
+            "size differs from its descriptor",
+        ],
+    );
+    std::fs::remove_file(&path).unwrap();
+    fail(&[&image], 2, &[&format!("blob {layer} is missing")]);
+    std::fs::write(&path, &original).unwrap();
+    std::fs::write(layout.join("index.json"), "{ not json").unwrap();
+    fail(&[&image], 2, &["index.json: not a valid OCI image index"]);
+}
