@@ -17,39 +17,54 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// The hello fixture built static for the host's musl target, once per test run.
+/// The hello fixture built static for `triple` (rust's self-contained musl; rust-lld links
+/// the cross target), once per test run, cached in the test's tmp dir.
+fn hello_for(triple: &str) -> PathBuf {
+    static X86_64: OnceLock<PathBuf> = OnceLock::new();
+    static AARCH64: OnceLock<PathBuf> = OnceLock::new();
+    let cell = if triple.starts_with("x86_64") {
+        &X86_64
+    } else {
+        &AARCH64
+    };
+    cell.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-hello");
+        let project = root.join("hello");
+        if !project.exists() {
+            copy_dir(&fixture_path("hello"), &project);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--target",
+            triple,
+        ])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .env_remove("RUSTFLAGS");
+        if !triple.starts_with(std::env::consts::ARCH) {
+            let linker = format!(
+                "CARGO_TARGET_{}_LINKER",
+                triple.to_uppercase().replace('-', "_")
+            );
+            cmd.env(linker, "rust-lld");
+        }
+        run_expect(&mut cmd, 0);
+        root.join("target")
+            .join(triple)
+            .join("release")
+            .join("hello")
+    })
+    .clone()
+}
+
+/// The hello fixture for this machine's architecture.
 fn hello_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let (temp, project) = copy_fixture("hello");
-            let triple = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--release", "--offline", "--target", &triple])
-                .current_dir(&project)
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_TARGET_DIR")
-                .env(
-                    format!(
-                        "CARGO_TARGET_{}_RUSTFLAGS",
-                        triple.to_uppercase().replace('-', "_")
-                    ),
-                    "-C target-feature=+crt-static",
-                )
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the hello fixture failed");
-            let binary = project
-                .join("target")
-                .join(&triple)
-                .join("release")
-                .join("hello");
-            // Keep the build for the whole run.
-            std::mem::forget(temp);
-            binary
-        })
-        .clone()
+    hello_for(&format!("{}-unknown-linux-musl", std::env::consts::ARCH))
 }
 
 fn report_json(args: &[&str]) -> Value {
@@ -891,4 +906,108 @@ fn bad_input_is_a_clear_error() {
     std::fs::write(&path, &original).unwrap();
     std::fs::write(layout.join("index.json"), "{ not json").unwrap();
     fail(&[&image], 2, &["index.json: not a valid OCI image index"]);
+}
+
+#[test]
+fn images_made_by_cargo_airlock_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let x86 = hello_for("x86_64-unknown-linux-musl");
+    let arm = hello_for("aarch64-unknown-linux-musl");
+    let image_json = |args: &[&str]| {
+        run_json(
+            airlock()
+                .current_dir(dir.path())
+                .args(["image", "--format", "json", "-q"])
+                .args(args),
+        )
+    };
+    // One platform with the essentials layer, tagged twice (one digest, two names).
+    image_json(&[
+        "--binary",
+        x86.to_str().unwrap(),
+        "-o",
+        &format!("oci:{}:single", layout.display()),
+        "-t",
+        "single",
+        "-t",
+        "also-single",
+        "--essential",
+        "passwd,tmp",
+    ]);
+    let single = report_json(&[&format!("oci:{}:single", layout.display())]);
+    let platform = &single["platforms"][0];
+    assert_eq!(platform["platform"], "linux/amd64");
+    assert_matches_disk(&layout, platform);
+    assert_eq!(platform["binary"]["source"], "entrypoint");
+    assert_eq!(platform["binary"]["path"], "/usr/local/bin/hello");
+    assert_eq!(
+        u(&platform["binary"]["size"]),
+        std::fs::metadata(&x86).unwrap().len()
+    );
+    let holds: Vec<&str> = platform["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["largest"][0]["path"].as_str())
+        .collect();
+    assert!(
+        holds.contains(&"/usr/local/bin/hello") && holds.contains(&"/etc/passwd"),
+        "{holds:?}"
+    );
+    // Both tags name the same image, so no tag is needed.
+    let untagged = report_json(&[layout.to_str().unwrap()]);
+    assert_eq!(untagged["digest"], single["digest"]);
+
+    // Two platforms in an index.
+    let multi_layout = dir.path().join("multi");
+    image_json(&[
+        "--binary",
+        x86.to_str().unwrap(),
+        "--binary",
+        arm.to_str().unwrap(),
+        "-o",
+        &format!("oci:{}:multi", multi_layout.display()),
+        "-t",
+        "multi",
+    ]);
+    let multi = report_json(&[&format!("oci:{}:multi", multi_layout.display())]);
+    assert_eq!(
+        multi["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let platforms = multi["platforms"].as_array().unwrap();
+    let names: Vec<&str> = platforms
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"linux/amd64") && names.iter().any(|n| n.starts_with("linux/arm64")),
+        "{names:?}"
+    );
+    for p in platforms {
+        assert_matches_disk(&multi_layout, p);
+        let machine = p["binary"]["machine"].as_str().unwrap();
+        let expected = if p["platform"] == "linux/amd64" {
+            "x86_64"
+        } else {
+            "aarch64"
+        };
+        assert_eq!(machine, expected);
+    }
+    let Some(skopeo) = require_tool("skopeo") else {
+        return;
+    };
+    for p in platforms {
+        let arch = if p["platform"] == "linux/amd64" {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        let mut raw = Command::new(&skopeo);
+        raw.args(["--override-arch", arch, "inspect", "--raw"])
+            .arg(format!("oci:{}:multi", multi_layout.display()));
+        let (index, _) = run_expect(&mut raw, 0);
+        assert_eq!(index.len() as u64, u(&multi["index_size"]));
+    }
 }

@@ -67,7 +67,7 @@ pub struct MeasuredPlatform {
 /// Opens `image` and measures every platform in it.
 pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
     let layout = Layout::open(&image.path)?;
-    let top = layout.resolve(image.tag.as_deref())?.clone();
+    let top = resolve_tag(&layout, image.tag.as_deref())?;
     let digest = layout::descriptor_digest(&top)?;
     let media_type = top.media_type().to_string();
     let reference = image.to_string();
@@ -106,6 +106,25 @@ pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
         index_size,
         platforms,
     })
+}
+
+/// The image `tag` names; without a tag, the only image, where several tags naming the
+/// same digest (`1.2.0` and `latest`) count as one image.
+fn resolve_tag(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
+    match layout.resolve(tag) {
+        Ok(found) => Ok(found.clone()),
+        Err(e) => {
+            let manifests = layout.index().manifests();
+            match manifests.first() {
+                Some(first)
+                    if tag.is_none() && manifests.iter().all(|d| d.digest() == first.digest()) =>
+                {
+                    Ok(first.clone())
+                }
+                _ => Err(e),
+            }
+        }
+    }
 }
 
 fn is_index(media_type: &str) -> bool {
