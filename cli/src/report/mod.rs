@@ -221,10 +221,10 @@ fn comparisons(
     for (codec, label, pick) in [
         (
             Codec::Gzip,
-            "same layers, gzip -9",
+            "same layers, all gzip",
             (|l: &LayerReport| l.gzip) as fn(&LayerReport) -> Option<u64>,
         ),
-        (Codec::Zstd, "same layers, zstd -19", |l: &LayerReport| {
+        (Codec::Zstd, "same layers, all zstd", |l: &LayerReport| {
             l.zstd
         }),
     ] {
@@ -239,7 +239,11 @@ fn comparisons(
                 uncompressed: Some(p.uncompressed),
                 approximate: false,
                 digest: None,
-                source: Some("recompressed in process".to_owned()),
+                source: Some(format!(
+                    "layers of the other codec recompressed in process (gzip -{} / zstd -{})",
+                    measure::GZIP_LEVEL,
+                    measure::ZSTD_LEVEL
+                )),
             });
         }
     }
