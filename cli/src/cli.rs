@@ -242,17 +242,78 @@ pub struct DoctorArgs {
 /// `cargo airlock vendor`.
 #[derive(Debug, Args)]
 pub struct VendorArgs {
-    /// Where to write the vendored sources.
+    /// Where to write the vendored sources (with --from-bundle too).
     #[arg(value_name = "DIR", default_value = "vendor")]
     pub dir: PathBuf,
+    /// Use only what cargo's cache already holds: do not run `cargo fetch --locked`.
+    #[arg(long)]
+    pub offline: bool,
+    /// Name every directory NAME-VERSION (default: only when two versions exist).
+    #[arg(long)]
+    pub versioned_dirs: bool,
+    /// Keep sources only for crates this target needs; stubs for the others (repeatable).
+    #[arg(long = "platform", value_name = "TRIPLE")]
+    pub platforms: Vec<String>,
+    /// Write the source replacement to .cargo/config.toml instead of only printing it.
+    #[arg(long)]
+    pub write_config: bool,
+    /// Write an air-gap bundle (pristine .crate files, Cargo.lock, manifest) instead of a
+    /// directory.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from_bundle", "platforms", "write_config"])]
+    pub bundle: Option<PathBuf>,
+    /// Vendor from a bundle: no network, no CARGO_HOME; every .crate checked first.
+    #[arg(long, value_name = "FILE", conflicts_with = "offline")]
+    pub from_bundle: Option<PathBuf>,
+}
+
+impl VendorArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> airlock::vendor::VendorOptions {
+        airlock::vendor::VendorOptions {
+            manifest_path: global.manifest_path.clone(),
+            dir: self.dir.clone(),
+            offline: self.offline,
+            versioned_dirs: self.versioned_dirs,
+            platforms: self.platforms.clone(),
+            write_config: self.write_config,
+            bundle: self.bundle.clone(),
+            from_bundle: self.from_bundle.clone(),
+            cargo_home: None,
+        }
+    }
 }
 
 /// `cargo airlock verify`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
 pub struct VerifyArgs {
-    /// A vendor directory to check against Cargo.lock.
-    #[arg(long, value_name = "DIR")]
+    /// A vendor directory to check against Cargo.lock, file by file.
+    #[arg(long, value_name = "DIR", group = "what")]
     pub vendor: Option<PathBuf>,
+    /// A bundle to check against Cargo.lock; with --vendor, also the pristine .crate files to
+    /// compare the vendored files with.
+    #[arg(long, value_name = "FILE", group = "what")]
+    pub bundle: Option<PathBuf>,
+    /// The Cargo.lock to check against (default: the workspace's).
+    #[arg(long, value_name = "PATH")]
+    pub lockfile: Option<PathBuf>,
+    /// Do not use cargo's cache for pristine .crate files.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl VerifyArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> airlock::verify::VerifyOptions {
+        airlock::verify::VerifyOptions {
+            manifest_path: global.manifest_path.clone(),
+            lockfile: self.lockfile.clone(),
+            vendor: self.vendor.clone(),
+            bundle: self.bundle.clone(),
+            no_cache: self.no_cache,
+            cargo_home: None,
+        }
+    }
 }
 
 /// `cargo airlock image`.

@@ -7,3 +7,5 @@ mod support;
 mod image;
 mod inspect;
 mod report;
+mod vendor;
+mod verify;

@@ -1,3 +1,594 @@
 //! `cargo airlock vendor`: every locked dependency's sources, each `.crate` proven against its
 //! `Cargo.lock` checksum before extraction, in the layout of cargo's `directory` source; and
 //! single-file bundles to carry across an air gap.
+//!
+//! Steps: `cargo fetch --locked` (unless offline) fills cargo's cache; every registry `.crate`
+//! is read from the cache (or a bundle) into memory and its sha256 compared with `Cargo.lock`
+//! before anything is written; then all packages are extracted in parallel into a staged
+//! directory, hashing each file as it is written, with a `.cargo-checksum.json` each; the
+//! staged directory replaces the old one in one rename. Never edits the user's project except
+//! `.cargo/config.toml` when asked to.
+
+pub mod archive;
+pub mod bundle;
+pub mod cache;
+pub mod config;
+pub mod git;
+pub mod platform;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::digest::Sha256Digest;
+use crate::lock::{LockedPackage, Lockfile, PackageId, Source, SourceKind};
+use crate::render::{CommandReport, human_bytes};
+use crate::workspace::Workspace;
+use crate::{atomic, process, progress};
+
+use archive::{ArchiveKind, CargoChecksum, CrateArchive, PackageFiles};
+use cache::{CrateCache, Lookup};
+use platform::{Declaration, TargetPlatform};
+
+/// Options of `cargo airlock vendor`.
+#[derive(Debug, Clone, Default)]
+pub struct VendorOptions {
+    /// The workspace's `Cargo.toml` (default: the current directory's workspace).
+    pub manifest_path: Option<PathBuf>,
+    /// Where the vendored sources go (default `vendor`, relative to the current directory).
+    pub dir: PathBuf,
+    /// Do not run `cargo fetch`: use what cargo's cache already holds.
+    pub offline: bool,
+    /// Always name directories `NAME-VERSION`.
+    pub versioned_dirs: bool,
+    /// Keep sources only for these target triples; stubs for the rest.
+    pub platforms: Vec<String>,
+    /// Write `.cargo/config.toml` in the workspace root instead of only printing it.
+    pub write_config: bool,
+    /// Write an air-gap bundle here instead of a vendor directory.
+    pub bundle: Option<PathBuf>,
+    /// Vendor from this bundle instead of cargo's cache (no network, no `CARGO_HOME`).
+    pub from_bundle: Option<PathBuf>,
+    /// Cargo's home (default: `$CARGO_HOME`, else `~/.cargo`).
+    pub cargo_home: Option<PathBuf>,
+}
+
+/// One vendored package.
+#[derive(Debug, Clone, Serialize)]
+pub struct VendoredPackage {
+    /// Name, version, source.
+    #[serde(flatten)]
+    pub id: PackageId,
+    /// Registry or git.
+    pub kind: SourceKind,
+    /// Its directory name inside the vendor directory (None in a bundle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// sha256 of the `.crate` it came from.
+    pub crate_sha256: Sha256Digest,
+    /// Files written.
+    pub files: usize,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Whether it was replaced by a stub (`--platform`).
+    pub stub: bool,
+    /// Bytes of sources left out by the stub.
+    pub bytes_left_out: u64,
+}
+
+/// The result of `vendor`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VendorReport {
+    /// The vendor directory written (None when a bundle was written).
+    pub dir: Option<PathBuf>,
+    /// The bundle written, and its sha256 and size.
+    pub bundle: Option<BundleSummary>,
+    /// The bundle read (`--from-bundle`).
+    pub from_bundle: Option<PathBuf>,
+    /// `--platform` triples (empty: all platforms).
+    pub platforms: Vec<String>,
+    /// Packages vendored or bundled (stubs included).
+    pub crates: usize,
+    /// Of which stubs.
+    pub stubs: usize,
+    /// Files written.
+    pub files: usize,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Bytes of sources the stubs left out.
+    pub bytes_left_out: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Every package.
+    pub packages: Vec<VendoredPackage>,
+    /// The `.cargo/config.toml` source replacement.
+    pub cargo_config: Option<String>,
+    /// Where it was written (`--write-config`).
+    pub config_written: Option<PathBuf>,
+}
+
+/// A bundle that was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleSummary {
+    /// Its path.
+    pub path: PathBuf,
+    /// sha256 of the file.
+    pub sha256: Sha256Digest,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// Vendors (or bundles) the workspace's locked dependencies.
+pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
+    let started = Instant::now();
+    let ws = Workspace::load(opts.manifest_path.as_deref())?;
+    let lock = Lockfile::load(&ws.lockfile())?;
+    check_unique(&lock)?;
+
+    let archives = match &opts.from_bundle {
+        Some(path) => archives_from_bundle(path, &lock)?,
+        None => {
+            let cargo_home = match &opts.cargo_home {
+                Some(home) => home.clone(),
+                None => cache::cargo_home()?,
+            };
+            if !opts.offline {
+                fetch(&ws)?;
+            }
+            archives_from_cache(&lock, &cargo_home, opts.offline)?
+        }
+    };
+
+    if let Some(bundle_path) = &opts.bundle {
+        return write_bundle_report(&ws, &lock, archives, bundle_path, started);
+    }
+
+    let platforms: Vec<TargetPlatform> = opts
+        .platforms
+        .iter()
+        .map(|t| TargetPlatform::query(t))
+        .collect::<Result<_>>()?;
+    let needed = if platforms.is_empty() {
+        None
+    } else {
+        let declared = declarations(&ws, &lock, &archives)?;
+        Some(platform::needed_packages(&lock, &platforms, &declared))
+    };
+
+    let dir_names = dir_names(&lock, opts.versioned_dirs);
+    let staged = atomic::StagedDir::new(&opts.dir)?;
+    progress::status(
+        "Vendoring",
+        format!("{} crates into {}", archives.len(), opts.dir.display()),
+    );
+    let bar = progress::bar(archives.len() as u64, "Extracting");
+    let lock_ref = &lock;
+    let mut packages: Vec<VendoredPackage> = archives
+        .par_iter()
+        .map(|archive| {
+            let name = &dir_names[&archive.id];
+            let dest = staged.path().join(name);
+            let stub = needed.as_ref().is_some_and(|n| !n.contains(&archive.id));
+            let result = if stub {
+                write_stub(archive, &dest, &opts.platforms)
+            } else {
+                write_package(archive, &dest, lock_ref)
+            };
+            bar.inc(1);
+            result.map(|(files, left_out)| VendoredPackage {
+                id: archive.id.clone(),
+                kind: archive.id.source.kind(),
+                dir: Some(name.clone()),
+                crate_sha256: archive.digest,
+                files: files.files.len() + 1,
+                bytes: files.bytes,
+                stub,
+                bytes_left_out: left_out,
+            })
+        })
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+    staged.commit()?;
+    packages.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let sources: BTreeSet<Source> = lock
+        .remote_packages()
+        .map(|p| p.id.source.clone())
+        .collect();
+    let directory = config::relative_path(ws.root(), &opts.dir);
+    let cargo_config =
+        (!sources.is_empty()).then(|| config::render(&sources, &directory.to_string_lossy()));
+    let config_written = match (&cargo_config, opts.write_config) {
+        (Some(text), true) => Some(config::write(ws.root(), text)?),
+        _ => None,
+    };
+    Ok(VendorReport {
+        dir: Some(opts.dir.clone()),
+        bundle: None,
+        from_bundle: opts.from_bundle.clone(),
+        platforms: opts.platforms.clone(),
+        crates: packages.len(),
+        stubs: packages.iter().filter(|p| p.stub).count(),
+        files: packages.iter().map(|p| p.files).sum(),
+        bytes: packages.iter().map(|p| p.bytes).sum(),
+        bytes_left_out: packages.iter().map(|p| p.bytes_left_out).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        packages,
+        cargo_config,
+        config_written,
+    })
+}
+
+/// cargo's `directory` source needs one directory per package: two packages with the same
+/// name and version from different sources cannot both be vendored (cargo refuses too).
+fn check_unique(lock: &Lockfile) -> Result<()> {
+    let mut seen: HashMap<(&str, String), &Source> = HashMap::new();
+    for p in lock.remote_packages() {
+        if let Some(other) = seen.insert((&p.id.name, p.id.version.to_string()), &p.id.source) {
+            return Err(crate::error::input(format!(
+                "{} v{} is locked from two sources ({other} and {}); a vendor directory can \
+                 hold only one",
+                p.id.name, p.id.version, p.id.source
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Directory names as cargo vendor chooses them: `NAME` for the highest version of a name,
+/// `NAME-VERSION` for the others (and for all with `versioned`).
+pub fn dir_names(lock: &Lockfile, versioned: bool) -> BTreeMap<PackageId, String> {
+    let mut highest: HashMap<&str, &cargo_metadata::semver::Version> = HashMap::new();
+    for p in lock.remote_packages() {
+        let entry = highest.entry(&p.id.name).or_insert(&p.id.version);
+        if p.id.version > **entry {
+            *entry = &p.id.version;
+        }
+    }
+    lock.remote_packages()
+        .map(|p| {
+            let name = if versioned || highest[p.id.name.as_str()] != &p.id.version {
+                p.id.dir_name()
+            } else {
+                p.id.name.clone()
+            };
+            (p.id.clone(), name)
+        })
+        .collect()
+}
+
+/// `cargo fetch --locked`, so the user's cargo configuration (mirrors, proxies, registries)
+/// decides where crates come from.
+fn fetch(ws: &Workspace) -> Result<()> {
+    progress::status("Fetching", "cargo fetch --locked");
+    let mut cmd = process::cargo();
+    cmd.args(["fetch", "--locked", "--manifest-path"])
+        .arg(ws.root().join("Cargo.toml"))
+        .current_dir(ws.root());
+    if progress::verbosity() < 0 {
+        cmd.arg("--quiet");
+    }
+    // A project already switched to vendored sources would "fetch" from its vendor directory
+    // and leave cargo's cache empty: fetch from outside the project so only the user's own
+    // configuration applies (cargo reads `.cargo/config.toml` from the working directory).
+    let outside = tempfile::tempdir().context("cannot create a temporary directory")?;
+    if replaces_sources_with_directory(ws.root()) {
+        progress::detail(
+            "the project's .cargo/config.toml replaces sources; fetching from outside it",
+        );
+        cmd.current_dir(outside.path());
+    }
+    process::run_inherit_stderr(&mut cmd).map_err(|e| {
+        e.context("cannot fetch the locked crates; check the network, or run with --offline when cargo's cache already holds them")
+    })?;
+    Ok(())
+}
+
+fn replaces_sources_with_directory(root: &Path) -> bool {
+    ["config.toml", "config"].iter().any(|name| {
+        std::fs::read_to_string(root.join(".cargo").join(name))
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("source").and_then(|s| s.as_table()).cloned())
+            .is_some_and(|sources| sources.values().any(|s| s.get("directory").is_some()))
+    })
+}
+
+/// Every remote locked package's `.crate`, read from cargo's cache and proven against
+/// `Cargo.lock`; git packages packaged at their locked commit. Fails listing every problem.
+fn archives_from_cache(
+    lock: &Lockfile,
+    cargo_home: &Path,
+    offline: bool,
+) -> Result<Vec<CrateArchive>> {
+    let cache = CrateCache::scan(cargo_home)?;
+    let registry: Vec<&LockedPackage> = lock
+        .remote_packages()
+        .filter(|p| p.id.source.is_registry())
+        .collect();
+    let lookups: Vec<(&LockedPackage, Result<Lookup>)> = registry
+        .par_iter()
+        .map(|p| match p.checksum {
+            Some(expected) => (*p, cache.lookup(p, expected)),
+            None => (*p, Ok(Lookup::Missing)),
+        })
+        .collect();
+    let mut archives = Vec::with_capacity(lookups.len());
+    let mut mismatches = Vec::new();
+    let mut missing = Vec::new();
+    for (package, lookup) in lookups {
+        match (package.checksum, lookup?) {
+            (None, _) => mismatches.push(format!(
+                "{}: Cargo.lock has no checksum for this registry package, so it cannot be \
+                 proven; regenerate Cargo.lock with a current cargo",
+                package.id
+            )),
+            (Some(_), Lookup::Verified(archive)) => archives.push(archive),
+            (Some(expected), Lookup::Mismatch { path, actual }) => mismatches.push(format!(
+                "{} ({}): sha256 differs from Cargo.lock: expected {expected}, found {actual}",
+                package.id,
+                path.display()
+            )),
+            (Some(_), Lookup::Missing) => missing.push(package.id.to_string()),
+        }
+    }
+    if !mismatches.is_empty() {
+        return Err(crate::error::check_failed(format!(
+            "{} .crate file(s) failed the Cargo.lock check; nothing was extracted:\n  {}\n\
+             Remove the bad files from {} and fetch again, or check where they came from.",
+            mismatches.len(),
+            mismatches.join("\n  "),
+            cache.root().display()
+        )));
+    }
+    if !missing.is_empty() {
+        let hint = if offline {
+            "run without --offline so `cargo fetch --locked` downloads them"
+        } else {
+            "`cargo fetch --locked` did not leave them there; is a source replacement or \
+             another CARGO_HOME in effect?"
+        };
+        return Err(crate::error::input(format!(
+            "{} locked crate(s) are not in cargo's cache ({}): {}; {hint}",
+            missing.len(),
+            cache.root().display(),
+            missing.join(", ")
+        )));
+    }
+    for package in lock
+        .remote_packages()
+        .filter(|p| matches!(p.id.source, Source::Git { .. }))
+    {
+        progress::status("Packaging", format!("{} (git)", package.id));
+        let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+        archives.push(git::package_git_dependency(
+            &package.id,
+            cargo_home,
+            scratch.path(),
+        )?);
+    }
+    archives.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(archives)
+}
+
+/// The archives of a bundle, each checked against its manifest and `Cargo.lock`.
+fn archives_from_bundle(path: &Path, lock: &Lockfile) -> Result<Vec<CrateArchive>> {
+    progress::status("Reading", path.display());
+    let bundle = bundle::Bundle::read(path)?;
+    let (archives, findings) = bundle.check(lock);
+    if !findings.is_empty() {
+        let lines: Vec<String> = findings.iter().map(|f| format!("{f}")).collect();
+        let message = format!(
+            "the bundle {} does not match {} ({} problem(s)); nothing was extracted:\n  {}",
+            path.display(),
+            lock.path().display(),
+            findings.len(),
+            lines.join("\n  ")
+        );
+        return Err(crate::error::check_failed(message));
+    }
+    Ok(archives)
+}
+
+fn write_bundle_report(
+    ws: &Workspace,
+    lock: &Lockfile,
+    archives: Vec<CrateArchive>,
+    path: &Path,
+    started: Instant,
+) -> Result<VendorReport> {
+    let lockfile = std::fs::read(lock.path())
+        .with_context(|| format!("cannot read {}", lock.path().display()))?;
+    let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(_) => crate::workspace::source_date_epoch(ws.root())?,
+        Err(_) => 0,
+    };
+    progress::status(
+        "Bundling",
+        format!("{} crates into {}", archives.len(), path.display()),
+    );
+    let (sha256, bytes) = bundle::write_bundle(path, &lockfile, &archives, mtime)?;
+    let packages: Vec<VendoredPackage> = archives
+        .iter()
+        .map(|a| VendoredPackage {
+            id: a.id.clone(),
+            kind: a.id.source.kind(),
+            dir: None,
+            crate_sha256: a.digest,
+            files: 1,
+            bytes: a.bytes.len() as u64,
+            stub: false,
+            bytes_left_out: 0,
+        })
+        .collect();
+    Ok(VendorReport {
+        dir: None,
+        bundle: Some(BundleSummary {
+            path: path.to_path_buf(),
+            sha256,
+            bytes,
+        }),
+        from_bundle: None,
+        platforms: Vec::new(),
+        crates: packages.len(),
+        stubs: 0,
+        files: packages.len(),
+        bytes,
+        bytes_left_out: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        packages,
+        cargo_config: None,
+        config_written: None,
+    })
+}
+
+/// The dependency declarations of every package whose manifest airlock can read: registry and
+/// git packages from their `.crate`, workspace members from `cargo metadata`.
+fn declarations(
+    ws: &Workspace,
+    lock: &Lockfile,
+    archives: &[CrateArchive],
+) -> Result<BTreeMap<PackageId, Vec<Declaration>>> {
+    let mut declared = BTreeMap::new();
+    let from_archives: Vec<(PackageId, Vec<Declaration>)> = archives
+        .par_iter()
+        .map(|archive| {
+            let manifest = archive
+                .read_file("Cargo.toml")?
+                .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
+            let table: toml::Table = String::from_utf8_lossy(&manifest)
+                .parse()
+                .with_context(|| format!("cannot parse the Cargo.toml of {}", archive.id))?;
+            Ok((archive.id.clone(), platform::declarations(&table)))
+        })
+        .collect::<Result<_>>()?;
+    declared.extend(from_archives);
+    for member in &ws.metadata.packages {
+        let Some(locked) = lock.packages().iter().find(|p| {
+            p.id.source == Source::Path
+                && p.id.name == member.name.as_str()
+                && p.id.version == member.version
+        }) else {
+            continue;
+        };
+        let decls = member
+            .dependencies
+            .iter()
+            .map(|d| Declaration {
+                package: d.name.clone(),
+                platform: d.target.clone(),
+            })
+            .collect();
+        declared.insert(locked.id.clone(), decls);
+    }
+    Ok(declared)
+}
+
+/// Extracts one package and writes its checksum file; returns its files and 0 bytes left out.
+fn write_package(
+    archive: &CrateArchive,
+    dest: &Path,
+    lock: &Lockfile,
+) -> Result<(PackageFiles, u64)> {
+    let files = archive
+        .extract_to(dest)
+        .with_context(|| format!("cannot vendor {}", archive.id))?;
+    let package_sum = match archive.kind {
+        ArchiveKind::Registry => lock.get(&archive.id).and_then(|p| p.checksum),
+        ArchiveKind::Git => None,
+    };
+    CargoChecksum::new(&files, package_sum).write_to(dest)?;
+    Ok((files, 0))
+}
+
+/// Writes a stub for `archive` (see [`platform`]); returns its files and the bytes of the
+/// package's own files it leaves out.
+fn write_stub(
+    archive: &CrateArchive,
+    dest: &Path,
+    platforms: &[String],
+) -> Result<(PackageFiles, u64)> {
+    let original = archive
+        .read_file("Cargo.toml")?
+        .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
+    let manifest = platform::stub_manifest(&archive.id, &original, platforms)?;
+    let left_out = archive.file_digests()?.bytes;
+    std::fs::create_dir_all(dest.join("src"))
+        .with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut files = PackageFiles::default();
+    for (relative, contents) in [("Cargo.toml", manifest.as_bytes()), ("src/lib.rs", b"")] {
+        let path = dest.join(relative);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        files.insert(relative, Sha256Digest::of(contents), contents.len() as u64);
+    }
+    // The package checksum stays: cargo compares it with Cargo.lock while resolving.
+    let package_sum = (archive.kind == ArchiveKind::Registry).then_some(archive.digest);
+    CargoChecksum::new(&files, package_sum).write_to(dest)?;
+    Ok((files, left_out))
+}
+
+impl CommandReport for VendorReport {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        if let Some(bundle) = &self.bundle {
+            let _ = writeln!(
+                out,
+                "Bundled {} crates into {} ({}) in {:.2} s\n{}  {}\n\nCarry it across, then run there:\n  cargo airlock verify --bundle {}\n  cargo airlock vendor --from-bundle {} --write-config",
+                self.crates,
+                bundle.path.display(),
+                human_bytes(bundle.bytes),
+                self.seconds,
+                bundle.sha256.hex(),
+                bundle.path.display(),
+                bundle.path.display(),
+                bundle.path.display(),
+            );
+            return out;
+        }
+        let dir = self
+            .dir
+            .as_deref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "Vendored {} crates into {dir}: {} files, {} in {:.2} s",
+            self.crates,
+            self.files,
+            human_bytes(self.bytes),
+            self.seconds
+        );
+        if !self.platforms.is_empty() {
+            let _ = writeln!(
+                out,
+                "Platforms {}: {} crates replaced by stubs, {} of sources left out",
+                self.platforms.join(", "),
+                self.stubs,
+                human_bytes(self.bytes_left_out)
+            );
+        }
+        match (&self.config_written, &self.cargo_config) {
+            (Some(path), _) => {
+                let _ = writeln!(
+                    out,
+                    "Wrote {}; build with `cargo build --offline --frozen`",
+                    path.display()
+                );
+            }
+            (None, Some(config)) => {
+                let _ = write!(
+                    out,
+                    "\nTo use the vendored sources, add this to .cargo/config.toml (or rerun with --write-config):\n\n{config}"
+                );
+            }
+            (None, None) => {}
+        }
+        out
+    }
+}

@@ -1,2 +1,221 @@
 //! `cargo airlock verify`: what is on disk (vendor directories, bundles, `SHA256SUMS`, OCI
 //! layouts) against what it claims to be, naming every file that differs. Reads only.
+//!
+//! Every check adds a [`CheckSummary`] and its [`Finding`]s to one [`VerifyReport`]; any
+//! finding makes the exit code 1, unreadable input is an error (exit 2).
+
+mod finding;
+mod vendor_dir;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+pub use finding::{Finding, FindingKind};
+
+use crate::error::ExitKind;
+use crate::lock::{Lockfile, PackageId};
+use crate::render::{CommandReport, human_bytes};
+use crate::vendor::archive::CrateArchive;
+use crate::vendor::bundle::Bundle;
+use crate::vendor::cache::{self, CrateCache, Lookup};
+use crate::workspace::Workspace;
+
+/// Options of `cargo airlock verify`.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// The workspace's `Cargo.toml` (default: the current directory's workspace).
+    pub manifest_path: Option<PathBuf>,
+    /// The `Cargo.lock` to verify against (default: the workspace's; with only `--bundle` and
+    /// no workspace, the bundle's own).
+    pub lockfile: Option<PathBuf>,
+    /// A vendor directory to check.
+    pub vendor: Option<PathBuf>,
+    /// A bundle to check, and the pristine `.crate` files to compare a vendor directory with.
+    pub bundle: Option<PathBuf>,
+    /// Do not use cargo's cache for pristine `.crate` files.
+    pub no_cache: bool,
+    /// Cargo's home (default: `$CARGO_HOME`, else `~/.cargo`).
+    pub cargo_home: Option<PathBuf>,
+}
+
+/// What one check looked at.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckSummary {
+    /// `vendor` or `bundle` (later also `sums`, `manifest`, `layout`).
+    pub check: String,
+    /// The directory or file checked.
+    pub target: PathBuf,
+    /// What it was checked against.
+    pub against: PathBuf,
+    /// Packages (or entries) checked.
+    pub items: usize,
+    /// Files hashed.
+    pub files: usize,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Packages whose files were compared with their pristine `.crate`.
+    pub compared_with_crate: usize,
+}
+
+/// The result of `verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Whether every check passed.
+    pub ok: bool,
+    /// One summary per check run.
+    pub checks: Vec<CheckSummary>,
+    /// Every difference found, sorted by path.
+    pub findings: Vec<Finding>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Runs the checks `opts` asks for.
+pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
+    let started = Instant::now();
+    if opts.vendor.is_none() && opts.bundle.is_none() {
+        return Err(crate::error::input(
+            "nothing to verify: give --vendor DIR and/or --bundle FILE",
+        ));
+    }
+    let bundle = opts.bundle.as_deref().map(Bundle::read).transpose()?;
+    let lock = load_lockfile(opts, bundle.as_ref())?;
+    let mut checks = Vec::new();
+    let mut findings = Vec::new();
+    let mut pristine: BTreeMap<PackageId, CrateArchive> = BTreeMap::new();
+
+    if let Some(bundle) = &bundle {
+        let (archives, found) = bundle.check(&lock);
+        checks.push(CheckSummary {
+            check: "bundle".into(),
+            target: bundle.path.clone(),
+            against: lock.path().to_path_buf(),
+            items: bundle.manifest.packages.len(),
+            files: bundle.manifest.packages.len(),
+            bytes: archives.iter().map(|a| a.bytes.len() as u64).sum(),
+            compared_with_crate: 0,
+        });
+        findings.extend(found);
+        pristine.extend(archives.into_iter().map(|a| (a.id.clone(), a)));
+    }
+
+    if let Some(dir) = &opts.vendor {
+        if !opts.no_cache {
+            add_cached_crates(opts, &lock, &mut pristine)?;
+        }
+        let (summary, found) = vendor_dir::check(dir, &lock, &pristine)?;
+        checks.push(summary);
+        findings.extend(found);
+    }
+
+    findings.sort();
+    findings.dedup();
+    Ok(VerifyReport {
+        ok: findings.is_empty(),
+        checks,
+        findings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn load_lockfile(opts: &VerifyOptions, bundle: Option<&Bundle>) -> Result<Lockfile> {
+    if let Some(path) = &opts.lockfile {
+        return Lockfile::load(path);
+    }
+    match Workspace::load(opts.manifest_path.as_deref()) {
+        Ok(ws) => Lockfile::load(&ws.lockfile()),
+        Err(e) => match bundle {
+            Some(b) if opts.manifest_path.is_none() && opts.vendor.is_none() => {
+                let text = String::from_utf8_lossy(&b.lockfile);
+                Lockfile::parse(&text, &b.path.join("Cargo.lock"))
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// Pristine `.crate` files from cargo's cache, for the packages the bundle did not provide.
+/// Only files whose sha256 is `Cargo.lock`'s are used.
+fn add_cached_crates(
+    opts: &VerifyOptions,
+    lock: &Lockfile,
+    pristine: &mut BTreeMap<PackageId, CrateArchive>,
+) -> Result<()> {
+    let home = match &opts.cargo_home {
+        Some(home) => home.clone(),
+        None => match cache::cargo_home() {
+            Ok(home) => home,
+            Err(_) => return Ok(()),
+        },
+    };
+    let crates = CrateCache::scan(&home)?;
+    for package in lock.remote_packages() {
+        if pristine.contains_key(&package.id) {
+            continue;
+        }
+        if let Some(expected) = package.checksum
+            && let Lookup::Verified(archive) = crates.lookup(package, expected)?
+        {
+            pristine.insert(package.id.clone(), archive);
+        }
+    }
+    Ok(())
+}
+
+impl CommandReport for VerifyReport {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        for check in &self.checks {
+            let _ = write!(
+                out,
+                "{}: {} against {}: {} {}, {} files ({})",
+                check.check,
+                check.target.display(),
+                check.against.display(),
+                check.items,
+                if check.check == "bundle" {
+                    "crates"
+                } else {
+                    "packages"
+                },
+                check.files,
+                human_bytes(check.bytes)
+            );
+            if check.check == "vendor" {
+                let _ = write!(
+                    out,
+                    ", {} compared with their .crate",
+                    check.compared_with_crate
+                );
+            }
+            out.push('\n');
+        }
+        if self.findings.is_empty() {
+            out.push_str("ok: no differences\n");
+            return out;
+        }
+        let _ = writeln!(out, "{} difference(s):", self.findings.len());
+        for finding in &self.findings {
+            let _ = writeln!(out, "  {finding}");
+        }
+        out
+    }
+
+    fn exit_kind(&self) -> ExitKind {
+        if self.ok {
+            ExitKind::Ok
+        } else {
+            ExitKind::CheckFailed
+        }
+    }
+}
+
+/// `dir/relative` for findings.
+fn shown(dir: &Path, relative: &str) -> String {
+    dir.join(relative).display().to_string()
+}

@@ -1,0 +1,419 @@
+//! `.crate` archives: read once into memory, proven against a digest, then read or extracted
+//! entry by entry with every path checked, no links or devices, and a bound on the size.
+//!
+//! The same bytes that were hashed are the bytes extracted: nothing is read twice from disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{HashingWriter, Sha256Digest};
+use crate::lock::PackageId;
+use crate::tarball::{LimitedReader, safe_entry_path};
+
+/// The name of cargo's per-package checksum file in a `directory` source.
+pub const CHECKSUM_FILE: &str = ".cargo-checksum.json";
+
+/// The least a `.crate` may expand to before it counts as a decompression bomb.
+pub const MIN_EXPANSION_LIMIT: u64 = 512 << 20;
+/// How many times its compressed size a `.crate` may expand to, when that is more.
+pub const EXPANSION_FACTOR: u64 = 20;
+
+/// The most bytes a `.crate` of `compressed` bytes may expand to.
+pub fn expansion_limit(compressed: u64) -> u64 {
+    MIN_EXPANSION_LIMIT.max(compressed.saturating_mul(EXPANSION_FACTOR))
+}
+
+/// How a package reached airlock, which decides the files cargo vendor would keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveKind {
+    /// A registry `.crate`, byte for byte what the registry serves.
+    Registry,
+    /// A `.crate` that `cargo package` made from a git dependency at its locked commit.
+    Git,
+}
+
+/// A `.crate` file in memory with its digest.
+#[derive(Debug, Clone)]
+pub struct CrateArchive {
+    /// The package it holds.
+    pub id: PackageId,
+    /// Registry or git.
+    pub kind: ArchiveKind,
+    /// The gzipped tar.
+    pub bytes: Vec<u8>,
+    /// sha256 of `bytes`.
+    pub digest: Sha256Digest,
+    /// Where it was read from (for messages).
+    pub origin: String,
+}
+
+impl CrateArchive {
+    /// Wraps bytes read from `origin`, hashing them.
+    pub fn new(id: PackageId, kind: ArchiveKind, bytes: Vec<u8>, origin: String) -> Self {
+        let digest = Sha256Digest::of(&bytes);
+        CrateArchive {
+            id,
+            kind,
+            bytes,
+            digest,
+            origin,
+        }
+    }
+
+    /// Whether cargo vendor keeps the file at `relative` (a path inside the package).
+    ///
+    /// cargo's `ops/vendor.rs` (`vendor_this`) drops git and cargo bookkeeping files; for git
+    /// packages the files `cargo package` adds (`Cargo.toml.orig`, `.cargo_vcs_info.json`) are
+    /// not part of the vendored sources either. The checksum file is always ours to write.
+    pub fn keeps(&self, relative: &str) -> bool {
+        match relative {
+            ".gitattributes" | ".gitignore" | ".git" | ".cargo-ok" | CHECKSUM_FILE => false,
+            "Cargo.toml.orig" | ".cargo_vcs_info.json" => self.kind == ArchiveKind::Registry,
+            _ => true,
+        }
+    }
+
+    /// Visits every regular file the archive holds (those [`CrateArchive::keeps`] keeps), in
+    /// archive order, with its path relative to the package root, whether it is executable,
+    /// and a reader of its contents.
+    ///
+    /// Fails, naming the crate and the entry, on a path outside `NAME-VERSION/`, an absolute
+    /// path or `..`, a link, a device or other special file, a duplicate path, a corrupt or
+    /// truncated archive, or more expanded bytes than [`expansion_limit`].
+    pub fn for_each_file(
+        &self,
+        mut visit: impl FnMut(&str, bool, &mut dyn Read) -> Result<()>,
+    ) -> Result<()> {
+        let prefix = self.id.dir_name();
+        let limit = expansion_limit(self.bytes.len() as u64);
+        let gz = flate2::read::GzDecoder::new(self.bytes.as_slice());
+        let mut tar = tar::Archive::new(LimitedReader::new(gz, limit));
+        let mut seen = BTreeSet::new();
+        let what = || format!("{} ({})", self.id, self.origin);
+        let entries = tar
+            .entries()
+            .with_context(|| format!("{} is not a valid .crate archive", what()))?;
+        for entry in entries {
+            let mut entry = entry.with_context(|| format!("{} is corrupt or truncated", what()))?;
+            let raw_path = entry
+                .path()
+                .with_context(|| format!("{} has an entry with an unreadable path", what()))?
+                .into_owned();
+            let relative = safe_entry_path(&raw_path, Some(&prefix))
+                .map_err(|e| refuse(&what(), &raw_path, &e.to_string()))?;
+            let kind = entry.header().entry_type();
+            match kind {
+                tar::EntryType::Directory => continue,
+                tar::EntryType::XGlobalHeader => continue,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {}
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    return Err(refuse(&what(), &raw_path, "is a link"));
+                }
+                _ => return Err(refuse(&what(), &raw_path, "is not a regular file")),
+            }
+            let relative = relative_string(&relative)
+                .ok_or_else(|| refuse(&what(), &raw_path, "is not a UTF-8 path"))?;
+            if relative.is_empty() || !self.keeps(&relative) {
+                continue;
+            }
+            if !seen.insert(relative.clone()) {
+                return Err(refuse(&what(), &raw_path, "appears twice"));
+            }
+            let executable = entry
+                .header()
+                .mode()
+                .map(|m| m & 0o111 != 0)
+                .unwrap_or(false);
+            visit(&relative, executable, &mut entry)
+                .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
+        }
+        Ok(())
+    }
+
+    /// The digest and size of every kept file, without writing anything.
+    pub fn file_digests(&self) -> Result<PackageFiles> {
+        let mut files = PackageFiles::default();
+        self.for_each_file(|path, _, reader| {
+            let (digest, len) = crate::digest::hash_reader(reader)?;
+            files.insert(path, digest, len);
+            Ok(())
+        })?;
+        Ok(files)
+    }
+
+    /// The contents of one file of the package (`Cargo.toml`), if the archive holds it.
+    pub fn read_file(&self, wanted: &str) -> Result<Option<Vec<u8>>> {
+        let mut found = None;
+        self.for_each_file(|path, _, reader| {
+            if path == wanted && found.is_none() {
+                let mut bytes = Vec::new();
+                reader.read_to_end(&mut bytes)?;
+                found = Some(bytes);
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// Extracts the package's files into `dest` (which must not exist yet), hashing each file
+    /// as it is written.
+    pub fn extract_to(&self, dest: &Path) -> Result<PackageFiles> {
+        fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+        let mut files = PackageFiles::default();
+        self.for_each_file(|relative, executable, reader| {
+            let path = dest.join(relative);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let file = File::options()
+                .write(true)
+                .create_new(true)
+                .mode(if executable { 0o755 } else { 0o644 })
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut writer = HashingWriter::new(BufWriter::with_capacity(64 * 1024, file));
+            std::io::copy(reader, &mut writer)?;
+            let (digest, len, mut inner) = writer.finish();
+            inner
+                .flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            files.insert(relative, digest, len);
+            Ok(())
+        })?;
+        Ok(files)
+    }
+}
+
+fn refuse(what: &str, raw_path: &Path, why: &str) -> anyhow::Error {
+    crate::error::check_failed(format!(
+        "{what}: entry `{}` {why}; refusing to extract it (the archive is damaged or hostile)",
+        raw_path.display()
+    ))
+}
+
+fn relative_string(path: &Path) -> Option<String> {
+    let parts: Option<Vec<&str>> = path.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
+/// The files of one package: relative path (with `/`) → digest, and their total size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageFiles {
+    /// Digest of each file.
+    pub files: BTreeMap<String, Sha256Digest>,
+    /// Total bytes.
+    pub bytes: u64,
+}
+
+impl PackageFiles {
+    /// Records one file.
+    pub fn insert(&mut self, path: &str, digest: Sha256Digest, len: u64) {
+        self.files.insert(path.to_owned(), digest);
+        self.bytes += len;
+    }
+}
+
+/// cargo's `.cargo-checksum.json`: the digest of every file, and the package's `.crate`
+/// checksum (null for git packages). Serialised exactly as cargo writes it (compact, keys
+/// sorted) so a vendored directory matches `cargo vendor`'s byte for byte.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CargoChecksum {
+    /// Relative path → bare hex sha256.
+    pub files: BTreeMap<String, String>,
+    /// The `.crate` sha256 as bare hex, or null.
+    pub package: Option<String>,
+}
+
+impl CargoChecksum {
+    /// The checksum file for `files` with package checksum `package`.
+    pub fn new(files: &PackageFiles, package: Option<Sha256Digest>) -> Self {
+        CargoChecksum {
+            files: files
+                .files
+                .iter()
+                .map(|(path, digest)| (path.clone(), digest.hex()))
+                .collect(),
+            package: package.map(|d| d.hex()),
+        }
+    }
+
+    /// Writes it as `dir/.cargo-checksum.json`.
+    pub fn write_to(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(CHECKSUM_FILE);
+        let json = serde_json::to_vec(self).context("cannot serialise the checksum file")?;
+        fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Reads `dir/.cargo-checksum.json`.
+    pub fn read_from(dir: &Path) -> Result<CargoChecksum> {
+        let path = dir.join(CHECKSUM_FILE);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a cargo checksum file", path.display()))
+    }
+}
+
+/// A path for messages: `dir/NAME`.
+pub fn shown(dir: &Path, relative: &str) -> PathBuf {
+    dir.join(relative)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::lock::Source;
+
+    pub fn id(name: &str, version: &str) -> PackageId {
+        PackageId {
+            name: name.into(),
+            version: version.parse().unwrap(),
+            source: Source::Registry {
+                url: crate::lock::CRATES_IO_INDEX.into(),
+            },
+        }
+    }
+
+    /// A gzipped tar with raw entries (path, type, contents), paths written unchecked.
+    pub fn crate_bytes(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut builder = tar::Builder::new(gz);
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(if *kind == tar::EntryType::Regular {
+                data.len() as u64
+            } else {
+                0
+            });
+            h.set_mode(0o644);
+            // Write the name bytes directly so hostile paths survive.
+            let name = &mut h.as_old_mut().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name("../../etc/passwd").unwrap();
+            }
+            h.set_cksum();
+            builder.append(&h, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn archive(entries: &[(&str, tar::EntryType, &[u8])]) -> CrateArchive {
+        CrateArchive::new(
+            id("demo", "1.0.0"),
+            ArchiveKind::Registry,
+            crate_bytes(entries),
+            "demo-1.0.0.crate".into(),
+        )
+    }
+
+    #[test]
+    fn extracts_and_hashes_kept_files() {
+        let a = archive(&[
+            (
+                "demo-1.0.0/Cargo.toml",
+                tar::EntryType::Regular,
+                b"[package]",
+            ),
+            (
+                "demo-1.0.0/src/lib.rs",
+                tar::EntryType::Regular,
+                b"fn x() {}",
+            ),
+            ("demo-1.0.0/.gitignore", tar::EntryType::Regular, b"target"),
+            ("demo-1.0.0/Cargo.toml.orig", tar::EntryType::Regular, b"o"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let files = a.extract_to(&dir.path().join("demo")).unwrap();
+        let names: Vec<_> = files.files.keys().cloned().collect();
+        assert_eq!(names, ["Cargo.toml", "Cargo.toml.orig", "src/lib.rs"]);
+        assert_eq!(files.bytes, 9 + 9 + 1);
+        assert_eq!(files.files["src/lib.rs"], Sha256Digest::of(b"fn x() {}"));
+        assert_eq!(
+            fs::read(dir.path().join("demo/src/lib.rs")).unwrap(),
+            b"fn x() {}"
+        );
+        assert!(!dir.path().join("demo/.gitignore").exists());
+        assert_eq!(a.file_digests().unwrap(), files);
+        assert_eq!(a.read_file("Cargo.toml").unwrap().unwrap(), b"[package]");
+
+        let git = CrateArchive {
+            kind: ArchiveKind::Git,
+            ..a
+        };
+        assert!(
+            !git.file_digests()
+                .unwrap()
+                .files
+                .contains_key("Cargo.toml.orig")
+        );
+    }
+
+    #[test]
+    fn refuses_hostile_entries() {
+        let cases: [(&str, tar::EntryType); 5] = [
+            ("demo-1.0.0/../../evil", tar::EntryType::Regular),
+            ("/etc/evil", tar::EntryType::Regular),
+            ("other-1.0.0/src/lib.rs", tar::EntryType::Regular),
+            ("demo-1.0.0/link", tar::EntryType::Symlink),
+            ("demo-1.0.0/dev", tar::EntryType::Char),
+        ];
+        for (path, kind) in cases {
+            let a = archive(&[(path, kind, b"x")]);
+            let dir = tempfile::tempdir().unwrap();
+            let err = a.extract_to(&dir.path().join("demo")).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains("demo v1.0.0"), "{text}");
+            assert!(text.contains("refusing"), "{path}: {text}");
+            assert_eq!(
+                crate::error::exit_kind(&err),
+                crate::error::ExitKind::CheckFailed
+            );
+        }
+        let dup = archive(&[
+            ("demo-1.0.0/a", tar::EntryType::Regular, b"1"),
+            ("demo-1.0.0/a", tar::EntryType::Regular, b"2"),
+        ]);
+        assert!(format!("{:#}", dup.file_digests().unwrap_err()).contains("twice"));
+    }
+
+    #[test]
+    fn truncated_archive_is_an_error() {
+        let mut a = archive(&[(
+            "demo-1.0.0/src/lib.rs",
+            tar::EntryType::Regular,
+            &[7u8; 5000],
+        )]);
+        a.bytes.truncate(a.bytes.len() / 2);
+        let err = a.file_digests().unwrap_err();
+        assert!(format!("{err:#}").contains("demo v1.0.0"), "{err:#}");
+    }
+
+    #[test]
+    fn checksum_file_matches_cargo_format() {
+        let mut files = PackageFiles::default();
+        files.insert("src/lib.rs", Sha256Digest::of(b""), 0);
+        files.insert("Cargo.toml", Sha256Digest::of(b"x"), 1);
+        let sum = CargoChecksum::new(&files, Some(Sha256Digest::of(b"crate")));
+        let json = String::from_utf8(serde_json::to_vec(&sum).unwrap()).unwrap();
+        assert!(json.starts_with("{\"files\":{\"Cargo.toml\":\""), "{json}");
+        assert!(json.ends_with(&format!(
+            "\"package\":\"{}\"}}",
+            Sha256Digest::of(b"crate").hex()
+        )));
+        let git = CargoChecksum::new(&files, None);
+        assert!(
+            serde_json::to_string(&git)
+                .unwrap()
+                .ends_with("\"package\":null}")
+        );
+    }
+}

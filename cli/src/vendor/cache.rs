@@ -1,0 +1,220 @@
+//! Cargo's download cache: where `cargo fetch` leaves each registry `.crate`, found without
+//! knowing how cargo names its index directories.
+//!
+//! Cargo keeps `.crate` files in `$CARGO_HOME/registry/cache/<host>-<hash>/NAME-VERSION.crate`,
+//! where `<hash>` is a hash of the source id that changed between cargo versions. airlock lists
+//! every index directory, prefers those named after the registry's host, and takes the first
+//! file whose sha256 is the one `Cargo.lock` wants; a file found with another digest is a
+//! mismatch, reported with both digests.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::digest::Sha256Digest;
+use crate::lock::{LockedPackage, Source};
+
+use super::archive::{ArchiveKind, CrateArchive};
+
+/// `$CARGO_HOME`, or `~/.cargo` when it is not set (cargo's own rule).
+pub fn cargo_home() -> Result<PathBuf> {
+    if let Some(home) = std::env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            crate::error::environment("neither CARGO_HOME nor HOME is set; set CARGO_HOME")
+        })?;
+    Ok(PathBuf::from(home).join(".cargo"))
+}
+
+/// The `.crate` files of every index directory under `registry/cache`.
+#[derive(Debug, Default)]
+pub struct CrateCache {
+    root: PathBuf,
+    /// File name → every index directory holding a file of that name.
+    by_file: HashMap<String, Vec<PathBuf>>,
+}
+
+/// What looking a package up in the cache found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A file whose digest is the locked checksum.
+    Verified(CrateArchive),
+    /// Files exist but none has the locked checksum; the first one found.
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// Its digest.
+        actual: Sha256Digest,
+    },
+    /// No index directory has the file.
+    Missing,
+}
+
+impl CrateCache {
+    /// Lists `cargo_home/registry/cache/*/*.crate` (an absent cache is an empty one).
+    pub fn scan(cargo_home: &Path) -> Result<CrateCache> {
+        let root = cargo_home.join("registry").join("cache");
+        let mut cache = CrateCache {
+            root: root.clone(),
+            by_file: HashMap::new(),
+        };
+        let dirs = match fs::read_dir(&root) {
+            Ok(dirs) => dirs,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", root.display())),
+        };
+        for dir in dirs {
+            let dir = dir.with_context(|| format!("cannot list {}", root.display()))?;
+            if !dir.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let files = fs::read_dir(dir.path())
+                .with_context(|| format!("cannot list {}", dir.path().display()))?;
+            for file in files.flatten() {
+                if let Some(name) = file.file_name().to_str()
+                    && name.ends_with(".crate")
+                {
+                    cache
+                        .by_file
+                        .entry(name.to_owned())
+                        .or_default()
+                        .push(dir.path());
+                }
+            }
+        }
+        for dirs in cache.by_file.values_mut() {
+            dirs.sort();
+        }
+        Ok(cache)
+    }
+
+    /// The cache directory (for messages).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The candidate files for `package`, those in directories named after its registry's
+    /// host first.
+    pub fn candidates(&self, package: &LockedPackage) -> Vec<PathBuf> {
+        let file = format!("{}.crate", package.id.dir_name());
+        let Some(dirs) = self.by_file.get(&file) else {
+            return Vec::new();
+        };
+        let hosts = index_hosts(&package.id.source);
+        let mut ranked: Vec<(usize, &PathBuf)> = dirs
+            .iter()
+            .map(|dir| {
+                let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let rank = hosts
+                    .iter()
+                    .position(|h| name.starts_with(&format!("{h}-")))
+                    .unwrap_or(hosts.len());
+                (rank, dir)
+            })
+            .collect();
+        ranked.sort();
+        ranked.into_iter().map(|(_, dir)| dir.join(&file)).collect()
+    }
+
+    /// Finds `package`'s `.crate` and proves it against `expected` (its lockfile checksum).
+    pub fn lookup(&self, package: &LockedPackage, expected: Sha256Digest) -> Result<Lookup> {
+        let mut first_mismatch = None;
+        for path in self.candidates(package) {
+            let bytes =
+                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let archive = CrateArchive::new(
+                package.id.clone(),
+                ArchiveKind::Registry,
+                bytes,
+                path.display().to_string(),
+            );
+            if archive.digest == expected {
+                return Ok(Lookup::Verified(archive));
+            }
+            if first_mismatch.is_none() {
+                first_mismatch = Some(Lookup::Mismatch {
+                    path,
+                    actual: archive.digest,
+                });
+            }
+        }
+        Ok(first_mismatch.unwrap_or(Lookup::Missing))
+    }
+}
+
+/// Host names cargo uses for the index directory of `source`, best first.
+fn index_hosts(source: &Source) -> Vec<String> {
+    let mut hosts = Vec::new();
+    if source.is_crates_io() {
+        // Since cargo 1.70 crates.io is fetched through its sparse index by default.
+        hosts.push("index.crates.io".to_owned());
+    }
+    let url = match source {
+        Source::Registry { url } | Source::SparseRegistry { url } => url.as_str(),
+        _ => "",
+    };
+    if let Some(host) = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
+        .filter(|h| !h.is_empty())
+    {
+        hosts.push(host.to_owned());
+    }
+    hosts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vendor::archive::tests::{crate_bytes, id};
+
+    #[test]
+    fn finds_crates_in_any_index_dir_and_checks_digests() {
+        let home = tempfile::tempdir().unwrap();
+        let good = crate_bytes(&[("demo-1.0.0/Cargo.toml", tar::EntryType::Regular, b"a")]);
+        let bad = crate_bytes(&[("demo-1.0.0/Cargo.toml", tar::EntryType::Regular, b"b")]);
+        let other = home
+            .path()
+            .join("registry/cache/mirror.example-0123456789abcdef");
+        let crates_io = home
+            .path()
+            .join("registry/cache/index.crates.io-fedcba9876543210");
+        fs::create_dir_all(&other).unwrap();
+        fs::create_dir_all(&crates_io).unwrap();
+        fs::write(other.join("demo-1.0.0.crate"), &good).unwrap();
+        fs::write(crates_io.join("demo-1.0.0.crate"), &bad).unwrap();
+
+        let cache = CrateCache::scan(home.path()).unwrap();
+        let package = LockedPackage {
+            id: id("demo", "1.0.0"),
+            checksum: Some(Sha256Digest::of(&good)),
+            dependencies: vec![],
+        };
+        let candidates = cache.candidates(&package);
+        assert!(candidates[0].starts_with(&crates_io), "{candidates:?}");
+        match cache.lookup(&package, Sha256Digest::of(&good)).unwrap() {
+            Lookup::Verified(a) => assert!(a.origin.contains("mirror.example")),
+            other => panic!("{other:?}"),
+        }
+        match cache.lookup(&package, Sha256Digest::of(b"nope")).unwrap() {
+            Lookup::Mismatch { path, actual } => {
+                assert!(path.starts_with(&crates_io));
+                assert_eq!(actual, Sha256Digest::of(&bad));
+            }
+            other => panic!("{other:?}"),
+        }
+        let absent = LockedPackage {
+            id: id("absent", "1.0.0"),
+            ..package
+        };
+        assert!(matches!(
+            cache.lookup(&absent, Sha256Digest::of(b"")).unwrap(),
+            Lookup::Missing
+        ));
+    }
+}

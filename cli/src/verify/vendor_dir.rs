@@ -1,0 +1,402 @@
+//! `verify --vendor DIR`: a vendor directory against `Cargo.lock` and, where the pristine
+//! `.crate` is at hand, against the `.crate`'s own files.
+//!
+//! `.cargo-checksum.json` alone proves nothing against someone who rewrites it with the file
+//! (cargo itself only compares files with it): its `package` checksum is compared with
+//! `Cargo.lock`, and with the pristine `.crate` every file is compared with the archive.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+
+use crate::digest::{Sha256Digest, hash_file};
+use crate::lock::{LockedPackage, Lockfile, PackageId, Source};
+use crate::vendor::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
+use crate::vendor::platform;
+
+use super::{CheckSummary, Finding, FindingKind, shown};
+
+/// Checks `dir` against `lock`; `pristine` holds proven `.crate` files by package.
+pub fn check(
+    dir: &Path,
+    lock: &Lockfile,
+    pristine: &BTreeMap<PackageId, CrateArchive>,
+) -> Result<(CheckSummary, Vec<Finding>)> {
+    let entries = fs::read_dir(dir).with_context(|| {
+        format!(
+            "cannot read the vendor directory {}; vendor with `cargo airlock vendor {}`",
+            dir.display(),
+            dir.display()
+        )
+    })?;
+    let mut findings = Vec::new();
+    // (name, version) → directory name, read from each directory's Cargo.toml.
+    let mut owners: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut dir_names: Vec<String> = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = entry.file_type()?;
+        if !kind.is_dir() {
+            if !name.starts_with('.') {
+                findings.push(Finding::new(
+                    FindingKind::FileAdded,
+                    shown(dir, &name),
+                    "not a package directory; a vendor directory holds only packages",
+                ));
+            }
+            continue;
+        }
+        dir_names.push(name);
+    }
+    dir_names.sort();
+    for name in &dir_names {
+        match package_of(&dir.join(name)) {
+            Ok(key) => owners.entry(key).or_default().push(name.clone()),
+            Err(e) => findings.push(Finding::new(
+                FindingKind::UnlockedPackage,
+                shown(dir, name),
+                format!("no locked package owns this directory ({e:#})"),
+            )),
+        }
+    }
+
+    let mut matched: Vec<(&LockedPackage, String)> = Vec::new();
+    for package in lock.remote_packages() {
+        let key = (package.id.name.clone(), package.id.version.to_string());
+        match owners.remove(&key) {
+            None => findings.push(
+                Finding::new(
+                    FindingKind::MissingPackage,
+                    shown(dir, &package.id.name),
+                    "Cargo.lock locks this package but the vendor directory does not hold it",
+                )
+                .package(&package.id),
+            ),
+            Some(mut dirs) => {
+                dirs.sort();
+                matched.push((package, dirs.remove(0)));
+                for extra in dirs {
+                    findings.push(
+                        Finding::new(
+                            FindingKind::UnlockedPackage,
+                            shown(dir, &extra),
+                            "a second directory for a package that is already vendored",
+                        )
+                        .package(&package.id),
+                    );
+                }
+            }
+        }
+    }
+    for ((name, version), dirs) in owners {
+        for d in dirs {
+            findings.push(Finding::new(
+                FindingKind::UnlockedPackage,
+                shown(dir, &d),
+                format!("no locked package owns this directory (it holds {name} {version})"),
+            ));
+        }
+    }
+
+    let results: Vec<PackageCheck> = matched
+        .par_iter()
+        .map(|(package, name)| check_package(dir, name, package, pristine.get(&package.id)))
+        .collect::<Result<_>>()?;
+    let mut summary = CheckSummary {
+        check: "vendor".into(),
+        target: dir.to_path_buf(),
+        against: lock.path().to_path_buf(),
+        items: matched.len(),
+        files: 0,
+        bytes: 0,
+        compared_with_crate: 0,
+    };
+    for result in results {
+        summary.files += result.files;
+        summary.bytes += result.bytes;
+        summary.compared_with_crate += usize::from(result.compared);
+        findings.extend(result.findings);
+    }
+    Ok((summary, findings))
+}
+
+/// `[package] name` and `version` of the package in `dir`.
+fn package_of(dir: &Path) -> Result<(String, String)> {
+    let path = dir.join("Cargo.toml");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("no readable {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let field = |key: &str| {
+        table
+            .get("package")
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("{} has no package.{key}", path.display()))
+    };
+    Ok((field("name")?, field("version")?))
+}
+
+struct PackageCheck {
+    findings: Vec<Finding>,
+    files: usize,
+    bytes: u64,
+    compared: bool,
+}
+
+fn check_package(
+    vendor_dir: &Path,
+    name: &str,
+    package: &LockedPackage,
+    pristine: Option<&CrateArchive>,
+) -> Result<PackageCheck> {
+    let dir = vendor_dir.join(name);
+    let id = &package.id;
+    let mut findings = Vec::new();
+    let on_disk = hash_tree(&dir, &mut findings, id)?;
+    let files = on_disk.len();
+    let bytes = on_disk.values().map(|(_, len)| len).sum();
+
+    let checksum_file = match CargoChecksum::read_from(&dir) {
+        Ok(sum) => Some(sum),
+        Err(e) => {
+            findings.push(
+                Finding::new(
+                    FindingKind::Unreadable,
+                    shown(&dir, CHECKSUM_FILE),
+                    format!("{e:#}"),
+                )
+                .package(id),
+            );
+            None
+        }
+    };
+    if let Some(sum) = &checksum_file {
+        check_package_checksum(&dir, package, sum, &mut findings);
+    }
+
+    // The truth for file contents: the pristine .crate when at hand, else the checksum file.
+    let is_stub = platform::is_stub(&dir);
+    let expected: Option<BTreeMap<String, String>> = match pristine {
+        Some(archive) if is_stub => Some(stub_files(archive, &dir)?),
+        Some(archive) => Some(
+            archive
+                .file_digests()?
+                .files
+                .into_iter()
+                .map(|(p, d)| (p, d.hex()))
+                .collect(),
+        ),
+        None => checksum_file.as_ref().map(|s| s.files.clone()),
+    };
+    let compared = pristine.is_some();
+    if let Some(expected) = &expected {
+        compare_files(&dir, id, expected, &on_disk, compared, &mut findings);
+        if compared && let Some(sum) = &checksum_file {
+            compare_checksum_file(&dir, id, expected, sum, &mut findings);
+        }
+    }
+    Ok(PackageCheck {
+        findings,
+        files,
+        bytes,
+        compared,
+    })
+}
+
+fn check_package_checksum(
+    dir: &Path,
+    package: &LockedPackage,
+    sum: &CargoChecksum,
+    findings: &mut Vec<Finding>,
+) {
+    let path = shown(dir, CHECKSUM_FILE);
+    let recorded = sum.package.as_deref().unwrap_or("null");
+    match (&package.id.source, package.checksum) {
+        (Source::Git { .. }, _) => {
+            if sum.package.is_some() {
+                findings.push(
+                    Finding::new(
+                        FindingKind::PackageChecksum,
+                        path,
+                        "a git package's checksum file must have \"package\": null",
+                    )
+                    .package(&package.id)
+                    .values("null", recorded),
+                );
+            }
+        }
+        (_, None) => findings.push(
+            Finding::new(
+                FindingKind::MissingChecksum,
+                path,
+                "Cargo.lock has no checksum for this registry package",
+            )
+            .package(&package.id),
+        ),
+        (_, Some(expected)) => {
+            if sum.package.as_deref() != Some(expected.hex().as_str()) {
+                findings.push(
+                    Finding::new(
+                        FindingKind::PackageChecksum,
+                        path,
+                        "the package checksum differs from Cargo.lock",
+                    )
+                    .package(&package.id)
+                    .values(expected.hex(), recorded),
+                );
+            }
+        }
+    }
+}
+
+/// Hashes every file under `dir` except the checksum file: relative path → (hex, size).
+fn hash_tree(
+    dir: &Path,
+    findings: &mut Vec<Finding>,
+    id: &PackageId,
+) -> Result<BTreeMap<String, (String, u64)>> {
+    let mut paths: Vec<(String, PathBuf)> = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            continue;
+        }
+        let relative = entry
+            .path()
+            .strip_prefix(dir)
+            .unwrap_or(entry.path())
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        if relative == CHECKSUM_FILE {
+            continue;
+        }
+        if !kind.is_file() {
+            findings.push(
+                Finding::new(
+                    FindingKind::FileAdded,
+                    entry.path().display().to_string(),
+                    "a link or special file; vendored sources are regular files",
+                )
+                .package(id),
+            );
+            continue;
+        }
+        paths.push((relative, entry.into_path()));
+    }
+    paths
+        .par_iter()
+        .map(|(relative, path)| {
+            let (digest, len): (Sha256Digest, u64) = hash_file(path)?;
+            Ok((relative.clone(), (digest.hex(), len)))
+        })
+        .collect()
+}
+
+fn compare_files(
+    dir: &Path,
+    id: &PackageId,
+    expected: &BTreeMap<String, String>,
+    on_disk: &BTreeMap<String, (String, u64)>,
+    against_crate: bool,
+    findings: &mut Vec<Finding>,
+) {
+    let truth = if against_crate {
+        "the .crate"
+    } else {
+        CHECKSUM_FILE
+    };
+    for (path, want) in expected {
+        match on_disk.get(path) {
+            None => findings.push(
+                Finding::new(
+                    FindingKind::FileMissing,
+                    shown(dir, path),
+                    format!("listed in {truth} but missing"),
+                )
+                .package(id),
+            ),
+            Some((have, _)) if have != want => findings.push(
+                Finding::new(
+                    FindingKind::FileModified,
+                    shown(dir, path),
+                    format!("sha256 differs from {truth}"),
+                )
+                .package(id)
+                .values(want, have),
+            ),
+            Some(_) => {}
+        }
+    }
+    for path in on_disk.keys().filter(|p| !expected.contains_key(*p)) {
+        findings.push(
+            Finding::new(
+                FindingKind::FileAdded,
+                shown(dir, path),
+                format!("not in {truth}"),
+            )
+            .package(id),
+        );
+    }
+}
+
+fn compare_checksum_file(
+    dir: &Path,
+    id: &PackageId,
+    pristine: &BTreeMap<String, String>,
+    sum: &CargoChecksum,
+    findings: &mut Vec<Finding>,
+) {
+    let path = shown(dir, CHECKSUM_FILE);
+    let mut keys: Vec<&String> = pristine.keys().chain(sum.files.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let (want, have) = (pristine.get(key), sum.files.get(key));
+        if want != have {
+            findings.push(
+                Finding::new(
+                    FindingKind::ChecksumFileAltered,
+                    path.clone(),
+                    format!(
+                        "its entry for `{key}` is not the .crate's; the checksum file was rewritten"
+                    ),
+                )
+                .package(id)
+                .values(
+                    want.map_or("(absent)", String::as_str),
+                    have.map_or("(absent)", String::as_str),
+                ),
+            );
+        }
+    }
+}
+
+/// The files a stub made from `archive` must have (the first line of `Cargo.toml`, which names
+/// the platforms, is taken from the stub itself).
+fn stub_files(archive: &CrateArchive, dir: &Path) -> Result<BTreeMap<String, String>> {
+    let original = archive
+        .read_file("Cargo.toml")?
+        .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
+    let generated = platform::stub_manifest(&archive.id, &original, &[])?;
+    let on_disk = fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+    let first_line = on_disk.lines().next().unwrap_or("");
+    let body = generated.split_once('\n').map_or("", |(_, b)| b);
+    let expected_manifest = format!("{first_line}\n{body}");
+    let mut files = BTreeMap::new();
+    files.insert(
+        "Cargo.toml".to_owned(),
+        Sha256Digest::of(expected_manifest.as_bytes()).hex(),
+    );
+    files.insert("src/lib.rs".to_owned(), Sha256Digest::of(b"").hex());
+    Ok(files)
+}
