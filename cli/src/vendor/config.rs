@@ -62,8 +62,13 @@ pub fn render(sources: &BTreeSet<Source>, directory: &str) -> String {
             }
         };
     }
+    let tables = if tables.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n\n", tables.trim_end())
+    };
     TEMPLATE
-        .replace("{{sources}}", tables.trim_end())
+        .replace("{{sources}}\n\n", &tables)
         .replace("{{directory}}", &quote(directory))
 }
 
