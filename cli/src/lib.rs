@@ -18,6 +18,7 @@ pub mod digest;
 pub mod error;
 pub mod process;
 pub mod progress;
+pub mod release;
 pub mod render;
 pub mod tarball;
 pub mod target;
