@@ -4,6 +4,7 @@
 //! `oci` never touches the network (that is `registry`) and never runs a container engine.
 
 pub mod archive;
+pub mod artifact;
 pub mod document;
 pub mod essentials;
 pub mod image;
