@@ -294,6 +294,15 @@ pub struct VerifyArgs {
     /// compare the vendored files with.
     #[arg(long, value_name = "FILE", group = "what")]
     pub bundle: Option<PathBuf>,
+    /// A SHA256SUMS file: every file it lists (beside it) must have its digest.
+    #[arg(long, value_name = "FILE", group = "what")]
+    pub sums: Option<PathBuf>,
+    /// A dist-manifest.json: every artifact, image and SBOM of the release directory beside it.
+    #[arg(long, value_name = "FILE", group = "what")]
+    pub manifest: Option<PathBuf>,
+    /// An OCI image layout: every blob against its digest, every referenced blob present.
+    #[arg(long, value_name = "DIR", group = "what")]
+    pub layout: Option<PathBuf>,
     /// The Cargo.lock to check against (default: the workspace's).
     #[arg(long, value_name = "PATH")]
     pub lockfile: Option<PathBuf>,
@@ -312,6 +321,9 @@ impl VerifyArgs {
             bundle: self.bundle.clone(),
             no_cache: self.no_cache,
             cargo_home: None,
+            sums: self.sums.clone(),
+            manifest: self.manifest.clone(),
+            layout: self.layout.clone(),
         }
     }
 }

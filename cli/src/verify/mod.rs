@@ -5,6 +5,8 @@
 //! finding makes the exit code 1, unreadable input is an error (exit 2).
 
 mod finding;
+mod layout;
+mod release;
 mod vendor_dir;
 
 use std::collections::BTreeMap;
@@ -41,6 +43,12 @@ pub struct VerifyOptions {
     pub no_cache: bool,
     /// Cargo's home (default: `$CARGO_HOME`, else `~/.cargo`).
     pub cargo_home: Option<PathBuf>,
+    /// A `SHA256SUMS` file to check the files beside it against.
+    pub sums: Option<PathBuf>,
+    /// A `dist-manifest.json` to check the release directory beside it against.
+    pub manifest: Option<PathBuf>,
+    /// An OCI image layout whose blobs to check against their digests.
+    pub layout: Option<PathBuf>,
 }
 
 /// What one check looked at.
@@ -78,15 +86,50 @@ pub struct VerifyReport {
 /// Runs the checks `opts` asks for.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
-    if opts.vendor.is_none() && opts.bundle.is_none() {
+    let release_checks = [&opts.sums, &opts.manifest, &opts.layout];
+    if opts.vendor.is_none() && opts.bundle.is_none() && release_checks.iter().all(|o| o.is_none())
+    {
         return Err(crate::error::input(
-            "nothing to verify: give --vendor DIR and/or --bundle FILE",
+            "nothing to verify: give --vendor DIR, --bundle FILE, --sums FILE, --manifest FILE or --layout DIR",
         ));
     }
-    let bundle = opts.bundle.as_deref().map(Bundle::read).transpose()?;
-    let lock = load_lockfile(opts, bundle.as_ref())?;
     let mut checks = Vec::new();
     let mut findings = Vec::new();
+    for (path, check) in [
+        (
+            &opts.sums,
+            release::check_sums as fn(&Path) -> Result<(CheckSummary, Vec<Finding>)>,
+        ),
+        (&opts.manifest, release::check_manifest),
+        (&opts.layout, layout::check_layout),
+    ] {
+        if let Some(path) = path {
+            let (summary, found) = check(path)?;
+            checks.push(summary);
+            findings.extend(found);
+        }
+    }
+    if opts.vendor.is_some() || opts.bundle.is_some() {
+        check_dependencies(opts, &mut checks, &mut findings)?;
+    }
+    findings.sort();
+    findings.dedup();
+    Ok(VerifyReport {
+        ok: findings.is_empty(),
+        checks,
+        findings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The `--vendor` and `--bundle` checks, against `Cargo.lock`.
+fn check_dependencies(
+    opts: &VerifyOptions,
+    checks: &mut Vec<CheckSummary>,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
+    let bundle = opts.bundle.as_deref().map(Bundle::read).transpose()?;
+    let lock = load_lockfile(opts, bundle.as_ref())?;
     let mut pristine: BTreeMap<PackageId, CrateArchive> = BTreeMap::new();
 
     if let Some(bundle) = &bundle {
@@ -113,14 +156,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         findings.extend(found);
     }
 
-    findings.sort();
-    findings.dedup();
-    Ok(VerifyReport {
-        ok: findings.is_empty(),
-        checks,
-        findings,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(())
 }
 
 fn load_lockfile(opts: &VerifyOptions, bundle: Option<&Bundle>) -> Result<Lockfile> {
@@ -178,10 +214,12 @@ impl CommandReport for VerifyReport {
                 check.target.display(),
                 check.against.display(),
                 check.items,
-                if check.check == "bundle" {
-                    "crates"
-                } else {
-                    "packages"
+                match check.check.as_str() {
+                    "bundle" => "crates",
+                    "sums" => "entries",
+                    "manifest" => "artifacts and images",
+                    "layout" => "referenced blobs",
+                    _ => "packages",
                 },
                 check.files,
                 human_bytes(check.bytes)

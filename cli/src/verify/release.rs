@@ -1,0 +1,241 @@
+//! `verify --sums SHA256SUMS` and `verify --manifest dist-manifest.json`: a release directory
+//! against its own records, naming every missing or changed file.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::finding::{Finding, FindingKind};
+use super::{CheckSummary, layout as layout_check};
+use crate::digest;
+use crate::error;
+use crate::oci::layout::{Layout, descriptor_digest};
+use crate::release::{DistManifest, Sha256Sums};
+
+/// The directory a record file describes: its parent.
+fn base_dir(record: &Path) -> PathBuf {
+    match record.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn read_record(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| error::input(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Checks one listed file: present, and (when given) of this size and digest.
+fn check_file(
+    dir: &Path,
+    name: &str,
+    expected: &digest::Sha256Digest,
+    size: Option<u64>,
+    summary: &mut CheckSummary,
+    findings: &mut Vec<Finding>,
+) {
+    let path = dir.join(name);
+    let shown = path.display().to_string();
+    let (actual, actual_size) = match digest::hash_file(&path) {
+        Ok(hashed) => hashed,
+        Err(_) if !path.exists() => {
+            findings.push(Finding::new(
+                FindingKind::FileMissing,
+                shown,
+                "listed in the release records but missing",
+            ));
+            return;
+        }
+        Err(e) => {
+            findings.push(Finding::new(
+                FindingKind::Unreadable,
+                shown,
+                format!("{e:#}"),
+            ));
+            return;
+        }
+    };
+    summary.files += 1;
+    summary.bytes += actual_size;
+    if let Some(size) = size.filter(|s| *s != actual_size) {
+        findings.push(
+            Finding::new(
+                FindingKind::FileModified,
+                shown.clone(),
+                "size differs from the records",
+            )
+            .values(size, actual_size),
+        );
+    }
+    if actual != *expected {
+        findings.push(
+            Finding::new(
+                FindingKind::FileModified,
+                shown,
+                "sha256 differs from the records",
+            )
+            .values(expected.hex(), actual.hex()),
+        );
+    }
+}
+
+/// `--sums FILE`: every file `SHA256SUMS` lists, relative to its directory.
+pub fn check_sums(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
+    let text = String::from_utf8(read_record(path)?)
+        .map_err(|_| error::input(format!("{} is not text", path.display())))?;
+    let sums = Sha256Sums::parse(&text, path)?;
+    let dir = base_dir(path);
+    let mut summary = CheckSummary {
+        check: "sums".into(),
+        target: dir.clone(),
+        against: path.to_path_buf(),
+        items: sums.entries.len(),
+        files: 0,
+        bytes: 0,
+        compared_with_crate: 0,
+    };
+    let mut findings = Vec::new();
+    for (name, expected) in &sums.entries {
+        check_file(&dir, name, expected, None, &mut summary, &mut findings);
+    }
+    Ok((summary, findings))
+}
+
+/// `--manifest FILE`: every artifact of `dist-manifest.json` (size and digest), every image
+/// (the layout's blobs, the tag pointing at the recorded digest, the SBOM artifacts), and no
+/// file in the directory that the manifest does not list.
+pub fn check_manifest(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
+    let manifest = DistManifest::parse(&read_record(path)?, path)?;
+    let dir = base_dir(path);
+    let mut summary = CheckSummary {
+        check: "manifest".into(),
+        target: dir.clone(),
+        against: path.to_path_buf(),
+        items: manifest.artifacts.len() + manifest.images.len(),
+        files: 0,
+        bytes: 0,
+        compared_with_crate: 0,
+    };
+    let mut findings = Vec::new();
+    for artifact in &manifest.artifacts {
+        check_file(
+            &dir,
+            &artifact.path,
+            &artifact.sha256,
+            Some(artifact.size),
+            &mut summary,
+            &mut findings,
+        );
+    }
+
+    let mut listed: BTreeSet<String> = manifest.artifacts.iter().map(|a| a.path.clone()).collect();
+    let record_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    listed.insert(record_name);
+    for image in &manifest.images {
+        listed.insert(image.layout.clone());
+        let root = dir.join(&image.layout);
+        let (layout_summary, layout_findings) = layout_check::check_layout(&root)?;
+        summary.files += layout_summary.files;
+        summary.bytes += layout_summary.bytes;
+        findings.extend(layout_findings);
+        check_image_record(&root, image, &mut findings);
+    }
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !listed.contains(&name) {
+            findings.push(Finding::new(
+                FindingKind::FileAdded,
+                entry.path().display().to_string(),
+                "not listed in the dist manifest",
+            ));
+        }
+    }
+    Ok((summary, findings))
+}
+
+/// The tag of a recorded image still points at the recorded digest, and its SBOMs are there.
+fn check_image_record(
+    root: &Path,
+    image: &crate::release::ImageRecord,
+    findings: &mut Vec<Finding>,
+) {
+    let shown = format!("{}:{}", root.display(), image.tag);
+    let Ok(layout) = Layout::open(root) else {
+        return; // check_layout already reported why.
+    };
+    match layout.resolve(Some(&image.tag)).map(descriptor_digest) {
+        Ok(Ok(actual)) if actual == image.digest => {}
+        Ok(Ok(actual)) => findings.push(
+            Finding::new(
+                FindingKind::FileModified,
+                shown,
+                "the tag points at another image than the records",
+            )
+            .values(image.digest, actual),
+        ),
+        Ok(Err(e)) | Err(e) => findings.push(Finding::new(
+            FindingKind::FileMissing,
+            shown,
+            format!("{e:#}"),
+        )),
+    }
+    let present: BTreeSet<String> = layout
+        .index()
+        .manifests()
+        .iter()
+        .map(|d| d.digest().to_string())
+        .collect();
+    for sbom in &image.sboms {
+        if !present.contains(&sbom.to_string()) {
+            findings.push(Finding::new(
+                FindingKind::FileMissing,
+                format!("{}@{sbom}", root.display()),
+                "the SBOM attached to the image is missing from index.json",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Sha256Digest;
+
+    #[test]
+    fn sums_name_changed_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sums = Sha256Sums::default();
+        for (name, body) in [
+            ("a.tar.gz", &b"a"[..]),
+            ("b.tar.gz", b"b"),
+            ("c.tar.gz", b"c"),
+        ] {
+            std::fs::write(dir.path().join(name), body).unwrap();
+            sums.entries.insert(name.into(), Sha256Digest::of(body));
+        }
+        let path = dir.path().join("SHA256SUMS");
+        std::fs::write(&path, sums.to_text()).unwrap();
+        let (summary, findings) = check_sums(&path).unwrap();
+        assert!(findings.is_empty());
+        assert_eq!((summary.items, summary.files), (3, 3));
+
+        std::fs::write(dir.path().join("a.tar.gz"), b"A").unwrap();
+        std::fs::remove_file(dir.path().join("c.tar.gz")).unwrap();
+        let (_, findings) = check_sums(&path).unwrap();
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert_eq!(findings[0].kind, FindingKind::FileModified);
+        assert!(findings[0].path.ends_with("a.tar.gz"));
+        assert_eq!(
+            findings[0].expected.as_deref(),
+            Some(Sha256Digest::of(b"a").hex().as_str())
+        );
+        assert_eq!(findings[1].kind, FindingKind::FileMissing);
+        assert!(findings[1].path.ends_with("c.tar.gz"));
+    }
+}
