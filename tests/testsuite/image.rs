@@ -294,7 +294,13 @@ fn two_targets_make_an_index_and_the_aarch64_binary_runs_under_qemu() {
             &format!("oci:{}:multi", layout.display()),
             "--essential",
             "passwd,tmp",
+            "--essential",
+            "tzdata",
         ],
+    );
+    assert_eq!(
+        report["essentials"]["zoneinfo"]["path"],
+        "/usr/share/zoneinfo"
     );
     let images = report["images"].as_array().unwrap();
     let platforms: Vec<&str> = images
@@ -345,6 +351,12 @@ fn two_targets_make_an_index_and_the_aarch64_binary_runs_under_qemu() {
     let (stdout, _) = run_expect(Command::new(qemu).arg(&binary), 0);
     assert_eq!(stdout.trim(), "hello from airlock-hello 0.3.1 on aarch64");
     assert!(bundle.join("rootfs/etc/passwd").exists());
+    let paris = bundle.join("rootfs/usr/share/zoneinfo/Europe/Paris");
+    assert!(
+        std::fs::read(&paris).unwrap().starts_with(b"TZif"),
+        "{}",
+        paris.display()
+    );
 }
 
 #[test]
@@ -823,7 +835,8 @@ fn fails_and_leaves_layout(dir: &Path, layout: &Path, args: &[&str], code: i32, 
 fn a_dynamic_binary_is_refused_with_exit_1_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let layout = existing_layout(dir.path());
-    let dynamic = airlock_bin();
+    // A small dynamically linked system binary (packaging the debug airlock would be slow).
+    let dynamic = airlock::process::find_on_path("true").unwrap();
     fails_and_leaves_layout(
         dir.path(),
         &layout,
@@ -936,6 +949,16 @@ fn a_broken_or_foreign_output_directory_is_refused_and_left_as_it_is() {
     // A file where a directory must go: the output cannot be written.
     let blocker = dir.path().join("blocker");
     std::fs::write(&blocker, b"").unwrap();
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(dir.path())
+            .args(["image", "--binary"])
+            .arg(&hello)
+            .arg("-o")
+            .arg(&blocker),
+        2,
+    );
+    assert!(stderr.contains("exists and is not a directory"), "{stderr}");
     let (_, stderr) = run_expect(
         airlock()
             .current_dir(dir.path())

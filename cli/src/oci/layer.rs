@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error;
+use crate::oci::gzip::ParallelGzEncoder;
 use crate::oci::layout::{LayoutWriter, descriptor_digest};
 use crate::tarball::TarBuilder;
 
@@ -19,7 +20,8 @@ use crate::tarball::TarBuilder;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompressionKind {
-    /// `application/vnd.oci.image.layer.v1.tar+gzip`: every client reads it.
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`: every client reads it. Compressed on
+    /// every core ([`crate::oci::gzip`]).
     #[default]
     Gzip,
     /// `application/vnd.oci.image.layer.v1.tar+zstd`: smaller and faster to unpack; needs
@@ -109,10 +111,7 @@ impl Compression {
     ) -> Result<()> {
         match self.kind {
             CompressionKind::Gzip => {
-                // No file name and mtime 0 in the gzip header: the bytes depend only on the
-                // input (RFC 1952 section 2.3).
-                let level = flate2::Compression::new(self.level as u32);
-                let mut encoder = flate2::GzBuilder::new().mtime(0).write(out, level);
+                let mut encoder = ParallelGzEncoder::new(out, self.level as u32);
                 write(&mut encoder)?;
                 encoder.finish().context("cannot finish the gzip stream")?;
             }

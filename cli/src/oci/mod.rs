@@ -7,6 +7,7 @@ pub mod archive;
 pub mod artifact;
 pub mod document;
 pub mod essentials;
+pub mod gzip;
 pub mod image;
 pub mod json;
 pub mod layer;
