@@ -469,11 +469,86 @@ impl ImageArgs {
 }
 
 /// `cargo airlock push`.
+///
+/// Pushes an image or a multi-platform index from an OCI layout to a registry, skipping blobs
+/// it already has, and prints `registry/repository@sha256:…`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Where to push: REGISTRY/REPOSITORY[:TAG].
-    #[arg(value_name = "ARGS")]
+    /// `[LAYOUT[:TAG]] REGISTRY/REPOSITORY[:TAG|@DIGEST]`: the layout (default:
+    /// target/airlock/image) and where to push. The tag defaults to the layout's, else
+    /// `latest`.
+    #[arg(value_name = "[LAYOUT[:TAG]] DESTINATION", num_args = 1..=2, required = true)]
     pub args: Vec<String>,
+    /// User name for the registry; the password or token is read from stdin
+    /// (--password-stdin). Default: AIRLOCK_REGISTRY_USERNAME/PASSWORD, then the Docker
+    /// config (credHelpers, credsStore, auths).
+    #[arg(long, value_name = "NAME", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password or token for --username from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Trust this PEM CA certificate too (repeatable), for registries with a private CA.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Allow plain HTTP and skip TLS verification (plain HTTP is always allowed for
+    /// localhost, 127.0.0.0/8 and [::1]).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Blobs to upload at once.
+    #[arg(short, long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Retries of each request on 5xx, 429 and dropped connections, with exponential backoff.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+}
+
+impl PushArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::registry::PushOptions> {
+        use airlock::registry::{ClientOptions, Credential, PushOptions, Secret};
+        let (source, destination) = match self.args.as_slice() {
+            [destination] => {
+                let workspace =
+                    airlock::workspace::Workspace::load(global.manifest_path.as_deref())?;
+                let path = workspace.airlock_dir().join("image");
+                (airlock::oci::ImageRef { path, tag: None }, destination)
+            }
+            [source, destination] => (source.parse()?, destination),
+            _ => return Err(airlock::error::input("expected [LAYOUT[:TAG]] DESTINATION")),
+        };
+        let credential = match &self.username {
+            Some(username) => {
+                let mut password = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut password).map_err(
+                    |e| airlock::error::input(format!("cannot read the password from stdin: {e}")),
+                )?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                if password.is_empty() {
+                    return Err(airlock::error::input(
+                        "--password-stdin read an empty password",
+                    ));
+                }
+                Some(Credential::Basic {
+                    username: username.clone(),
+                    password: Secret::new(password),
+                })
+            }
+            None => None,
+        };
+        Ok(PushOptions {
+            source,
+            destination: destination.parse()?,
+            credential,
+            client: ClientOptions {
+                insecure: self.insecure,
+                ca_certs: self.ca_certs.clone(),
+                retries: self.retries,
+                retry_base: ClientOptions::default_retry_base(),
+            },
+            jobs: usize::from(self.jobs),
+        })
+    }
 }
 
 /// `cargo airlock report`.

@@ -40,7 +40,7 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
         Command::Vendor(args) => Box::new(airlock::vendor::vendor(&args.to_options(g))?),
         Command::Verify(args) => Box::new(airlock::verify::verify(&args.to_options(g))?),
         Command::Image(args) => Box::new(airlock::oci::image::image(&args.to_options(g)?)?),
-        Command::Push(_) => return Err(not_yet("push")),
+        Command::Push(args) => Box::new(airlock::registry::push(&args.to_options(g)?)?),
         Command::Report(args) => Box::new(airlock::report::report(&args.to_options(g)?)?),
         Command::Dist(_) => return Err(not_yet("dist")),
         Command::Init(_) => return Err(not_yet("init")),

@@ -6,6 +6,7 @@ mod support;
 
 mod image;
 mod inspect;
+mod push;
 mod report;
 mod vendor;
 mod verify;

@@ -1,0 +1,865 @@
+//! One authenticated HTTP session with a registry: TLS roots, the choice of scheme, the
+//! `WWW-Authenticate` dance (Basic, or Bearer tokens scoped to one repository), and retries
+//! with backoff on what passes: 5xx, 429 (honouring `Retry-After`) and dropped connections.
+//!
+//! Plain HTTP is used only for loopback registries or with `--insecure`, and only after HTTPS
+//! failed at the TLS level. Authorization is sent to the registry's own origin only, never to
+//! an upload location on another host.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use ureq::http::{self, HeaderMap, Method};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::error;
+use crate::progress;
+use crate::registry::auth::{self, Challenge, Credential, ResolvedCredential, Secret};
+use crate::registry::reference::Reference;
+
+/// Test and CI knob: the first retry's delay in milliseconds (default 500), so fault tests do
+/// not wait for real backoff. `Retry-After` from the registry is honoured regardless.
+pub const RETRY_BASE_ENV: &str = "AIRLOCK_RETRY_BASE_MS";
+
+/// Longest wait between attempts that airlock computes itself.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest `Retry-After` airlock waits for; a registry asking for more fails the push.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Error and token bodies are small; anything bigger is cut.
+const MAX_SMALL_BODY: u64 = 1 << 20;
+
+/// Where system CA bundles live (Debian/Ubuntu, Fedora/RHEL, openSUSE, Alpine/macOS).
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Allow plain HTTP and skip certificate verification for any registry.
+    pub insecure: bool,
+    /// Extra PEM CA certificates to trust (added to the system bundle).
+    pub ca_certs: Vec<PathBuf>,
+    /// Retries after the first attempt of each request.
+    pub retries: u32,
+    /// Delay before the first retry; doubled after each.
+    pub retry_base: Duration,
+}
+
+impl ClientOptions {
+    /// The default first-retry delay: 500 ms, or [`RETRY_BASE_ENV`] when set.
+    pub fn default_retry_base() -> Duration {
+        std::env::var(RETRY_BASE_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(Duration::from_millis(500), Duration::from_millis)
+    }
+}
+
+/// A request body that can be sent again on retry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// `len` bytes of a file from `offset`.
+    File {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// A request to the registry or to a location it gave.
+pub(crate) struct Request<'a> {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, url: impl Into<String>) -> Request<'a> {
+        Request {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Request<'a> {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: Body<'a>) -> Request<'a> {
+        self.body = body;
+        self
+    }
+}
+
+/// A registry's answer: status, headers, and a small body (errors, tokens).
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The registry's error, from its JSON body (`{"errors":[{"code","message"}]}`,
+    /// distribution-spec "Error Codes") or the status line.
+    pub fn describe(&self) -> String {
+        let status = format!(
+            "{} {}",
+            self.status,
+            http::StatusCode::from_u16(self.status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("")
+        );
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            errors: Vec<ErrorEntry>,
+        }
+        #[derive(serde::Deserialize)]
+        struct ErrorEntry {
+            code: Option<String>,
+            message: Option<String>,
+        }
+        if let Ok(parsed) = serde_json::from_slice::<Errors>(&self.body)
+            && !parsed.errors.is_empty()
+        {
+            let details: Vec<String> = parsed
+                .errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.code.as_deref().unwrap_or("ERROR"),
+                        e.message.as_deref().unwrap_or("")
+                    )
+                })
+                .collect();
+            return format!("{status} ({})", details.join("; "));
+        }
+        let text: String = String::from_utf8_lossy(&self.body)
+            .chars()
+            .filter(|c| !c.is_control() || *c == ' ')
+            .take(200)
+            .collect();
+        if text.trim().is_empty() {
+            status
+        } else {
+            format!("{status} ({})", text.trim())
+        }
+    }
+}
+
+/// Why an attempt failed: worth another try, or not.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// 5xx, 429, a dropped or refused connection: try again after a delay.
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Anything else: give up now.
+    Fatal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Failure {
+        Failure::Fatal(err)
+    }
+}
+
+impl Failure {
+    pub fn transient(message: impl Into<String>) -> Failure {
+        Failure::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// An authenticated session with one repository of one registry.
+pub(crate) struct Session {
+    agent: ureq::Agent,
+    /// `https://host[:port]` or `http://host[:port]`.
+    base: String,
+    registry: String,
+    repository: String,
+    credential: Option<ResolvedCredential>,
+    /// The `Authorization` value in use.
+    authorization: Mutex<Option<Secret>>,
+    retries: u32,
+    retry_base: Duration,
+    retried: AtomicU32,
+}
+
+impl Session {
+    /// Chooses the scheme, checks that the host serves the registry API (`GET /v2/`), and
+    /// authenticates for pushing to `reference`'s repository.
+    pub fn connect(
+        reference: &Reference,
+        credential: Option<ResolvedCredential>,
+        options: &ClientOptions,
+    ) -> Result<Session> {
+        let agent = build_agent(options)?;
+        let host = reference.api_host().to_owned();
+        let plain_allowed = options.insecure || reference.is_loopback();
+        let mut session = Session {
+            agent,
+            base: format!("https://{host}"),
+            registry: reference.registry.clone(),
+            repository: reference.repository.clone(),
+            credential,
+            authorization: Mutex::new(None),
+            retries: options.retries,
+            retry_base: options.retry_base,
+            retried: AtomicU32::new(0),
+        };
+        let scheme = session.retrying(&format!("connect to {}", reference.registry), |_| {
+            session.choose_scheme(&host, plain_allowed)
+        })?;
+        session.base = format!("{scheme}://{host}");
+        session.ping()?;
+        Ok(session)
+    }
+
+    /// `https`, or `http` when plain HTTP is allowed and HTTPS fails once connected (a plain
+    /// HTTP server answers a TLS handshake with garbage or by hanging up) while HTTP works.
+    fn choose_scheme(&self, host: &str, plain_allowed: bool) -> Result<&'static str, Failure> {
+        let probe = |scheme: &str| {
+            self.agent
+                .get(format!("{scheme}://{host}/v2/"))
+                .call()
+                .map(|_| ())
+        };
+        let https_error = match probe("https") {
+            Ok(()) => return Ok("https"),
+            Err(e) => e,
+        };
+        let connected = !matches!(
+            &https_error,
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed
+        ) && !matches!(&https_error, ureq::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::ConnectionRefused);
+        if plain_allowed && connected && probe("http").is_ok() {
+            return Ok("http");
+        }
+        match transport_failure(&https_error, &self.registry) {
+            Failure::Fatal(err) if is_tls_error(&https_error) && !plain_allowed => {
+                Err(Failure::Fatal(err.context(
+                    "plain HTTP is allowed only for localhost, 127.0.0.0/8 and [::1], or with \
+                     --insecure",
+                )))
+            }
+            other => Err(other),
+        }
+    }
+
+    /// `GET /v2/`: the registry API is there, and our credentials (if any) work.
+    fn ping(&self) -> Result<()> {
+        let url = format!("{}/v2/", self.base);
+        let response = self.retrying(&format!("connect to {}", self.registry), |_| {
+            self.send(&Request::new(Method::GET, url.clone()))
+        })?;
+        match response.status {
+            200..=299 => Ok(()),
+            404 => Err(error::input(format!(
+                "{} does not serve the OCI distribution API (GET {url} answered {})",
+                self.registry,
+                response.describe()
+            ))),
+            _ => Err(error::environment(format!(
+                "{}: GET {url} answered {}",
+                self.registry,
+                response.describe()
+            ))),
+        }
+    }
+
+    /// `/v2/<repository>/<rest>`.
+    pub fn repo_url(&self, rest: &str) -> String {
+        format!("{}/v2/{}/{rest}", self.base, self.repository)
+    }
+
+    /// Resolves a `Location` header, absolute or relative to the registry.
+    pub fn resolve_location(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            format!("{}/{location}", self.base)
+        }
+    }
+
+    /// How many attempts were retries, over the whole session.
+    pub fn retried(&self) -> u32 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Sends `request`, authenticating when the registry challenges (once per request).
+    /// 5xx, 429 and transport errors are [`Failure::Transient`]; other statuses are returned.
+    pub fn send(&self, request: &Request<'_>) -> Result<Response, Failure> {
+        let response = self.send_raw(request)?;
+        if response.status != 401 {
+            return classify(response);
+        }
+        let sent_authorization = self.current_authorization().is_some();
+        self.authenticate(&response, sent_authorization)?;
+        let response = self.send_raw(request)?;
+        if response.status == 401 {
+            return Err(Failure::Fatal(self.refused(&response)));
+        }
+        classify(response)
+    }
+
+    fn current_authorization(&self) -> Option<Secret> {
+        self.authorization
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn send_raw(&self, request: &Request<'_>) -> Result<Response, Failure> {
+        let mut builder = http::Request::builder()
+            .method(request.method.clone())
+            .uri(&request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        // Credentials go to the registry's own origin only.
+        if request.url.starts_with(&format!("{}/", self.base))
+            && let Some(authorization) = self.current_authorization()
+        {
+            builder = builder.header("Authorization", authorization.expose());
+        }
+        let result = match request.body {
+            Body::Empty => builder
+                .header("Content-Length", "0")
+                .body(())
+                .map(|r| self.agent.run(r)),
+            Body::Bytes(bytes) => builder.body(bytes).map(|r| self.agent.run(r)),
+            Body::File { path, offset, len } => {
+                let mut file = fs::File::open(path)
+                    .and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f))
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let mut reader = (&mut file).take(len);
+                builder
+                    .header("Content-Length", len.to_string())
+                    .body(ureq::SendBody::from_reader(&mut reader))
+                    .map(|r| self.agent.run(r))
+            }
+        };
+        let mut response = result
+            .with_context(|| format!("cannot build a request to {}", request.url))?
+            .map_err(|e| transport_failure(&e, &self.registry))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = if request.method == Method::HEAD {
+            Vec::new()
+        } else {
+            response
+                .body_mut()
+                .with_config()
+                .limit(MAX_SMALL_BODY)
+                .read_to_vec()
+                .map_err(|e| transport_failure(&e, &self.registry))?
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Answers a 401: Basic with our credential, or a Bearer token from the challenge's realm
+    /// scoped to pulling and pushing this repository.
+    fn authenticate(&self, response: &Response, sent_authorization: bool) -> Result<(), Failure> {
+        let challenges: Vec<Challenge> = response
+            .headers
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(auth::parse_challenges)
+            .collect();
+        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+        let basic = challenges.iter().find(|c| c.scheme == "basic");
+        let authorization = if let Some(challenge) = bearer {
+            Secret::new(format!("Bearer {}", self.fetch_token(challenge)?.expose()))
+        } else if basic.is_some() {
+            if sent_authorization {
+                return Err(Failure::Fatal(self.refused(response)));
+            }
+            match self
+                .credential
+                .as_ref()
+                .and_then(|c| c.credential.basic_header())
+            {
+                Some(header) => header,
+                None => return Err(Failure::Fatal(self.refused(response))),
+            }
+        } else {
+            return Err(Failure::Fatal(error::environment(format!(
+                "{} answered 401 without a Basic or Bearer challenge ({})",
+                self.registry,
+                response.describe()
+            ))));
+        };
+        *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = Some(authorization);
+        Ok(())
+    }
+
+    /// Distribution token auth (`docs/spec/auth/token.md`, `oauth.md`): GET the realm with
+    /// Basic credentials, or POST a refresh token, for `repository:<name>:pull,push`.
+    fn fetch_token(&self, challenge: &Challenge) -> Result<Secret, Failure> {
+        let realm = challenge.param("realm").ok_or_else(|| {
+            error::environment(format!(
+                "{} sent a Bearer challenge without a realm",
+                self.registry
+            ))
+        })?;
+        if !realm.starts_with("https://") && !realm.starts_with("http://") {
+            return Err(Failure::Fatal(error::environment(format!(
+                "{}: token realm `{realm}` is not an http(s) URL",
+                self.registry
+            ))));
+        }
+        let mut scopes = vec![format!("repository:{}:pull,push", self.repository)];
+        if let Some(scope) = challenge.param("scope")
+            && !scopes.iter().any(|s| s == scope)
+        {
+            scopes.push(scope.to_owned());
+        }
+        let service = challenge.param("service");
+        let result = match self.credential.as_ref().map(|c| &c.credential) {
+            Some(Credential::IdentityToken(token)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("client_id", "cargo-airlock".to_owned()),
+                    ("refresh_token", token.expose().to_owned()),
+                    ("scope", scopes.join(" ")),
+                ];
+                if let Some(service) = service {
+                    form.push(("service", service.to_owned()));
+                }
+                let body = form_urlencode(&form);
+                self.agent
+                    .post(realm)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .send(body.as_bytes())
+            }
+            other => {
+                let mut request = self.agent.get(realm);
+                if let Some(service) = service {
+                    request = request.query("service", service);
+                }
+                for scope in &scopes {
+                    request = request.query("scope", scope);
+                }
+                if let Some(header) = other.and_then(Credential::basic_header) {
+                    request = request.header("Authorization", header.expose());
+                }
+                request.call()
+            }
+        };
+        let mut response = result.map_err(|e| transport_failure(&e, realm))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_SMALL_BODY)
+            .read_to_vec()
+            .map_err(|e| transport_failure(&e, realm))?;
+        let response = classify(Response {
+            status,
+            headers: response.headers().clone(),
+            body,
+        })?;
+        if response.status == 401 || response.status == 403 {
+            return Err(Failure::Fatal(self.refused(&response)));
+        }
+        if !(200..300).contains(&response.status) {
+            return Err(Failure::Fatal(error::environment(format!(
+                "token endpoint {realm} answered {}",
+                response.describe()
+            ))));
+        }
+        serde_json::from_slice::<auth::TokenResponse>(&response.body)
+            .ok()
+            .and_then(auth::TokenResponse::into_secret)
+            .ok_or_else(|| {
+                Failure::Fatal(error::environment(format!(
+                    "token endpoint {realm} answered without a token"
+                )))
+            })
+    }
+
+    /// The error for credentials the registry refused, or for missing ones.
+    pub fn refused(&self, response: &Response) -> anyhow::Error {
+        match &self.credential {
+            Some(resolved) => error::input(format!(
+                "{} refused the credentials from {} for pushing to {}: {}; check the user \
+                 name and password or token, and that it may push to this repository",
+                self.registry,
+                resolved.source,
+                self.repository,
+                response.describe()
+            )),
+            None => error::input(format!(
+                "{} requires authentication to push to {} ({}), and no credentials were \
+                 found: pass --username with --password-stdin, set {}/{}, or run \
+                 `docker login {}`",
+                self.registry,
+                self.repository,
+                response.describe(),
+                auth::USERNAME_ENV,
+                auth::PASSWORD_ENV,
+                self.registry
+            )),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries run out. Waits
+    /// `Retry-After` when the registry gave one, else an exponential backoff.
+    pub fn retrying<T>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut(u32) -> Result<T, Failure>,
+    ) -> Result<T> {
+        let attempts = self.retries.saturating_add(1);
+        let mut number = 0;
+        loop {
+            number += 1;
+            match attempt(number) {
+                Ok(value) => return Ok(value),
+                Err(Failure::Fatal(err)) => return Err(err.context(what.to_owned())),
+                Err(Failure::Transient {
+                    message,
+                    retry_after,
+                }) => {
+                    if number >= attempts {
+                        return Err(error::environment(format!(
+                            "{what}: gave up after {number} attempts; the last one failed \
+                             with: {message}"
+                        )));
+                    }
+                    let delay = match retry_after {
+                        Some(delay) if delay > MAX_RETRY_AFTER => {
+                            return Err(error::environment(format!(
+                                "{what}: {message}; the registry asks to retry after {} s, \
+                                 longer than airlock waits ({} s); run the push again later",
+                                delay.as_secs(),
+                                MAX_RETRY_AFTER.as_secs()
+                            )));
+                        }
+                        Some(delay) => delay,
+                        None => backoff(self.retry_base, number),
+                    };
+                    progress::status(
+                        "Retrying",
+                        format!(
+                            "{what} in {:.1} s ({message}; attempt {} of {attempts})",
+                            delay.as_secs_f64(),
+                            number + 1
+                        ),
+                    );
+                    self.retried.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(delay);
+                }
+            }
+        }
+    }
+}
+
+/// `base × 2^(n-1)`, capped, with up to 25% jitter so parallel uploads do not retry in step.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exponential = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exponential.min(MAX_BACKOFF);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = capped.mul_f64(f64::from(nanos % 1000) / 4000.0);
+    capped + jitter
+}
+
+/// Turns retryable statuses into [`Failure::Transient`].
+fn classify(response: Response) -> Result<Response, Failure> {
+    match response.status {
+        408 | 429 | 500 | 502 | 503 | 504 => Err(Failure::Transient {
+            message: response.describe(),
+            retry_after: response.header("retry-after").and_then(parse_retry_after),
+        }),
+        _ => Ok(response),
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = parse_http_date(value)?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`, the form servers must send.
+fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let (_, rest) = value.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let day: u64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut clock = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
+    if parts.next()? != "GMT" || h > 23 || m > 59 || s > 60 || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + (h * 3600 + m * 60 + s) as i64;
+    u64::try_from(seconds)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+fn is_tls_error(err: &ureq::Error) -> bool {
+    matches!(
+        err,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_)
+    )
+}
+
+/// Classifies a transport error: a dropped, refused or timed-out connection is worth a retry;
+/// an unknown host or a TLS failure is not.
+fn transport_failure(err: &ureq::Error, target: &str) -> Failure {
+    match err {
+        ureq::Error::HostNotFound => Failure::Fatal(error::environment(format!(
+            "cannot resolve the host of {target}: check the registry name, DNS and proxy \
+             settings"
+        ))),
+        e if is_tls_error(e) => Failure::Fatal(error::environment(format!(
+            "TLS with {target} failed: {e}; if the registry uses a private CA, pass \
+             --ca-cert FILE (PEM); --insecure skips verification"
+        ))),
+        // std reports resolver failures as "failed to lookup address information: …".
+        ureq::Error::Io(io)
+            if io.to_string().contains("failed to lookup address")
+                && !io.to_string().contains("Temporary failure") =>
+        {
+            Failure::Fatal(error::environment(format!(
+                "cannot resolve the host of {target} ({io}): check the registry name, DNS \
+                 and proxy settings"
+            )))
+        }
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Failure::transient(format!("{target} refused the connection"))
+        }
+        ureq::Error::Io(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Timeout(_)
+        | ureq::Error::Protocol(_)
+        | ureq::Error::BodyStalled => Failure::transient(format!("connection to {target}: {err}")),
+        e => Failure::Fatal(error::environment(format!(
+            "request to {target} failed: {e}"
+        ))),
+    }
+}
+
+fn build_agent(options: &ClientOptions) -> Result<ureq::Agent> {
+    let tls = TlsConfig::builder()
+        .root_certs(root_certs(&options.ca_certs)?)
+        .disable_verification(options.insecure)
+        .build();
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .user_agent(concat!("cargo-airlock/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(300)))
+        .timeout_recv_body(Some(Duration::from_secs(300)))
+        .timeout_send_body(Some(Duration::from_secs(600)))
+        .build();
+    Ok(config.new_agent())
+}
+
+/// The system bundle (`$SSL_CERT_FILE` or the usual paths) plus `--ca-cert` files; Mozilla's
+/// roots built into airlock when neither exists (a scratch container has no bundle).
+fn root_certs(extra: &[PathBuf]) -> Result<RootCerts> {
+    let mut certs = Vec::new();
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find(|p| p.is_file());
+    if let Some(bundle) = &system
+        && let Ok(pem) = fs::read(bundle)
+    {
+        certs.extend(pem_certificates(&pem));
+    }
+    for path in extra {
+        let pem = fs::read(path)
+            .map_err(|e| error::input(format!("cannot read --ca-cert {}: {e}", path.display())))?;
+        let found = pem_certificates(&pem);
+        if found.is_empty() {
+            return Err(error::input(format!(
+                "--ca-cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+        certs.extend(found);
+    }
+    Ok(if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::new_with_certs(&certs)
+    })
+}
+
+fn pem_certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded`.
+fn form_urlencode(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub(crate) fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
+        assert_eq!(
+            parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 CET"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_millis(100);
+        let first = backoff(base, 1);
+        assert!(first >= base && first <= base.mul_f64(1.25), "{first:?}");
+        let third = backoff(base, 3);
+        assert!(
+            third >= base * 4 && third <= (base * 4).mul_f64(1.25),
+            "{third:?}"
+        );
+        assert!(backoff(base, 40) <= MAX_BACKOFF.mul_f64(1.25));
+    }
+
+    #[test]
+    fn describes_registry_errors() {
+        let response = Response {
+            status: 400,
+            headers: HeaderMap::new(),
+            body: br#"{"errors":[{"code":"NAME_INVALID","message":"invalid repository name"}]}"#
+                .to_vec(),
+        };
+        assert_eq!(
+            response.describe(),
+            "400 Bad Request (NAME_INVALID: invalid repository name)"
+        );
+        let response = Response {
+            status: 503,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+        };
+        assert_eq!(response.describe(), "503 Service Unavailable");
+        assert!(matches!(classify(response), Err(Failure::Transient { .. })));
+    }
+
+    #[test]
+    fn encodes_forms() {
+        assert_eq!(
+            form_urlencode(&[("scope", "repository:a/b:pull,push".into())]),
+            "scope=repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+    }
+
+    #[test]
+    fn ca_cert_without_certificates_is_an_input_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        let err = root_certs(&[path]).unwrap_err();
+        assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
+        assert!(format!("{err:#}").contains("no PEM certificate"));
+    }
+}
