@@ -54,11 +54,11 @@ fn hello_binary(triple: &str) -> PathBuf {
     .clone()
 }
 
-fn x86_64_hello() -> PathBuf {
+pub(crate) fn x86_64_hello() -> PathBuf {
     hello_binary("x86_64-unknown-linux-musl")
 }
 
-fn aarch64_hello() -> PathBuf {
+pub(crate) fn aarch64_hello() -> PathBuf {
     hello_binary("aarch64-unknown-linux-musl")
 }
 

@@ -44,6 +44,11 @@ impl Registry {
     /// Starts a registry, with htpasswd Basic auth when `auth`. None (test skipped) when
     /// `docker-registry` or, for auth, `htpasswd` is missing.
     fn start(auth: bool) -> Option<Registry> {
+        Registry::start_with(auth, None)
+    }
+
+    /// Like [`Registry::start`], serving HTTPS with `tls` = (certificate, key) when given.
+    fn start_with(auth: bool, tls: Option<(&Path, &Path)>) -> Option<Registry> {
         let binary = require_tool("docker-registry")?;
         let dir = tempfile::Builder::new()
             .prefix("airlock-registry-")
@@ -64,6 +69,13 @@ impl Registry {
                 file.display()
             );
         }
+        let tls_section = tls.map_or(String::new(), |(cert, key)| {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            )
+        });
         let port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
@@ -71,7 +83,7 @@ impl Registry {
             format!(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n{auth_section}",
+                 http:\n  addr: 127.0.0.1:{port}\n{tls_section}{auth_section}",
                 dir.path().join("storage").display()
             ),
         )
@@ -1438,4 +1450,198 @@ fn a_registry_killed_mid_push_and_restarted_takes_the_next_push() {
         skopeo_digest(&format!("{addr}/killed/app:v1"), None),
         digest_of(&layout.single)
     );
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1, made with `openssl`:
+/// (CA certificate, server certificate, server key).
+fn private_ca(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let openssl = require_tool("openssl")?;
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let (cert, key, csr) = (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+    );
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run_expect(
+        Command::new(&openssl)
+            .args(["req", "-x509", "-days", "2", "-subj", "/CN=airlock test CA"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+        0,
+    );
+    run_expect(
+        Command::new(&openssl)
+            .args(["req", "-subj", "/CN=127.0.0.1"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+        0,
+    );
+    run_expect(
+        Command::new(&openssl)
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert),
+        0,
+    );
+    Some((ca, cert, key))
+}
+
+#[test]
+fn tls_registries_need_their_ca_unless_insecure() {
+    let certs = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = private_ca(certs.path()) else {
+        return;
+    };
+    let Some(registry) = Registry::start_with(false, Some((&cert, &key))) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), 12);
+    let source = format!("oci:{}:single", layout.path.display());
+    let target = format!("{}/tls/app:v1", registry.addr());
+    let digest = digest_of(&layout.single).to_string();
+
+    // An unknown CA: refused at once, and loopback's plain-HTTP allowance does not hide it.
+    let out = push_cmd(home.path())
+        .args([&source, &target])
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 3);
+    assert!(
+        stderr.contains("TLS with")
+            && stderr.contains("UnknownIssuer")
+            && stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Retrying"), "{stderr}");
+
+    let report = run_json(
+        push_cmd(home.path())
+            .args([&source, &target, "--format", "json", "--ca-cert"])
+            .arg(&ca),
+    );
+    assert_eq!(report["digest"], digest);
+    let report = run_json(
+        push_cmd(home.path())
+            .args([&source, &target, "--format", "json"])
+            .env("SSL_CERT_FILE", &ca),
+    );
+    assert_eq!(blob_counts(&report), (0, layout.single_blobs as u64));
+    let report =
+        run_json(push_cmd(home.path()).args([&source, &target, "--format", "json", "--insecure"]));
+    assert_eq!(report["digest"], digest);
+}
+
+#[test]
+fn pushes_a_two_platform_image_made_by_cargo_airlock_image() {
+    let (Some(registry), Some(_)) = (Registry::start(false), require_tool("skopeo")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let image = run_json(
+        airlock()
+            .current_dir(dir.path())
+            .args(["image", "--format", "json", "-q", "--essentials"])
+            .arg("--binary")
+            .arg(crate::image::x86_64_hello())
+            .arg("--binary")
+            .arg(crate::image::aarch64_hello())
+            .arg("-o")
+            .arg(format!("oci:{}:0.3.1", layout.display())),
+    );
+    let index_digest = image["index"]["digest"].as_str().unwrap().to_owned();
+    let target = format!("{}/airlock/hello", registry.addr());
+    let report = run_json(
+        push_cmd(dir.path())
+            .arg(format!("oci:{}:0.3.1", layout.display()))
+            .arg(&target)
+            .args(["--format", "json"]),
+    );
+    assert_eq!(report["digest"], index_digest);
+    assert_eq!(report["tag"], "0.3.1");
+    let platforms: Vec<&str> = report["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["platform"].as_str())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8"]);
+    let tagged = format!("{target}:0.3.1");
+    assert_eq!(skopeo_digest(&tagged, None).to_string(), index_digest);
+    let arm = Command::new("skopeo")
+        .args([
+            "--override-arch",
+            "arm64",
+            "--override-variant",
+            "v8",
+            "inspect",
+            "--tls-verify=false",
+        ])
+        .arg(format!("docker://{tagged}"))
+        .output()
+        .unwrap();
+    let arm: serde_json::Value = serde_json::from_slice(&arm.stdout).unwrap();
+    assert_eq!(arm["Architecture"], "arm64");
+
+    let pulled = dir.path().join("pulled");
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+        ])
+        .arg(format!("docker://{tagged}"))
+        .arg(format!("oci:{}:back", pulled.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = airlock::oci::Layout::open(&pulled).unwrap();
+    assert_eq!(
+        back.resolve(Some("back")).unwrap().digest().to_string(),
+        index_digest
+    );
+    for image in image["images"].as_array().unwrap() {
+        let digest: Sha256Digest = image["manifest"]["digest"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            back.blob_path(&digest).is_file(),
+            "{digest} was not pulled back"
+        );
+    }
 }

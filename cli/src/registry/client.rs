@@ -243,14 +243,15 @@ impl Session {
     /// `https`, or `http` when plain HTTP is allowed and HTTPS fails once connected (a plain
     /// HTTP server answers a TLS handshake with garbage or by hanging up) while HTTP works.
     fn choose_scheme(&self, host: &str, plain_allowed: bool) -> Result<&'static str, Failure> {
+        // A registry answers `/v2/` with 200 or 401; a TLS server asked in plain HTTP says 400.
         let probe = |scheme: &str| {
             self.agent
                 .get(format!("{scheme}://{host}/v2/"))
                 .call()
-                .map(|_| ())
+                .map(|r| matches!(r.status().as_u16(), 200 | 401))
         };
         let https_error = match probe("https") {
-            Ok(()) => return Ok("https"),
+            Ok(_) => return Ok("https"),
             Err(e) => e,
         };
         let connected = !matches!(
@@ -258,7 +259,7 @@ impl Session {
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed
         ) && !matches!(&https_error, ureq::Error::Io(io)
             if io.kind() == std::io::ErrorKind::ConnectionRefused);
-        if plain_allowed && connected && probe("http").is_ok() {
+        if plain_allowed && connected && probe("http").is_ok_and(|registry| registry) {
             return Ok("http");
         }
         match transport_failure(&https_error, &self.registry) {
@@ -663,11 +664,13 @@ fn parse_http_date(value: &str) -> Option<SystemTime> {
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
 }
 
+/// A TLS failure: ureq reports handshake errors as I/O errors carrying a `rustls::Error`.
 fn is_tls_error(err: &ureq::Error) -> bool {
-    matches!(
-        err,
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_)
-    )
+    match err {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => true,
+        ureq::Error::Io(io) => io.get_ref().is_some_and(|e| e.is::<rustls::Error>()),
+        _ => false,
+    }
 }
 
 /// Classifies a transport error: a dropped, refused or timed-out connection is worth a retry;
