@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,14 @@ impl CrateArchive {
         &self,
         mut visit: impl FnMut(&str, bool, &mut dyn Read) -> Result<()>,
     ) -> Result<()> {
+        self.visit_files(|path, executable, reader| visit(path, executable, reader).map(|()| true))
+    }
+
+    /// [`CrateArchive::for_each_file`], stopping early when `visit` returns false.
+    fn visit_files(
+        &self,
+        mut visit: impl FnMut(&str, bool, &mut dyn Read) -> Result<bool>,
+    ) -> Result<()> {
         let prefix = self.id.dir_name();
         let limit = expansion_limit(self.bytes.len() as u64);
         let gz = flate2::read::GzDecoder::new(self.bytes.as_slice());
@@ -131,8 +139,11 @@ impl CrateArchive {
                 .mode()
                 .map(|m| m & 0o111 != 0)
                 .unwrap_or(false);
-            visit(&relative, executable, &mut entry)
+            let more = visit(&relative, executable, &mut entry)
                 .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
+            if !more {
+                break;
+            }
         }
         Ok(())
     }
@@ -151,15 +162,26 @@ impl CrateArchive {
     /// The contents of one file of the package (`Cargo.toml`), if the archive holds it.
     pub fn read_file(&self, wanted: &str) -> Result<Option<Vec<u8>>> {
         let mut found = None;
-        self.for_each_file(|path, _, reader| {
-            if path == wanted && found.is_none() {
-                let mut bytes = Vec::new();
-                reader.read_to_end(&mut bytes)?;
-                found = Some(bytes);
+        self.visit_files(|path, _, reader| {
+            if path != wanted {
+                return Ok(true);
             }
-            Ok(())
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes)?;
+            found = Some(bytes);
+            Ok(false)
         })?;
         Ok(found)
+    }
+
+    /// The total size of the kept files (decompressed, not hashed).
+    pub fn content_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        self.for_each_file(|_, _, reader| {
+            total += std::io::copy(reader, &mut std::io::sink())?;
+            Ok(())
+        })?;
+        Ok(total)
     }
 
     /// Extracts the package's files into `dest` (which must not exist yet), hashing each file
@@ -259,11 +281,6 @@ impl CargoChecksum {
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a cargo checksum file", path.display()))
     }
-}
-
-/// A path for messages: `dir/NAME`.
-pub fn shown(dir: &Path, relative: &str) -> PathBuf {
-    dir.join(relative)
 }
 
 #[cfg(test)]

@@ -517,7 +517,7 @@ fn write_stub(
         .read_file("Cargo.toml")?
         .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
     let manifest = platform::stub_manifest(&archive.id, &original, platforms)?;
-    let left_out = archive.file_digests()?.bytes;
+    let left_out = archive.content_bytes()?;
     std::fs::create_dir_all(dest.join("src"))
         .with_context(|| format!("cannot create {}", dest.display()))?;
     let mut files = PackageFiles::default();

@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: every benchmark compares airlock side by side, in one run, with what
 //! users would use instead, and rewrites its section of `docs/BENCHMARKS.md`.
 
+mod vendor;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -13,7 +15,10 @@ struct Benchmark {
 }
 
 /// Every benchmark, in the order of docs/BENCHMARKS.md.
-const BENCHMARKS: &[Benchmark] = &[];
+const BENCHMARKS: &[Benchmark] = &[Benchmark {
+    name: "vendor",
+    run: vendor::run,
+}];
 
 /// Runs the benchmarks named in `filter` (all when empty) and updates docs/BENCHMARKS.md,
 /// keeping the sections of the others.
