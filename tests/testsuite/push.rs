@@ -1645,3 +1645,82 @@ fn pushes_a_two_platform_image_made_by_cargo_airlock_image() {
         );
     }
 }
+
+#[test]
+fn an_attached_sbom_follows_its_image_into_the_referrers_tag() {
+    let (Some(registry), Some(_)) = (Registry::start(false), require_tool("skopeo")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("layout");
+    let writer = LayoutWriter::create(&path).unwrap();
+    let small = layer(&[("hello", b"hello".to_vec())]);
+    let mut app = image(&writer, Arch::Amd64, &[&small]);
+    app.descriptor.set_platform(None);
+    let tagged = with_ref_name(app.descriptor.clone(), "v1");
+    let sbom_bytes = br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#;
+    let sbom = airlock::oci::artifact::attach(
+        &writer,
+        &tagged,
+        "application/vnd.cyclonedx+json",
+        &[airlock::oci::artifact::ArtifactFile {
+            media_type: "application/vnd.cyclonedx+json",
+            title: "sbom.cdx.json",
+            bytes: sbom_bytes,
+        }],
+        "2024-01-02T03:04:05Z",
+    )
+    .unwrap();
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(vec![tagged, sbom.clone()])
+        .build()
+        .unwrap();
+    writer.finish(&index).unwrap();
+    let app_digest = digest_of(&app);
+    let sbom_digest = Sha256Digest::try_from(sbom.digest()).unwrap();
+
+    // No tag given: the image is the one entry that is not an artifact, and keeps its tag.
+    let target = format!("{}/airlock/sbom", registry.addr());
+    for round in 0..2 {
+        let report = run_json(
+            push_cmd(dir.path())
+                .arg(path.display().to_string())
+                .arg(&target)
+                .args(["--format", "json"]),
+        );
+        assert_eq!(report["digest"], app_digest.to_string());
+        assert_eq!(report["tag"], "v1");
+        let referrer = &report["referrers"][0];
+        assert_eq!(referrer["digest"], sbom_digest.to_string());
+        assert_eq!(referrer["subject"], app_digest.to_string());
+        assert_eq!(referrer["artifact_type"], "application/vnd.cyclonedx+json");
+        assert_eq!(
+            referrer["listed_by"],
+            format!("sha256-{}", app_digest.hex())
+        );
+        if round == 1 {
+            // The SBOM's empty config and its one layer were there too.
+            assert_eq!(blob_counts(&report), (0, 4), "{report:#}");
+        }
+    }
+
+    // Distribution 2.8 has no referrers API: the fallback tag lists the SBOM once.
+    let listed = skopeo_inspect(&format!("{target}:sha256-{}", app_digest.hex()), true, None);
+    let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+    assert_eq!(
+        listed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = listed["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listed:#}");
+    assert_eq!(entries[0]["digest"], sbom_digest.to_string());
+    assert_eq!(entries[0]["artifactType"], "application/vnd.cyclonedx+json");
+    assert_eq!(
+        entries[0]["annotations"]["org.opencontainers.image.created"],
+        "2024-01-02T03:04:05Z"
+    );
+    let pushed_sbom = skopeo_inspect(&format!("{target}@{sbom_digest}"), true, None);
+    let manifest: serde_json::Value = serde_json::from_slice(&pushed_sbom).unwrap();
+    assert_eq!(manifest["subject"]["digest"], app_digest.to_string());
+}

@@ -294,6 +294,11 @@ impl Session {
         }
     }
 
+    /// The repository pushed to.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
     /// `/v2/<repository>/<rest>`.
     pub fn repo_url(&self, rest: &str) -> String {
         format!("{}/v2/{}/{rest}", self.base, self.repository)

@@ -30,7 +30,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
 use serde::Serialize;
 
 use crate::digest::{self, Sha256Digest};
@@ -84,6 +84,8 @@ pub struct PushReport {
     pub media_type: String,
     /// Every manifest pushed, in push order (an index's children first, the index last).
     pub manifests: Vec<ManifestReport>,
+    /// Artifacts from the layout attached to what was pushed (SBOMs), pushed after it.
+    pub referrers: Vec<ReferrerReport>,
     /// Every blob, uploaded or skipped.
     pub blobs: Vec<BlobReport>,
     /// Blobs uploaded.
@@ -109,6 +111,20 @@ pub struct ManifestReport {
     pub size: u64,
     /// `os/architecture[/variant]` from the index, for an index's children.
     pub platform: Option<String>,
+}
+
+/// One artifact pushed with its subject.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferrerReport {
+    /// The artifact manifest's digest.
+    pub digest: Sha256Digest,
+    /// What it holds (`application/vnd.cyclonedx+json`).
+    pub artifact_type: String,
+    /// The manifest it describes.
+    pub subject: Sha256Digest,
+    /// Where the registry lists it: `referrers-api` when it indexed the subject itself
+    /// (`OCI-Subject`), else the fallback tag `sha256-<hex>` airlock updated.
+    pub listed_by: String,
 }
 
 /// One blob, uploaded or skipped.
@@ -145,6 +161,12 @@ impl CommandReport for PushReport {
             ],
             &rows,
         );
+        for referrer in &self.referrers {
+            out.push_str(&format!(
+                "attached {} {} to {}\n",
+                referrer.artifact_type, referrer.digest, referrer.subject
+            ));
+        }
         out.push_str(&format!(
             "blobs: {} uploaded ({}), {} already there ({}){}\n",
             self.blobs_uploaded,
@@ -188,12 +210,22 @@ struct Plan {
     /// Children before parents; the last is the top-level manifest or index.
     manifests: Vec<PlannedManifest>,
     blobs: BTreeMap<Sha256Digest, PlannedBlob>,
+    /// Artifacts in the layout (SBOMs) whose `subject` is one of `manifests`.
+    referrers: Vec<PlannedReferrer>,
+}
+
+/// An artifact manifest to push after its subject.
+struct PlannedReferrer {
+    manifest: PlannedManifest,
+    subject: Sha256Digest,
+    /// Its entry in the subject's referrers list (distribution-spec "Listing Referrers").
+    entry: Descriptor,
 }
 
 /// Pushes `options.source` to `options.destination`.
 pub fn push(options: &PushOptions) -> Result<PushReport> {
     let layout = Layout::open(&options.source.path)?;
-    let top = layout.resolve(options.source.tag.as_deref())?.clone();
+    let top = select_image(&layout, options.source.tag.as_deref())?;
     let top_digest = layout::descriptor_digest(&top)?;
     let destination = &options.destination;
     if let Some(pinned) = &destination.digest
@@ -221,8 +253,10 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
     let mut plan = Plan {
         manifests: Vec::new(),
         blobs: BTreeMap::new(),
+        referrers: Vec::new(),
     };
     plan_descriptor(&layout, &top, None, &mut plan, 0)?;
+    plan_referrers(&layout, &mut plan)?;
 
     let credential = auth::resolve_credential(destination, options.credential.clone())?;
     progress::status("Connecting", format!("to {}", destination.registry));
@@ -265,6 +299,11 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
         });
     }
 
+    let mut referrers = Vec::with_capacity(plan.referrers.len());
+    for referrer in &plan.referrers {
+        referrers.push(push_referrer(&session, referrer)?);
+    }
+
     let uploaded = blobs.iter().filter(|b| b.method != UploadMethod::Skipped);
     let skipped = blobs.iter().filter(|b| b.method == UploadMethod::Skipped);
     Ok(PushReport {
@@ -279,8 +318,149 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
         blobs_skipped: skipped.clone().count(),
         bytes_skipped: skipped.map(|b| b.size).sum(),
         manifests,
+        referrers,
         blobs,
         retries: session.retried(),
+    })
+}
+
+/// The `index.json` entry to push: the one tagged `tag`; without a tag, the only entry that
+/// is not an artifact attached to another (a layout from `dist` also lists its SBOMs).
+fn select_image(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
+    if tag.is_none() {
+        let images: Vec<&Descriptor> = layout
+            .index()
+            .manifests()
+            .iter()
+            .filter(|d| d.artifact_type().is_none())
+            .collect();
+        if let [image] = images.as_slice() {
+            return Ok((*image).clone());
+        }
+    }
+    Ok(layout.resolve(tag)?.clone())
+}
+
+/// Queues the artifacts of `index.json` whose `subject` is a manifest being pushed.
+fn plan_referrers(layout: &Layout, plan: &mut Plan) -> Result<()> {
+    let pushed: Vec<Sha256Digest> = plan
+        .manifests
+        .iter()
+        .map(|m| layout::descriptor_digest(&m.descriptor))
+        .collect::<Result<_>>()?;
+    for entry in layout.index().manifests() {
+        let Some(artifact_type) = entry.artifact_type() else {
+            continue;
+        };
+        let digest = layout::descriptor_digest(entry)?;
+        if !is_manifest(entry.media_type().as_ref()) || pushed.contains(&digest) {
+            continue;
+        }
+        let bytes = layout.read_blob(entry)?;
+        let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| {
+            error::input(format!(
+                "{}: artifact {digest} is not a valid image manifest: {e}",
+                layout.root().display()
+            ))
+        })?;
+        let Some(subject) = manifest.subject() else {
+            continue;
+        };
+        let subject = layout::descriptor_digest(subject)?;
+        if !pushed.contains(&subject)
+            || plan
+                .referrers
+                .iter()
+                .any(|r| layout::descriptor_digest(&r.manifest.descriptor).ok() == Some(digest))
+        {
+            continue;
+        }
+        for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+            plan_blob(layout, blob, plan)?;
+        }
+        // The referrers list entry: the manifest's own artifactType and annotations.
+        let mut listed = Descriptor::new(entry.media_type().clone(), entry.size(), digest);
+        listed.set_artifact_type(Some(
+            manifest
+                .artifact_type()
+                .clone()
+                .unwrap_or_else(|| artifact_type.clone()),
+        ));
+        listed.set_annotations(manifest.annotations().clone());
+        plan.referrers.push(PlannedReferrer {
+            manifest: PlannedManifest {
+                descriptor: entry.clone(),
+                bytes,
+                platform: None,
+            },
+            subject,
+            entry: listed,
+        });
+    }
+    Ok(())
+}
+
+/// Pushes an artifact manifest; when the registry does not index its subject itself (no
+/// `OCI-Subject` answer), adds it to the referrers tag schema's index, `sha256-<hex>` of the
+/// subject, as the distribution spec requires of clients ("Pushing Manifests with Subject").
+fn push_referrer(session: &Session, referrer: &PlannedReferrer) -> Result<ReferrerReport> {
+    let digest = layout::descriptor_digest(&referrer.manifest.descriptor)?;
+    let artifact_type = referrer
+        .entry
+        .artifact_type()
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    progress::status(
+        "Attaching",
+        format!("{artifact_type} {digest} to {}", referrer.subject),
+    );
+    let media_type = content_type(&referrer.manifest);
+    let indexed = upload::put_manifest(
+        session,
+        &digest.to_string(),
+        &media_type,
+        &referrer.manifest.bytes,
+    )?;
+    let listed_by = if indexed {
+        "referrers-api".to_owned()
+    } else {
+        let tag = format!("sha256-{}", referrer.subject.hex());
+        let mut entries: Vec<Descriptor> = match upload::get_index(session, &tag)? {
+            None => Vec::new(),
+            Some(bytes) => serde_json::from_slice::<ImageIndex>(&bytes)
+                .map_err(|e| {
+                    error::environment(format!(
+                        "{}: tag {tag} should hold the referrers of {} but is not an image \
+                         index ({e}); remove it or push the artifact by hand",
+                        session.repository(),
+                        referrer.subject
+                    ))
+                })?
+                .manifests()
+                .clone(),
+        };
+        if !entries
+            .iter()
+            .any(|d| d.digest() == referrer.entry.digest())
+        {
+            entries.push(referrer.entry.clone());
+            let index = ImageIndexBuilder::default()
+                .schema_version(2u32)
+                .media_type(MediaType::ImageIndex)
+                .manifests(entries)
+                .build()
+                .context("cannot build the referrers index")?;
+            let bytes = crate::oci::json::canonical_json(&index)?;
+            upload::put_manifest(session, &tag, MediaType::ImageIndex.as_ref(), &bytes)?;
+        }
+        tag
+    };
+    Ok(ReferrerReport {
+        digest,
+        artifact_type,
+        subject: referrer.subject,
+        listed_by,
     })
 }
 

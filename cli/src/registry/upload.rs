@@ -287,13 +287,14 @@ fn cancel(session: &Session, location: &str) {
     let _ = session.send(&Request::new(Method::DELETE, location));
 }
 
-/// `PUT /v2/<name>/manifests/<reference>` with the exact bytes from the layout.
+/// `PUT /v2/<name>/manifests/<reference>` with the exact bytes from the layout. Returns
+/// whether the registry answered `OCI-Subject`, i.e. indexed the manifest's `subject` itself.
 pub(crate) fn put_manifest(
     session: &Session,
     reference: &str,
     media_type: &str,
     bytes: &[u8],
-) -> Result<()> {
+) -> Result<bool> {
     let digest = Sha256Digest::of(bytes);
     let url = session.repo_url(&format!("manifests/{reference}"));
     session.retrying(&format!("push manifest {digest} as {reference}"), |_| {
@@ -303,7 +304,25 @@ pub(crate) fn put_manifest(
                 .body(Body::Bytes(bytes)),
         )?;
         match response.status {
-            200..=202 => check_digest(&response, &digest),
+            200..=202 => {
+                check_digest(&response, &digest).map(|()| response.header("oci-subject").is_some())
+            }
+            _ => Err(unexpected(session, &response)),
+        }
+    })
+}
+
+/// `GET /v2/<name>/manifests/<reference>` for an image index: its bytes, or `None` (404).
+pub(crate) fn get_index(session: &Session, reference: &str) -> Result<Option<Vec<u8>>> {
+    let url = session.repo_url(&format!("manifests/{reference}"));
+    session.retrying(&format!("read manifest {reference}"), |_| {
+        let response = session.send(
+            &Request::new(Method::GET, url.clone())
+                .header("Accept", "application/vnd.oci.image.index.v1+json"),
+        )?;
+        match response.status {
+            200 => Ok(Some(response.body)),
+            404 => Ok(None),
             _ => Err(unexpected(session, &response)),
         }
     })
