@@ -84,7 +84,7 @@ impl From<FormatArg> for Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build fully static musl binaries and prove them static.
-    Build(BuildArgs),
+    Build(BuildCommandArgs),
     /// Show the ELF linkage of binaries: static, static-pie or dynamic.
     Inspect(InspectArgs),
     /// Check this machine for what each target needs, with the command that installs it.
@@ -140,7 +140,7 @@ impl TargetArgs {
     }
 }
 
-/// `cargo airlock build`.
+/// How to build: the flags of `cargo airlock build` that `image` and `dist` share.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Package to build (repeatable; default: every member with a binary).
@@ -174,6 +174,27 @@ pub struct BuildArgs {
     pub offline: bool,
 }
 
+/// `cargo airlock build`: the build flags other commands share, and its own.
+#[derive(Debug, Args)]
+pub struct BuildCommandArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Report dynamically linked binaries without failing (e.g. a `*-linux-gnu` build to
+    /// compare with).
+    #[arg(long)]
+    pub allow_dynamic: bool,
+}
+
+impl BuildCommandArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::build::BuildOptions> {
+        Ok(airlock::build::BuildOptions {
+            allow_dynamic: self.allow_dynamic,
+            ..self.build.to_options(global)?
+        })
+    }
+}
+
 impl BuildArgs {
     /// The library's options.
     pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::build::BuildOptions> {
@@ -189,6 +210,7 @@ impl BuildArgs {
             locked: self.locked,
             frozen: self.frozen,
             offline: self.offline,
+            allow_dynamic: false,
         })
     }
 }
@@ -235,8 +257,19 @@ impl InspectArgs {
 /// `cargo airlock doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Targets to check (default: `all`, every musl target airlock ships).
     #[command(flatten)]
     pub targets: TargetArgs,
+}
+
+impl DoctorArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::build::DoctorOptions> {
+        Ok(airlock::build::DoctorOptions {
+            manifest_path: global.manifest_path.clone(),
+            targets: self.targets.triples()?,
+        })
+    }
 }
 
 /// `cargo airlock vendor`.

@@ -36,7 +36,7 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
     Ok(match &cli.command {
         Command::Build(args) => Box::new(airlock::build::build(&args.to_options(g)?)?),
         Command::Inspect(args) => Box::new(airlock::elf::inspect(&args.to_options()?)?),
-        Command::Doctor(_) => return Err(not_yet("doctor")),
+        Command::Doctor(args) => Box::new(airlock::build::doctor(&args.to_options(g)?)?),
         Command::Vendor(args) => Box::new(airlock::vendor::vendor(&args.to_options(g))?),
         Command::Verify(args) => Box::new(airlock::verify::verify(&args.to_options(g))?),
         Command::Image(args) => Box::new(airlock::oci::image::image(&args.to_options(g)?)?),

@@ -4,6 +4,8 @@
 
 mod support;
 
+mod build;
+mod doctor;
 mod image;
 mod inspect;
 mod push;

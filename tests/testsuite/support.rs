@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 /// The `cargo-airlock` binary built for this test run.
 pub fn airlock_bin() -> PathBuf {
@@ -14,7 +16,10 @@ pub fn airlock_bin() -> PathBuf {
 /// A `Command` running `cargo-airlock` with a clean, quiet environment.
 pub fn airlock() -> Command {
     let mut cmd = Command::new(airlock_bin());
-    cmd.env_remove("RUSTFLAGS").env_remove("CARGO_TARGET_DIR");
+    cmd.env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR");
     cmd
 }
 
@@ -112,4 +117,85 @@ pub fn run_expect(cmd: &mut Command, code: i32) -> (String, String) {
 pub fn run_json(cmd: &mut Command) -> serde_json::Value {
     let (stdout, _) = run_expect(cmd, 0);
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+/// A fixture built by `cargo airlock build` for one target, shared by every test of this
+/// process (see [`fixture_build`]).
+#[derive(Debug)]
+pub struct FixtureBuild {
+    /// The fixture's copy (`<dir>/Cargo.toml`); read it, never modify it.
+    pub dir: PathBuf,
+    /// The build's `--format json` report.
+    pub report: serde_json::Value,
+}
+
+impl FixtureBuild {
+    /// `target/airlock/<target>/<bin>` in the copy.
+    pub fn binary(&self, target: &str, bin: &str) -> PathBuf {
+        self.dir.join("target/airlock").join(target).join(bin)
+    }
+}
+
+/// The shared copy of `fixtures/<name>` for this test process: refreshed from the repository
+/// once per process, kept under cargo's `target/tmp` so its `target/` (and compiled
+/// dependencies) carries over from one test run to the next.
+pub fn shared_fixture_dir(name: &str) -> PathBuf {
+    static COPIES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("airlock-fixtures")
+        .join(name);
+    let mut copied = COPIES.lock().unwrap_or_else(|e| e.into_inner());
+    if !copied.iter().any(|c| c == name) {
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_name() == "target" {
+                    continue;
+                }
+                if entry.file_type().unwrap().is_dir() {
+                    std::fs::remove_dir_all(entry.path()).unwrap();
+                } else {
+                    std::fs::remove_file(entry.path()).unwrap();
+                }
+            }
+        }
+        copy_dir(&fixture_path(name), &dir);
+        copied.push(name.to_owned());
+    }
+    dir
+}
+
+/// `cargo airlock build --target <target>` on the shared copy of `fixtures/<fixture>`, run
+/// once per (fixture, target) per test process; later callers wait for and reuse it.
+/// Panics (failing the test) when the build fails.
+pub fn fixture_build(fixture: &str, target: &str) -> &'static FixtureBuild {
+    type Cell = &'static OnceLock<FixtureBuild>;
+    static BUILDS: OnceLock<Mutex<HashMap<(String, String), Cell>>> = OnceLock::new();
+    let cell: Cell = {
+        let mut builds = BUILDS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *builds
+            .entry((fixture.to_owned(), target.to_owned()))
+            .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+    };
+    cell.get_or_init(|| {
+        let dir = shared_fixture_dir(fixture);
+        let report = run_json(
+            airlock()
+                .args(["build", "--format", "json", "--manifest-path"])
+                .arg(dir.join("Cargo.toml"))
+                .args(["--target", target]),
+        );
+        FixtureBuild { dir, report }
+    })
+}
+
+/// The static binary `bin` of `fixtures/<fixture>` built by `cargo airlock build` for
+/// `target` (`target/airlock/<target>/<bin>` in a shared copy; see [`fixture_build`]).
+pub fn static_fixture_binary(fixture: &str, bin: &str, target: &str) -> PathBuf {
+    let path = fixture_build(fixture, target).binary(target, bin);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
 }

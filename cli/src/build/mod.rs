@@ -3,15 +3,34 @@
 //! static from its ELF afterwards.
 //!
 //! `build` runs cargo and never touches the user's `RUSTFLAGS`: static linking is forced per
-//! target through `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`.
+//! target through `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`. The steps, one file each: [`plan`]
+//! (which binaries, which dependencies), [`toolchain`] (what the machine has), `env` (what
+//! cargo runs with), `cargo` (the build), `collect` (copy, inspect, judge).
 
+mod cargo;
+pub mod cargo_config;
+mod collect;
+pub mod doctor;
+mod env;
+pub mod plan;
+pub mod toolchain;
+
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::elf::ElfInfo;
+use crate::error::{self, ExitKind};
+use crate::progress;
+use crate::render::{self, Align, CommandReport};
 use crate::target::TargetTriple;
+use crate::workspace::{self, Workspace};
+
+pub use collect::output_path;
+pub use doctor::{DoctorOptions, DoctorReport, doctor};
+pub use env::{CARGO_HOME_PREFIX, TARGET_DIR_PREFIX, WORKSPACE_PREFIX, static_flags};
 
 /// Options of `cargo airlock build` (and of the build step of `image` and `dist`).
 #[derive(Debug, Clone, Default)]
@@ -38,6 +57,10 @@ pub struct BuildOptions {
     pub frozen: bool,
     /// `--offline`.
     pub offline: bool,
+    /// Report dynamically linked binaries without failing (e.g. a glibc build to compare
+    /// sizes with). Static flags are still set for musl targets; other targets (`*-gnu`)
+    /// keep their default, dynamic, linkage either way.
+    pub allow_dynamic: bool,
 }
 
 /// One binary built for one target.
@@ -66,16 +89,184 @@ pub struct BuildReport {
     pub source_date_epoch: u64,
     /// Every failed check (a dynamic binary, with its cause and fix).
     pub problems: Vec<String>,
+    /// The cargo profile.
+    pub profile: String,
+    /// Whether dynamic binaries were allowed.
+    pub allow_dynamic: bool,
 }
 
-/// `cargo airlock build`.
+impl BuildReport {
+    /// The binary `name` built for `target`.
+    pub fn binary(&self, name: &str, target: &TargetTriple) -> Option<&BuiltBinary> {
+        self.binaries
+            .iter()
+            .find(|b| b.name == name && &b.target == target)
+    }
+
+    /// Fails with a check error (exit 1) listing the problems, for callers that go on to
+    /// package the binaries (`image`, `dist`).
+    pub fn ensure_static(&self) -> Result<()> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(error::check_failed(self.problems.join("\n")))
+        }
+    }
+}
+
+/// `cargo airlock build`: plans, checks the machine, runs cargo once for every target,
+/// copies each binary to `target/airlock/<triple>/<bin>` and inspects it.
+///
+/// Returns the report even when a binary is not static (its `problems` say why, and
+/// [`BuildReport::ensure_static`] turns them into an error). Missing toolchain pieces are an
+/// environment error (exit 3) naming the install commands, before cargo runs.
 pub fn build(options: &BuildOptions) -> Result<BuildReport> {
-    let _ = options;
-    anyhow::bail!("`cargo airlock build` is not implemented yet")
+    let workspace = Workspace::load(options.manifest_path.as_deref())?;
+    let manifest_path = workspace.root().join("Cargo.toml");
+    let targets = if options.targets.is_empty() {
+        vec![TargetTriple::host_musl()]
+    } else {
+        options.targets.clone()
+    };
+    let plan = plan::select(&workspace, &options.packages, &options.bins)?;
+
+    let rust = toolchain::RustToolchain::probe(workspace.root())?;
+    for target in &targets {
+        rust.check_known(target)?;
+    }
+    let mut graphs = HashMap::new();
+    let mut c_code = HashMap::new();
+    for target in &targets {
+        let graph = plan::DependencyGraph::load(&manifest_path, target, options)?;
+        let c_crates = graph.c_build_crates(&plan.package_ids());
+        if !c_crates.is_empty() {
+            progress::detail(format!("{target}: C code through {}", c_crates.join(", ")));
+        }
+        c_code.insert(target.clone(), !c_crates.is_empty());
+        graphs.insert(target.clone(), graph);
+    }
+    let zig = if c_code.values().any(|&c| c) {
+        toolchain::Zig::find()
+    } else {
+        None
+    };
+    let tools: Vec<toolchain::TargetTools> = targets
+        .iter()
+        .map(|t| toolchain::TargetTools::probe(t, &rust, zig.as_ref()))
+        .collect();
+    let missing: Vec<_> = tools
+        .iter()
+        .map(|t| (&t.target, t.missing_for_build(c_code[&t.target])))
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    if !missing.is_empty() {
+        return Err(toolchain::environment_error(&missing));
+    }
+    for tools in tools.iter().filter(|t| c_code[&t.target]) {
+        if let Ok(compiler) = &tools.c_compiler {
+            progress::detail(format!(
+                "C compiler for {}: {}",
+                tools.target,
+                compiler.describe()
+            ));
+        }
+    }
+    for target in targets.iter().filter(|t| !t.is_musl()) {
+        progress::warn(format!(
+            "{target} is not a musl target: airlock leaves its linkage to the target's default \
+             (usually dynamic glibc)"
+        ));
+    }
+
+    let source_date_epoch = workspace.source_date_epoch()?;
+    let config = cargo_config::CargoConfig::load(&std::env::current_dir()?)?;
+    let airlock_dir = workspace.airlock_dir();
+    let cargo_env = env::prepare(&env::EnvInputs {
+        workspace_root: workspace.root(),
+        target_dir: workspace.target_dir(),
+        airlock_dir: &airlock_dir,
+        source_date_epoch,
+        config: &config,
+        targets: tools.iter().map(|t| (t, c_code[&t.target])).collect(),
+    })?;
+    for (key, value) in &cargo_env.set {
+        progress::detail(format!("{key}={}", value.to_string_lossy()));
+    }
+
+    let names: Vec<&str> = plan.binaries.iter().map(|b| b.name.as_str()).collect();
+    let target_names: Vec<&str> = targets.iter().map(TargetTriple::as_str).collect();
+    progress::status(
+        "Building",
+        format!("{} for {}", names.join(", "), target_names.join(", ")),
+    );
+    let cmd = cargo::command(&manifest_path, &plan, &targets, options, &cargo_env);
+    let produced = cargo::run(cmd, workspace.target_dir())?;
+    let (binaries, problems) = collect::collect(
+        &plan,
+        &produced,
+        &targets,
+        &airlock_dir,
+        &graphs,
+        options.allow_dynamic,
+    )?;
+    Ok(BuildReport {
+        binaries,
+        source_date_epoch,
+        problems,
+        profile: options
+            .profile
+            .clone()
+            .unwrap_or_else(|| "release".to_owned()),
+        allow_dynamic: options.allow_dynamic,
+    })
 }
 
-impl crate::render::CommandReport for BuildReport {
+impl CommandReport for BuildReport {
     fn human(&self) -> String {
-        String::new()
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let rows: Vec<Vec<String>> = self
+            .binaries
+            .iter()
+            .map(|b| {
+                let shown = b.path.strip_prefix(&cwd).unwrap_or(&b.path);
+                vec![
+                    b.name.clone(),
+                    b.target.to_string(),
+                    render::human_bytes(b.elf.size),
+                    if b.elf.stripped { "yes" } else { "no" }.to_owned(),
+                    b.elf.linkage.as_str().to_owned(),
+                    shown.display().to_string(),
+                ]
+            })
+            .collect();
+        let mut out = render::table(
+            &[
+                ("binary", Align::Left),
+                ("target", Align::Left),
+                ("size", Align::Right),
+                ("stripped", Align::Left),
+                ("linkage", Align::Left),
+                ("path", Align::Left),
+            ],
+            &rows,
+        );
+        out.push_str(&format!(
+            "\nprofile {}, SOURCE_DATE_EPOCH {} ({})\n",
+            self.profile,
+            self.source_date_epoch,
+            workspace::rfc3339(self.source_date_epoch)
+        ));
+        for problem in &self.problems {
+            out.push_str(&format!("\nerror: {problem}\n"));
+        }
+        out
+    }
+
+    fn exit_kind(&self) -> ExitKind {
+        if self.problems.is_empty() {
+            ExitKind::Ok
+        } else {
+            ExitKind::CheckFailed
+        }
     }
 }

@@ -124,6 +124,10 @@ pub fn hint_for(library: &str) -> Option<String> {
         "libc" | "libm" | "libdl" | "libpthread" | "librt" | "libgcc_s" => {
             return None;
         }
+        // The dynamic loader itself (glibc's or musl's): the interpreter hint covers it.
+        loader if loader.starts_with("ld-linux") || loader.starts_with("ld-musl") => {
+            return None;
+        }
         _ => {
             return Some(format!(
                 "{library}: a `-sys` crate links this system shared library; look for a \

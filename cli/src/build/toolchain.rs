@@ -1,0 +1,380 @@
+//! What this machine has for each target: the Rust toolchain and its installed targets, the
+//! linker, the C compiler (musl-gcc natively, zig cc across architectures and as fallback),
+//! and qemu for running foreign binaries. `build` and `doctor` ask the same questions here,
+//! so they always agree.
+//!
+//! Only probes; never installs or writes anything.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::error;
+use crate::process;
+use crate::target::{Arch, TargetTriple};
+
+/// The Rust toolchain cargo will use in a directory (rust-toolchain.toml included).
+#[derive(Debug, Clone)]
+pub struct RustToolchain {
+    /// The `rustc` to run (`$RUSTC` or `rustc`).
+    pub rustc: OsString,
+    /// `rustc --print sysroot`.
+    pub sysroot: PathBuf,
+    /// The host triple (`rustc -vV`).
+    pub host: String,
+    /// `rustc --version`.
+    pub version: String,
+    /// Every target rustc knows (`rustc --print target-list`).
+    pub known_targets: Vec<String>,
+}
+
+impl RustToolchain {
+    /// Asks rustc, run in `dir` so rustup honours the project's toolchain file.
+    pub fn probe(dir: &Path) -> Result<RustToolchain> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let run = |args: &[&str]| -> Result<String> {
+            let mut cmd = Command::new(&rustc);
+            cmd.args(args).current_dir(dir);
+            let output = process::run_captured(&mut cmd).map_err(|e| {
+                if error::exit_kind(&e) == error::ExitKind::Environment {
+                    error::environment(
+                        "rustc is not installed or not on PATH; install Rust with rustup \
+                         (https://rustup.rs): curl --proto '=https' -sSf https://sh.rustup.rs | sh",
+                    )
+                } else {
+                    e
+                }
+            })?;
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        };
+        let verbose = run(&["-vV"])?;
+        let host = verbose
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .unwrap_or(std::env::consts::ARCH)
+            .to_owned();
+        let version = verbose.lines().next().unwrap_or("rustc").to_owned();
+        let sysroot = PathBuf::from(run(&["--print", "sysroot"])?);
+        let known_targets = run(&["--print", "target-list"])?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        Ok(RustToolchain {
+            rustc,
+            sysroot,
+            host,
+            version,
+            known_targets,
+        })
+    }
+
+    /// Fails with an input error when rustc does not know `target` at all.
+    pub fn check_known(&self, target: &TargetTriple) -> Result<()> {
+        if self.known_targets.iter().any(|t| t == target.as_str()) {
+            return Ok(());
+        }
+        Err(error::input(format!(
+            "unknown target triple `{target}`: {} does not know it (`rustc --print target-list` \
+             lists the known ones; airlock ships x86_64-unknown-linux-musl and \
+             aarch64-unknown-linux-musl, `--target all`)",
+            self.version
+        )))
+    }
+
+    /// The directory holding `target`'s standard library, when it is installed.
+    pub fn target_libdir(&self, target: &TargetTriple) -> Option<PathBuf> {
+        let dir = self
+            .sysroot
+            .join("lib/rustlib")
+            .join(target.as_str())
+            .join("lib");
+        let has_std = std::fs::read_dir(&dir).ok()?.flatten().any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libstd-") || name.starts_with("libcore-")
+        });
+        has_std.then_some(dir)
+    }
+
+    /// The `rust-lld` shipped with the toolchain.
+    pub fn rust_lld(&self) -> Option<PathBuf> {
+        let path = self
+            .sysroot
+            .join("lib/rustlib")
+            .join(&self.host)
+            .join("bin/rust-lld");
+        path.is_file().then_some(path)
+    }
+}
+
+/// How to run zig: a `zig` on PATH, or `python3 -m ziglang` from `pip install ziglang`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Zig {
+    /// The program (`/usr/bin/zig` or `/usr/bin/python3`).
+    pub program: PathBuf,
+    /// Arguments before zig's own (`-m ziglang` for the Python package).
+    pub prefix_args: Vec<String>,
+    /// `zig version`.
+    pub version: String,
+}
+
+impl Zig {
+    /// Finds zig: `zig` on PATH first, then the `ziglang` Python package.
+    pub fn find() -> Option<Zig> {
+        let candidates = [
+            process::find_on_path("zig").map(|p| (p, vec![])),
+            process::find_on_path("python3").map(|p| (p, vec!["-m".into(), "ziglang".into()])),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .find_map(|(program, prefix_args)| {
+                let output =
+                    process::run_captured(Command::new(&program).args(&prefix_args).arg("version"))
+                        .ok()?;
+                let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+                Some(Zig {
+                    program,
+                    prefix_args,
+                    version,
+                })
+            })
+    }
+
+    /// The command as a user would type it (`zig` or `python3 -m ziglang`).
+    pub fn display(&self) -> String {
+        let mut parts = vec![self.program.display().to_string()];
+        parts.extend(self.prefix_args.iter().cloned());
+        parts.join(" ")
+    }
+
+    /// zig's name for the musl target of `arch` (`aarch64-linux-musl`).
+    pub fn musl_target(arch: Arch) -> String {
+        format!("{}-linux-musl", arch.triple_name())
+    }
+}
+
+/// The linker airlock points cargo at for a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Linker {
+    /// Rust's default for the target: the system `cc` driving the linker with the toolchain's
+    /// self-contained musl objects.
+    SystemCc(PathBuf),
+    /// The toolchain's `rust-lld`, linking directly (cross targets, or when `cc` is missing).
+    RustLld(PathBuf),
+}
+
+/// The C compiler airlock gives `cc`-crate build scripts for a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CCompiler {
+    /// `musl-gcc` (Debian's musl-tools), for the host's own architecture.
+    MuslGcc(PathBuf),
+    /// `zig cc -target <arch>-linux-musl`, for any architecture.
+    Zig(Zig),
+}
+
+impl CCompiler {
+    /// A short description for tables.
+    pub fn describe(&self) -> String {
+        match self {
+            CCompiler::MuslGcc(path) => format!("musl-gcc ({})", path.display()),
+            CCompiler::Zig(zig) => format!("zig cc {} ({})", zig.version, zig.display()),
+        }
+    }
+}
+
+/// Something a target needs that this machine lacks, and the command that installs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    /// What is missing (`zig`, `the aarch64-unknown-linux-musl standard library`).
+    pub what: String,
+    /// What it is needed for.
+    pub needed_for: String,
+    /// The command that installs it.
+    pub install: String,
+}
+
+impl Missing {
+    /// One line: what, why, and the install command.
+    pub fn sentence(&self) -> String {
+        format!(
+            "{} is missing (needed for {}); install it with `{}`",
+            self.what, self.needed_for, self.install
+        )
+    }
+}
+
+/// Install commands, in one place so `doctor`, `build` and the README agree.
+pub mod install {
+    /// musl-gcc.
+    pub const MUSL_GCC: &str = "apt-get install musl-tools";
+    /// zig, as the Python package (no system package needed).
+    pub const ZIG: &str = "python3 -m pip install ziglang";
+    /// A system C compiler and linker driver.
+    pub const CC: &str = "apt-get install gcc";
+    /// rust-lld ships with every rustup toolchain.
+    pub const RUST_LLD: &str = "rustup toolchain install stable (rustup toolchains ship rust-lld)";
+
+    /// The rustup target.
+    pub fn rust_target(target: &str) -> String {
+        format!("rustup target add {target}")
+    }
+
+    /// qemu user-mode emulators.
+    pub const QEMU: &str = "apt-get install qemu-user-static";
+}
+
+/// Everything airlock found (or did not find) for one target.
+#[derive(Debug, Clone)]
+pub struct TargetTools {
+    /// The target.
+    pub target: TargetTriple,
+    /// Whether its binaries run natively here.
+    pub native: bool,
+    /// The target's standard library directory, or what to install.
+    pub rust_target: Result<PathBuf, Missing>,
+    /// The linker airlock will set (musl targets), or what to install.
+    pub linker: Result<Linker, Missing>,
+    /// The C compiler for `cc` build scripts (musl targets), or what to install.
+    pub c_compiler: Result<CCompiler, Missing>,
+    /// `ar` for the C compiler's static archives.
+    pub archiver: Option<PathBuf>,
+    /// zig, when found (the C compiler for cross targets, the fallback natively).
+    pub zig: Option<Zig>,
+    /// `rust-lld`, when found.
+    pub rust_lld: Option<PathBuf>,
+    /// The qemu emulator for foreign targets (`None` when the target runs natively).
+    pub qemu: Option<Result<PathBuf, Missing>>,
+}
+
+impl TargetTools {
+    /// Looks for everything `target` needs. `zig` is passed in so it is probed once.
+    pub fn probe(target: &TargetTriple, rust: &RustToolchain, zig: Option<&Zig>) -> TargetTools {
+        let native = target.is_host_arch();
+        let rust_target = rust.target_libdir(target).ok_or_else(|| Missing {
+            what: format!("the {target} standard library (rustup target)"),
+            needed_for: format!("every build for {target}"),
+            install: install::rust_target(target.as_str()),
+        });
+        let rust_lld = rust.rust_lld();
+        let linker = choose_linker(target, native, rust_lld.as_deref());
+        let c_compiler = choose_c_compiler(target, native, zig);
+        let archiver = match &c_compiler {
+            Ok(CCompiler::MuslGcc(_)) => process::find_on_path("ar"),
+            _ => None,
+        };
+        let qemu = (!native).then(|| {
+            let arch = target.arch();
+            let binary = arch.map_or("qemu-<arch>-static", Arch::qemu_binary);
+            process::find_on_path(binary).ok_or_else(|| Missing {
+                what: binary.to_owned(),
+                needed_for: format!("running {target} binaries on this machine (tests)"),
+                install: install::QEMU.to_owned(),
+            })
+        });
+        TargetTools {
+            target: target.clone(),
+            native,
+            rust_target,
+            linker,
+            c_compiler,
+            archiver,
+            zig: zig.cloned(),
+            rust_lld,
+            qemu,
+        }
+    }
+
+    /// What stops a build of this target: the rustup target and the linker always, the C
+    /// compiler when the build compiles C code. Empty when the build can go ahead.
+    pub fn missing_for_build(&self, compiles_c: bool) -> Vec<&Missing> {
+        let mut missing = Vec::new();
+        if let Err(m) = &self.rust_target {
+            missing.push(m);
+        }
+        if self.target.is_musl() {
+            if let Err(m) = &self.linker {
+                missing.push(m);
+            }
+            if compiles_c {
+                if let Err(m) = &self.c_compiler {
+                    missing.push(m);
+                }
+            }
+        }
+        missing
+    }
+}
+
+fn choose_linker(
+    target: &TargetTriple,
+    native: bool,
+    rust_lld: Option<&Path>,
+) -> Result<Linker, Missing> {
+    let cc = native.then(|| process::find_on_path("cc")).flatten();
+    match (cc, rust_lld) {
+        (Some(cc), _) => Ok(Linker::SystemCc(cc)),
+        (None, Some(lld)) => Ok(Linker::RustLld(lld.to_path_buf())),
+        (None, None) => Err(Missing {
+            what: "rust-lld".to_owned(),
+            needed_for: format!("linking {target} binaries"),
+            install: if native {
+                format!("{} (or {})", install::RUST_LLD, install::CC)
+            } else {
+                install::RUST_LLD.to_owned()
+            },
+        }),
+    }
+}
+
+fn choose_c_compiler(
+    target: &TargetTriple,
+    native: bool,
+    zig: Option<&Zig>,
+) -> Result<CCompiler, Missing> {
+    let musl_gcc = native.then(|| process::find_on_path("musl-gcc")).flatten();
+    if let Some(path) = musl_gcc {
+        return Ok(CCompiler::MuslGcc(path));
+    }
+    if target.arch().is_none() {
+        return Err(Missing {
+            what: format!("a C compiler for {target}"),
+            needed_for: "crates that compile C code (the `cc` crate)".to_owned(),
+            install: format!(
+                "airlock sets up x86_64 and aarch64 only; set CC_{} to a musl cross compiler",
+                target.as_str().replace('-', "_")
+            ),
+        });
+    }
+    match zig {
+        Some(zig) => Ok(CCompiler::Zig(zig.clone())),
+        None => Err(Missing {
+            what: if native {
+                "musl-gcc (or zig)".to_owned()
+            } else {
+                "zig".to_owned()
+            },
+            needed_for: format!("crates that compile C code for {target} (the `cc` crate)"),
+            install: if native {
+                format!("{} (or {})", install::MUSL_GCC, install::ZIG)
+            } else {
+                install::ZIG.to_owned()
+            },
+        }),
+    }
+}
+
+/// The environment error `build` returns when targets lack what their build needs.
+pub fn environment_error(missing: &[(&TargetTriple, Vec<&Missing>)]) -> anyhow::Error {
+    let mut text = String::from("this machine cannot build every requested target:");
+    for (target, items) in missing {
+        for item in items {
+            text.push_str(&format!("\n  {target}: {}", item.sentence()));
+        }
+    }
+    text.push_str("\n`cargo airlock doctor` shows everything each target needs");
+    error::environment(text)
+}

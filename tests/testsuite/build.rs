@@ -1,0 +1,361 @@
+//! `cargo airlock build` on the fixtures, for real: x86_64 and aarch64 musl, run natively and
+//! under qemu, inspected, rebuilt for byte-identity, and fed bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+
+const X86: &str = "x86_64-unknown-linux-musl";
+const ARM: &str = "aarch64-unknown-linux-musl";
+
+/// Runs `binary` (under qemu for aarch64) with `args` and returns its stdout.
+fn run_binary(target: &str, binary: &Path, args: &[&str]) -> Option<String> {
+    let mut cmd = if target == ARM && !cfg!(target_arch = "aarch64") {
+        let qemu = require_tool("qemu-aarch64-static")?;
+        let mut cmd = Command::new(qemu);
+        cmd.arg(binary);
+        cmd
+    } else {
+        Command::new(binary)
+    };
+    let (stdout, _) = run_expect(cmd.args(args), 0);
+    Some(stdout)
+}
+
+/// `cargo airlock inspect` on `binary`: exit 0 and a static linkage for the right machine.
+fn assert_inspected_static(binary: &Path, target: &str) {
+    let report = run_json(
+        airlock()
+            .args(["inspect", "--format", "json", "--target", target])
+            .arg(binary),
+    );
+    let linkage = report["files"][0]["linkage"].as_str().unwrap();
+    assert!(
+        linkage == "static" || linkage == "static-pie",
+        "{}: {linkage}",
+        binary.display()
+    );
+    assert_eq!(report["files"][0]["needed"], serde_json::json!([]));
+}
+
+/// The report's entry for `bin`, asserting the fields every build must have.
+fn reported<'a>(build: &'a FixtureBuild, target: &str, bin: &str) -> &'a serde_json::Value {
+    let entry = build.report["binaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == bin && b["target"] == target)
+        .unwrap_or_else(|| panic!("{bin} for {target} not in {:#}", build.report));
+    let path = Path::new(entry["path"].as_str().unwrap());
+    assert_eq!(path, build.binary(target, bin));
+    assert_eq!(entry["elf"]["size"], std::fs::metadata(path).unwrap().len());
+    assert_ne!(entry["elf"]["linkage"], "dynamic");
+    assert_eq!(build.report["problems"], serde_json::json!([]));
+    entry
+}
+
+fn arch_of(target: &str) -> &'static str {
+    if target == ARM { "aarch64" } else { "x86_64" }
+}
+
+#[test]
+fn hello_is_static_and_runs_on_both_targets() {
+    for target in [X86, ARM] {
+        let binary = static_fixture_binary("hello", "hello", target);
+        let entry = reported(fixture_build("hello", target), target, "hello");
+        assert_eq!(entry["package"], "airlock-hello");
+        assert_eq!(entry["version"], "0.3.1");
+        assert_eq!(entry["elf"]["arch"], arch_of(target));
+        assert_inspected_static(&binary, target);
+        if let Some(out) = run_binary(target, &binary, &[]) {
+            assert_eq!(
+                out,
+                format!("hello from airlock-hello 0.3.1 on {}\n", arch_of(target))
+            );
+        }
+    }
+}
+
+/// Adler-32 (RFC 1950), to check the C code's answer independently.
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65521;
+        b = (b + a) % 65521;
+    }
+    (b << 16) | a
+}
+
+#[test]
+fn c_dependency_is_compiled_for_each_target_and_linked_statically() {
+    for target in [X86, ARM] {
+        let binary = static_fixture_binary("with-c", "with-c", target);
+        reported(fixture_build("with-c", target), target, "with-c");
+        assert_inspected_static(&binary, target);
+        let text = format!("static {target}");
+        if let Some(out) = run_binary(target, &binary, &[&text]) {
+            assert_eq!(
+                out,
+                format!(
+                    "with-c 0.2.0 on {}: adler32({text})={:08x}\n",
+                    arch_of(target),
+                    adler32(text.as_bytes())
+                )
+            );
+        }
+    }
+    // The zig wrapper is what compiled the aarch64 C code, and it drops cc-rs' --target=.
+    let dir = &fixture_build("with-c", ARM).dir;
+    let wrapper =
+        std::fs::read_to_string(dir.join("target/airlock/toolchain").join(ARM).join("cc")).unwrap();
+    assert!(
+        wrapper.contains("'cc' '-target' 'aarch64-linux-musl'"),
+        "{wrapper}"
+    );
+    assert!(wrapper.contains("--target=*) ;;"), "{wrapper}");
+}
+
+#[test]
+fn workspace_with_two_binaries_builds_both() {
+    for target in [X86, ARM] {
+        let build = fixture_build("multi-bin", target);
+        let names: Vec<&str> = build.report["binaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["alpha", "beta"]);
+        for (bin, package, version) in [
+            ("alpha", "multi-alpha", "1.0.0"),
+            ("beta", "multi-beta", "2.1.0"),
+        ] {
+            let entry = reported(build, target, bin);
+            assert_eq!(entry["package"], package);
+            let binary = static_fixture_binary("multi-bin", bin, target);
+            assert_inspected_static(&binary, target);
+            if let Some(out) = run_binary(target, &binary, &[]) {
+                assert_eq!(out, format!("{bin} {version} on {}\n", arch_of(target)));
+            }
+        }
+    }
+}
+
+#[test]
+fn one_bin_of_a_workspace_and_the_human_table() {
+    let (_guard, dir) = copy_fixture("multi-bin");
+    let (stdout, _) = run_expect(
+        airlock()
+            .current_dir(&dir)
+            .args(["build", "--bin", "beta", "--target", X86]),
+        0,
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["binary", "target", "size", "stripped", "linkage", "path"]
+    );
+    assert!(lines[1].starts_with(&format!("beta    {X86}")), "{stdout}");
+    assert!(
+        lines[1].ends_with(&format!("target/airlock/{X86}/beta")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("SOURCE_DATE_EPOCH"), "{stdout}");
+    assert!(dir.join("target/airlock").join(X86).join("beta").is_file());
+    assert!(!dir.join("target/airlock").join(X86).join("alpha").exists());
+}
+
+#[test]
+fn gnu_build_is_reported_dynamic_and_fails() {
+    let (_guard, dir) = copy_fixture("hello");
+    let gnu = "x86_64-unknown-linux-gnu";
+    let mut build = airlock();
+    build
+        .current_dir(&dir)
+        .args(["build", "--format", "json", "--target", gnu]);
+    let (stdout, _) = run_expect(&mut build, 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let elf = &report["binaries"][0]["elf"];
+    assert_eq!(elf["linkage"], "dynamic");
+    let needed: Vec<&str> = elf["needed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(needed.contains(&"libc.so.6"), "{needed:?}");
+    let problem = report["problems"][0].as_str().unwrap();
+    assert!(problem.contains("is dynamically linked"), "{problem}");
+    assert!(problem.contains("libc.so.6"), "{problem}");
+    assert!(problem.contains("build for a musl target"), "{problem}");
+
+    // --allow-dynamic reports the same binary without failing (the report's glibc baseline).
+    let report = run_json(build.arg("--allow-dynamic"));
+    assert_eq!(report["binaries"][0]["elf"]["linkage"], "dynamic");
+    assert_eq!(report["problems"], serde_json::json!([]));
+}
+
+/// Builds a fresh copy of `fixture` under a directory named `parent` and returns the bytes
+/// of each binary, by target.
+fn fresh_build(fixture: &str, parent: &str, bin: &str) -> (tempfile::TempDir, Vec<Vec<u8>>) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join(parent).join(fixture);
+    copy_dir(&fixture_path(fixture), &dir);
+    run_expect(
+        airlock()
+            .current_dir(&dir)
+            .args(["build", "-q", "--target", "all"]),
+        0,
+    );
+    let bytes = [X86, ARM]
+        .iter()
+        .map(|t| std::fs::read(dir.join("target/airlock").join(t).join(bin)).unwrap())
+        .collect();
+    (temp, bytes)
+}
+
+#[test]
+fn two_builds_in_different_directories_are_byte_identical() {
+    // with-c: Rust and C code (musl-gcc for x86_64, zig for aarch64), in directories whose
+    // paths differ in length and name.
+    if require_tool("musl-gcc").is_none() {
+        return;
+    }
+    let (_a, first) = fresh_build("with-c", "a", "with-c");
+    let (_b, second) = fresh_build("with-c", "second-checkout", "with-c");
+    for (target, (one, two)) in [X86, ARM].iter().zip(first.iter().zip(&second)) {
+        assert!(one == two, "{target}: the two builds differ");
+    }
+}
+
+#[test]
+fn user_rustflags_survive_and_still_build_static() {
+    // RUSTFLAGS would make cargo ignore airlock's per-target flags: airlock folds it into
+    // CARGO_TARGET_<T>_RUSTFLAGS. -Cstrip=symbols is visible in the result.
+    let (_guard, dir) = copy_fixture("hello");
+    let report = run_json(
+        airlock()
+            .current_dir(&dir)
+            .env("RUSTFLAGS", "-Cstrip=symbols")
+            .args(["build", "--format", "json", "--target", X86]),
+    );
+    assert_eq!(report["binaries"][0]["elf"]["stripped"], true);
+    assert_ne!(report["binaries"][0]["elf"]["linkage"], "dynamic");
+
+    // build.rustflags from the project's cargo config: cargo ignores it once a target
+    // variable is set, so airlock carries it over.
+    let (_guard, dir) = copy_fixture("hello");
+    std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+    std::fs::write(
+        dir.join(".cargo/config.toml"),
+        "[build]\nrustflags = [\"-C\", \"strip=symbols\"]\n",
+    )
+    .unwrap();
+    let (stdout, stderr) = run_expect(
+        airlock()
+            .current_dir(&dir)
+            .args(["build", "-v", "--format", "json", "--target", X86]),
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["binaries"][0]["elf"]["stripped"], true);
+    assert!(
+        stderr.contains(
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS=-C strip=symbols -Ctarget-feature=+crt-static"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_exit_2() {
+    let (_guard, dir) = copy_fixture("multi-bin");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--bin", "gamma"], "no binary `gamma` in the workspace"),
+        (
+            &["-p", "multi-delta"],
+            "package `multi-delta` is not a member",
+        ),
+        (
+            &["-p", "multi-common"],
+            "package `multi-common` has no binary targets",
+        ),
+        (
+            &["--target", "sparc-unknown-plan9"],
+            "unknown target triple `sparc-unknown-plan9`",
+        ),
+    ];
+    for (args, says) in cases {
+        let (_, stderr) = run_expect(airlock().current_dir(&dir).arg("build").args(args), 2);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&dir)
+            .args(["build", "--bin", "gamma"]),
+        2,
+    );
+    assert!(stderr.contains("binaries: alpha, beta"), "{stderr}");
+
+    // A workspace with only a library.
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(lib.path().join("src")).unwrap();
+    std::fs::write(
+        lib.path().join("Cargo.toml"),
+        "[package]\nname = \"only-lib\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(lib.path().join("src/lib.rs"), "").unwrap();
+    let (_, stderr) = run_expect(airlock().current_dir(lib.path()).arg("build"), 2);
+    assert!(stderr.contains("has no binary targets"), "{stderr}");
+    assert!(!lib.path().join("target/airlock").exists());
+}
+
+/// A PATH with cargo and rustc (and git) but no zig, python3, musl-gcc or qemu.
+pub fn path_without_zig() -> (tempfile::TempDir, std::ffi::OsString) {
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["cargo", "rustc", "rustup", "git"] {
+        if let Some(path) = airlock::process::find_on_path(tool) {
+            std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
+        }
+    }
+    let path = bin.path().as_os_str().to_owned();
+    (bin, path)
+}
+
+#[test]
+fn missing_toolchain_pieces_are_exit_3_with_the_install_command() {
+    let (_guard, dir) = copy_fixture("with-c");
+    let (_bin, path) = path_without_zig();
+    let (stdout, stderr) = run_expect(
+        airlock()
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .args(["build", "--target", ARM]),
+        3,
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!("{ARM}: zig is missing")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("python3 -m pip install ziglang"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("linking with"), "cargo ran: {stderr}");
+    assert!(!dir.join("target").exists(), "cargo ran");
+
+    // A target rustc knows but that is not installed.
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&dir)
+            .args(["build", "--target", "riscv64gc-unknown-linux-musl"]),
+        3,
+    );
+    assert!(
+        stderr.contains("rustup target add riscv64gc-unknown-linux-musl"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,112 @@
+//! `cargo airlock doctor`: what this machine has for each target, and exit 3 with install
+//! commands when something needed is missing.
+
+use crate::build::path_without_zig;
+use crate::support::*;
+
+const ARM: &str = "aarch64-unknown-linux-musl";
+
+fn check<'a>(target: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    target["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` check in {target:#}"))
+}
+
+#[test]
+fn this_machine_is_ready_for_both_musl_targets() {
+    for tool in ["musl-gcc", "qemu-aarch64-static"] {
+        if require_tool(tool).is_none() {
+            return;
+        }
+    }
+    if airlock::build::toolchain::Zig::find().is_none() {
+        skip_or_fail("zig (python3 -m ziglang) is not installed");
+        return;
+    }
+    let report = run_json(airlock().args(["doctor", "--format", "json"]));
+    let targets = report["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["x86_64-unknown-linux-musl", ARM]);
+    for target in targets {
+        assert_eq!(target["ready"], true, "{target:#}");
+        for name in ["rustup target", "linker", "C compiler", "rust-lld"] {
+            assert_eq!(check(target, name)["status"], "ok", "{name}: {target:#}");
+        }
+    }
+    let arm = &targets[1];
+    assert!(
+        check(arm, "linker")["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("rust-lld")
+    );
+    assert!(
+        check(arm, "C compiler")["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("zig cc")
+    );
+    assert_eq!(check(arm, "qemu")["status"], "ok");
+
+    let (stdout, _) = run_expect(airlock().arg("doctor"), 0);
+    assert!(
+        stdout.contains(&format!("{ARM} (cross): ready")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn missing_zig_is_exit_3_with_its_install_command() {
+    let (_bin, path) = path_without_zig();
+    let mut cmd = airlock();
+    cmd.env("PATH", &path).args(["doctor", "--target", ARM]);
+    let (stdout, _) = run_expect(&mut cmd, 3);
+    assert!(
+        stdout.contains(&format!("{ARM} (cross): NOT READY")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "error: {ARM}: C compiler missing; install with `python3 -m pip install ziglang`"
+        )),
+        "{stdout}"
+    );
+
+    let (stdout, _) = run_expect(cmd.args(["--format", "json"]), 3);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let arm = &report["targets"][0];
+    assert_eq!(arm["ready"], false);
+    let compiler = check(arm, "C compiler");
+    assert_eq!(compiler["status"], "missing");
+    assert_eq!(compiler["install"], "python3 -m pip install ziglang");
+    // qemu only runs binaries: missing, but not needed to build.
+    let qemu = check(arm, "qemu");
+    assert_eq!(qemu["status"], "optional");
+    assert_eq!(qemu["install"], "apt-get install qemu-user-static");
+    // The rust toolchain itself is still found through cargo's PATH entry.
+    assert_eq!(check(arm, "rustup target")["status"], "ok");
+    assert_eq!(check(arm, "linker")["status"], "ok");
+}
+
+#[test]
+fn uninstalled_and_unknown_targets() {
+    let (stdout, _) = run_expect(
+        airlock().args(["doctor", "--target", "riscv64gc-unknown-linux-musl"]),
+        3,
+    );
+    assert!(
+        stdout.contains("rustup target add riscv64gc-unknown-linux-musl"),
+        "{stdout}"
+    );
+    let (_, stderr) = run_expect(airlock().args(["doctor", "--target", "nope-nope-nope"]), 2);
+    assert!(
+        stderr.contains("unknown target triple `nope-nope-nope`"),
+        "{stderr}"
+    );
+}
