@@ -403,6 +403,27 @@ fn skopeo_digest(reference: &str, creds: Option<&str>) -> Sha256Digest {
     json["Digest"].as_str().unwrap().parse().unwrap()
 }
 
+/// `skopeo copy --all --preserve-digests docker://REFERENCE oci:DEST:back`, opened.
+fn skopeo_pull(reference: &str, dest: &Path) -> airlock::oci::Layout {
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+        ])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:back", dest.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    airlock::oci::Layout::open(dest).unwrap()
+}
+
 fn blob_counts(report: &serde_json::Value) -> (u64, u64) {
     (
         report["blobs_uploaded"].as_u64().unwrap(),
@@ -747,6 +768,25 @@ fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A registry, the fault proxy in front of it, and a test layout in a temporary home.
+fn faulty(seed: u64) -> Option<(Registry, Proxy, tempfile::TempDir, TestLayout)> {
+    let registry = Registry::start(false)?;
+    let proxy = Proxy::start(registry.port);
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), seed);
+    Some((registry, proxy, home, layout))
+}
+
+/// How each blob of a push report reached the registry.
+fn methods(report: &serde_json::Value) -> Vec<String> {
+    report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["method"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn is_upload(seen: &Seen) -> bool {
     seen.path.contains("/blobs/uploads/")
 }
@@ -782,12 +822,7 @@ fn pushes_an_image_and_an_index_that_skopeo_reads_back() {
     );
     assert_eq!(report["tag"], "v1");
     assert_eq!(blob_counts(&report), (layout.single_blobs as u64, 0));
-    let methods: Vec<&str> = report["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["method"].as_str().unwrap())
-        .collect();
+    let methods = methods(&report);
     assert_eq!(
         methods.iter().filter(|m| **m == "chunked").count(),
         1,
@@ -822,24 +857,7 @@ fn pushes_an_image_and_an_index_that_skopeo_reads_back() {
     }
 
     // skopeo pulls the index back with every digest unchanged.
-    let pulled = home.path().join("pulled");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-        ])
-        .arg(format!("docker://{multi_ref}"))
-        .arg(format!("oci:{}:back", pulled.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pulled_layout = airlock::oci::Layout::open(&pulled).unwrap();
+    let pulled_layout = skopeo_pull(&multi_ref, &home.path().join("pulled"));
     let pulled_top = pulled_layout.resolve(Some("back")).unwrap();
     assert_eq!(
         pulled_top.digest().to_string(),
@@ -1224,13 +1242,12 @@ fn a_tampered_layer_fails_the_check_and_is_never_uploaded() {
 
 #[test]
 fn resets_503s_and_429s_are_retried_until_the_push_completes() {
-    let Some(registry) = Registry::start(false) else {
+    let Some((registry, proxy, home, layout)) = faulty(7) else {
         return;
     };
     let Some(_) = require_tool("skopeo") else {
         return;
     };
-    let proxy = Proxy::start(registry.port);
     // Reset the connection in the middle of the second chunk, twice.
     let chunks = Mutex::new(0usize);
     proxy.rule(
@@ -1263,8 +1280,6 @@ fn resets_503s_and_429s_are_retried_until_the_push_completes() {
         Action::Respond(429, vec![("Retry-After".into(), "1".into())]),
     );
 
-    let home = tempfile::tempdir().unwrap();
-    let layout = test_layout(home.path(), 7);
     let target = format!("{}/faults/app:v1", proxy.addr());
     let started = Instant::now();
     let report = run_json(
@@ -1297,13 +1312,10 @@ fn resets_503s_and_429s_are_retried_until_the_push_completes() {
 
 #[test]
 fn faults_that_never_stop_fail_with_the_number_of_attempts() {
-    let Some(registry) = Registry::start(false) else {
+    let Some((registry, proxy, home, layout)) = faulty(8) else {
         return;
     };
-    let proxy = Proxy::start(registry.port);
     proxy.rule(None, is_upload, Action::Respond(503, Vec::new()));
-    let home = tempfile::tempdir().unwrap();
-    let layout = test_layout(home.path(), 8);
     let out = push_cmd(home.path())
         .arg(format!("oci:{}:single", layout.path.display()))
         .arg(format!("{}/never/app:v1", proxy.addr()))
@@ -1324,12 +1336,9 @@ fn faults_that_never_stop_fail_with_the_number_of_attempts() {
 
 #[test]
 fn chunks_answered_201_and_refused_chunks_still_upload() {
-    let Some(registry) = Registry::start(false) else {
+    let Some((registry, proxy, home, layout)) = faulty(9) else {
         return;
     };
-    let proxy = Proxy::start(registry.port);
-    let home = tempfile::tempdir().unwrap();
-    let layout = test_layout(home.path(), 9);
     let source = format!("oci:{}:single", layout.path.display());
 
     // ECR answers 201 to a chunk.
@@ -1361,13 +1370,8 @@ fn chunks_answered_201_and_refused_chunks_still_upload() {
             .arg(format!("{}/nochunks/app:v1", proxy.addr()))
             .args(["--format", "json"]),
     );
-    let methods: Vec<&str> = report["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["method"].as_str().unwrap())
-        .collect();
-    assert!(methods.contains(&"single-request"), "{methods:?}");
+    let methods = methods(&report);
+    assert!(methods.iter().any(|m| m == "single-request"), "{methods:?}");
     assert_eq!(
         http_status(registry.port, "GET", "/v2/nochunks/app/manifests/v1"),
         Some(200)
@@ -1376,10 +1380,9 @@ fn chunks_answered_201_and_refused_chunks_still_upload() {
 
 #[test]
 fn an_interrupted_push_run_again_uploads_only_what_is_missing() {
-    let Some(registry) = Registry::start(false) else {
+    let Some((_registry, proxy, home, layout)) = faulty(10) else {
         return;
     };
-    let proxy = Proxy::start(registry.port);
     // After two blobs are in, every upload fails for good.
     let finished = Mutex::new(0usize);
     proxy.rule(
@@ -1394,8 +1397,6 @@ fn an_interrupted_push_run_again_uploads_only_what_is_missing() {
         },
         Action::Respond(500, Vec::new()),
     );
-    let home = tempfile::tempdir().unwrap();
-    let layout = test_layout(home.path(), 10);
     let source = format!("oci:{}:multi", layout.path.display());
     let target = format!("{}/resume/app:v1", proxy.addr());
     let out = push_cmd(home.path())
@@ -1611,24 +1612,7 @@ fn pushes_a_two_platform_image_made_by_cargo_airlock_image() {
     let arm: serde_json::Value = serde_json::from_slice(&arm.stdout).unwrap();
     assert_eq!(arm["Architecture"], "arm64");
 
-    let pulled = dir.path().join("pulled");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-        ])
-        .arg(format!("docker://{tagged}"))
-        .arg(format!("oci:{}:back", pulled.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let back = airlock::oci::Layout::open(&pulled).unwrap();
+    let back = skopeo_pull(&tagged, &dir.path().join("pulled"));
     assert_eq!(
         back.resolve(Some("back")).unwrap().digest().to_string(),
         index_digest

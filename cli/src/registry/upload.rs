@@ -61,37 +61,45 @@ pub(crate) fn blob_exists(session: &Session, digest: &Sha256Digest) -> Result<bo
 /// Uploads a blob the registry lacks; small ones in one request, large ones in chunks.
 pub(crate) fn upload_blob(session: &Session, blob: &BlobSource<'_>) -> Result<UploadMethod> {
     if blob.size <= CHUNK_SIZE {
-        match upload_monolithic(session, blob)? {
-            Some(()) => return Ok(UploadMethod::Monolithic),
-            // 413: the registry caps requests below our chunk size; chunks may still fit.
-            None => crate::progress::detail(format!(
-                "{}: registry refused {} bytes in one request; uploading in chunks",
-                blob.digest, blob.size
-            )),
+        if upload_whole(session, blob)?.is_some() {
+            return Ok(UploadMethod::Monolithic);
         }
+        // 413: the registry caps requests below our chunk size; chunks may still fit.
+        crate::progress::detail(format!(
+            "{}: registry refused {} bytes in one request; uploading in chunks",
+            blob.digest, blob.size
+        ));
     }
-    match upload_chunked(session, blob)? {
-        Some(()) => Ok(UploadMethod::Chunked),
-        None => {
-            crate::progress::detail(format!(
-                "{}: registry refused chunked upload; sending it in one request",
-                blob.digest
-            ));
-            upload_single_request(session, blob)?;
-            Ok(UploadMethod::SingleRequest)
-        }
+    if upload_chunked(session, blob)?.is_some() {
+        return Ok(UploadMethod::Chunked);
+    }
+    crate::progress::detail(format!(
+        "{}: registry refused chunked upload; sending it in one request",
+        blob.digest
+    ));
+    match upload_whole(session, blob)? {
+        Some(()) => Ok(UploadMethod::SingleRequest),
+        None => Err(error::environment(format!(
+            "the registry refused blob {} ({} bytes) both in chunks and in one request (413)",
+            blob.digest, blob.size
+        ))),
     }
 }
 
-/// `POST` + `PUT ?digest=` with the whole blob; `None` when the registry answers 413.
-fn upload_monolithic(session: &Session, blob: &BlobSource<'_>) -> Result<Option<()>> {
+/// `POST` + `PUT ?digest=` with the whole blob, streamed from its file; `None` when the
+/// registry answers 413 (too large for one request).
+fn upload_whole(session: &Session, blob: &BlobSource<'_>) -> Result<Option<()>> {
     session.retrying(&format!("upload blob {}", blob.digest), |_| {
         // A failed PUT may leave part of the blob in its session: each attempt starts anew.
         let (location, _) = start_upload(session)?;
         let response = session.send(
             &Request::new(Method::PUT, with_digest(&location, &blob.digest))
                 .header("Content-Type", "application/octet-stream")
-                .body(whole(blob)),
+                .body(Body::File {
+                    path: blob.path,
+                    offset: 0,
+                    len: blob.size,
+                }),
         )?;
         match response.status {
             201 => check_digest(&response, &blob.digest).map(Some),
@@ -246,22 +254,6 @@ fn resync(session: &Session, state: &mut ChunkedState) -> Result<(), Failure> {
     }
 }
 
-/// One streamed `PUT` of the whole blob, for registries that refuse `PATCH`.
-fn upload_single_request(session: &Session, blob: &BlobSource<'_>) -> Result<()> {
-    session.retrying(&format!("upload blob {}", blob.digest), |_| {
-        let (location, _) = start_upload(session)?;
-        let response = session.send(
-            &Request::new(Method::PUT, with_digest(&location, &blob.digest))
-                .header("Content-Type", "application/octet-stream")
-                .body(whole(blob)),
-        )?;
-        match response.status {
-            201 => check_digest(&response, &blob.digest),
-            _ => Err(unexpected(session, &response)),
-        }
-    })
-}
-
 /// `POST /v2/<name>/blobs/uploads/`: the upload location and `OCI-Chunk-Min-Length`.
 fn start_upload(session: &Session) -> Result<(String, Option<u64>), Failure> {
     let response = session.send(&Request::new(
@@ -326,14 +318,6 @@ pub(crate) fn get_index(session: &Session, reference: &str) -> Result<Option<Vec
             _ => Err(unexpected(session, &response)),
         }
     })
-}
-
-fn whole<'a>(blob: &BlobSource<'a>) -> Body<'a> {
-    Body::File {
-        path: blob.path,
-        offset: 0,
-        len: blob.size,
-    }
 }
 
 /// The upload location with `digest=` added (it may carry query parameters of its own).
