@@ -1565,24 +1565,22 @@ fn pushes_a_two_platform_image_made_by_cargo_airlock_image() {
     let (Some(registry), Some(_)) = (Registry::start(false), require_tool("skopeo")) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let image = run_json(
-        airlock()
-            .current_dir(dir.path())
-            .args(["image", "--format", "json", "-q", "--essentials"])
-            .arg("--binary")
-            .arg(crate::image::x86_64_hello())
-            .arg("--binary")
-            .arg(crate::image::aarch64_hello())
-            .arg("-o")
-            .arg(format!("oci:{}:0.3.1", layout.display())),
-    );
+    let (guard, project) = copy_fixture("hello");
+    let image = run_json(airlock().current_dir(&project).args([
+        "image",
+        "--target",
+        "all",
+        "--essentials",
+        "--format",
+        "json",
+        "-q",
+    ]));
     let index_digest = image["index"]["digest"].as_str().unwrap().to_owned();
+    // No LAYOUT: the workspace's target/airlock/image, and its tag.
     let target = format!("{}/airlock/hello", registry.addr());
     let report = run_json(
-        push_cmd(dir.path())
-            .arg(format!("oci:{}:0.3.1", layout.display()))
+        push_cmd(guard.path())
+            .current_dir(&project)
             .arg(&target)
             .args(["--format", "json"]),
     );
@@ -1598,21 +1596,15 @@ fn pushes_a_two_platform_image_made_by_cargo_airlock_image() {
     let tagged = format!("{target}:0.3.1");
     assert_eq!(skopeo_digest(&tagged, None).to_string(), index_digest);
     let arm = Command::new("skopeo")
-        .args([
-            "--override-arch",
-            "arm64",
-            "--override-variant",
-            "v8",
-            "inspect",
-            "--tls-verify=false",
-        ])
+        .args(["--override-arch", "arm64", "--override-variant", "v8"])
+        .args(["inspect", "--tls-verify=false"])
         .arg(format!("docker://{tagged}"))
         .output()
         .unwrap();
     let arm: serde_json::Value = serde_json::from_slice(&arm.stdout).unwrap();
     assert_eq!(arm["Architecture"], "arm64");
 
-    let back = skopeo_pull(&tagged, &dir.path().join("pulled"));
+    let back = skopeo_pull(&tagged, &guard.path().join("pulled"));
     assert_eq!(
         back.resolve(Some("back")).unwrap().digest().to_string(),
         index_digest
