@@ -597,6 +597,10 @@ pub struct ReportArgs {
     /// Also measure this image layout and compare (repeatable): `oci:PATH[:TAG]`.
     #[arg(long, value_name = "LAYOUT")]
     pub compare: Vec<String>,
+    /// Also build the image's binary for this machine's `*-linux-gnu` target (glibc,
+    /// dynamic) with the workspace of --manifest-path, and compare.
+    #[arg(long)]
+    pub with_gnu: bool,
     /// Fail (exit 1) when a platform's compressed image is larger, e.g. `5MiB`, `800KB`.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub budget: Option<u64>,
@@ -636,6 +640,7 @@ impl ReportArgs {
                 .iter()
                 .map(|c| image(c))
                 .collect::<Result<_>>()?,
+            with_gnu: self.with_gnu,
             budget: self.budget,
             baseline: self.baseline.clone(),
             max_growth: self.max_growth,

@@ -1011,3 +1011,83 @@ fn images_made_by_cargo_airlock_image() {
         assert_eq!(index.len() as u64, u(&multi["index_size"]));
     }
 }
+
+#[test]
+fn with_gnu_compares_a_glibc_dynamic_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_guard, project) = copy_fixture("hello");
+    let host = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    let layout = dir.path().join("layout");
+    run_json(
+        airlock()
+            .current_dir(dir.path())
+            .args(["image", "--format", "json", "-q", "--binary"])
+            .arg(hello_for(&host))
+            .arg("--binary")
+            .arg(hello_for(if host.starts_with("x86_64") {
+                "aarch64-unknown-linux-musl"
+            } else {
+                "x86_64-unknown-linux-musl"
+            }))
+            .args(["-o", &format!("oci:{}:v1", layout.display())]),
+    );
+    let image = format!("oci:{}:v1", layout.display());
+    let manifest = project.join("Cargo.toml");
+    let report = run_json(
+        airlock()
+            .args([
+                "report",
+                "-q",
+                "--format",
+                "json",
+                "--with-gnu",
+                &image,
+                "--manifest-path",
+            ])
+            .arg(&manifest),
+    );
+    let host_arch = if host.starts_with("x86_64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let mut checked = 0;
+    for platform in report["platforms"].as_array().unwrap() {
+        if !platform["platform"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("linux/{host_arch}"))
+        {
+            assert!(platform["gnu_binary"].is_null());
+            continue;
+        }
+        checked += 1;
+        let gnu = &platform["gnu_binary"];
+        assert_eq!(gnu["source"], "glibc-build");
+        assert_eq!(gnu["linkage"], "dynamic");
+        let path = PathBuf::from(gnu["path"].as_str().unwrap());
+        assert!(
+            path.to_string_lossy().contains("-unknown-linux-gnu"),
+            "{path:?}"
+        );
+        assert_eq!(u(&gnu["size"]), std::fs::metadata(&path).unwrap().len());
+        let row = platform["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == "glibc-dynamic")
+            .unwrap();
+        assert_eq!(row["label"], "glibc-dynamic build on gcr.io/distroless/cc");
+        // The glibc base alone is ~20 MB, far above the scratch image.
+        assert!(u(&row["compressed"]) > 19_000_000 + u(&platform["compressed"]) / 2);
+    }
+    assert_eq!(checked, 1);
+    let notes = report["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("--with-gnu builds for this machine's architecture")),
+        "{notes:?}"
+    );
+}

@@ -6,7 +6,7 @@
 //! Every blob is streamed and checked against its descriptor's size and digest while it is
 //! read, so the figures are those of the bytes on disk and a tampered layout is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -93,9 +93,11 @@ pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
         )));
     };
     let mut platforms = Vec::with_capacity(manifests.len());
+    // Platforms often share layers (an essentials layer): read each blob once.
+    let mut scanned = HashMap::new();
     for descriptor in &manifests {
         platforms.push(
-            measure_platform(&layout, descriptor, depth)
+            measure_platform(&layout, descriptor, depth, &mut scanned)
                 .with_context(|| format!("measuring {reference}"))?,
         );
     }
@@ -156,6 +158,7 @@ fn measure_platform(
     layout: &Layout,
     descriptor: &Descriptor,
     depth: Depth,
+    scanned: &mut HashMap<String, LayerScan>,
 ) -> Result<MeasuredPlatform> {
     let media_type = descriptor.media_type().to_string();
     if is_index(&media_type) {
@@ -171,7 +174,15 @@ fn measure_platform(
     let mut layers = Vec::with_capacity(manifest.layers().len());
     let mut scans = Vec::with_capacity(manifest.layers().len());
     for (position, layer) in manifest.layers().iter().enumerate() {
-        let scan = scan_layer(layout, layer, depth.recompress)?;
+        let key = format!("{}|{}", layer.digest(), layer.media_type());
+        let scan = match scanned.get(&key) {
+            Some(scan) => scan.clone(),
+            None => {
+                let scan = scan_layer(layout, layer, depth.recompress)?;
+                scanned.insert(key, scan.clone());
+                scan
+            }
+        };
         if let Some(expected) = diff_ids.get(position) {
             if *expected != scan.diff_id.to_string() {
                 crate::progress::warn(format!(
@@ -216,6 +227,7 @@ fn measure_platform(
             uncompressed,
             layers,
             binary: None,
+            gnu_binary: None,
             comparisons: Vec::new(),
         },
         architecture: config.architecture().to_string(),
@@ -256,7 +268,7 @@ pub fn codec_of(media_type: &str) -> Option<Codec> {
 }
 
 /// What a layer holds, read in one pass.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LayerScan {
     codec: Codec,
     uncompressed: u64,

@@ -12,6 +12,7 @@
 pub mod bases;
 pub mod binary;
 pub mod checks;
+pub mod gnu;
 pub mod measure;
 pub mod model;
 mod render;
@@ -43,6 +44,9 @@ pub struct ReportOptions {
     pub binary: Option<PathBuf>,
     /// Other layouts to measure and compare with.
     pub compare: Vec<ImageRef>,
+    /// Build the binary for the host's `*-linux-gnu` target too and compare (needs the
+    /// workspace that builds the image's binary).
+    pub with_gnu: bool,
     /// Fail when a platform's compressed size is larger.
     pub budget: Option<u64>,
     /// An earlier `--format json` report to compare with.
@@ -120,9 +124,30 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         report.comparisons = comparisons(&measured, platform, &bases, &compared);
         platforms.push(report);
     }
+    let mut notes = Vec::new();
+    if options.with_gnu {
+        let architectures: Vec<String> = measured
+            .platforms
+            .iter()
+            .map(|p| p.architecture.clone())
+            .collect();
+        let gnu = gnu::build_gnu(options.manifest_path.as_deref(), &platforms, &architectures)?;
+        for (platform, arch) in platforms.iter_mut().zip(&architectures) {
+            if *arch != gnu.architecture {
+                notes.push(format!(
+                    "{}: --with-gnu builds for this machine's architecture ({}) only",
+                    platform.platform, gnu.architecture
+                ));
+                continue;
+            }
+            if let Some(row) = gnu::glibc_row(platform, &gnu, &bases) {
+                platform.comparisons.push(row);
+            }
+            platform.gnu_binary = Some(gnu.binary.clone());
+        }
+    }
 
     let mut problems = Vec::new();
-    let mut notes = Vec::new();
     let budgets = match options.budget {
         Some(limit) => checks::check_budget(&platforms, limit, &mut problems),
         None => Vec::new(),

@@ -62,6 +62,9 @@ pub struct PlatformReport {
     pub layers: Vec<LayerReport>,
     /// The binary measured (the entrypoint, else the largest executable; or `--binary`).
     pub binary: Option<BinaryReport>,
+    /// With `--with-gnu`: the same binary built for the `*-linux-gnu` target of this
+    /// platform's architecture, dynamically linked against glibc.
+    pub gnu_binary: Option<BinaryReport>,
     /// Side-by-side sizes: this image, other codecs, reference bases, `--compare` layouts,
     /// `--with-gnu`.
     pub comparisons: Vec<Comparison>,
@@ -123,6 +126,8 @@ pub enum BinarySource {
     LargestExecutable,
     /// A file given with `--binary`.
     File,
+    /// Built by `--with-gnu` for the `*-linux-gnu` target.
+    GlibcBuild,
 }
 
 /// The binary's sizes.

@@ -38,6 +38,7 @@ fn binary_line(b: &BinaryReport) -> String {
         super::model::BinarySource::Entrypoint => "entrypoint",
         super::model::BinarySource::LargestExecutable => "largest executable",
         super::model::BinarySource::File => "--binary",
+        super::model::BinarySource::GlibcBuild => "--with-gnu build",
     };
     let mut line = format!(
         "binary {} ({source}): {} ({} bytes)",
@@ -212,6 +213,9 @@ pub fn human(report: &SizeReport) -> String {
         if let Some(b) = &p.binary {
             let _ = writeln!(out, "\n{}", binary_line(b));
         }
+        if let Some(b) = &p.gnu_binary {
+            let _ = writeln!(out, "{}", binary_line(b));
+        }
         out.push('\n');
         out.push_str(&table(&COMPARISON_HEADERS, &comparison_rows(p)));
     }
@@ -291,6 +295,9 @@ pub fn markdown(report: &SizeReport) -> String {
         out.push('\n');
         out.push_str(&md_table(&LAYER_HEADERS, &layer_rows(p)));
         if let Some(b) = &p.binary {
+            let _ = writeln!(out, "\n{}", md_escape(&binary_line(b)));
+        }
+        if let Some(b) = &p.gnu_binary {
             let _ = writeln!(out, "\n{}", md_escape(&binary_line(b)));
         }
         out.push('\n');
