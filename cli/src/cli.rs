@@ -646,9 +646,16 @@ impl ReportArgs {
             max_growth: self.max_growth,
             svg_file: self.svg.clone(),
             summary_file: if self.summary {
-                std::env::var_os("GITHUB_STEP_SUMMARY")
+                let file = std::env::var_os("GITHUB_STEP_SUMMARY")
                     .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
+                    .map(PathBuf::from);
+                if file.is_none() {
+                    airlock::progress::detail(
+                        "--summary: $GITHUB_STEP_SUMMARY is not set (not in GitHub Actions); \
+                         no summary written",
+                    );
+                }
+                file
             } else {
                 None
             },
