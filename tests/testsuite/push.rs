@@ -452,6 +452,8 @@ enum Action {
     Rewrite(u16, u16),
     /// Call the hook, then forward.
     Hook(Box<dyn FnMut() + Send>),
+    /// Wait, then forward; counted in [`ProxyState::max_in_flight`].
+    Delay(Duration),
 }
 
 struct Rule {
@@ -472,6 +474,27 @@ struct ProxyState {
     rules: Vec<Rule>,
     log: Vec<(String, String, u16)>,
     token_auth: Option<TokenAuth>,
+    /// Delayed requests being handled now, and the most there were at once.
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// Counts a delayed request in flight until dropped.
+struct InFlight<'a>(&'a Mutex<ProxyState>);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a Mutex<ProxyState>) -> InFlight<'a> {
+        let mut guard = state.lock().unwrap();
+        guard.in_flight += 1;
+        guard.max_in_flight = guard.max_in_flight.max(guard.in_flight);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
 }
 
 struct Proxy {
@@ -525,6 +548,11 @@ impl Proxy {
         self.state.lock().unwrap().token_auth = Some(TokenAuth {
             issued: HashMap::new(),
         });
+    }
+
+    /// The most delayed requests handled at once.
+    fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
     }
 
     /// (method, path, status) of every request, in order.
@@ -629,6 +657,7 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
                 Action::Respond(status, headers) => Action::Respond(*status, headers.clone()),
                 Action::Reset(after) => Action::Reset(*after),
                 Action::Rewrite(from, to) => Action::Rewrite(*from, *to),
+                Action::Delay(delay) => Action::Delay(*delay),
                 Action::Hook(hook) => {
                     hook();
                     Action::Rewrite(0, 0)
@@ -637,6 +666,7 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
         })
     };
     let mut rewrite = None;
+    let mut _in_flight = None;
     match action {
         Some(Action::Respond(status, headers)) => {
             let mut body = vec![0; length];
@@ -656,6 +686,10 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
             return;
         }
         Some(Action::Rewrite(from, to)) => rewrite = Some((from, to)),
+        Some(Action::Delay(delay)) => {
+            _in_flight = Some(InFlight::enter(state));
+            std::thread::sleep(delay);
+        }
         Some(Action::Hook(_)) | None => {}
     }
 
@@ -687,9 +721,8 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
         && from != 0
     {
         let text = String::from_utf8_lossy(&response).into_owned();
-        let (line, rest) = text.split_once("\r\n").unwrap();
+        let (_, rest) = text.split_once("\r\n").unwrap();
         response = format!("HTTP/1.1 {to} Rewritten\r\n{rest}").into_bytes();
-        let _ = line;
         log(to);
     } else {
         log(status);
@@ -1699,4 +1732,27 @@ fn an_attached_sbom_follows_its_image_into_the_referrers_tag() {
     let pushed_sbom = skopeo_inspect(&format!("{target}@{sbom_digest}"), true, None);
     let manifest: serde_json::Value = serde_json::from_slice(&pushed_sbom).unwrap();
     assert_eq!(manifest["subject"]["digest"], app_digest.to_string());
+}
+
+#[test]
+fn blobs_upload_in_parallel_within_the_jobs_bound() {
+    let Some((_registry, proxy, home, layout)) = faulty(13) else {
+        return;
+    };
+    // Every blob upload takes a while, so uploads that can overlap do.
+    proxy.rule(
+        None,
+        |s| s.method == "PUT" && is_upload(s),
+        Action::Delay(Duration::from_millis(500)),
+    );
+    let source = format!("oci:{}:multi", layout.path.display());
+    for (jobs, repository) in [(1, "one"), (3, "three")] {
+        let report = run_json(
+            push_cmd(home.path())
+                .args([&source, &format!("{}/{repository}/app", proxy.addr())])
+                .args(["--format", "json", "--jobs", &jobs.to_string()]),
+        );
+        assert_eq!(blob_counts(&report), (layout.multi_blobs as u64, 0));
+        assert_eq!(proxy.max_in_flight(), jobs, "--jobs {jobs}");
+    }
 }

@@ -586,7 +586,7 @@ fn push_blobs(session: &Session, plan: &Plan, jobs: usize) -> Result<Vec<BlobRep
                     let Some((digest, blob)) = blobs.get(i) else {
                         break;
                     };
-                    let result = push_blob(session, digest, blob);
+                    let result = push_blob(session, digest, blob, &bar);
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -615,7 +615,12 @@ fn push_blobs(session: &Session, plan: &Plan, jobs: usize) -> Result<Vec<BlobRep
     Ok(reports)
 }
 
-fn push_blob(session: &Session, digest: &Sha256Digest, blob: &PlannedBlob) -> Result<UploadMethod> {
+fn push_blob(
+    session: &Session,
+    digest: &Sha256Digest,
+    blob: &PlannedBlob,
+    bar: &indicatif::ProgressBar,
+) -> Result<UploadMethod> {
     if upload::blob_exists(session, digest)? {
         progress::detail(format!("{digest}: already in the registry"));
         return Ok(UploadMethod::Skipped);
@@ -630,10 +635,13 @@ fn push_blob(session: &Session, digest: &Sha256Digest, blob: &PlannedBlob) -> Re
             actual.hex()
         )));
     }
-    progress::status(
-        "Uploading",
-        format!("{digest} ({})", render::human_bytes(blob.size)),
-    );
+    // Printed around the bar, not through it, when the bar is on a terminal.
+    bar.suspend(|| {
+        progress::status(
+            "Uploading",
+            format!("{digest} ({})", render::human_bytes(blob.size)),
+        )
+    });
     upload::upload_blob(
         session,
         &BlobSource {
