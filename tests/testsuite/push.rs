@@ -454,6 +454,8 @@ enum Action {
     Hook(Box<dyn FnMut() + Send>),
     /// Wait, then forward; counted in [`ProxyState::max_in_flight`].
     Delay(Duration),
+    /// Forward, then claim another `Docker-Content-Digest` in the answer.
+    LieAboutDigest,
 }
 
 struct Rule {
@@ -658,6 +660,7 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
                 Action::Reset(after) => Action::Reset(*after),
                 Action::Rewrite(from, to) => Action::Rewrite(*from, *to),
                 Action::Delay(delay) => Action::Delay(*delay),
+                Action::LieAboutDigest => Action::LieAboutDigest,
                 Action::Hook(hook) => {
                     hook();
                     Action::Rewrite(0, 0)
@@ -666,6 +669,7 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
         })
     };
     let mut rewrite = None;
+    let mut lie = false;
     let mut _in_flight = None;
     match action {
         Some(Action::Respond(status, headers)) => {
@@ -686,6 +690,7 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
             return;
         }
         Some(Action::Rewrite(from, to)) => rewrite = Some((from, to)),
+        Some(Action::LieAboutDigest) => lie = true,
         Some(Action::Delay(delay)) => {
             _in_flight = Some(InFlight::enter(state));
             std::thread::sleep(delay);
@@ -716,6 +721,21 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .unwrap_or(0);
+    if lie {
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let fake = Sha256Digest::of(b"not what was sent");
+        let head: Vec<String> = head
+            .split("\r\n")
+            .map(|line| match line.split_once(':') {
+                Some((name, _)) if name.eq_ignore_ascii_case("docker-content-digest") => {
+                    format!("{name}: {fake}")
+                }
+                _ => line.to_owned(),
+            })
+            .collect();
+        response = format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes();
+    }
     if let Some((from, to)) = rewrite
         && status == from
         && from != 0
@@ -1016,7 +1036,28 @@ fn basic_auth_from_every_credential_source_and_secrets_stay_secret() {
         digest_of(&layout.single)
     );
 
-    // The environment.
+    // The flags win over the environment.
+    let out = output_with_stdin(
+        push_cmd(home.path())
+            .args([&source, &target, "--username", USER, "--password-stdin"])
+            .env("AIRLOCK_REGISTRY_USERNAME", USER)
+            .env("AIRLOCK_REGISTRY_PASSWORD", wrong),
+        PASSWORD,
+    );
+    expect_code(&out, 0);
+    outputs.push(out);
+
+    // The environment, which wins over a Docker config with the wrong password.
+    let docker = home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"username": "{USER}", "password": "{wrong}"}}}}}}"#,
+            registry.addr()
+        ),
+    )
+    .unwrap();
     let out = push_cmd(home.path())
         .args(["-v", &source, &target, "--format", "json"])
         .env("AIRLOCK_REGISTRY_USERNAME", USER)
@@ -1027,8 +1068,6 @@ fn basic_auth_from_every_credential_source_and_secrets_stay_secret() {
     outputs.push(out);
 
     // Docker config `auths`, under the http:// form of the key.
-    let docker = home.path().join(".docker");
-    std::fs::create_dir_all(&docker).unwrap();
     std::fs::write(
         docker.join("config.json"),
         format!(
@@ -1271,6 +1310,20 @@ fn a_tampered_layer_fails_the_check_and_is_never_uploaded() {
         http_status(registry.port, "GET", "/v2/tampered/manifests/v1"),
         Some(404)
     );
+
+    // A blob missing from the layout: named, before any request.
+    std::fs::remove_file(&path).unwrap();
+    let out = push_cmd(home.path())
+        .arg(format!("oci:{}:single", layout.path.display()))
+        .arg("127.0.0.1:1/nowhere:v1")
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 2);
+    assert!(
+        stderr.contains(&format!("blob {layer} is missing")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Connecting"), "{stderr}");
 }
 
 #[test]
@@ -1755,4 +1808,27 @@ fn blobs_upload_in_parallel_within_the_jobs_bound() {
         assert_eq!(blob_counts(&report), (layout.multi_blobs as u64, 0));
         assert_eq!(proxy.max_in_flight(), jobs, "--jobs {jobs}");
     }
+}
+
+#[test]
+fn a_registry_reporting_another_digest_fails_the_check() {
+    let Some((_registry, proxy, home, layout)) = faulty(14) else {
+        return;
+    };
+    proxy.rule(
+        None,
+        |s| s.method == "PUT" && s.path.contains("/manifests/"),
+        Action::LieAboutDigest,
+    );
+    let out = push_cmd(home.path())
+        .arg(format!("oci:{}:single", layout.path.display()))
+        .arg(format!("{}/liar/app:v1", proxy.addr()))
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 1);
+    assert!(
+        stderr.contains("the registry reports digest")
+            && stderr.contains(&format!("airlock sent as {}", digest_of(&layout.single))),
+        "{stderr}"
+    );
 }
