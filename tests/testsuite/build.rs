@@ -347,6 +347,17 @@ fn missing_toolchain_pieces_are_exit_3_with_the_install_command() {
     assert!(!stderr.contains("linking with"), "cargo ran: {stderr}");
     assert!(!dir.join("target").exists(), "cargo ran");
 
+    // Without C code, zig is not needed: pure Rust cross-links with rust-lld alone.
+    let (_guard, hello) = copy_fixture("hello");
+    let report = run_json(
+        airlock()
+            .current_dir(&hello)
+            .env("PATH", &path)
+            .args(["build", "--format", "json", "--target", ARM]),
+    );
+    assert_eq!(report["binaries"][0]["elf"]["arch"], "aarch64");
+    assert_ne!(report["binaries"][0]["elf"]["linkage"], "dynamic");
+
     // A target rustc knows but that is not installed.
     let (_, stderr) = run_expect(
         airlock()

@@ -232,7 +232,7 @@ pub mod install {
 pub struct TargetTools {
     /// The target.
     pub target: TargetTriple,
-    /// Whether its binaries run natively here.
+    /// Whether it is the toolchain host's architecture (its binaries run natively here).
     pub native: bool,
     /// The target's standard library directory, or what to install.
     pub rust_target: Result<PathBuf, Missing>,
@@ -253,7 +253,14 @@ pub struct TargetTools {
 impl TargetTools {
     /// Looks for everything `target` needs. `zig` is passed in so it is probed once.
     pub fn probe(target: &TargetTriple, rust: &RustToolchain, zig: Option<&Zig>) -> TargetTools {
-        let native = target.is_host_arch();
+        // Native means "the toolchain's own architecture": what musl-gcc and `cc` produce,
+        // and what runs here without qemu (also when airlock itself runs under emulation).
+        let host_arch = rust
+            .host
+            .parse::<TargetTriple>()
+            .ok()
+            .and_then(|t| t.arch());
+        let native = target.arch().is_some() && target.arch() == host_arch;
         let rust_target = rust.target_libdir(target).ok_or_else(|| Missing {
             what: format!("the {target} standard library (rustup target)"),
             needed_for: format!("every build for {target}"),
