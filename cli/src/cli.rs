@@ -506,11 +506,14 @@ impl ImageArgs {
 /// Pushes an image or a multi-platform index from an OCI layout to a registry, skipping blobs
 /// it already has, and prints `registry/repository@sha256:…`.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "cargo airlock push [OPTIONS] [LAYOUT[:TAG]] REGISTRY/REPOSITORY[:TAG|@DIGEST]"
+)]
 pub struct PushArgs {
-    /// `[LAYOUT[:TAG]] REGISTRY/REPOSITORY[:TAG|@DIGEST]`: the layout (default:
-    /// target/airlock/image) and where to push. The tag defaults to the layout's, else
-    /// `latest`.
-    #[arg(value_name = "[LAYOUT[:TAG]] DESTINATION", num_args = 1..=2, required = true)]
+    /// The layout, `[oci:]DIR[:TAG]` (default: target/airlock/image and its one image), then
+    /// where to push, `REGISTRY/REPOSITORY[:TAG|@DIGEST]`. The tag defaults to the layout's,
+    /// else `latest`.
+    #[arg(value_name = "ARG", num_args = 1..=2, required = true)]
     pub args: Vec<String>,
     /// User name for the registry; the password or token is read from stdin
     /// (--password-stdin). Default: AIRLOCK_REGISTRY_USERNAME/PASSWORD, then the Docker
