@@ -24,6 +24,8 @@ use crate::support::*;
 
 const USER: &str = "airlock";
 const PASSWORD: &str = "s3cret-Pa55word";
+/// The identity (OAuth2 refresh) token the test token server accepts.
+const REFRESH_TOKEN: &str = "refresh-Tok3n-for-airlock";
 /// Distribution 2.8 answers 404 for an OCI manifest unless the client accepts it.
 const OCI_ACCEPT: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
@@ -635,9 +637,16 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
     };
 
     // Token auth first: the token endpoint, then a valid token on every /v2/ request.
-    if let Some(reply) = token_auth(state, &seen, own_port) {
-        let mut body = vec![0; length];
-        let _ = reader.read_exact(&mut body);
+    let mut token_form = Vec::new();
+    if seen.path.starts_with("/token") {
+        token_form = vec![0; length];
+        let _ = reader.read_exact(&mut token_form);
+    }
+    if let Some(reply) = token_auth(state, &seen, &token_form, own_port) {
+        if !seen.path.starts_with("/token") {
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+        }
         let (status, headers, text) = reply;
         log(status);
         respond(&stream, status, &headers, &text);
@@ -755,9 +764,37 @@ fn handle(stream: TcpStream, upstream: u16, own_port: u16, state: &Mutex<ProxySt
 type Reply = (u16, Vec<(String, String)>, String);
 
 /// The token endpoint and the token check; None = forward the request.
-fn token_auth(state: &Mutex<ProxyState>, seen: &Seen, own_port: u16) -> Option<Reply> {
+fn token_auth(state: &Mutex<ProxyState>, seen: &Seen, form: &[u8], own_port: u16) -> Option<Reply> {
     let mut state = state.lock().unwrap();
     let auth = state.token_auth.as_mut()?;
+    let decode = |s: &str| {
+        s.replace("%3A", ":")
+            .replace("%2F", "/")
+            .replace("%2C", ",")
+            .replace("%20", " ")
+    };
+    // OAuth2 (distribution `docs/spec/auth/oauth.md`): a refresh token for an access token.
+    if seen.method == "POST" && seen.path == "/token" {
+        let form = String::from_utf8_lossy(form).into_owned();
+        let field = |name: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(decode)
+        };
+        if field("grant_type").as_deref() != Some("refresh_token")
+            || field("refresh_token").as_deref() != Some(REFRESH_TOKEN)
+        {
+            return Some((401, Vec::new(), r#"{"error":"invalid_grant"}"#.to_owned()));
+        }
+        let scopes: Vec<String> = field("scope")
+            .unwrap_or_default()
+            .split(' ')
+            .map(str::to_owned)
+            .collect();
+        let token = format!("token-{}", auth.issued.len() + 1);
+        auth.issued.insert(token.clone(), scopes);
+        return Some((200, Vec::new(), format!(r#"{{"access_token":"{token}"}}"#)));
+    }
     if let Some(query) = seen.path.strip_prefix("/token?") {
         let basic = format!(
             "Basic {}",
@@ -773,11 +810,7 @@ fn token_auth(state: &Mutex<ProxyState>, seen: &Seen, own_port: u16) -> Option<R
         let scopes: Vec<String> = query
             .split('&')
             .filter_map(|kv| kv.strip_prefix("scope="))
-            .map(|s| {
-                s.replace("%3A", ":")
-                    .replace("%2F", "/")
-                    .replace("%2C", ",")
-            })
+            .map(decode)
             .collect();
         let token = format!("token-{}", auth.issued.len() + 1);
         auth.issued.insert(token.clone(), scopes);
@@ -1193,6 +1226,32 @@ fn bearer_tokens_are_fetched_per_repository_from_the_challenge_realm() {
         http_status(registry.port, "GET", "/v2/team/app/manifests/v2"),
         Some(200)
     );
+
+    // An identity token from the Docker config is exchanged at the realm (OAuth2 POST).
+    let docker = home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"identitytoken": "{REFRESH_TOKEN}"}}}}}}"#,
+            proxy.addr()
+        ),
+    )
+    .unwrap();
+    let out = push_cmd(home.path())
+        .args(["-vv", &source, &format!("{}/team/other:v3", proxy.addr())])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = expect_code(&out, 0);
+    assert!(
+        proxy
+            .log()
+            .iter()
+            .any(|(m, p, s)| m == "POST" && p == "/token" && *s == 200),
+        "{:?}",
+        proxy.log()
+    );
+    assert!(!format!("{stdout}{stderr}").contains(REFRESH_TOKEN));
 }
 
 #[test]
