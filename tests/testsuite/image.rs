@@ -315,6 +315,9 @@ fn two_targets_make_an_index_and_the_aarch64_binary_runs_under_qemu() {
     let index_digest = report["index"]["digest"].as_str().unwrap();
     assert_eq!(report["digest"], index_digest);
 
+    // airlock's own verifier agrees: every blob present and matching its digest.
+    run_expect(airlock().args(["verify", "--layout"]).arg(&layout), 0);
+
     let reference = format!("oci:{}:multi", layout.display());
     let raw = skopeo_json(&["inspect", "--raw", &reference]);
     assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
@@ -412,6 +415,20 @@ fn archive_round_trips_through_skopeo_and_loads_in_podman() {
             .trim_start_matches("sha256:");
         assert!(copied.join("blobs/sha256").join(hex).exists());
     }
+
+    // Docker's manifest.json, as `docker load` on the classic store reads it: skopeo's
+    // docker-archive transport finds the image by its RepoTags, with our config, and each
+    // layer decompresses to its diff_id.
+    let docker_ref = format!("docker-archive:{}:airlock-hello:0.3.1", archive.display());
+    let docker = skopeo_json(&["inspect", "--raw", &docker_ref]);
+    assert_eq!(
+        docker["config"]["digest"],
+        report["images"][0]["config"]["digest"]
+    );
+    assert_eq!(
+        docker["layers"][0]["digest"],
+        report["images"][0]["layers"][0]["diff_id"]
+    );
 
     // podman in its own throwaway storage: the archive loads and is tagged.
     let storage = dir.path().join("podman");

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every benchmark compares airlock side by side, in one run, with what
 //! users would use instead, and rewrites its section of `docs/BENCHMARKS.md`.
 
+mod image;
 mod vendor;
 
 use std::path::{Path, PathBuf};
@@ -15,10 +16,16 @@ struct Benchmark {
 }
 
 /// Every benchmark, in the order of docs/BENCHMARKS.md.
-const BENCHMARKS: &[Benchmark] = &[Benchmark {
-    name: "vendor",
-    run: vendor::run,
-}];
+const BENCHMARKS: &[Benchmark] = &[
+    Benchmark {
+        name: "vendor",
+        run: vendor::run,
+    },
+    Benchmark {
+        name: "image",
+        run: image::run,
+    },
+];
 
 /// Runs the benchmarks named in `filter` (all when empty) and updates docs/BENCHMARKS.md,
 /// keeping the sections of the others.
