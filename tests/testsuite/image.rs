@@ -4,62 +4,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
 use crate::support::*;
 
-/// The hello fixture built static for `triple` with plain cargo (rust's self-contained musl;
-/// rust-lld links the cross target), once per test run, cached in the test's tmp dir.
-fn hello_binary(triple: &str) -> PathBuf {
-    static X86_64: OnceLock<PathBuf> = OnceLock::new();
-    static AARCH64: OnceLock<PathBuf> = OnceLock::new();
-    let cell = if triple.starts_with("x86_64") {
-        &X86_64
-    } else {
-        &AARCH64
-    };
-    cell.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-hello");
-        let project = root.join("hello");
-        if !project.exists() {
-            copy_dir(&fixture_path("hello"), &project);
-        }
-        let linker_var = format!(
-            "CARGO_TARGET_{}_LINKER",
-            triple.to_uppercase().replace('-', "_")
-        );
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--release",
-            "--locked",
-            "--quiet",
-            "--target",
-            triple,
-        ])
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", root.join("target"))
-        .env_remove("RUSTFLAGS");
-        if !triple.starts_with(std::env::consts::ARCH) {
-            cmd.env(linker_var, "rust-lld");
-        }
-        run_expect(&mut cmd, 0);
-        root.join("target")
-            .join(triple)
-            .join("release")
-            .join("hello")
-    })
-    .clone()
-}
-
+/// The hello fixture built static by `cargo airlock build` (shared by every test module).
 pub(crate) fn x86_64_hello() -> PathBuf {
-    hello_binary("x86_64-unknown-linux-musl")
+    static_fixture_binary("hello", "hello", "x86_64-unknown-linux-musl")
 }
 
 pub(crate) fn aarch64_hello() -> PathBuf {
-    hello_binary("aarch64-unknown-linux-musl")
+    static_fixture_binary("hello", "hello", "aarch64-unknown-linux-musl")
 }
 
 /// `cargo airlock image --format json -q` with `args`, in `dir`, expecting success.
@@ -1031,4 +987,121 @@ fn human_output_names_every_digest_and_size() {
         "{stdout}"
     );
     assert!(stdout.contains("layout: oci:layout:latest"), "{stdout}");
+}
+
+#[test]
+fn image_builds_the_package_for_each_target_and_matches_prebuilt_binaries() {
+    let Some(_) = require_tool("skopeo") else {
+        return;
+    };
+    let fixture = fixture_build("hello", "x86_64-unknown-linux-musl");
+    let manifest = fixture.dir.join("Cargo.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let built = image_json(
+        dir.path(),
+        &[
+            "--manifest-path",
+            path_str(&manifest),
+            "--target",
+            "all",
+            "-o",
+            path_str(&dir.path().join("built")),
+            "--essentials",
+        ],
+    );
+    assert_eq!(built["repository"], "airlock-hello");
+    assert_eq!(built["tags"], serde_json::json!(["0.3.1"]));
+    let images = built["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    assert_eq!(
+        images[0]["binaries"][0]["target"],
+        "x86_64-unknown-linux-musl"
+    );
+    assert_eq!(
+        images[1]["binaries"][0]["target"],
+        "aarch64-unknown-linux-musl"
+    );
+    let x86_64 = Path::new(images[0]["binaries"][0]["source"].as_str().unwrap());
+    assert!(x86_64.ends_with("target/airlock/x86_64-unknown-linux-musl/hello"));
+
+    // The same binaries given with --binary (same workspace metadata): the same image.
+    let aarch64 = images[1]["binaries"][0]["source"].as_str().unwrap();
+    let prebuilt = image_json(
+        dir.path(),
+        &[
+            "--manifest-path",
+            path_str(&manifest),
+            "--binary",
+            path_str(x86_64),
+            "--binary",
+            aarch64,
+            "-o",
+            path_str(&dir.path().join("prebuilt")),
+            "--essentials",
+        ],
+    );
+    assert_eq!(prebuilt["digest"], built["digest"]);
+    let inspect = skopeo_json(&[
+        "inspect",
+        &format!("oci:{}:0.3.1", dir.path().join("built").display()),
+    ]);
+    assert_eq!(
+        inspect["Labels"]["org.opencontainers.image.title"],
+        "airlock-hello"
+    );
+}
+
+#[test]
+fn a_workspace_with_several_binary_packages_needs_a_package() {
+    let fixture = fixture_build("multi-bin", "x86_64-unknown-linux-musl");
+    let manifest = fixture.dir.join("Cargo.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(dir.path())
+            .args(["image", "--manifest-path"])
+            .arg(&manifest)
+            .arg("-o")
+            .arg(&layout),
+        2,
+    );
+    assert!(
+        stderr.contains("choose one with -p/--package") && stderr.contains("multi-beta"),
+        "{stderr}"
+    );
+    assert!(!layout.exists());
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(dir.path())
+            .args(["image", "--manifest-path"])
+            .arg(&manifest)
+            .args(["-p", "multi-gamma", "-o"])
+            .arg(&layout),
+        2,
+    );
+    assert!(stderr.contains("has no package `multi-gamma`"), "{stderr}");
+
+    let report = image_json(
+        dir.path(),
+        &[
+            "--manifest-path",
+            path_str(&manifest),
+            "-p",
+            "multi-beta",
+            "-o",
+            path_str(&layout),
+        ],
+    );
+    assert_eq!(report["repository"], "multi-beta");
+    assert_eq!(report["tags"], serde_json::json!(["2.1.0"]));
+    assert_eq!(
+        report["images"][0]["binaries"][0]["path"],
+        "/usr/local/bin/beta"
+    );
+    let manifest_json = read_manifest(&layout, &report);
+    assert_eq!(
+        manifest_json["annotations"]["org.opencontainers.image.version"],
+        "2.1.0"
+    );
 }

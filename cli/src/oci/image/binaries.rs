@@ -113,6 +113,7 @@ pub(super) fn built_binaries(
         packages: vec![package.name.to_string()],
         bins: bins.clone(),
         targets: targets.clone(),
+        allow_dynamic: options.allow_dynamic,
         ..options.build.clone()
     };
     let report = build::build(&build_options).with_context(|| {
@@ -124,15 +125,11 @@ pub(super) fn built_binaries(
     let mut found = Vec::new();
     for target in &targets {
         for bin in &bins {
-            let built = report
-                .binaries
-                .iter()
-                .find(|b| &b.target == target && &b.name == bin)
-                .ok_or_else(|| {
-                    error::input(format!(
-                        "the build produced no binary `{bin}` for {target}; check --bin"
-                    ))
-                })?;
+            let built = report.binary(bin, target).ok_or_else(|| {
+                error::input(format!(
+                    "the build produced no binary `{bin}` for {target}; check --bin"
+                ))
+            })?;
             found.push((
                 image_binary(bin.clone(), &built.path, &built.elf, Some(target.clone())),
                 built.elf.clone(),
