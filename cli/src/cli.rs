@@ -676,9 +676,47 @@ pub struct DistArgs {
 /// `cargo airlock init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Overwrite existing files.
+    /// Add a CI workflow (repeatable): github writes .github/workflows/release.yml, gitlab
+    /// writes .gitlab-ci.yml.
+    #[arg(long, value_enum, value_name = "SYSTEM")]
+    pub ci: Vec<CiArg>,
+    /// Depend on a local airlock checkout instead of the crates.io release.
+    #[arg(long, value_name = "DIR")]
+    pub airlock_path: Option<PathBuf>,
+    /// Overwrite files that exist with other contents.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `--ci` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CiArg {
+    /// GitHub Actions.
+    Github,
+    /// GitLab CI.
+    Gitlab,
+}
+
+impl InitArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> airlock::init::InitOptions {
+        let mut ci: Vec<airlock::init::Ci> = Vec::new();
+        for value in &self.ci {
+            let system = match value {
+                CiArg::Github => airlock::init::Ci::Github,
+                CiArg::Gitlab => airlock::init::Ci::Gitlab,
+            };
+            if !ci.contains(&system) {
+                ci.push(system);
+            }
+        }
+        airlock::init::InitOptions {
+            manifest_path: global.manifest_path.clone(),
+            ci,
+            airlock_path: self.airlock_path.clone(),
+            force: self.force,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
         Command::Push(args) => Box::new(airlock::registry::push(&args.to_options(g)?)?),
         Command::Report(args) => Box::new(airlock::report::report(&args.to_options(g)?)?),
         Command::Dist(_) => return Err(not_yet("dist")),
-        Command::Init(_) => return Err(not_yet("init")),
+        Command::Init(args) => Box::new(airlock::init::init(&args.to_options(g))?),
     })
 }
 

@@ -7,6 +7,7 @@ mod support;
 mod build;
 mod doctor;
 mod image;
+mod init;
 mod inspect;
 mod push;
 mod report;
