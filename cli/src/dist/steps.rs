@@ -1,0 +1,299 @@
+//! The steps of `dist`, in order, each timed and announced on stderr.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use cargo_metadata::{MetadataCommand, PackageId};
+
+use super::archive::{self, ArchiveFormat, ArchiveSpec};
+use super::sbom::Sbom;
+use super::settings::DistSettings;
+use super::{DistOptions, DistReport, StepTiming, format_duration};
+use crate::atomic::{self, StagedDir};
+use crate::build::{self, BuildOptions, BuildReport};
+use crate::digest;
+use crate::error;
+use crate::progress;
+use crate::release::{Artifact, ArtifactKind, DistManifest, Sha256Sums};
+use crate::target::TargetTriple;
+use crate::workspace::{self, Workspace};
+
+/// Everything `dist` decided before starting: options merged over settings over defaults.
+struct Plan {
+    workspace: Workspace,
+    out_dir: PathBuf,
+    targets: Vec<TargetTriple>,
+    packages: Vec<String>,
+    bins: Vec<String>,
+    archives: Vec<ArchiveFormat>,
+    image: bool,
+    budget: Option<u64>,
+    source_date_epoch: u64,
+}
+
+fn plan(options: &DistOptions) -> Result<Plan> {
+    let workspace = Workspace::load(options.manifest_path.as_deref())?;
+    let settings: DistSettings =
+        workspace::parse_settings(Some(workspace.airlock_metadata()), "workspace.metadata.airlock")?;
+    let pick = |flag: &[String], setting: &[String]| {
+        if flag.is_empty() { setting.to_vec() } else { flag.to_vec() }
+    };
+    let targets = match (&options.targets[..], &settings.targets[..]) {
+        ([], []) => TargetTriple::all_musl(),
+        ([], from_settings) => from_settings.to_vec(),
+        (from_flags, _) => from_flags.to_vec(),
+    };
+    let archives = match (&options.archives[..], &settings.dist.archives[..]) {
+        ([], []) => vec![ArchiveFormat::TarGz],
+        ([], from_settings) => from_settings.to_vec(),
+        (from_flags, _) => from_flags.to_vec(),
+    };
+    let out_dir = options
+        .out_dir
+        .clone()
+        .or_else(|| settings.dist.out_dir.as_ref().map(|d| workspace.root().join(d)))
+        .unwrap_or_else(|| workspace.target_dir().join("dist"));
+    let budget = match (options.budget, &settings.report.budget) {
+        (Some(b), _) => Some(b),
+        (None, Some(text)) => Some(crate::render::parse_bytes(text).map_err(|e| {
+            error::input(format!("[workspace.metadata.airlock.report] budget: {e}"))
+        })?),
+        (None, None) => None,
+    };
+    let source_date_epoch = workspace.source_date_epoch()?;
+    Ok(Plan {
+        packages: pick(&options.packages, &settings.packages),
+        bins: pick(&options.bins, &settings.bins),
+        image: settings.dist.image && !options.no_image,
+        workspace,
+        out_dir,
+        targets,
+        archives,
+        budget,
+        source_date_epoch,
+    })
+}
+
+/// Announces and times one step.
+struct Steps(Vec<StepTiming>);
+
+impl Steps {
+    fn run<T>(&mut self, name: &str, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        progress::status(name, what);
+        let start = Instant::now();
+        let value = f().with_context(|| format!("dist step `{}` failed", name.to_lowercase()))?;
+        let elapsed = start.elapsed();
+        progress::detail(format!("{} took {}", name.to_lowercase(), format_duration(elapsed)));
+        self.0.push(StepTiming {
+            step: name.to_lowercase(),
+            seconds: elapsed.as_secs_f64(),
+        });
+        Ok(value)
+    }
+}
+
+/// `cargo airlock dist`.
+pub fn dist(options: &DistOptions) -> Result<DistReport> {
+    let plan = plan(options)?;
+    let staged = StagedDir::new(&plan.out_dir)?;
+    let out = staged.path().to_path_buf();
+    let mut steps = Steps(Vec::new());
+    let mut problems = Vec::new();
+
+    let built = steps.run("Building", &format!("{} target(s)", plan.targets.len()), || {
+        build_binaries(&plan, options)
+    })?;
+    let mut artifacts = steps.run("Archiving", "binaries with their documents", || {
+        write_archives(&plan, &built, &out)
+    })?;
+    artifacts.extend(steps.run("SBOM", "CycloneDX and SPDX", || write_sboms(&plan, &built, &out, options))?);
+
+    let sums_artifact = steps.run("Checksums", "SHA256SUMS", || write_sums(&out, &artifacts))?;
+    artifacts.push(sums_artifact);
+    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let manifest = DistManifest {
+        schema_version: DistManifest::SCHEMA_VERSION,
+        tool: format!("cargo-airlock {}", env!("CARGO_PKG_VERSION")),
+        name: release_name(&plan),
+        version: release_version(&plan, &built),
+        source_revision: plan.workspace.git_revision(),
+        source_date_epoch: plan.source_date_epoch,
+        artifacts,
+        images: Vec::new(),
+    };
+    let mut manifest_json = serde_json::to_vec_pretty(&manifest).context("cannot serialise dist-manifest.json")?;
+    manifest_json.push(b'\n');
+    atomic::write_file(&out.join("dist-manifest.json"), &manifest_json)?;
+    if let Some(budget) = plan.budget {
+        let _ = budget;
+    }
+    problems.retain(|p: &String| !p.is_empty());
+    staged.commit()?;
+    Ok(DistReport {
+        out_dir: plan.out_dir,
+        manifest,
+        steps: steps.0,
+        problems,
+    })
+}
+
+fn build_binaries(plan: &Plan, options: &DistOptions) -> Result<BuildReport> {
+    let report = build::build(&BuildOptions {
+        manifest_path: options.manifest_path.clone(),
+        packages: plan.packages.clone(),
+        bins: plan.bins.clone(),
+        targets: plan.targets.clone(),
+        locked: options.locked,
+        offline: options.offline,
+        ..BuildOptions::default()
+    })?;
+    if !report.problems.is_empty() {
+        return Err(error::check_failed(report.problems.join("\n")));
+    }
+    if report.binaries.is_empty() {
+        return Err(error::input("the workspace has no binaries to release"));
+    }
+    Ok(report)
+}
+
+fn artifact(out: &Path, path: &Path, kind: ArtifactKind, target: Option<&TargetTriple>) -> Result<Artifact> {
+    let (sha256, size) = digest::hash_file(path)?;
+    let relative = path
+        .strip_prefix(out)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/");
+    Ok(Artifact {
+        path: relative,
+        kind,
+        target: target.map(|t| t.to_string()),
+        size,
+        sha256,
+    })
+}
+
+fn write_archives(plan: &Plan, built: &BuildReport, out: &Path) -> Result<Vec<Artifact>> {
+    let packages: BTreeMap<&str, &cargo_metadata::Package> = plan
+        .workspace
+        .members()
+        .into_iter()
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+    let mut artifacts = Vec::new();
+    for binary in &built.binaries {
+        let package_dir = packages
+            .get(binary.package.as_str())
+            .and_then(|p| p.manifest_path.parent())
+            .map(|d| d.as_std_path().to_path_buf())
+            .unwrap_or_else(|| plan.workspace.root().to_path_buf());
+        let spec = ArchiveSpec {
+            top_dir: format!("{}-{}-{}", binary.name, binary.version, binary.target),
+            binary: binary.path.clone(),
+            binary_name: binary.name.clone(),
+            documents: archive::release_documents(&package_dir, plan.workspace.root())?,
+            mtime: plan.source_date_epoch,
+        };
+        for format in &plan.archives {
+            let dest = out.join(format!("{}.{}", spec.top_dir, format.extension()));
+            archive::write_archive(&dest, *format, &spec)?;
+            artifacts.push(artifact(out, &dest, ArtifactKind::Archive, Some(&binary.target))?);
+        }
+    }
+    Ok(artifacts)
+}
+
+fn write_sboms(plan: &Plan, built: &BuildReport, out: &Path, options: &DistOptions) -> Result<Vec<Artifact>> {
+    let mut cmd = MetadataCommand::new();
+    cmd.manifest_path(plan.workspace.root().join("Cargo.toml"));
+    let mut extra = Vec::new();
+    for target in &plan.targets {
+        extra.push("--filter-platform".to_owned());
+        extra.push(target.to_string());
+    }
+    if options.locked {
+        extra.push("--locked".to_owned());
+    }
+    if options.offline {
+        extra.push("--offline".to_owned());
+    }
+    cmd.other_options(extra);
+    let metadata = cmd
+        .exec()
+        .map_err(|e| anyhow::anyhow!("cannot read the dependency graph with cargo metadata: {e}"))?;
+    let roots: Vec<PackageId> = metadata
+        .workspace_packages()
+        .into_iter()
+        .filter(|p| built.binaries.iter().any(|b| b.package == p.name.as_str()))
+        .map(|p| p.id.clone())
+        .collect();
+    let checksums = lock_checksums(&plan.workspace.lockfile())?;
+    let sbom = Sbom::collect(
+        &metadata,
+        &roots,
+        &release_name(plan),
+        &release_version(plan, built),
+        plan.source_date_epoch,
+        &|p| {
+            let source = p.source.as_ref().map(|s| s.repr.clone()).unwrap_or_default();
+            checksums
+                .get(&(p.name.to_string(), p.version.to_string(), source))
+                .copied()
+        },
+    )?;
+    let cdx = out.join("sbom.cdx.json");
+    atomic::write_file(&cdx, &sbom.cyclonedx_json()?)?;
+    let spdx = out.join("sbom.spdx.json");
+    atomic::write_file(&spdx, &sbom.spdx_json()?)?;
+    Ok(vec![
+        artifact(out, &cdx, ArtifactKind::SbomCyclonedx, None)?,
+        artifact(out, &spdx, ArtifactKind::SbomSpdx, None)?,
+    ])
+}
+
+/// Checksums of `Cargo.lock`, by (name, version, source).
+fn lock_checksums(path: &Path) -> Result<BTreeMap<(String, String, String), digest::Sha256Digest>> {
+    let _ = path;
+    Ok(BTreeMap::new())
+}
+
+fn write_sums(out: &Path, artifacts: &[Artifact]) -> Result<Artifact> {
+    let mut sums = Sha256Sums::default();
+    for a in artifacts {
+        sums.entries.insert(a.path.clone(), a.sha256);
+    }
+    let path = out.join("SHA256SUMS");
+    atomic::write_file(&path, sums.to_text().as_bytes())?;
+    artifact(out, &path, ArtifactKind::Checksums, None)
+}
+
+/// The release's name: the single released package's, else the workspace directory's.
+fn release_name(plan: &Plan) -> String {
+    let members = plan.workspace.members();
+    let with_bins: Vec<_> = members
+        .iter()
+        .filter(|p| p.targets.iter().any(|t| t.is_bin()))
+        .collect();
+    match with_bins.as_slice() {
+        [only] => only.name.to_string(),
+        _ => plan
+            .workspace
+            .root()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "release".to_owned()),
+    }
+}
+
+/// The release's version: the released binaries' package version when they agree.
+fn release_version(_plan: &Plan, built: &BuildReport) -> String {
+    let mut versions: Vec<&str> = built.binaries.iter().map(|b| b.version.as_str()).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    match versions.as_slice() {
+        [one] => (*one).to_owned(),
+        _ => "0.0.0".to_owned(),
+    }
+}
