@@ -671,6 +671,59 @@ impl ReportArgs {
 pub struct DistArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
+    /// Package whose binaries to release (repeatable; default: the settings', else all).
+    #[arg(short, long = "package", value_name = "SPEC")]
+    pub packages: Vec<String>,
+    /// Binary to release (repeatable; default: the settings', else all).
+    #[arg(long = "bin", value_name = "NAME")]
+    pub bins: Vec<String>,
+    /// Where to write the release (default: the settings' out-dir, else target/dist).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Archive format per target (repeatable): tar.gz, tar.zst (default: the settings', else
+    /// tar.gz).
+    #[arg(long = "archive", value_name = "FORMAT")]
+    pub archives: Vec<String>,
+    /// Skip the image and its size report.
+    #[arg(long)]
+    pub no_image: bool,
+    /// Fail when the compressed image is larger than this (e.g. 20MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub budget: Option<String>,
+    /// Require Cargo.lock to be up to date (passed to cargo).
+    #[arg(long)]
+    pub locked: bool,
+    /// Run without accessing the network (passed to cargo).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl DistArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::dist::DistOptions> {
+        let archives = self
+            .archives
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<Vec<airlock::dist::ArchiveFormat>>>()?;
+        let budget = self
+            .budget
+            .as_deref()
+            .map(|b| airlock::render::parse_bytes(b).map_err(airlock::error::input))
+            .transpose()?;
+        Ok(airlock::dist::DistOptions {
+            manifest_path: global.manifest_path.clone(),
+            out_dir: self.out_dir.clone(),
+            targets: self.targets.triples()?,
+            packages: self.packages.clone(),
+            bins: self.bins.clone(),
+            archives,
+            no_image: self.no_image,
+            budget,
+            locked: self.locked,
+            offline: self.offline,
+        })
+    }
 }
 
 /// `cargo airlock init`.

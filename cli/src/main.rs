@@ -42,7 +42,7 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
         Command::Image(args) => Box::new(airlock::oci::image::image(&args.to_options(g)?)?),
         Command::Push(args) => Box::new(airlock::registry::push(&args.to_options(g)?)?),
         Command::Report(args) => Box::new(airlock::report::report(&args.to_options(g)?)?),
-        Command::Dist(_) => return Err(not_yet("dist")),
+        Command::Dist(args) => Box::new(airlock::dist::dist(&args.to_options(g)?)?),
         Command::Init(args) => Box::new(airlock::init::init(&args.to_options(g))?),
     })
 }

@@ -14,7 +14,6 @@ mod steps;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
 use serde::Serialize;
 
 use crate::error::ExitKind;

@@ -8,15 +8,21 @@ use anyhow::{Context, Result};
 use cargo_metadata::{MetadataCommand, PackageId};
 
 use super::archive::{self, ArchiveFormat, ArchiveSpec};
-use super::sbom::Sbom;
+use super::sbom::{self, Sbom};
 use super::settings::DistSettings;
 use super::{DistOptions, DistReport, StepTiming, format_duration};
 use crate::atomic::{self, StagedDir};
 use crate::build::{self, BuildOptions, BuildReport};
 use crate::digest;
 use crate::error;
+use crate::lock::Lockfile;
 use crate::progress;
-use crate::release::{Artifact, ArtifactKind, DistManifest, Sha256Sums};
+use crate::oci::artifact::{self, ArtifactFile};
+use crate::oci::image::{self, ImageOptions};
+use crate::oci::layout::{self, ImageRef, Layout, LayoutWriter};
+use crate::release::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
+use crate::render::CommandReport;
+use crate::report::{self, ReportOptions};
 use crate::target::TargetTriple;
 use crate::workspace::{self, Workspace};
 
@@ -100,7 +106,7 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
     let staged = StagedDir::new(&plan.out_dir)?;
     let out = staged.path().to_path_buf();
     let mut steps = Steps(Vec::new());
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
 
     let built = steps.run("Building", &format!("{} target(s)", plan.targets.len()), || {
         build_binaries(&plan, options)
@@ -109,6 +115,20 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
         write_archives(&plan, &built, &out)
     })?;
     artifacts.extend(steps.run("SBOM", "CycloneDX and SPDX", || write_sboms(&plan, &built, &out, options))?);
+
+    let mut images = Vec::new();
+    if plan.image {
+        let (record, archive) = steps.run("Image", "scratch OCI image with the SBOMs attached", || {
+            write_image(&plan, &built, &out, &artifacts)
+        })?;
+        artifacts.push(archive);
+        let (report_artifacts, report_problems) = steps.run("Report", "image and binary sizes", || {
+            write_report(&plan, &record, &out)
+        })?;
+        artifacts.extend(report_artifacts);
+        problems.extend(report_problems);
+        images.push(record);
+    }
 
     let sums_artifact = steps.run("Checksums", "SHA256SUMS", || write_sums(&out, &artifacts))?;
     artifacts.push(sums_artifact);
@@ -122,14 +142,11 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
         source_revision: plan.workspace.git_revision(),
         source_date_epoch: plan.source_date_epoch,
         artifacts,
-        images: Vec::new(),
+        images,
     };
     let mut manifest_json = serde_json::to_vec_pretty(&manifest).context("cannot serialise dist-manifest.json")?;
     manifest_json.push(b'\n');
     atomic::write_file(&out.join("dist-manifest.json"), &manifest_json)?;
-    if let Some(budget) = plan.budget {
-        let _ = budget;
-    }
     problems.retain(|p: &String| !p.is_empty());
     staged.commit()?;
     Ok(DistReport {
@@ -253,10 +270,107 @@ fn write_sboms(plan: &Plan, built: &BuildReport, out: &Path, options: &DistOptio
     ])
 }
 
-/// Checksums of `Cargo.lock`, by (name, version, source).
+/// Checksums of `Cargo.lock`, by (name, version, source as cargo metadata spells it).
 fn lock_checksums(path: &Path) -> Result<BTreeMap<(String, String, String), digest::Sha256Digest>> {
-    let _ = path;
-    Ok(BTreeMap::new())
+    let lock = Lockfile::load(path)?;
+    Ok(lock
+        .packages()
+        .iter()
+        .filter_map(|p| {
+            let checksum = p.checksum?;
+            let key = (p.id.name.clone(), p.id.version.to_string(), p.id.source.to_string());
+            Some((key, checksum))
+        })
+        .collect())
+}
+
+/// The image of every released binary (an index over the targets), in `image/` and as
+/// `image.tar`, with the SBOMs attached as artifacts whose subject is the image.
+fn write_image(plan: &Plan, built: &BuildReport, out: &Path, artifacts: &[Artifact]) -> Result<(ImageRecord, Artifact)> {
+    let layout_dir = out.join("image");
+    let archive_path = out.join("image.tar");
+    let report = image::image(&ImageOptions {
+        build: BuildOptions {
+            manifest_path: Some(plan.workspace.root().join("Cargo.toml")),
+            ..BuildOptions::default()
+        },
+        binaries: built.binaries.iter().map(|b| b.path.clone()).collect(),
+        allow_dynamic: false,
+        output: Some(layout_dir.clone()),
+        archive: Some(archive_path.clone()),
+        settings: Default::default(),
+    })?;
+    let tag = report
+        .tags
+        .first()
+        .cloned()
+        .context("the image step wrote no tag")?;
+
+    let layout = Layout::open(&layout_dir)?;
+    let subject = layout.resolve(Some(&tag))?.clone();
+    let writer = LayoutWriter::update(&layout)?;
+    let created = workspace::rfc3339(plan.source_date_epoch);
+    let mut entries = layout.index().manifests().clone();
+    let mut sboms = Vec::new();
+    for sbom in artifacts.iter().filter(|a| matches!(a.kind, ArtifactKind::SbomCyclonedx | ArtifactKind::SbomSpdx)) {
+        let media_type = match sbom.kind {
+            ArtifactKind::SbomCyclonedx => sbom::CYCLONEDX_MEDIA_TYPE,
+            _ => sbom::SPDX_MEDIA_TYPE,
+        };
+        let bytes = std::fs::read(out.join(&sbom.path)).with_context(|| format!("cannot read {}", sbom.path))?;
+        let descriptor = artifact::attach(
+            &writer,
+            &subject,
+            media_type,
+            &[ArtifactFile { media_type, title: &sbom.path, bytes: &bytes }],
+            &created,
+        )?;
+        sboms.push(layout::descriptor_digest(&descriptor)?);
+        entries.push(descriptor);
+    }
+    let mut index = layout.index().clone();
+    index.set_manifests(entries);
+    writer.finish(&index)?;
+
+    let record = ImageRecord {
+        layout: "image".to_owned(),
+        tag,
+        digest: report.digest,
+        manifests: report
+            .images
+            .iter()
+            .map(|i| (i.platform.clone(), i.manifest.digest))
+            .collect(),
+        sboms,
+    };
+    Ok((record, artifact(out, &archive_path, ArtifactKind::ImageArchive, None)?))
+}
+
+/// The size report of the image: Markdown, JSON and SVG, and the budget's verdict.
+fn write_report(plan: &Plan, image: &ImageRecord, out: &Path) -> Result<(Vec<Artifact>, Vec<String>)> {
+    let svg = out.join("size-report.svg");
+    let report = report::report(&ReportOptions {
+        manifest_path: Some(plan.workspace.root().join("Cargo.toml")),
+        image: Some(ImageRef {
+            path: out.join(&image.layout),
+            tag: Some(image.tag.clone()),
+        }),
+        budget: plan.budget,
+        svg_file: Some(svg.clone()),
+        ..ReportOptions::default()
+    })?;
+    let markdown = out.join("size-report.md");
+    let text = CommandReport::markdown(&report).unwrap_or_default();
+    atomic::write_file(&markdown, text.as_bytes())?;
+    let json = out.join("size-report.json");
+    let mut bytes = serde_json::to_vec_pretty(&report).context("cannot serialise the size report")?;
+    bytes.push(b'\n');
+    atomic::write_file(&json, &bytes)?;
+    let artifacts = [&markdown, &json, &svg]
+        .into_iter()
+        .map(|p| artifact(out, p, ArtifactKind::Report, None))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((artifacts, report.problems.clone()))
 }
 
 fn write_sums(out: &Path, artifacts: &[Artifact]) -> Result<Artifact> {

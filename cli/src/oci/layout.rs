@@ -161,8 +161,13 @@ impl Layout {
         let manifests = self.index.manifests();
         let found = match tag {
             Some(tag) => manifests.iter().find(|d| ref_name(d) == Some(tag)),
-            None if manifests.len() == 1 => manifests.first(),
-            None => None,
+            None => {
+                // Artifacts attached to an image (SBOMs, signatures) are not images; one image
+                // under several tags is still one image.
+                let mut images = manifests.iter().filter(|d| d.artifact_type().is_none());
+                let first = images.next();
+                first.filter(|f| images.all(|d| d.digest() == f.digest()))
+            }
         };
         found.ok_or_else(|| {
             let tags = self.tags();
