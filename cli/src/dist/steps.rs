@@ -16,10 +16,10 @@ use crate::build::{self, BuildOptions, BuildReport};
 use crate::digest;
 use crate::error;
 use crate::lock::Lockfile;
-use crate::progress;
 use crate::oci::artifact::{self, ArtifactFile};
 use crate::oci::image::{self, ImageOptions};
 use crate::oci::layout::{self, ImageRef, Layout, LayoutWriter};
+use crate::progress;
 use crate::release::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
 use crate::render::CommandReport;
 use crate::report::{self, ReportOptions};
@@ -41,10 +41,16 @@ struct Plan {
 
 fn plan(options: &DistOptions) -> Result<Plan> {
     let workspace = Workspace::load(options.manifest_path.as_deref())?;
-    let settings: DistSettings =
-        workspace::parse_settings(Some(workspace.airlock_metadata()), "workspace.metadata.airlock")?;
+    let settings: DistSettings = workspace::parse_settings(
+        Some(workspace.airlock_metadata()),
+        "workspace.metadata.airlock",
+    )?;
     let pick = |flag: &[String], setting: &[String]| {
-        if flag.is_empty() { setting.to_vec() } else { flag.to_vec() }
+        if flag.is_empty() {
+            setting.to_vec()
+        } else {
+            flag.to_vec()
+        }
     };
     let targets = match (&options.targets[..], &settings.targets[..]) {
         ([], []) => TargetTriple::all_musl(),
@@ -59,7 +65,13 @@ fn plan(options: &DistOptions) -> Result<Plan> {
     let out_dir = options
         .out_dir
         .clone()
-        .or_else(|| settings.dist.out_dir.as_ref().map(|d| workspace.root().join(d)))
+        .or_else(|| {
+            settings
+                .dist
+                .out_dir
+                .as_ref()
+                .map(|d| workspace.root().join(d))
+        })
         .unwrap_or_else(|| workspace.target_dir().join("dist"));
     let budget = match (options.budget, &settings.report.budget) {
         (Some(b), _) => Some(b),
@@ -91,7 +103,11 @@ impl Steps {
         let start = Instant::now();
         let value = f().with_context(|| format!("dist step `{}` failed", name.to_lowercase()))?;
         let elapsed = start.elapsed();
-        progress::detail(format!("{} took {}", name.to_lowercase(), format_duration(elapsed)));
+        progress::detail(format!(
+            "{} took {}",
+            name.to_lowercase(),
+            format_duration(elapsed)
+        ));
         self.0.push(StepTiming {
             step: name.to_lowercase(),
             seconds: elapsed.as_secs_f64(),
@@ -108,23 +124,29 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
     let mut steps = Steps(Vec::new());
     let mut problems: Vec<String> = Vec::new();
 
-    let built = steps.run("Building", &format!("{} target(s)", plan.targets.len()), || {
-        build_binaries(&plan, options)
-    })?;
+    let built = steps.run(
+        "Building",
+        &format!("{} target(s)", plan.targets.len()),
+        || build_binaries(&plan, options),
+    )?;
     let mut artifacts = steps.run("Archiving", "binaries with their documents", || {
         write_archives(&plan, &built, &out)
     })?;
-    artifacts.extend(steps.run("SBOM", "CycloneDX and SPDX", || write_sboms(&plan, &built, &out, options))?);
+    artifacts.extend(steps.run("SBOM", "CycloneDX and SPDX", || {
+        write_sboms(&plan, &built, &out, options)
+    })?);
 
     let mut images = Vec::new();
     if plan.image {
-        let (record, archive) = steps.run("Image", "scratch OCI image with the SBOMs attached", || {
-            write_image(&plan, &built, &out, &artifacts)
-        })?;
+        let (record, archive) =
+            steps.run("Image", "scratch OCI image with the SBOMs attached", || {
+                write_image(&plan, &built, &out, &artifacts)
+            })?;
         artifacts.push(archive);
-        let (report_artifacts, report_problems) = steps.run("Report", "image and binary sizes", || {
-            write_report(&plan, &record, &out)
-        })?;
+        let (report_artifacts, report_problems) =
+            steps.run("Report", "image and binary sizes", || {
+                write_report(&plan, &record, &out)
+            })?;
         artifacts.extend(report_artifacts);
         problems.extend(report_problems);
         images.push(record);
@@ -144,7 +166,8 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
         artifacts,
         images,
     };
-    let mut manifest_json = serde_json::to_vec_pretty(&manifest).context("cannot serialise dist-manifest.json")?;
+    let mut manifest_json =
+        serde_json::to_vec_pretty(&manifest).context("cannot serialise dist-manifest.json")?;
     manifest_json.push(b'\n');
     atomic::write_file(&out.join("dist-manifest.json"), &manifest_json)?;
     problems.retain(|p: &String| !p.is_empty());
@@ -176,7 +199,12 @@ fn build_binaries(plan: &Plan, options: &DistOptions) -> Result<BuildReport> {
     Ok(report)
 }
 
-fn artifact(out: &Path, path: &Path, kind: ArtifactKind, target: Option<&TargetTriple>) -> Result<Artifact> {
+fn artifact(
+    out: &Path,
+    path: &Path,
+    kind: ArtifactKind,
+    target: Option<&TargetTriple>,
+) -> Result<Artifact> {
     let (sha256, size) = digest::hash_file(path)?;
     let relative = path
         .strip_prefix(out)
@@ -216,13 +244,23 @@ fn write_archives(plan: &Plan, built: &BuildReport, out: &Path) -> Result<Vec<Ar
         for format in &plan.archives {
             let dest = out.join(format!("{}.{}", spec.top_dir, format.extension()));
             archive::write_archive(&dest, *format, &spec)?;
-            artifacts.push(artifact(out, &dest, ArtifactKind::Archive, Some(&binary.target))?);
+            artifacts.push(artifact(
+                out,
+                &dest,
+                ArtifactKind::Archive,
+                Some(&binary.target),
+            )?);
         }
     }
     Ok(artifacts)
 }
 
-fn write_sboms(plan: &Plan, built: &BuildReport, out: &Path, options: &DistOptions) -> Result<Vec<Artifact>> {
+fn write_sboms(
+    plan: &Plan,
+    built: &BuildReport,
+    out: &Path,
+    options: &DistOptions,
+) -> Result<Vec<Artifact>> {
     let mut cmd = MetadataCommand::new();
     cmd.manifest_path(plan.workspace.root().join("Cargo.toml"));
     let mut extra = Vec::new();
@@ -237,9 +275,9 @@ fn write_sboms(plan: &Plan, built: &BuildReport, out: &Path, options: &DistOptio
         extra.push("--offline".to_owned());
     }
     cmd.other_options(extra);
-    let metadata = cmd
-        .exec()
-        .map_err(|e| anyhow::anyhow!("cannot read the dependency graph with cargo metadata: {e}"))?;
+    let metadata = cmd.exec().map_err(|e| {
+        anyhow::anyhow!("cannot read the dependency graph with cargo metadata: {e}")
+    })?;
     let roots: Vec<PackageId> = metadata
         .workspace_packages()
         .into_iter()
@@ -254,7 +292,11 @@ fn write_sboms(plan: &Plan, built: &BuildReport, out: &Path, options: &DistOptio
         &release_version(plan, built),
         plan.source_date_epoch,
         &|p| {
-            let source = p.source.as_ref().map(|s| s.repr.clone()).unwrap_or_default();
+            let source = p
+                .source
+                .as_ref()
+                .map(|s| s.repr.clone())
+                .unwrap_or_default();
             checksums
                 .get(&(p.name.to_string(), p.version.to_string(), source))
                 .copied()
@@ -278,7 +320,11 @@ fn lock_checksums(path: &Path) -> Result<BTreeMap<(String, String, String), dige
         .iter()
         .filter_map(|p| {
             let checksum = p.checksum?;
-            let key = (p.id.name.clone(), p.id.version.to_string(), p.id.source.to_string());
+            let key = (
+                p.id.name.clone(),
+                p.id.version.to_string(),
+                p.id.source.to_string(),
+            );
             Some((key, checksum))
         })
         .collect())
@@ -286,7 +332,12 @@ fn lock_checksums(path: &Path) -> Result<BTreeMap<(String, String, String), dige
 
 /// The image of every released binary (an index over the targets), in `image/` and as
 /// `image.tar`, with the SBOMs attached as artifacts whose subject is the image.
-fn write_image(plan: &Plan, built: &BuildReport, out: &Path, artifacts: &[Artifact]) -> Result<(ImageRecord, Artifact)> {
+fn write_image(
+    plan: &Plan,
+    built: &BuildReport,
+    out: &Path,
+    artifacts: &[Artifact],
+) -> Result<(ImageRecord, Artifact)> {
     let layout_dir = out.join("image");
     let archive_path = out.join("image.tar");
     let report = image::image(&ImageOptions {
@@ -312,17 +363,25 @@ fn write_image(plan: &Plan, built: &BuildReport, out: &Path, artifacts: &[Artifa
     let created = workspace::rfc3339(plan.source_date_epoch);
     let mut entries = layout.index().manifests().clone();
     let mut sboms = Vec::new();
-    for sbom in artifacts.iter().filter(|a| matches!(a.kind, ArtifactKind::SbomCyclonedx | ArtifactKind::SbomSpdx)) {
+    for sbom in artifacts
+        .iter()
+        .filter(|a| matches!(a.kind, ArtifactKind::SbomCyclonedx | ArtifactKind::SbomSpdx))
+    {
         let media_type = match sbom.kind {
             ArtifactKind::SbomCyclonedx => sbom::CYCLONEDX_MEDIA_TYPE,
             _ => sbom::SPDX_MEDIA_TYPE,
         };
-        let bytes = std::fs::read(out.join(&sbom.path)).with_context(|| format!("cannot read {}", sbom.path))?;
+        let bytes = std::fs::read(out.join(&sbom.path))
+            .with_context(|| format!("cannot read {}", sbom.path))?;
         let descriptor = artifact::attach(
             &writer,
             &subject,
             media_type,
-            &[ArtifactFile { media_type, title: &sbom.path, bytes: &bytes }],
+            &[ArtifactFile {
+                media_type,
+                title: &sbom.path,
+                bytes: &bytes,
+            }],
             &created,
         )?;
         sboms.push(layout::descriptor_digest(&descriptor)?);
@@ -343,11 +402,18 @@ fn write_image(plan: &Plan, built: &BuildReport, out: &Path, artifacts: &[Artifa
             .collect(),
         sboms,
     };
-    Ok((record, artifact(out, &archive_path, ArtifactKind::ImageArchive, None)?))
+    Ok((
+        record,
+        artifact(out, &archive_path, ArtifactKind::ImageArchive, None)?,
+    ))
 }
 
 /// The size report of the image: Markdown, JSON and SVG, and the budget's verdict.
-fn write_report(plan: &Plan, image: &ImageRecord, out: &Path) -> Result<(Vec<Artifact>, Vec<String>)> {
+fn write_report(
+    plan: &Plan,
+    image: &ImageRecord,
+    out: &Path,
+) -> Result<(Vec<Artifact>, Vec<String>)> {
     let svg = out.join("size-report.svg");
     let report = report::report(&ReportOptions {
         manifest_path: Some(plan.workspace.root().join("Cargo.toml")),
@@ -363,7 +429,8 @@ fn write_report(plan: &Plan, image: &ImageRecord, out: &Path) -> Result<(Vec<Art
     let text = CommandReport::markdown(&report).unwrap_or_default();
     atomic::write_file(&markdown, text.as_bytes())?;
     let json = out.join("size-report.json");
-    let mut bytes = serde_json::to_vec_pretty(&report).context("cannot serialise the size report")?;
+    let mut bytes =
+        serde_json::to_vec_pretty(&report).context("cannot serialise the size report")?;
     bytes.push(b'\n');
     atomic::write_file(&json, &bytes)?;
     let artifacts = [&markdown, &json, &svg]
