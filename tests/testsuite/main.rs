@@ -6,6 +6,7 @@ mod support;
 
 mod build;
 mod doctor;
+mod dist;
 mod image;
 mod init;
 mod inspect;
