@@ -47,10 +47,6 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
     })
 }
 
-fn not_yet(command: &str) -> anyhow::Error {
-    error::input(format!("`cargo airlock {command}` is not implemented yet"))
-}
-
 /// Prints the report on stdout; a closed pipe (`| head`) is not an error.
 fn emit(report: &dyn ErasedReport, format: Format) -> ExitKind {
     let Some(text) = render::render(report, format) else {

@@ -18,7 +18,16 @@ fn hello_in_git() -> (tempfile::TempDir, PathBuf) {
     for args in [
         &["init", "-q", "-b", "main"][..],
         &["add", "-A"],
-        &["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "release"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "release",
+        ],
     ] {
         run_expect(
             Command::new("git")
@@ -63,7 +72,16 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
     }
     let (_guard, project) = hello_in_git();
     let out = project.join("target/dist");
-    let args = ["--target", "all", "--archive", "tar.gz", "--archive", "tar.zst", "--format", "json"];
+    let args = [
+        "--target",
+        "all",
+        "--archive",
+        "tar.gz",
+        "--archive",
+        "tar.zst",
+        "--format",
+        "json",
+    ];
     let report = run_json(&mut dist(&project, &out, &args));
 
     // Every artifact is where the manifest says, with its digest; SHA256SUMS agrees with coreutils.
@@ -75,22 +93,51 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
             assert_eq!(listed[&name]["target"], target);
         }
     }
-    for name in ["sbom.cdx.json", "sbom.spdx.json", "image.tar", "size-report.md", "size-report.json", "size-report.svg", "SHA256SUMS"] {
+    for name in [
+        "sbom.cdx.json",
+        "sbom.spdx.json",
+        "image.tar",
+        "size-report.md",
+        "size-report.json",
+        "size-report.svg",
+        "SHA256SUMS",
+    ] {
         assert!(listed.contains_key(name), "{name} missing from {listed:?}");
     }
-    let (stdout, _) = run_expect(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&out), 0);
-    assert_eq!(stdout.lines().filter(|l| l.ends_with(": OK")).count(), listed.len() - 1, "{stdout}");
-    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("dist-manifest.json")).unwrap()).unwrap();
+    let (stdout, _) = run_expect(
+        Command::new("sha256sum")
+            .arg("-c")
+            .arg("SHA256SUMS")
+            .current_dir(&out),
+        0,
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with(": OK")).count(),
+        listed.len() - 1,
+        "{stdout}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("dist-manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest, report["manifest"]);
     assert_eq!(manifest["source_date_epoch"], 1_709_294_400);
     assert_eq!(manifest["source_revision"].as_str().unwrap().len(), 40);
 
     // The archives are what their names say, hold the binary and the documents, and run.
-    let (listing, _) = run_expect(Command::new("tar").arg("-tzf").arg(out.join("hello-0.3.1-x86_64-unknown-linux-musl.tar.gz")), 0);
+    let (listing, _) = run_expect(
+        Command::new("tar")
+            .arg("-tzf")
+            .arg(out.join("hello-0.3.1-x86_64-unknown-linux-musl.tar.gz")),
+        0,
+    );
     let top = "hello-0.3.1-x86_64-unknown-linux-musl";
     assert_eq!(
         listing.lines().collect::<Vec<_>>(),
-        [format!("{top}/"), format!("{top}/LICENSE"), format!("{top}/README.md"), format!("{top}/hello")]
+        [
+            format!("{top}/"),
+            format!("{top}/LICENSE"),
+            format!("{top}/README.md"),
+            format!("{top}/hello")
+        ]
     );
     let unpacked = project.join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
@@ -104,7 +151,8 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
         0,
     );
     let (greeting, _) = run_expect(
-        Command::new("qemu-aarch64-static").arg(unpacked.join("hello-0.3.1-aarch64-unknown-linux-musl/hello")),
+        Command::new("qemu-aarch64-static")
+            .arg(unpacked.join("hello-0.3.1-aarch64-unknown-linux-musl/hello")),
         0,
     );
     assert_eq!(greeting, "hello from airlock-hello 0.3.1 on aarch64\n");
@@ -115,10 +163,21 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
     assert_eq!(image["manifests"].as_object().unwrap().len(), 2);
     assert_eq!(image["sboms"].as_array().unwrap().len(), 2);
     let layout = out.join("image");
-    let raw = run_expect(Command::new("skopeo").arg("inspect").arg("--raw").arg(format!("oci:{}:0.3.1", layout.display())), 0).0;
+    let raw = run_expect(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg("--raw")
+            .arg(format!("oci:{}:0.3.1", layout.display())),
+        0,
+    )
+    .0;
     let index: Value = serde_json::from_str(&raw).unwrap();
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
-    let index_json: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index_json: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let sbom_entries: Vec<&Value> = index_json["manifests"]
         .as_array()
         .unwrap()
@@ -127,14 +186,23 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
         .collect();
     assert_eq!(sbom_entries.len(), 2);
     for entry in sbom_entries {
-        let hex = entry["digest"].as_str().unwrap().trim_start_matches("sha256:");
-        let artifact: Value = serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+        let hex = entry["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let artifact: Value =
+            serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+                .unwrap();
         assert_eq!(artifact["subject"]["digest"], image["digest"]);
     }
 
     // verify agrees with everything, then names every tampered file.
     for flag in ["--sums", "--manifest"] {
-        let file = if flag == "--sums" { "SHA256SUMS" } else { "dist-manifest.json" };
+        let file = if flag == "--sums" {
+            "SHA256SUMS"
+        } else {
+            "dist-manifest.json"
+        };
         run_expect(airlock().args(["verify", flag]).arg(out.join(file)), 0);
     }
     run_expect(airlock().args(["verify", "--layout"]).arg(&layout), 0);
@@ -156,41 +224,89 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
     std::fs::write(&archive, bytes).unwrap();
     std::fs::remove_file(out.join("sbom.spdx.json")).unwrap();
     std::fs::write(out.join("stray.txt"), "not released").unwrap();
-    let (stdout, _) = run_expect(airlock().args(["verify", "--format", "json", "--manifest"]).arg(out.join("dist-manifest.json")), 1);
+    let (stdout, _) = run_expect(
+        airlock()
+            .args(["verify", "--format", "json", "--manifest"])
+            .arg(out.join("dist-manifest.json")),
+        1,
+    );
     let verdict: Value = serde_json::from_str(&stdout).unwrap();
     let findings: Vec<(String, String)> = verdict["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["kind"].as_str().unwrap().to_owned(), Path::new(f["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned()))
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_owned(),
+                Path::new(f["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
         .collect();
     for expected in [
-        ("file-modified", "hello-0.3.1-x86_64-unknown-linux-musl.tar.gz"),
+        (
+            "file-modified",
+            "hello-0.3.1-x86_64-unknown-linux-musl.tar.gz",
+        ),
         ("file-missing", "sbom.spdx.json"),
         ("file-added", "stray.txt"),
     ] {
-        assert!(findings.contains(&(expected.0.to_owned(), expected.1.to_owned())), "{expected:?} not in {findings:?}");
+        assert!(
+            findings.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} not in {findings:?}"
+        );
     }
-    run_expect(airlock().args(["verify", "--sums"]).arg(out.join("SHA256SUMS")), 1);
+    run_expect(
+        airlock()
+            .args(["verify", "--sums"])
+            .arg(out.join("SHA256SUMS")),
+        1,
+    );
 }
 
 #[test]
 fn dist_sboms_pass_the_cyclonedx_and_spdx_validators() {
-    let Some(_) = require_tool("pyspdxtools") else { return };
-    let cyclonedx_lib = Command::new("python3").args(["-c", "import cyclonedx.validation.json"]).output();
+    let Some(_) = require_tool("pyspdxtools") else {
+        return;
+    };
+    let cyclonedx_lib = Command::new("python3")
+        .args(["-c", "import cyclonedx.validation.json"])
+        .output();
     if !cyclonedx_lib.is_ok_and(|o| o.status.success()) {
         skip_or_fail("the python package cyclonedx-python-lib is not installed");
         return;
     }
     let (_guard, project) = copy_fixture("hello");
     let out = project.join("dist");
-    run_expect(dist(&project, &out, &["--target", "x86_64-unknown-linux-musl", "--no-image"]).env("SOURCE_DATE_EPOCH", "1700000000"), 0);
+    run_expect(
+        dist(
+            &project,
+            &out,
+            &["--target", "x86_64-unknown-linux-musl", "--no-image"],
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000"),
+        0,
+    );
     let check = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\n\
                  err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
                  sys.exit(f'invalid: {err}' if err else 0)";
-    run_expect(Command::new("python3").args(["-c", check]).arg(out.join("sbom.cdx.json")), 0);
-    run_expect(Command::new("pyspdxtools").arg("-i").arg(out.join("sbom.spdx.json")), 0);
-    let cdx: Value = serde_json::from_slice(&std::fs::read(out.join("sbom.cdx.json")).unwrap()).unwrap();
+    run_expect(
+        Command::new("python3")
+            .args(["-c", check])
+            .arg(out.join("sbom.cdx.json")),
+        0,
+    );
+    run_expect(
+        Command::new("pyspdxtools")
+            .arg("-i")
+            .arg(out.join("sbom.spdx.json")),
+        0,
+    );
+    let cdx: Value =
+        serde_json::from_slice(&std::fs::read(out.join("sbom.cdx.json")).unwrap()).unwrap();
     assert_eq!(cdx["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
     assert_eq!(cdx["components"][0]["name"], "airlock-hello");
     assert_eq!(cdx["components"][0]["type"], "application");
@@ -201,18 +317,34 @@ fn a_failed_dist_leaves_the_previous_release_untouched() {
     let (_guard, project) = copy_fixture("hello");
     let out = project.join("dist");
     let args = ["--target", "x86_64-unknown-linux-musl", "--no-image"];
-    run_expect(dist(&project, &out, &args).env("SOURCE_DATE_EPOCH", "1700000000"), 0);
+    run_expect(
+        dist(&project, &out, &args).env("SOURCE_DATE_EPOCH", "1700000000"),
+        0,
+    );
     let before = std::fs::read(out.join("SHA256SUMS")).unwrap();
 
     // A compile error half-way: exit code of a failed build, old release intact.
-    std::fs::write(project.join("src/main.rs"), "fn main() { this is not rust }\n").unwrap();
+    std::fs::write(
+        project.join("src/main.rs"),
+        "fn main() { this is not rust }\n",
+    )
+    .unwrap();
     let failed = dist(&project, &out, &args).output().unwrap();
     assert_ne!(failed.status.code(), Some(0));
     assert_eq!(std::fs::read(out.join("SHA256SUMS")).unwrap(), before);
-    let siblings: Vec<_> = std::fs::read_dir(&project).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(!siblings.iter().any(|n| n.contains("airlock-")), "staging left behind: {siblings:?}");
+    let siblings: Vec<_> = std::fs::read_dir(&project)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !siblings.iter().any(|n| n.contains("airlock-")),
+        "staging left behind: {siblings:?}"
+    );
 
     // Bad flags are input errors before any work.
     let (_, stderr) = run_expect(&mut dist(&project, &out, &["--archive", "zip"]), 2);
-    assert!(stderr.contains("zip") && stderr.contains("tar.gz"), "{stderr}");
+    assert!(
+        stderr.contains("zip") && stderr.contains("tar.gz"),
+        "{stderr}"
+    );
 }

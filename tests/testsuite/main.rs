@@ -5,8 +5,8 @@
 mod support;
 
 mod build;
-mod doctor;
 mod dist;
+mod doctor;
 mod image;
 mod init;
 mod inspect;
