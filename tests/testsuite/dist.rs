@@ -212,8 +212,8 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let report2 = run_json(&mut dist(&project, &again, &args));
     assert_eq!(
-        std::fs::read(out.join("SHA256SUMS")).unwrap(),
-        std::fs::read(again.join("SHA256SUMS")).unwrap()
+        std::fs::read_to_string(out.join("SHA256SUMS")).unwrap(),
+        std::fs::read_to_string(again.join("SHA256SUMS")).unwrap()
     );
     assert_eq!(report2["manifest"]["images"], report["manifest"]["images"]);
 
@@ -347,4 +347,34 @@ fn a_failed_dist_leaves_the_previous_release_untouched() {
         stderr.contains("zip") && stderr.contains("tar.gz"),
         "{stderr}"
     );
+}
+
+/// The image of airlock itself (built statically from this repository, x86_64) runs under
+/// runc and answers `--version`.
+#[test]
+fn airlocks_own_image_runs_in_runc() {
+    for tool in ["umoci", "runc"] {
+        if require_tool(tool).is_none() {
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("image");
+    // A separate target directory: the test must not wait for (or disturb) the one this test
+    // binary was built in.
+    let target_dir = repo_root().join("target").join("selftest");
+    run_expect(
+        airlock()
+            .args(["image", "-q", "--manifest-path"])
+            .arg(repo_root().join("Cargo.toml"))
+            .args(["-p", "cargo-airlock", "--bin", "cargo-airlock", "--target", "x86_64-unknown-linux-musl"])
+            .args(["--profile", "selftest", "--tag", "selftest", "--output"])
+            .arg(&layout)
+            .env("CARGO_TARGET_DIR", &target_dir),
+        0,
+    );
+    let bundle = dir.path().join("bundle");
+    crate::image::umoci_unpack(&layout, "selftest", &bundle);
+    let version = crate::image::runc_run(&bundle, &["--version"]);
+    assert_eq!(version.trim(), format!("cargo-airlock {}", env!("CARGO_PKG_VERSION")));
 }

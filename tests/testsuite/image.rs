@@ -71,7 +71,7 @@ fn skopeo_json(args: &[&str]) -> Value {
 }
 
 /// Unpacks `layout:tag` with umoci into `bundle`.
-fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
+pub(crate) fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
     run_expect(
         Command::new("umoci")
             .args(["unpack", "--image"])
@@ -82,7 +82,7 @@ fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
 }
 
 /// Runs the bundle umoci made with runc (no terminal, no cgroup limits) and returns stdout.
-fn runc_run(bundle: &Path, args: &[&str]) -> String {
+pub(crate) fn runc_run(bundle: &Path, args: &[&str]) -> String {
     let config_path = bundle.join("config.json");
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["process"]["terminal"] = Value::Bool(false);
@@ -112,7 +112,7 @@ fn runc_run(bundle: &Path, args: &[&str]) -> String {
     stdout
 }
 
-fn report_map(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn report_map(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -197,3 +197,35 @@ fn init_keeps_an_existing_config_and_refuses_a_foreign_alias() {
         "{text}"
     );
 }
+
+/// What a platform team does: `init`, then the generated `cargo xtask dist`, whose image runs.
+#[test]
+fn init_then_cargo_xtask_dist_releases_an_image_that_runs() {
+    for tool in ["umoci", "runc", "qemu-aarch64-static"] {
+        if require_tool(tool).is_none() {
+            return;
+        }
+    }
+    let (_guard, project) = copy_fixture("hello");
+    run_expect(&mut init_cmd(&project), 0);
+    let (stdout, stderr) = run_expect(
+        std::process::Command::new("cargo")
+            .args(["xtask", "dist"])
+            .current_dir(&project)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS"),
+        0,
+    );
+    assert!(stdout.contains("hello-0.3.1-aarch64-unknown-linux-musl.tar.gz"), "{stdout}\n{stderr}");
+    let dist = project.join("target/dist");
+    for file in ["SHA256SUMS", "dist-manifest.json", "sbom.cdx.json", "image.tar", "size-report.md"] {
+        assert!(dist.join(file).is_file(), "{file} missing");
+    }
+    run_expect(airlock().args(["verify", "--manifest"]).arg(dist.join("dist-manifest.json")), 0);
+
+    let bundle = project.join("bundle");
+    crate::image::umoci_unpack(&dist.join("image"), "0.3.1", &bundle);
+    let greeting = crate::image::runc_run(&bundle, &[]);
+    assert_eq!(greeting, "hello from airlock-hello 0.3.1 on x86_64\n");
+}

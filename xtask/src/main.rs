@@ -2,6 +2,7 @@
 //! lives in its own file; this file only reads the flags and calls it.
 
 mod bench;
+mod dist;
 
 use std::process::ExitCode;
 
@@ -15,7 +16,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
-        Some("dist") => Err(anyhow::anyhow!("`cargo xtask dist` is not wired yet")),
+        Some("dist") => match dist::run(&bench::repo_root()) {
+            Ok(0) => Ok(()),
+            Ok(code) => return ExitCode::from(code as u8),
+            Err(err) => Err(err),
+        },
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -26,7 +31,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(airlock::error::exit_kind(&err).code() as u8)
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::error;
 use crate::lock::Lockfile;
 use crate::oci::artifact::{self, ArtifactFile};
 use crate::oci::image::{self, ImageOptions};
+use crate::oci::settings::ImageSettings;
 use crate::oci::layout::{self, ImageRef, Layout, LayoutWriter};
 use crate::progress;
 use crate::release::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
@@ -349,7 +350,10 @@ fn write_image(
         allow_dynamic: false,
         output: Some(layout_dir.clone()),
         archive: Some(archive_path.clone()),
-        settings: Default::default(),
+        settings: ImageSettings {
+            tags: image_tags(plan, built),
+            ..ImageSettings::default()
+        },
     })?;
     let tag = report
         .tags
@@ -408,35 +412,51 @@ fn write_image(
     ))
 }
 
+/// The release version as the image tag, unless `[…metadata.airlock.image] tags` says otherwise
+/// (then the image step reads them itself).
+fn image_tags(plan: &Plan, built: &BuildReport) -> Option<Vec<String>> {
+    let configured = plan.workspace.airlock_metadata().get("image").and_then(|i| i.get("tags"));
+    match configured {
+        Some(_) => None,
+        None => Some(vec![release_version(plan, built)]),
+    }
+}
+
 /// The size report of the image: Markdown, JSON and SVG, and the budget's verdict.
-fn write_report(
-    plan: &Plan,
-    image: &ImageRecord,
-    out: &Path,
-) -> Result<(Vec<Artifact>, Vec<String>)> {
-    let svg = out.join("size-report.svg");
-    let report = report::report(&ReportOptions {
+fn write_report(plan: &Plan, image: &ImageRecord, out: &Path) -> Result<(Vec<Artifact>, Vec<String>)> {
+    let mut report = report::report(&ReportOptions {
         manifest_path: Some(plan.workspace.root().join("Cargo.toml")),
         image: Some(ImageRef {
             path: out.join(&image.layout),
             tag: Some(image.tag.clone()),
         }),
         budget: plan.budget,
-        svg_file: Some(svg.clone()),
         ..ReportOptions::default()
     })?;
-    let markdown = out.join("size-report.md");
-    let text = CommandReport::markdown(&report).unwrap_or_default();
-    atomic::write_file(&markdown, text.as_bytes())?;
-    let json = out.join("size-report.json");
-    let mut bytes =
-        serde_json::to_vec_pretty(&report).context("cannot serialise the size report")?;
-    bytes.push(b'\n');
-    atomic::write_file(&json, &bytes)?;
-    let artifacts = [&markdown, &json, &svg]
-        .into_iter()
-        .map(|p| artifact(out, p, ArtifactKind::Report, None))
-        .collect::<Result<Vec<_>>>()?;
+    // Name the image relative to the release directory: the report must not depend on where
+    // the release was written (or staged), or two runs would differ.
+    let measured = report.image.clone();
+    let relative = format!("oci:{}:{}", image.layout, image.tag);
+    for platform in &mut report.platforms {
+        for row in &mut platform.comparisons {
+            if row.source.as_deref() == Some(measured.as_str()) {
+                row.source = Some(relative.clone());
+            }
+        }
+    }
+    report.image = relative;
+    let json = serde_json::to_vec_pretty(&report).context("cannot serialise the size report")?;
+    let renderings = [
+        ("size-report.md", CommandReport::markdown(&report).unwrap_or_default().into_bytes()),
+        ("size-report.json", [json, b"\n".to_vec()].concat()),
+        ("size-report.svg", CommandReport::svg(&report).unwrap_or_default().into_bytes()),
+    ];
+    let mut artifacts = Vec::new();
+    for (name, bytes) in renderings {
+        let path = out.join(name);
+        atomic::write_file(&path, &bytes)?;
+        artifacts.push(artifact(out, &path, ArtifactKind::Report, None)?);
+    }
     Ok((artifacts, report.problems.clone()))
 }
 

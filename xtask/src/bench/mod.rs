@@ -53,7 +53,8 @@ pub fn run(filter: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn repo_root() -> PathBuf {
+/// The repository root (the parent of `xtask/`).
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
