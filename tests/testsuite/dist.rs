@@ -367,7 +367,14 @@ fn airlocks_own_image_runs_in_runc() {
         airlock()
             .args(["image", "-q", "--manifest-path"])
             .arg(repo_root().join("Cargo.toml"))
-            .args(["-p", "cargo-airlock", "--bin", "cargo-airlock", "--target", "x86_64-unknown-linux-musl"])
+            .args([
+                "-p",
+                "cargo-airlock",
+                "--bin",
+                "cargo-airlock",
+                "--target",
+                "x86_64-unknown-linux-musl",
+            ])
             .args(["--profile", "selftest", "--tag", "selftest", "--output"])
             .arg(&layout)
             .env("CARGO_TARGET_DIR", &target_dir),
@@ -376,5 +383,8 @@ fn airlocks_own_image_runs_in_runc() {
     let bundle = dir.path().join("bundle");
     crate::image::umoci_unpack(&layout, "selftest", &bundle);
     let version = crate::image::runc_run(&bundle, &["--version"]);
-    assert_eq!(version.trim(), format!("cargo-airlock {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        version.trim(),
+        format!("cargo-airlock {}", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -201,7 +201,7 @@ fn init_keeps_an_existing_config_and_refuses_a_foreign_alias() {
 /// What a platform team does: `init`, then the generated `cargo xtask dist`, whose image runs.
 #[test]
 fn init_then_cargo_xtask_dist_releases_an_image_that_runs() {
-    for tool in ["umoci", "runc", "qemu-aarch64-static"] {
+    for tool in ["umoci", "runc", "skopeo"] {
         if require_tool(tool).is_none() {
             return;
         }
@@ -217,15 +217,56 @@ fn init_then_cargo_xtask_dist_releases_an_image_that_runs() {
             .env_remove("RUSTFLAGS"),
         0,
     );
-    assert!(stdout.contains("hello-0.3.1-aarch64-unknown-linux-musl.tar.gz"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("hello-0.3.1-aarch64-unknown-linux-musl.tar.gz"),
+        "{stdout}\n{stderr}"
+    );
     let dist = project.join("target/dist");
-    for file in ["SHA256SUMS", "dist-manifest.json", "sbom.cdx.json", "image.tar", "size-report.md"] {
+    for file in [
+        "SHA256SUMS",
+        "dist-manifest.json",
+        "sbom.cdx.json",
+        "image.tar",
+        "size-report.md",
+    ] {
         assert!(dist.join(file).is_file(), "{file} missing");
     }
-    run_expect(airlock().args(["verify", "--manifest"]).arg(dist.join("dist-manifest.json")), 0);
+    run_expect(
+        airlock()
+            .args(["verify", "--manifest"])
+            .arg(dist.join("dist-manifest.json")),
+        0,
+    );
 
+    // Only the fixture's binary is released, not the xtask.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(dist.join("dist-manifest.json")).unwrap()).unwrap();
+    let archives: Vec<&str> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "archive")
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        archives,
+        [
+            "hello-0.3.1-aarch64-unknown-linux-musl.tar.gz",
+            "hello-0.3.1-x86_64-unknown-linux-musl.tar.gz"
+        ]
+    );
+
+    // umoci unpacks one platform: take the host's out of the index as skopeo would pull it.
+    let single = project.join("single");
+    run_expect(
+        std::process::Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}:0.3.1", dist.join("image").display()))
+            .arg(format!("oci:{}:amd64", single.display())),
+        0,
+    );
     let bundle = project.join("bundle");
-    crate::image::umoci_unpack(&dist.join("image"), "0.3.1", &bundle);
+    crate::image::umoci_unpack(&single, "amd64", &bundle);
     let greeting = crate::image::runc_run(&bundle, &[]);
     assert_eq!(greeting, "hello from airlock-hello 0.3.1 on x86_64\n");
 }

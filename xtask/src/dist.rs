@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result};
 use airlock::render::CommandReport;
+use anyhow::{Context, Result};
 
 /// Runs the release chain on this repository and prints the summary; the exit code is
 /// airlock's (1 when a check such as the size budget fails).
@@ -23,7 +23,10 @@ pub fn run(root: &Path) -> Result<i32> {
 /// only needs `.ci/setup` for the C tools.
 fn add_rustup_targets() -> Result<()> {
     let wanted = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
-    let Ok(output) = Command::new("rustup").args(["target", "list", "--installed"]).output() else {
+    let Ok(output) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
         return Ok(()); // no rustup: `build` says what is missing.
     };
     let installed = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -34,12 +37,19 @@ fn add_rustup_targets() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    airlock::progress::status("Installing", format!("rustup targets {}", missing.join(" ")));
+    airlock::progress::status(
+        "Installing",
+        format!("rustup targets {}", missing.join(" ")),
+    );
     let status = Command::new("rustup")
         .args(["target", "add"])
         .args(&missing)
         .status()
         .context("cannot run rustup")?;
-    anyhow::ensure!(status.success(), "`rustup target add {}` failed", missing.join(" "));
+    anyhow::ensure!(
+        status.success(),
+        "`rustup target add {}` failed",
+        missing.join(" ")
+    );
     Ok(())
 }

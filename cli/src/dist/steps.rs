@@ -18,8 +18,8 @@ use crate::error;
 use crate::lock::Lockfile;
 use crate::oci::artifact::{self, ArtifactFile};
 use crate::oci::image::{self, ImageOptions};
-use crate::oci::settings::ImageSettings;
 use crate::oci::layout::{self, ImageRef, Layout, LayoutWriter};
+use crate::oci::settings::ImageSettings;
 use crate::progress;
 use crate::release::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
 use crate::render::CommandReport;
@@ -82,8 +82,12 @@ fn plan(options: &DistOptions) -> Result<Plan> {
         (None, None) => None,
     };
     let source_date_epoch = workspace.source_date_epoch()?;
+    let mut packages = pick(&options.packages, &settings.packages);
+    if packages.is_empty() {
+        packages = released_members(&workspace);
+    }
     Ok(Plan {
-        packages: pick(&options.packages, &settings.packages),
+        packages,
         bins: pick(&options.bins, &settings.bins),
         image: settings.dist.image && !options.no_image,
         workspace,
@@ -93,6 +97,17 @@ fn plan(options: &DistOptions) -> Result<Plan> {
         budget,
         source_date_epoch,
     })
+}
+
+/// The members whose binaries a release ships by default: every member with a binary but the
+/// `xtask` package (a workspace's own automation, by the cargo-xtask convention).
+fn released_members(workspace: &Workspace) -> Vec<String> {
+    workspace
+        .members()
+        .into_iter()
+        .filter(|p| p.name.as_str() != "xtask" && p.targets.iter().any(|t| t.is_bin()))
+        .map(|p| p.name.to_string())
+        .collect()
 }
 
 /// Announces and times one step.
@@ -415,7 +430,11 @@ fn write_image(
 /// The release version as the image tag, unless `[…metadata.airlock.image] tags` says otherwise
 /// (then the image step reads them itself).
 fn image_tags(plan: &Plan, built: &BuildReport) -> Option<Vec<String>> {
-    let configured = plan.workspace.airlock_metadata().get("image").and_then(|i| i.get("tags"));
+    let configured = plan
+        .workspace
+        .airlock_metadata()
+        .get("image")
+        .and_then(|i| i.get("tags"));
     match configured {
         Some(_) => None,
         None => Some(vec![release_version(plan, built)]),
@@ -423,7 +442,11 @@ fn image_tags(plan: &Plan, built: &BuildReport) -> Option<Vec<String>> {
 }
 
 /// The size report of the image: Markdown, JSON and SVG, and the budget's verdict.
-fn write_report(plan: &Plan, image: &ImageRecord, out: &Path) -> Result<(Vec<Artifact>, Vec<String>)> {
+fn write_report(
+    plan: &Plan,
+    image: &ImageRecord,
+    out: &Path,
+) -> Result<(Vec<Artifact>, Vec<String>)> {
     let mut report = report::report(&ReportOptions {
         manifest_path: Some(plan.workspace.root().join("Cargo.toml")),
         image: Some(ImageRef {
@@ -447,9 +470,17 @@ fn write_report(plan: &Plan, image: &ImageRecord, out: &Path) -> Result<(Vec<Art
     report.image = relative;
     let json = serde_json::to_vec_pretty(&report).context("cannot serialise the size report")?;
     let renderings = [
-        ("size-report.md", CommandReport::markdown(&report).unwrap_or_default().into_bytes()),
+        (
+            "size-report.md",
+            CommandReport::markdown(&report)
+                .unwrap_or_default()
+                .into_bytes(),
+        ),
         ("size-report.json", [json, b"\n".to_vec()].concat()),
-        ("size-report.svg", CommandReport::svg(&report).unwrap_or_default().into_bytes()),
+        (
+            "size-report.svg",
+            CommandReport::svg(&report).unwrap_or_default().into_bytes(),
+        ),
     ];
     let mut artifacts = Vec::new();
     for (name, bytes) in renderings {
@@ -472,13 +503,8 @@ fn write_sums(out: &Path, artifacts: &[Artifact]) -> Result<Artifact> {
 
 /// The release's name: the single released package's, else the workspace directory's.
 fn release_name(plan: &Plan) -> String {
-    let members = plan.workspace.members();
-    let with_bins: Vec<_> = members
-        .iter()
-        .filter(|p| p.targets.iter().any(|t| t.is_bin()))
-        .collect();
-    match with_bins.as_slice() {
-        [only] => only.name.to_string(),
+    match plan.packages.as_slice() {
+        [only] => only.clone(),
         _ => plan
             .workspace
             .root()
