@@ -782,3 +782,36 @@ mod tests {
         Cli::command().debug_assert();
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and every long flag is documented in the README (its `--help` text comes
+    /// from the same doc comments, so this keeps the two from drifting apart).
+    #[test]
+    fn readme_documents_every_command_and_flag() {
+        let readme = include_str!("../../README.md");
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            if !readme.contains(&format!("cargo airlock {name}")) {
+                missing.push(format!("command `{name}`"));
+            }
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    if !readme.contains(&format!("--{long}")) {
+                        missing.push(format!("`{name} --{long}`"));
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "not in README.md: {}",
+            missing.join(", ")
+        );
+    }
+}
