@@ -117,6 +117,20 @@ impl TryFrom<&oci_spec::image::Digest> for Sha256Digest {
     }
 }
 
+impl schemars::JsonSchema for Sha256Digest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sha256Digest".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^sha256:[0-9a-f]{64}$",
+            "description": "A SHA-256 digest in the OCI form `sha256:<64 lowercase hex digits>`."
+        })
+    }
+}
+
 /// A writer that hashes everything written through it and counts the bytes.
 pub struct HashingWriter<W> {
     inner: W,

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
@@ -65,7 +66,9 @@ impl Sha256Sums {
 }
 
 /// What kind of file an artifact is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ArtifactKind {
     /// A static executable.
@@ -85,7 +88,7 @@ pub enum ArtifactKind {
 }
 
 /// One file of a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Artifact {
     /// Path relative to the dist directory, `/`-separated.
     pub path: String,
@@ -101,7 +104,7 @@ pub struct Artifact {
 }
 
 /// An image written by the release, with its digests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageRecord {
     /// The layout directory, relative to the dist directory.
     pub layout: String,
@@ -117,7 +120,7 @@ pub struct ImageRecord {
 }
 
 /// `dist-manifest.json`: every artifact with its digest, the images, and what produced them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DistManifest {
     /// Version of this document's schema; bumped on incompatible changes.
     pub schema_version: u32,
@@ -159,9 +162,33 @@ impl DistManifest {
     }
 }
 
+/// The JSON Schema of `dist-manifest.json`, committed as `docs/dist-manifest.schema.json`.
+pub fn dist_manifest_schema() -> String {
+    let schema = schemars::schema_for!(DistManifest);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `AIRLOCK_BLESS=1 cargo test --lib release` rewrites the committed file.
+    #[test]
+    fn committed_dist_manifest_schema_is_fresh() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dist-manifest.schema.json");
+        let generated = dist_manifest_schema();
+        if std::env::var_os("AIRLOCK_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is stale: run `AIRLOCK_BLESS=1 cargo test --lib release` and commit it",
+            path.display()
+        );
+    }
 
     #[test]
     fn sums_round_trip_sorted() {

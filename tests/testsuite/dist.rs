@@ -305,6 +305,17 @@ fn dist_sboms_pass_the_cyclonedx_and_spdx_validators() {
             .arg(out.join("sbom.spdx.json")),
         0,
     );
+    // dist-manifest.json matches its committed JSON Schema (jsonschema comes with the
+    // CycloneDX validator).
+    let schema_check = "import json, sys, jsonschema\n\
+                        jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))";
+    run_expect(
+        Command::new("python3")
+            .args(["-c", schema_check])
+            .arg(out.join("dist-manifest.json"))
+            .arg(repo_root().join("docs/dist-manifest.schema.json")),
+        0,
+    );
     let cdx: Value =
         serde_json::from_slice(&std::fs::read(out.join("sbom.cdx.json")).unwrap()).unwrap();
     assert_eq!(cdx["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
