@@ -206,6 +206,14 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
         run_expect(airlock().args(["verify", flag]).arg(out.join(file)), 0);
     }
     run_expect(airlock().args(["verify", "--layout"]).arg(&layout), 0);
+    // The release's layout needs no tag: the attached SBOMs are not images (the CI templates
+    // rely on this for `report` and `push`).
+    let (size, _) = run_expect(
+        airlock().args(["report", "--format", "json"]).arg(&layout),
+        0,
+    );
+    let size: Value = serde_json::from_str(&size).unwrap();
+    assert_eq!(size["digest"], image["digest"]);
 
     // Same commit, another directory and time: the same bytes.
     let again = project.join("target/dist-again");
