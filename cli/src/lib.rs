@@ -38,3 +38,25 @@ pub mod verify;
 pub use digest::Sha256Digest;
 pub use error::{Error, ExitKind};
 pub use target::{Arch, TargetTriple};
+
+/// Checks that a committed generated file (a JSON Schema) equals what the code generates now;
+/// `AIRLOCK_BLESS=1` rewrites it. Used by the tests of every generated document.
+#[cfg(test)]
+pub(crate) fn assert_generated_file_is_fresh(
+    relative_to_repo: &str,
+    generated: &str,
+    test_filter: &str,
+) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative_to_repo);
+    if std::env::var_os("AIRLOCK_BLESS").is_some() {
+        std::fs::write(&path, generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is stale: run `AIRLOCK_BLESS=1 cargo test --lib {test_filter}` and commit it",
+        path.display()
+    );
+}

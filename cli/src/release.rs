@@ -177,16 +177,10 @@ mod tests {
     /// `AIRLOCK_BLESS=1 cargo test --lib release` rewrites the committed file.
     #[test]
     fn committed_dist_manifest_schema_is_fresh() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dist-manifest.schema.json");
-        let generated = dist_manifest_schema();
-        if std::env::var_os("AIRLOCK_BLESS").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{} is stale: run `AIRLOCK_BLESS=1 cargo test --lib release` and commit it",
-            path.display()
+        crate::assert_generated_file_is_fresh(
+            "docs/dist-manifest.schema.json",
+            &dist_manifest_schema(),
+            "release",
         );
     }
 

@@ -18,17 +18,10 @@ mod tests {
     /// `AIRLOCK_BLESS=1 cargo test --lib report::schema` rewrites the committed file.
     #[test]
     fn committed_schema_is_fresh() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json");
-        let generated = json_schema();
-        if std::env::var_os("AIRLOCK_BLESS").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{} is stale: run `AIRLOCK_BLESS=1 cargo test --lib report::schema` and commit it",
-            path.display()
+        crate::assert_generated_file_is_fresh(
+            "docs/report.schema.json",
+            &json_schema(),
+            "report::schema",
         );
     }
 }
