@@ -111,6 +111,18 @@ impl CommandReport for DistReport {
                 out.push_str(&format!("  {platform}: {digest}\n"));
             }
         }
+        let times: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.step,
+                    format_duration(Duration::from_secs_f64(s.seconds))
+                )
+            })
+            .collect();
+        out.push_str(&format!("\nsteps: {}\n", times.join(", ")));
         let total: f64 = self.steps.iter().map(|s| s.seconds).sum();
         out.push_str(&format!(
             "\nwrote {} in {}\n",

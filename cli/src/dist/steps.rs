@@ -119,11 +119,10 @@ impl Steps {
         let start = Instant::now();
         let value = f().with_context(|| format!("dist step `{}` failed", name.to_lowercase()))?;
         let elapsed = start.elapsed();
-        progress::detail(format!(
-            "{} took {}",
-            name.to_lowercase(),
-            format_duration(elapsed)
-        ));
+        progress::status(
+            "Done",
+            format!("{} in {}", name.to_lowercase(), format_duration(elapsed)),
+        );
         self.0.push(StepTiming {
             step: name.to_lowercase(),
             seconds: elapsed.as_secs_f64(),
