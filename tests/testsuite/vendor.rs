@@ -155,7 +155,7 @@ fn vendors_like_cargo_vendor_and_builds_offline() {
         p.airlock()
             .args(["vendor", "--write-config", "--format", "json"]),
     );
-    assert_eq!(report["crates"], 8, "{report:#}");
+    assert_eq!(report["crates"], 9, "{report:#}");
     assert_eq!(report["stubs"], 0);
     assert!(report["files"].as_u64().unwrap() > 100);
     let gitdep = report["packages"]
@@ -168,6 +168,17 @@ fn vendors_like_cargo_vendor_and_builds_offline() {
     assert!(p.dir.join("vendor/cfg-if/src/lib.rs").is_file());
     assert!(p.dir.join("vendor/cfg-if-0.1.10/src/lib.rs").is_file());
     assert!(p.dir.join("vendor/anyhow/build.rs").is_file());
+    assert!(p.dir.join("vendor/airlock-gitdep/src/lib.rs").is_file());
+    assert!(
+        p.dir
+            .join("vendor/unicode-ident/tests/fst/mod.rs")
+            .is_file()
+    );
+    assert!(
+        !p.dir
+            .join("vendor/unicode-ident/tests/fst/.gitignore")
+            .exists()
+    );
     let config = std::fs::read_to_string(p.dir.join(".cargo/config.toml")).unwrap();
     assert!(config.contains("directory = \"vendor\""), "{config}");
 
@@ -196,8 +207,8 @@ fn vendors_like_cargo_vendor_and_builds_offline() {
             .args(["verify", "--vendor", "vendor", "--format", "json"]),
     );
     assert_eq!(verified["ok"], true, "{verified:#}");
-    assert_eq!(verified["checks"][0]["items"], 8);
-    assert_eq!(verified["checks"][0]["compared_with_crate"], 7);
+    assert_eq!(verified["checks"][0]["items"], 9);
+    assert_eq!(verified["checks"][0]["compared_with_crate"], 8);
 }
 
 fn host_triple() -> String {
@@ -259,7 +270,7 @@ fn bundle_is_deterministic_and_vendors_with_no_network_and_no_cargo_home() {
             p.airlock()
                 .args(["vendor", "--bundle", "deps.tar.zst", "--format", "json"]),
         );
-    assert_eq!(report["crates"], 8, "{report:#}");
+    assert_eq!(report["crates"], 9, "{report:#}");
     run_expect(
         p.airlock()
             .args(["vendor", "--bundle", "again.tar.zst", "-q"]),
@@ -288,7 +299,7 @@ fn bundle_is_deterministic_and_vendors_with_no_network_and_no_cargo_home() {
             .args(["vendor", "--from-bundle", "deps.tar.zst", "--write-config"])
             .args(["--format", "json"]),
     );
-    assert_eq!(vendored["crates"], 8, "{vendored:#}");
+    assert_eq!(vendored["crates"], 9, "{vendored:#}");
     assert_eq!(
         std::fs::read_dir(&empty_home).unwrap().count(),
         0,
@@ -304,7 +315,7 @@ fn bundle_is_deterministic_and_vendors_with_no_network_and_no_cargo_home() {
     );
     assert_eq!(verified["ok"], true, "{verified:#}");
     assert_eq!(
-        verified["checks"][1]["compared_with_crate"], 8,
+        verified["checks"][1]["compared_with_crate"], 9,
         "{verified:#}"
     );
 }

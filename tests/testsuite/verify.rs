@@ -211,7 +211,7 @@ fn tampered_and_truncated_bundles_are_refused() {
         0,
     );
     let clean = verify(&p, &["--bundle", "deps.tar.zst"], 0);
-    assert_eq!(clean["checks"][0]["items"], 8, "{clean:#}");
+    assert_eq!(clean["checks"][0]["items"], 9, "{clean:#}");
 
     // A .crate swapped inside the bundle, manifest left as it was.
     rewrite_bundle(

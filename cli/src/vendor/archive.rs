@@ -67,14 +67,23 @@ impl CrateArchive {
         }
     }
 
-    /// Whether cargo vendor keeps the file at `relative` (a path inside the package).
+    /// Whether cargo vendor keeps the file at `relative` (a path inside the package, with `/`).
     ///
-    /// cargo's `ops/vendor.rs` (`vendor_this`) drops git and cargo bookkeeping files; for git
-    /// packages the files `cargo package` adds (`Cargo.toml.orig`, `.cargo_vcs_info.json`) are
-    /// not part of the vendored sources either. The checksum file is always ours to write.
+    /// cargo's `vendor_this` (`ops/cargo_vendor.rs`) drops anything under a `.git` directory
+    /// and every `.gitattributes` and `.gitignore`, at any depth (since "recursively filter git
+    /// files in subdirectories", cargo 1.94), and `.cargo-ok` at the root; for git packages the
+    /// files `cargo package` adds (`Cargo.toml.orig`, `.cargo_vcs_info.json`) are not part of
+    /// the vendored sources either. The checksum file is always ours to write.
     pub fn keeps(&self, relative: &str) -> bool {
+        if relative.split('/').any(|c| c == ".git") {
+            return false;
+        }
+        let file_name = relative.rsplit('/').next().unwrap_or(relative);
+        if matches!(file_name, ".gitattributes" | ".gitignore") {
+            return false;
+        }
         match relative {
-            ".gitattributes" | ".gitignore" | ".git" | ".cargo-ok" | CHECKSUM_FILE => false,
+            ".cargo-ok" | CHECKSUM_FILE => false,
             "Cargo.toml.orig" | ".cargo_vcs_info.json" => self.kind == ArchiveKind::Registry,
             _ => true,
         }
@@ -347,12 +356,43 @@ pub(crate) mod tests {
             ),
             ("demo-1.0.0/.gitignore", tar::EntryType::Regular, b"target"),
             ("demo-1.0.0/Cargo.toml.orig", tar::EntryType::Regular, b"o"),
+            // cargo vendor drops git files at any depth, `.cargo-ok` only at the root.
+            ("demo-1.0.0/tests/.gitignore", tar::EntryType::Regular, b"x"),
+            (
+                "demo-1.0.0/tests/a/.gitattributes",
+                tar::EntryType::Regular,
+                b"x",
+            ),
+            (
+                "demo-1.0.0/tests/a/.git/config",
+                tar::EntryType::Regular,
+                b"x",
+            ),
+            ("demo-1.0.0/tests/a/b/c.rs", tar::EntryType::Regular, b"c"),
+            ("demo-1.0.0/tests/a/d.rs", tar::EntryType::Regular, b"d"),
+            ("demo-1.0.0/tests/.cargo-ok", tar::EntryType::Regular, b"k"),
         ]);
         let dir = tempfile::tempdir().unwrap();
         let files = a.extract_to(&dir.path().join("demo")).unwrap();
         let names: Vec<_> = files.files.keys().cloned().collect();
-        assert_eq!(names, ["Cargo.toml", "Cargo.toml.orig", "src/lib.rs"]);
-        assert_eq!(files.bytes, 9 + 9 + 1);
+        assert_eq!(
+            names,
+            [
+                "Cargo.toml",
+                "Cargo.toml.orig",
+                "src/lib.rs",
+                "tests/.cargo-ok",
+                "tests/a/b/c.rs",
+                "tests/a/d.rs"
+            ]
+        );
+        assert_eq!(files.bytes, 9 + 9 + 1 + 1 + 1 + 1);
+        assert_eq!(
+            fs::read(dir.path().join("demo/tests/a/b/c.rs")).unwrap(),
+            b"c"
+        );
+        assert!(!dir.path().join("demo/tests/.gitignore").exists());
+        assert!(!dir.path().join("demo/tests/a/.git").exists());
         assert_eq!(files.files["src/lib.rs"], Sha256Digest::of(b"fn x() {}"));
         assert_eq!(
             fs::read(dir.path().join("demo/src/lib.rs")).unwrap(),
