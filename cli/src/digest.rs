@@ -5,10 +5,12 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// A SHA-256 digest. Displays as `sha256:<hex>` (the OCI form); [`Sha256Digest::hex`] gives
@@ -171,20 +173,95 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The size of the buffer [`hash_file`] and [`copy_hashed`] callers read through: large
+/// enough that a big file costs few system calls, small enough to stay in the L2 cache while
+/// it is hashed.
+pub const COPY_BUFFER_SIZE: usize = 256 * 1024;
+
+thread_local! {
+    /// One read buffer per thread for [`hash_file`]: verifying thousands of small files must
+    /// not allocate (with musl's allocator, map and unmap) a buffer for each one.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0; COPY_BUFFER_SIZE]);
+}
+
 /// The digest and length of everything `reader` yields.
-pub fn hash_reader(mut reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
-    let mut writer = HashingWriter::new(io::sink());
-    let len = io::copy(&mut reader, &mut writer)?;
-    let (digest, _, _) = writer.finish();
-    Ok((digest, len))
+pub fn hash_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
+    READ_BUFFER.with_borrow_mut(|buffer| copy_hashed(reader, &mut io::sink(), buffer))
+}
+
+/// Copies everything `reader` yields to `writer` through `buffer`, hashing it on the way:
+/// each chunk is read once, hashed while it is in cache, and written with one call. Returns
+/// the digest and length.
+pub fn copy_hashed(
+    mut reader: impl Read,
+    writer: &mut impl Write,
+    buffer: &mut [u8],
+) -> io::Result<(Sha256Digest, u64)> {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let filled = fill(&mut reader, buffer)?;
+        if filled == 0 {
+            break;
+        }
+        hasher.update(&buffer[..filled]);
+        writer.write_all(&buffer[..filled])?;
+        total += filled as u64;
+        if filled < buffer.len() {
+            break;
+        }
+    }
+    Ok((Sha256Digest(hasher.finalize().into()), total))
+}
+
+/// Reads until `buffer` is full or the reader is exhausted; returns the bytes read.
+fn fill(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The digest and length of a file.
 pub fn hash_file(path: &Path) -> Result<(Sha256Digest, u64)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    hash_reader(io::BufReader::with_capacity(256 * 1024, file))
-        .with_context(|| format!("cannot read {}", path.display()))
+    hash_reader(file).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// [`hash_file`] of every path, on all cores; the results are in the order of `paths`.
+///
+/// One file hashes on one core, so the largest files start first and each thread takes the
+/// next file when it is done: three archives of 200, 200 and 100 MiB take the time of 300 MiB
+/// on two cores, where splitting the list in halves could take 400.
+pub fn hash_files(paths: &[PathBuf]) -> Vec<Result<(Sha256Digest, u64)>> {
+    let sizes: Vec<u64> = paths
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .collect();
+    let mut order: Vec<usize> = (0..paths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let next = AtomicUsize::new(0);
+    let workers = rayon::current_num_threads().clamp(1, paths.len().max(1));
+    let mut hashed: Vec<(usize, Result<(Sha256Digest, u64)>)> = (0..workers)
+        .into_par_iter()
+        .flat_map_iter(|_| {
+            std::iter::from_fn(|| {
+                let i = *order.get(next.fetch_add(1, Ordering::Relaxed))?;
+                Some((i, hash_file(&paths[i])))
+            })
+            .collect::<Vec<_>>()
+        })
+        .collect();
+    hashed.sort_by_key(|(i, _)| *i);
+    hashed.into_iter().map(|(_, result)| result).collect()
 }
 
 #[cfg(test)]
@@ -228,6 +305,56 @@ mod tests {
         let oci: oci_spec::image::Digest = d.into();
         assert_eq!(oci.to_string(), d.to_string());
         assert_eq!(Sha256Digest::try_from(&oci).unwrap(), d);
+    }
+
+    #[test]
+    fn copy_hashed_copies_and_hashes_across_buffer_boundaries() {
+        // Lengths around the buffer size, through a reader that returns short reads.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = out.len().min(self.0.len()).min(1000);
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for len in [0, 1, 4095, 4096, 4097, 8192, 10_000] {
+            let mut buffer = vec![0; 4096];
+            let mut out = Vec::new();
+            let (digest, n) = copy_hashed(Trickle(&data[..len]), &mut out, &mut buffer).unwrap();
+            assert_eq!(n, len as u64);
+            assert_eq!(out, &data[..len]);
+            assert_eq!(digest, Sha256Digest::of(&data[..len]));
+        }
+        let (digest, n) = hash_reader(&data[..]).unwrap();
+        assert_eq!((digest, n), (Sha256Digest::of(&data), data.len() as u64));
+    }
+
+    #[test]
+    fn hash_files_keeps_the_order_of_the_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (name, len) in [("a", 10), ("b", 300_000), ("c", 0), ("d", 70_000)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![len as u8; len]).unwrap();
+            paths.push(path);
+        }
+        paths.push(dir.path().join("missing"));
+        let hashed = hash_files(&paths);
+        assert_eq!(hashed.len(), 5);
+        for (path, result) in paths.iter().zip(&hashed).take(4) {
+            let bytes = std::fs::read(path).unwrap();
+            let (digest, len) = result.as_ref().unwrap();
+            assert_eq!(
+                (*digest, *len),
+                (Sha256Digest::of(&bytes), bytes.len() as u64)
+            );
+        }
+        let err = hashed[4].as_ref().unwrap_err();
+        assert!(format!("{err:#}").contains("missing"), "{err:#}");
+        assert!(hash_files(&[]).is_empty());
     }
 
     #[test]

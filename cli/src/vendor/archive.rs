@@ -3,16 +3,16 @@
 //!
 //! The same bytes that were hashed are the bytes extracted: nothing is read twice from disk.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{HashingWriter, Sha256Digest};
+use crate::digest::{COPY_BUFFER_SIZE, Sha256Digest, copy_hashed};
 use crate::lock::PackageId;
 use crate::tarball::{LimitedReader, safe_entry_path};
 
@@ -195,32 +195,48 @@ impl CrateArchive {
 
     /// Extracts the package's files into `dest` (which must not exist yet), hashing each file
     /// as it is written.
+    ///
+    /// Each file costs three system calls (create with its final mode, one write per
+    /// [`COPY_BUFFER_SIZE`] bytes, close) and each directory one `mkdir`: the entries are
+    /// decompressed straight into one buffer per package, hashed there, and written from it.
     pub fn extract_to(&self, dest: &Path) -> Result<PackageFiles> {
         fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
         let mut files = PackageFiles::default();
+        let mut created = HashSet::new();
+        let mut buffer = vec![0; COPY_BUFFER_SIZE];
         self.for_each_file(|relative, executable, reader| {
-            let path = dest.join(relative);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            if let Some((parent, _)) = relative.rsplit_once('/') {
+                create_dir_once(dest, parent, &mut created)?;
             }
-            let file = File::options()
+            let path = dest.join(relative);
+            let mut file = File::options()
                 .write(true)
                 .create_new(true)
                 .mode(if executable { 0o755 } else { 0o644 })
                 .open(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut writer = HashingWriter::new(BufWriter::with_capacity(64 * 1024, file));
-            std::io::copy(reader, &mut writer)?;
-            let (digest, len, mut inner) = writer.finish();
-            inner
-                .flush()
+            let (digest, len) = copy_hashed(reader, &mut file, &mut buffer)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             files.insert(relative, digest, len);
             Ok(())
         })?;
         Ok(files)
     }
+}
+
+/// Creates `dest/relative_dir` and its missing parents, each only the first time it is
+/// needed (`created` remembers them; `dest` itself exists).
+fn create_dir_once(dest: &Path, relative_dir: &str, created: &mut HashSet<String>) -> Result<()> {
+    if created.contains(relative_dir) {
+        return Ok(());
+    }
+    if let Some((parent, _)) = relative_dir.rsplit_once('/') {
+        create_dir_once(dest, parent, created)?;
+    }
+    let path = dest.join(relative_dir);
+    fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    created.insert(relative_dir.to_owned());
+    Ok(())
 }
 
 fn refuse(what: &str, raw_path: &Path, why: &str) -> anyhow::Error {
@@ -440,6 +456,24 @@ pub(crate) mod tests {
             ("demo-1.0.0/a", tar::EntryType::Regular, b"2"),
         ]);
         assert!(format!("{:#}", dup.file_digests().unwrap_err()).contains("twice"));
+    }
+
+    #[test]
+    fn extracts_files_larger_than_the_copy_buffer() {
+        let big: Vec<u8> = (0..COPY_BUFFER_SIZE * 2 + 123)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let a = archive(&[
+            ("demo-1.0.0/data/big.bin", tar::EntryType::Regular, &big),
+            ("demo-1.0.0/data/empty", tar::EntryType::Regular, b""),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let files = a.extract_to(&dir.path().join("demo")).unwrap();
+        assert_eq!(files.files["data/big.bin"], Sha256Digest::of(&big));
+        assert_eq!(files.files["data/empty"], Sha256Digest::of(b""));
+        assert_eq!(files.bytes, big.len() as u64);
+        assert_eq!(fs::read(dir.path().join("demo/data/big.bin")).unwrap(), big);
+        assert_eq!(a.file_digests().unwrap(), files);
     }
 
     #[test]

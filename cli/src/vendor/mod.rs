@@ -126,9 +126,11 @@ pub struct BundleSummary {
 /// Vendors (or bundles) the workspace's locked dependencies.
 pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let started = Instant::now();
+    let mut phase = Phase::start();
     let ws = Workspace::load(opts.manifest_path.as_deref())?;
     let lock = Lockfile::load(&ws.lockfile())?;
     check_unique(&lock)?;
+    phase.done("workspace and Cargo.lock");
 
     let archives = match &opts.from_bundle {
         Some(path) => archives_from_bundle(path, &lock)?,
@@ -139,10 +141,15 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
             };
             if !opts.offline {
                 fetch(&ws)?;
+                phase.done("cargo fetch");
             }
             archives_from_cache(&lock, &cargo_home, opts.offline)?
         }
     };
+    phase.done(format_args!(
+        "{} .crate files read and proven against Cargo.lock",
+        archives.len()
+    ));
 
     if let Some(bundle_path) = &opts.bundle {
         return write_bundle_report(&ws, &lock, archives, bundle_path, started);
@@ -157,7 +164,9 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         None
     } else {
         let declared = declarations(&ws, &lock, &archives)?;
-        Some(platform::needed_packages(&lock, &platforms, &declared))
+        let needed = platform::needed_packages(&lock, &platforms, &declared);
+        phase.done("platform filter");
+        Some(needed)
     };
 
     let dir_names = dir_names(&lock, opts.versioned_dirs);
@@ -168,8 +177,13 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     );
     let bar = progress::bar(archives.len() as u64, "Extracting");
     let lock_ref = &lock;
-    let mut packages: Vec<VendoredPackage> = archives
-        .par_iter()
+    // Largest first, one package per task: a few crates (windows-sys, linux-raw-sys) expand to
+    // a tenth of the tree each, and one of them started last would leave the other cores idle.
+    let mut by_size: Vec<&CrateArchive> = archives.iter().collect();
+    by_size.sort_by_key(|archive| std::cmp::Reverse(archive.bytes.len()));
+    let mut packages: Vec<VendoredPackage> = by_size
+        .into_par_iter()
+        .with_max_len(1)
         .map(|archive| {
             let name = &dir_names[&archive.id];
             let dest = staged.path().join(name);
@@ -193,7 +207,9 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         })
         .collect::<Result<_>>()?;
     bar.finish_and_clear();
+    phase.done("extracted and hashed");
     staged.commit()?;
+    phase.done("swapped into place");
     packages.sort_by(|a, b| a.id.cmp(&b.id));
 
     let sources: BTreeSet<Source> = lock
@@ -222,6 +238,24 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         cargo_config,
         config_written,
     })
+}
+
+/// The time each step took, shown with `-v` (where a slow vendor spends its time).
+struct Phase(Instant);
+
+impl Phase {
+    fn start() -> Phase {
+        Phase(Instant::now())
+    }
+
+    /// Prints how long `what` took since the previous step, and starts the next one.
+    fn done(&mut self, what: impl std::fmt::Display) {
+        progress::detail(format_args!(
+            "{what}: {:.3} s",
+            self.0.elapsed().as_secs_f64()
+        ));
+        self.0 = Instant::now();
+    }
 }
 
 /// cargo's `directory` source needs one directory per package: two packages with the same

@@ -3,7 +3,7 @@
 //! present with the size its descriptor records.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -31,20 +31,25 @@ pub fn check_layout(root: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
     let blobs = root.join("blobs").join("sha256");
     let mut present = BTreeSet::new();
     let mut tampered = BTreeSet::new();
+    let mut named_blobs: Vec<(PathBuf, Sha256Digest)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&blobs) {
         for entry in entries.flatten() {
             let path = entry.path();
-            let shown = path.display().to_string();
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(expected) = Sha256Digest::from_hex(&name) else {
-                findings.push(Finding::new(
+            match Sha256Digest::from_hex(&name) {
+                Ok(expected) => named_blobs.push((path, expected)),
+                Err(_) => findings.push(Finding::new(
                     FindingKind::FileAdded,
-                    shown,
+                    path.display().to_string(),
                     "not a blob: its name is not a sha256 digest",
-                ));
-                continue;
-            };
-            match digest::hash_file(&path) {
+                )),
+            }
+        }
+        named_blobs.sort();
+        let paths: Vec<PathBuf> = named_blobs.iter().map(|(path, _)| path.clone()).collect();
+        for ((path, expected), hashed) in named_blobs.iter().zip(digest::hash_files(&paths)) {
+            let (shown, expected) = (path.display().to_string(), *expected);
+            match hashed {
                 Ok((actual, size)) => {
                     summary.files += 1;
                     summary.bytes += size;

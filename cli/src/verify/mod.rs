@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
+use rayon::prelude::*;
 use serde::Serialize;
 
 pub use finding::{Finding, FindingKind};
@@ -190,14 +191,19 @@ fn add_cached_crates(
         },
     };
     let crates = CrateCache::scan(&home)?;
-    for package in lock.remote_packages() {
-        if pristine.contains_key(&package.id) {
-            continue;
-        }
-        if let Some(expected) = package.checksum
-            && let Lookup::Verified(archive) = crates.lookup(package, expected)?
-        {
-            pristine.insert(package.id.clone(), archive);
+    let wanted: Vec<_> = lock
+        .remote_packages()
+        .filter(|p| !pristine.contains_key(&p.id))
+        .filter_map(|p| Some((p, p.checksum?)))
+        .collect();
+    // Reading and hashing every .crate is a third of the work: on all cores.
+    let found: Vec<Lookup> = wanted
+        .par_iter()
+        .map(|(package, expected)| crates.lookup(package, *expected))
+        .collect::<Result<_>>()?;
+    for found in found {
+        if let Lookup::Verified(archive) = found {
+            pristine.insert(archive.id.clone(), archive);
         }
     }
     Ok(())

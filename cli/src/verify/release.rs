@@ -25,18 +25,40 @@ fn read_record(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| error::input(format!("cannot read {}: {e}", path.display())))
 }
 
-/// Checks one listed file: present, and (when given) of this size and digest.
-fn check_file(
-    dir: &Path,
-    name: &str,
-    expected: &digest::Sha256Digest,
+/// One file a release record lists: its name, digest and (when recorded) size.
+struct Listed<'a> {
+    name: &'a str,
+    expected: &'a digest::Sha256Digest,
     size: Option<u64>,
+}
+
+/// Checks the listed files, hashed in parallel (several release archives hash on all cores
+/// at once), adding what was hashed to `summary` and the differences to `findings`, in list
+/// order.
+fn check_files(
+    dir: &Path,
+    listed: &[Listed<'_>],
     summary: &mut CheckSummary,
     findings: &mut Vec<Finding>,
 ) {
-    let path = dir.join(name);
+    let paths: Vec<PathBuf> = listed.iter().map(|file| dir.join(file.name)).collect();
+    let hashed = digest::hash_files(&paths);
+    for ((file, path), result) in listed.iter().zip(&paths).zip(hashed) {
+        check_file(path, file, result, summary, findings);
+    }
+}
+
+/// Checks one listed file against its hash result: present, and (when given) of this size
+/// and digest.
+fn check_file(
+    path: &Path,
+    file: &Listed<'_>,
+    hashed: Result<(digest::Sha256Digest, u64)>,
+    summary: &mut CheckSummary,
+    findings: &mut Vec<Finding>,
+) {
     let shown = path.display().to_string();
-    let (actual, actual_size) = match digest::hash_file(&path) {
+    let (actual, actual_size) = match hashed {
         Ok(hashed) => hashed,
         Err(_) if !path.exists() => {
             findings.push(Finding::new(
@@ -57,7 +79,7 @@ fn check_file(
     };
     summary.files += 1;
     summary.bytes += actual_size;
-    if let Some(size) = size.filter(|s| *s != actual_size) {
+    if let Some(size) = file.size.filter(|s| *s != actual_size) {
         findings.push(
             Finding::new(
                 FindingKind::FileModified,
@@ -67,14 +89,14 @@ fn check_file(
             .values(size, actual_size),
         );
     }
-    if actual != *expected {
+    if actual != *file.expected {
         findings.push(
             Finding::new(
                 FindingKind::FileModified,
                 shown,
                 "sha256 differs from the records",
             )
-            .values(expected.hex(), actual.hex()),
+            .values(file.expected.hex(), actual.hex()),
         );
     }
 }
@@ -95,9 +117,16 @@ pub fn check_sums(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
         compared_with_crate: 0,
     };
     let mut findings = Vec::new();
-    for (name, expected) in &sums.entries {
-        check_file(&dir, name, expected, None, &mut summary, &mut findings);
-    }
+    let listed: Vec<Listed<'_>> = sums
+        .entries
+        .iter()
+        .map(|(name, expected)| Listed {
+            name,
+            expected,
+            size: None,
+        })
+        .collect();
+    check_files(&dir, &listed, &mut summary, &mut findings);
     Ok((summary, findings))
 }
 
@@ -117,16 +146,16 @@ pub fn check_manifest(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
         compared_with_crate: 0,
     };
     let mut findings = Vec::new();
-    for artifact in &manifest.artifacts {
-        check_file(
-            &dir,
-            &artifact.path,
-            &artifact.sha256,
-            Some(artifact.size),
-            &mut summary,
-            &mut findings,
-        );
-    }
+    let listed: Vec<Listed<'_>> = manifest
+        .artifacts
+        .iter()
+        .map(|artifact| Listed {
+            name: &artifact.path,
+            expected: &artifact.sha256,
+            size: Some(artifact.size),
+        })
+        .collect();
+    check_files(&dir, &listed, &mut summary, &mut findings);
 
     let mut listed: BTreeSet<String> = manifest.artifacts.iter().map(|a| a.path.clone()).collect();
     let record_name = path

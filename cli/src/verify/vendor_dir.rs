@@ -53,8 +53,13 @@ pub fn check(
         dir_names.push(name);
     }
     dir_names.sort();
-    for name in &dir_names {
-        match package_of(&dir.join(name)) {
+    // Parsing every Cargo.toml (some list thousands of features) is worth both cores.
+    let packages: Vec<Result<(String, String)>> = dir_names
+        .par_iter()
+        .map(|name| package_of(&dir.join(name)))
+        .collect();
+    for (name, package) in dir_names.iter().zip(packages) {
+        match package {
             Ok(key) => owners.entry(key).or_default().push(name.clone()),
             Err(e) => findings.push(Finding::new(
                 FindingKind::UnlockedPackage,
