@@ -215,6 +215,50 @@ pub fn copy_hashed(
     Ok((Sha256Digest(hasher.finalize().into()), total))
 }
 
+/// The digests and lengths of two streams expected to hold the same bytes (a file and its
+/// pristine copy), read side by side through the two halves of `buffer`. While they are equal
+/// the bytes are hashed once; from the first difference on each stream is hashed apart.
+pub fn hash_both(
+    mut first: impl Read,
+    mut second: impl Read,
+    buffer: &mut [u8],
+) -> io::Result<[(Sha256Digest, u64); 2]> {
+    let half = buffer.len() / 2;
+    let (first_buffer, second_buffer) = buffer.split_at_mut(half);
+    let second_buffer = &mut second_buffer[..half];
+    let mut shared = Sha256::new();
+    // The second stream's hasher, from the first difference on.
+    let mut apart: Option<Sha256> = None;
+    let (mut first_len, mut second_len) = (0u64, 0u64);
+    loop {
+        let first_n = fill(&mut first, first_buffer)?;
+        let second_n = fill(&mut second, second_buffer)?;
+        let (a, b) = (&first_buffer[..first_n], &second_buffer[..second_n]);
+        match &mut apart {
+            None if a == b => shared.update(a),
+            None => {
+                let mut second_hasher = shared.clone();
+                shared.update(a);
+                second_hasher.update(b);
+                apart = Some(second_hasher);
+            }
+            Some(second_hasher) => {
+                shared.update(a);
+                second_hasher.update(b);
+            }
+        }
+        first_len += first_n as u64;
+        second_len += second_n as u64;
+        // A short fill means that stream is exhausted.
+        if first_n < half && second_n < half {
+            break;
+        }
+    }
+    let first_digest = Sha256Digest(shared.finalize().into());
+    let second_digest = apart.map_or(first_digest, |h| Sha256Digest(h.finalize().into()));
+    Ok([(first_digest, first_len), (second_digest, second_len)])
+}
+
 /// Reads until `buffer` is full or the reader is exhausted; returns the bytes read.
 fn fill(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
@@ -330,6 +374,29 @@ mod tests {
         }
         let (digest, n) = hash_reader(&data[..]).unwrap();
         assert_eq!((digest, n), (Sha256Digest::of(&data), data.len() as u64));
+    }
+
+    #[test]
+    fn hash_both_hashes_equal_and_differing_streams() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let mut changed = data.clone();
+        changed[9_000] ^= 1;
+        let mut buffer = vec![0; 2 * 4096];
+        let cases: [(&[u8], &[u8]); 8] = [
+            (&data, &data),
+            (&[], &[]),
+            (&data, &changed),
+            (&changed[..5], &data[..5]),
+            (&data[..8192], &data),
+            (&data, &data[..4096]),
+            (&data, &[]),
+            (b"a", b"b"),
+        ];
+        for (first, second) in cases {
+            let [(a, a_len), (b, b_len)] = hash_both(first, second, &mut buffer).unwrap();
+            assert_eq!((a, a_len), (Sha256Digest::of(first), first.len() as u64));
+            assert_eq!((b, b_len), (Sha256Digest::of(second), second.len() as u64));
+        }
     }
 
     #[test]

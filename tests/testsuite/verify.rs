@@ -130,6 +130,7 @@ fn tampered_vendor_directories_are_named_file_by_file() {
         blind["ok"], true,
         "without a pristine .crate nothing can tell"
     );
+    let original = std::fs::read(p.dir.join("vendor/same-file/src/lib.rs")).unwrap();
     for pristine in [vec!["--bundle", "deps.tar.zst", "--no-cache"], vec![]] {
         let mut args = vec!["--vendor", v.as_str()];
         args.extend(pristine);
@@ -137,6 +138,18 @@ fn tampered_vendor_directories_are_named_file_by_file() {
         assert!(
             has(&report, "file-modified", "same-file/src/lib.rs"),
             "{report:#}"
+        );
+        // Both digests exact: the .crate's file and the file on disk.
+        let modified = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "file-modified")
+            .unwrap();
+        assert_eq!(modified["expected"], hex::encode(Sha256::digest(&original)));
+        assert_eq!(
+            modified["actual"],
+            hex::encode(Sha256::digest(b"pub fn pwned() {}\n"))
         );
         assert!(
             has(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::digest::{Sha256Digest, hash_file};
+use crate::digest::{COPY_BUFFER_SIZE, Sha256Digest, hash_both, hash_file, hash_reader};
 use crate::lock::{LockedPackage, Lockfile, PackageId, Source};
 use crate::vendor::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
 use crate::vendor::platform;
@@ -107,8 +107,14 @@ pub fn check(
         }
     }
 
+    // Largest .crate first, one package per task, so a big package started last does not
+    // leave the other cores idle (each package is read on one core).
+    matched.sort_by_key(|(package, _)| {
+        std::cmp::Reverse(pristine.get(&package.id).map_or(0, |a| a.bytes.len()))
+    });
     let results: Vec<PackageCheck> = matched
         .par_iter()
+        .with_max_len(1)
         .map(|(package, name)| check_package(dir, name, package, pristine.get(&package.id)))
         .collect::<Result<_>>()?;
     let mut summary = CheckSummary {
@@ -164,7 +170,17 @@ fn check_package(
     let dir = vendor_dir.join(name);
     let id = &package.id;
     let mut findings = Vec::new();
-    let on_disk = hash_tree(&dir, &mut findings, id)?;
+    let is_stub = platform::is_stub(&dir);
+    let paths = list_tree(&dir, &mut findings, id)?;
+    // With the pristine .crate, each file is read beside its pristine copy and hashed once
+    // when they are equal; otherwise every file is hashed on its own.
+    let (on_disk, from_crate) = match pristine {
+        Some(archive) if !is_stub => {
+            let (on_disk, from_crate) = hash_against_crate(archive, paths)?;
+            (on_disk, Some(from_crate))
+        }
+        _ => (hash_paths(&paths)?, None),
+    };
     let files = on_disk.len();
     let bytes = on_disk.values().map(|(_, len)| len).sum();
 
@@ -187,17 +203,9 @@ fn check_package(
     }
 
     // The truth for file contents: the pristine .crate when at hand, else the checksum file.
-    let is_stub = platform::is_stub(&dir);
     let expected: Option<BTreeMap<String, String>> = match pristine {
         Some(archive) if is_stub => Some(stub_files(archive, &dir)?),
-        Some(archive) => Some(
-            archive
-                .file_digests()?
-                .files
-                .into_iter()
-                .map(|(p, d)| (p, d.hex()))
-                .collect(),
-        ),
+        Some(_) => from_crate,
         None => checksum_file.as_ref().map(|s| s.files.clone()),
     };
     let compared = pristine.is_some();
@@ -261,12 +269,13 @@ fn check_package_checksum(
     }
 }
 
-/// Hashes every file under `dir` except the checksum file: relative path → (hex, size).
-fn hash_tree(
+/// Every regular file under `dir` except the checksum file: (relative path, path), sorted;
+/// links and special files become findings.
+fn list_tree(
     dir: &Path,
     findings: &mut Vec<Finding>,
     id: &PackageId,
-) -> Result<BTreeMap<String, (String, u64)>> {
+) -> Result<Vec<(String, PathBuf)>> {
     let mut paths: Vec<(String, PathBuf)> = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
@@ -298,6 +307,14 @@ fn hash_tree(
         }
         paths.push((relative, entry.into_path()));
     }
+    Ok(paths)
+}
+
+/// Files on disk: relative path → (hex sha256, size).
+type OnDisk = BTreeMap<String, (String, u64)>;
+
+/// Hashes every listed file.
+fn hash_paths(paths: &[(String, PathBuf)]) -> Result<OnDisk> {
     paths
         .par_iter()
         .map(|(relative, path)| {
@@ -307,11 +324,42 @@ fn hash_tree(
         .collect()
 }
 
+/// Hashes the listed files side by side with the pristine `.crate`'s: the files on disk, and
+/// relative path → hex of every file the `.crate` holds. The `.crate` is
+/// decompressed once, and a file equal to its pristine copy is hashed once.
+fn hash_against_crate(
+    archive: &CrateArchive,
+    paths: Vec<(String, PathBuf)>,
+) -> Result<(OnDisk, BTreeMap<String, String>)> {
+    let mut not_in_crate: BTreeMap<String, PathBuf> = paths.into_iter().collect();
+    let mut on_disk = BTreeMap::new();
+    let mut from_crate = BTreeMap::new();
+    let mut buffer = vec![0; 2 * COPY_BUFFER_SIZE];
+    archive.for_each_file(|relative, _, pristine| {
+        let digest = match not_in_crate.remove(relative) {
+            Some(path) => {
+                let file = fs::File::open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                let [(disk, len), (digest, _)] = hash_both(file, pristine, &mut buffer)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                on_disk.insert(relative.to_owned(), (disk.hex(), len));
+                digest
+            }
+            None => hash_reader(pristine)?.0,
+        };
+        from_crate.insert(relative.to_owned(), digest.hex());
+        Ok(())
+    })?;
+    let rest: Vec<(String, PathBuf)> = not_in_crate.into_iter().collect();
+    on_disk.extend(hash_paths(&rest)?);
+    Ok((on_disk, from_crate))
+}
+
 fn compare_files(
     dir: &Path,
     id: &PackageId,
     expected: &BTreeMap<String, String>,
-    on_disk: &BTreeMap<String, (String, u64)>,
+    on_disk: &OnDisk,
     against_crate: bool,
     findings: &mut Vec<Finding>,
 ) {
