@@ -187,8 +187,8 @@ pub struct BuildCommandArgs {
 
 impl BuildCommandArgs {
     /// The library's options.
-    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::build::BuildOptions> {
-        Ok(airlock::build::BuildOptions {
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::compile::BuildOptions> {
+        Ok(airlock::compile::BuildOptions {
             allow_dynamic: self.allow_dynamic,
             ..self.build.to_options(global)?
         })
@@ -197,8 +197,8 @@ impl BuildCommandArgs {
 
 impl BuildArgs {
     /// The library's options.
-    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::build::BuildOptions> {
-        Ok(airlock::build::BuildOptions {
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::compile::BuildOptions> {
+        Ok(airlock::compile::BuildOptions {
             manifest_path: global.manifest_path.clone(),
             packages: self.packages.clone(),
             bins: self.bins.clone(),
@@ -264,8 +264,8 @@ pub struct DoctorArgs {
 
 impl DoctorArgs {
     /// The library's options.
-    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::build::DoctorOptions> {
-        Ok(airlock::build::DoctorOptions {
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::compile::DoctorOptions> {
+        Ok(airlock::compile::DoctorOptions {
             manifest_path: global.manifest_path.clone(),
             targets: self.targets.triples()?,
         })
@@ -301,8 +301,8 @@ pub struct VendorArgs {
 
 impl VendorArgs {
     /// The library's options.
-    pub fn to_options(&self, global: &GlobalArgs) -> airlock::vendor::VendorOptions {
-        airlock::vendor::VendorOptions {
+    pub fn to_options(&self, global: &GlobalArgs) -> airlock::vendoring::VendorOptions {
+        airlock::vendoring::VendorOptions {
             manifest_path: global.manifest_path.clone(),
             dir: self.dir.clone(),
             offline: self.offline,
@@ -700,18 +700,18 @@ pub struct DistArgs {
 
 impl DistArgs {
     /// The library's options.
-    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::dist::DistOptions> {
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::release::DistOptions> {
         let archives = self
             .archives
             .iter()
             .map(|a| a.parse())
-            .collect::<Result<Vec<airlock::dist::ArchiveFormat>>>()?;
+            .collect::<Result<Vec<airlock::release::ArchiveFormat>>>()?;
         let budget = self
             .budget
             .as_deref()
             .map(|b| airlock::render::parse_bytes(b).map_err(airlock::error::input))
             .transpose()?;
-        Ok(airlock::dist::DistOptions {
+        Ok(airlock::release::DistOptions {
             manifest_path: global.manifest_path.clone(),
             out_dir: self.out_dir.clone(),
             targets: self.targets.triples()?,
@@ -801,10 +801,10 @@ mod readme_tests {
                 missing.push(format!("command `{name}`"));
             }
             for arg in sub.get_arguments() {
-                if let Some(long) = arg.get_long() {
-                    if !readme.contains(&format!("--{long}")) {
-                        missing.push(format!("`{name} --{long}`"));
-                    }
+                if let Some(long) = arg.get_long()
+                    && !readme.contains(&format!("--{long}"))
+                {
+                    missing.push(format!("`{name} --{long}`"));
                 }
             }
         }

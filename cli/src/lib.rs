@@ -9,30 +9,54 @@
 //! plain options struct and returning a report that serialises to JSON, so a project's own
 //! `cargo xtask dist` calls exactly what the CLI calls.
 //!
-//! Data flows one way: [`lock`] → [`vendor`] / [`verify`] → [`build`] + [`elf`] → [`oci`] →
-//! [`registry`] / [`report`] / [`dist`]. Lower modules never call higher ones.
+//! # Layers
+//!
+//! Data flows one way, from what is wanted to what is shipped and checked. Each line below is
+//! a layer; a module may use the modules of lower lines (and of its own line only in the
+//! foundation), never those of higher ones. `tidy::layering` reads every `use crate::…` edge
+//! and holds this table true.
+//!
+//! | layer | modules | what |
+//! | --- | --- | --- |
+//! | 0 | [`atomic`] [`digest`] [`error`] [`finding`] [`process`] [`progress`] [`records`] [`render`] [`tarball`] [`target`] [`workspace`] | the foundation: outputs, hashes, errors, tools, formats |
+//! | 1 | [`lock`] | what the workspace wants: `Cargo.lock` |
+//! | 2 | [`vendoring`] | what is on disk: sources proven against the lockfile, bundles |
+//! | 3 | [`elf`] | what a binary is: linkage, architecture |
+//! | 4 | [`compile`] | static binaries, built and proven |
+//! | 5 | [`oci`] | images: layers, configs, manifests, layouts (one walker, one verified reader) |
+//! | 6 | [`registry`] [`report`] | images pushed; sizes compared |
+//! | 7 | [`release`] | the whole chain in one call (`dist`) |
+//! | 8 | [`verify`] [`init`] | checks of everything below; scaffolding for other workspaces |
 #![deny(missing_docs)]
 
 pub mod atomic;
 pub mod digest;
 pub mod error;
+pub mod finding;
 pub mod process;
 pub mod progress;
-pub mod release;
+pub mod records;
 pub mod render;
 pub mod tarball;
 pub mod target;
 pub mod workspace;
 
-pub mod build;
-pub mod dist;
-pub mod elf;
-pub mod init;
 pub mod lock;
+
+pub mod vendoring;
+
+pub mod elf;
+
+pub mod compile;
+
 pub mod oci;
+
 pub mod registry;
 pub mod report;
-pub mod vendor;
+
+pub mod release;
+
+pub mod init;
 pub mod verify;
 
 pub use digest::Sha256Digest;
@@ -60,3 +84,6 @@ pub(crate) fn assert_generated_file_is_fresh(
         path.display()
     );
 }
+
+#[cfg(test)]
+mod tidy;

@@ -34,15 +34,15 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
     let g = &cli.global;
     Ok(match &cli.command {
-        Command::Build(args) => Box::new(airlock::build::build(&args.to_options(g)?)?),
+        Command::Build(args) => Box::new(airlock::compile::build(&args.to_options(g)?)?),
         Command::Inspect(args) => Box::new(airlock::elf::inspect(&args.to_options()?)?),
-        Command::Doctor(args) => Box::new(airlock::build::doctor(&args.to_options(g)?)?),
-        Command::Vendor(args) => Box::new(airlock::vendor::vendor(&args.to_options(g))?),
+        Command::Doctor(args) => Box::new(airlock::compile::doctor(&args.to_options(g)?)?),
+        Command::Vendor(args) => Box::new(airlock::vendoring::vendor(&args.to_options(g))?),
         Command::Verify(args) => Box::new(airlock::verify::verify(&args.to_options(g))?),
         Command::Image(args) => Box::new(airlock::oci::image::image(&args.to_options(g)?)?),
         Command::Push(args) => Box::new(airlock::registry::push(&args.to_options(g)?)?),
         Command::Report(args) => Box::new(airlock::report::report(&args.to_options(g)?)?),
-        Command::Dist(args) => Box::new(airlock::dist::dist(&args.to_options(g)?)?),
+        Command::Dist(args) => Box::new(airlock::release::dist(&args.to_options(g)?)?),
         Command::Init(args) => Box::new(airlock::init::init(&args.to_options(g))?),
     })
 }

@@ -18,8 +18,8 @@ fn main() -> ExitCode {
 }
 
 fn dist() -> ExitCode {
-    let options = airlock::dist::DistOptions::default();
-    match airlock::dist::dist(&options) {
+    let options = airlock::release::DistOptions::default();
+    match airlock::release::dist(&options) {
         Ok(report) => {
             print!("{}", airlock::render::CommandReport::human(&report));
             ExitCode::from(airlock::render::CommandReport::exit_kind(&report).code() as u8)

@@ -312,18 +312,6 @@ fn bad_input_gets_clear_errors_and_exit_2() {
     assert!(!lib.path().join("target/airlock").exists());
 }
 
-/// A PATH with cargo and rustc (and git) but no zig, python3, musl-gcc or qemu.
-pub fn path_without_zig() -> (tempfile::TempDir, std::ffi::OsString) {
-    let bin = tempfile::tempdir().unwrap();
-    for tool in ["cargo", "rustc", "rustup", "git"] {
-        if let Some(path) = airlock::process::find_on_path(tool) {
-            std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
-        }
-    }
-    let path = bin.path().as_os_str().to_owned();
-    (bin, path)
-}
-
 #[test]
 fn missing_toolchain_pieces_are_exit_3_with_the_install_command() {
     let (_guard, dir) = copy_fixture("with-c");

@@ -400,8 +400,8 @@ fn airlocks_own_image_runs_in_runc() {
         0,
     );
     let bundle = dir.path().join("bundle");
-    crate::image::umoci_unpack(&layout, "selftest", &bundle);
-    let version = crate::image::runc_run(&bundle, &["--version"]);
+    crate::support::umoci_unpack(&layout, "selftest", &bundle);
+    let version = crate::support::runc_run(&bundle, &["--version"]);
     assert_eq!(
         version.trim(),
         format!("cargo-airlock {}", env!("CARGO_PKG_VERSION"))

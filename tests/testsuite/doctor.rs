@@ -1,7 +1,7 @@
 //! `cargo airlock doctor`: what this machine has for each target, and exit 3 with install
 //! commands when something needed is missing.
 
-use crate::build::path_without_zig;
+use crate::support::path_without_zig;
 use crate::support::*;
 
 const ARM: &str = "aarch64-unknown-linux-musl";
@@ -22,7 +22,7 @@ fn this_machine_is_ready_for_both_musl_targets() {
             return;
         }
     }
-    if airlock::build::toolchain::Zig::find().is_none() {
+    if airlock::compile::toolchain::Zig::find().is_none() {
         skip_or_fail("zig (python3 -m ziglang) is not installed");
         return;
     }

@@ -165,7 +165,7 @@ fn init_never_overwrites_without_force() {
     assert!(
         fs::read_to_string(project.join("xtask/src/main.rs"))
             .unwrap()
-            .contains("airlock::dist::dist")
+            .contains("airlock::release::dist")
     );
 }
 
@@ -266,7 +266,7 @@ fn init_then_cargo_xtask_dist_releases_an_image_that_runs() {
         0,
     );
     let bundle = project.join("bundle");
-    crate::image::umoci_unpack(&single, "amd64", &bundle);
-    let greeting = crate::image::runc_run(&bundle, &[]);
+    crate::support::umoci_unpack(&single, "amd64", &bundle);
+    let greeting = crate::support::runc_run(&bundle, &[]);
     assert_eq!(greeting, "hello from airlock-hello 0.3.1 on x86_64\n");
 }

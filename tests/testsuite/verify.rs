@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::support::{Project, project};
 use crate::support::{copy_dir, run_expect};
-use crate::vendor::{Project, project};
 
 /// `verify` in the project with `args`, expecting `code`; returns the JSON report (or stderr
 /// as a JSON string for failures without a report).

@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 /// airlock's (1 when a check such as the size budget fails).
 pub fn run(root: &Path) -> Result<i32> {
     add_rustup_targets()?;
-    let report = airlock::dist::dist(&airlock::dist::DistOptions {
+    let report = airlock::release::dist(&airlock::release::DistOptions {
         manifest_path: Some(root.join("Cargo.toml")),
-        ..airlock::dist::DistOptions::default()
+        ..airlock::release::DistOptions::default()
     })?;
     print!("{}", report.human());
     Ok(report.exit_kind().code())

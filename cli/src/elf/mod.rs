@@ -188,14 +188,14 @@ pub fn inspect(options: &InspectOptions) -> Result<InspectReport> {
         if !options.allow_dynamic && !info.linkage.is_static() {
             problems.push(dynamic_problem(info));
         }
-        if let Some(expected) = options.expect_arch {
-            if info.arch != Some(expected) {
-                problems.push(format!(
-                    "{}: built for {}, expected {expected}",
-                    info.path.display(),
-                    info.machine
-                ));
-            }
+        if let Some(expected) = options.expect_arch
+            && info.arch != Some(expected)
+        {
+            problems.push(format!(
+                "{}: built for {}, expected {expected}",
+                info.path.display(),
+                info.machine
+            ));
         }
     }
     Ok(InspectReport {

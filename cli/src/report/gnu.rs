@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use super::bases::BaseImage;
 use super::binary::{gzip_size, measure_binary};
 use super::model::{BinaryReport, BinarySource, Comparison, ComparisonKind, PlatformReport};
-use crate::build::{BuildOptions, build};
+use crate::compile::{BuildOptions, build};
 use crate::error;
 use crate::tarball::{EXEC_MODE, TarBuilder};
 use crate::target::{Arch, TargetTriple};

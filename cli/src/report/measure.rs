@@ -183,15 +183,15 @@ fn measure_platform(
                 scan
             }
         };
-        if let Some(expected) = diff_ids.get(position) {
-            if *expected != scan.diff_id.to_string() {
-                crate::progress::warn(format!(
-                    "{platform}: layer {} ({}) decompresses to {}, but the config's diff_id is {expected}",
-                    position + 1,
-                    layer.digest(),
-                    scan.diff_id
-                ));
-            }
+        if let Some(expected) = diff_ids.get(position)
+            && *expected != scan.diff_id.to_string()
+        {
+            crate::progress::warn(format!(
+                "{platform}: layer {} ({}) decompresses to {}, but the config's diff_id is {expected}",
+                position + 1,
+                layer.digest(),
+                scan.diff_id
+            ));
         }
         layers.push(LayerReport {
             digest: layer.digest().to_string(),

@@ -9,8 +9,8 @@ use anyhow::Result;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use super::CheckSummary;
-use super::finding::{Finding, FindingKind};
 use crate::digest::{self, Sha256Digest};
+use crate::finding::{Finding, FindingKind};
 use crate::oci::layout::{Layout, descriptor_digest};
 
 /// Checks the layout at `root`.

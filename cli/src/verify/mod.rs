@@ -4,7 +4,6 @@
 //! Every check adds a [`CheckSummary`] and its [`Finding`]s to one [`VerifyReport`]; any
 //! finding makes the exit code 1, unreadable input is an error (exit 2).
 
-mod finding;
 mod layout;
 mod release;
 mod vendor_dir;
@@ -18,14 +17,14 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-pub use finding::{Finding, FindingKind};
+pub use crate::finding::{Finding, FindingKind};
 
 use crate::error::ExitKind;
 use crate::lock::{Lockfile, PackageId};
 use crate::render::{CommandReport, human_bytes};
-use crate::vendor::archive::CrateArchive;
-use crate::vendor::bundle::Bundle;
-use crate::vendor::cache::{self, CrateCache, Lookup};
+use crate::vendoring::archive::CrateArchive;
+use crate::vendoring::bundle::Bundle;
+use crate::vendoring::cache::{self, CrateCache, Lookup};
 use crate::workspace::Workspace;
 
 /// Options of `cargo airlock verify`.

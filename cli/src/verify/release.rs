@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::finding::{Finding, FindingKind};
 use super::{CheckSummary, layout as layout_check};
 use crate::digest;
 use crate::error;
+use crate::finding::{Finding, FindingKind};
 use crate::oci::layout::{Layout, descriptor_digest};
-use crate::release::{DistManifest, Sha256Sums};
+use crate::records::{DistManifest, Sha256Sums};
 
 /// The directory a record file describes: its parent.
 fn base_dir(record: &Path) -> PathBuf {
@@ -191,7 +191,7 @@ pub fn check_manifest(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
 /// The tag of a recorded image still points at the recorded digest, and its SBOMs are there.
 fn check_image_record(
     root: &Path,
-    image: &crate::release::ImageRecord,
+    image: &crate::records::ImageRecord,
     findings: &mut Vec<Finding>,
 ) {
     let shown = format!("{}:{}", root.display(), image.tag);

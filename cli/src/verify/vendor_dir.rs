@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use crate::digest::{COPY_BUFFER_SIZE, Sha256Digest, hash_both, hash_file, hash_reader};
 use crate::lock::{LockedPackage, Lockfile, PackageId, Source};
-use crate::vendor::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
-use crate::vendor::platform;
+use crate::vendoring::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
+use crate::vendoring::platform;
 
 use super::{CheckSummary, Finding, FindingKind, shown};
 

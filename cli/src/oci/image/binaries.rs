@@ -1,4 +1,4 @@
-//! The binaries an image holds: built by `airlock::build` or given with `--binary`, grouped
+//! The binaries an image holds: built by `airlock::compile` or given with `--binary`, grouped
 //! by architecture, and proven static.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,7 +9,7 @@ use cargo_metadata::Package;
 
 use super::project::Project;
 use super::{BIN_DIR, ImageBinary, ImageOptions};
-use crate::build::{self, BuildOptions};
+use crate::compile::{self, BuildOptions};
 use crate::elf::{self, ElfInfo};
 use crate::error;
 use crate::oci::document;
@@ -116,7 +116,7 @@ pub(super) fn built_binaries(
         allow_dynamic: options.allow_dynamic,
         ..options.build.clone()
     };
-    let report = build::build(&build_options).with_context(|| {
+    let report = compile::build(&build_options).with_context(|| {
         format!(
             "cannot build the binaries of {} for the image",
             package.name

@@ -18,7 +18,7 @@ use oci_spec::image::{Descriptor, MediaType};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::build::BuildOptions;
+use crate::compile::BuildOptions;
 use crate::digest::Sha256Digest;
 use crate::elf::Linkage;
 use crate::oci::archive::{self, ArchiveSummary, DockerManifestEntry};

@@ -171,7 +171,7 @@ fn index_hosts(source: &Source) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vendor::archive::tests::{crate_bytes, id};
+    use crate::vendoring::archive::tests::{crate_bytes, id};
 
     #[test]
     fn finds_crates_in_any_index_dir_and_checks_digests() {

@@ -296,7 +296,7 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
 
     #[test]
     fn stub_keeps_dependencies_and_drops_targets() {
-        let id = crate::vendor::archive::tests::id("winapi-util", "0.1.11");
+        let id = crate::vendoring::archive::tests::id("winapi-util", "0.1.11");
         let stub = stub_manifest(
             &id,
             br#"[package]

@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
+use crate::finding::{Finding, FindingKind};
 use crate::lock::{Lockfile, Source};
 use crate::tarball::{FILE_MODE, LimitedReader, TarBuilder, safe_entry_path};
-use crate::verify::{Finding, FindingKind};
 
 use super::archive::{ArchiveKind, CrateArchive, expansion_limit};
 

@@ -306,10 +306,8 @@ impl TargetTools {
             if let Err(m) = &self.linker {
                 missing.push(m);
             }
-            if compiles_c {
-                if let Err(m) = &self.c_compiler {
-                    missing.push(m);
-                }
+            if compiles_c && let Err(m) = &self.c_compiler {
+                missing.push(m);
             }
         }
         missing

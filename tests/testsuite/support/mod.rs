@@ -8,6 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+pub mod layouts;
+pub mod project;
+pub mod proxy;
+pub mod registry;
+pub mod runtime;
+
+pub use layouts::*;
+pub use project::*;
+pub use proxy::*;
+pub use registry::*;
+pub use runtime::*;
+
 /// The `cargo-airlock` binary built for this test run.
 pub fn airlock_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cargo-airlock"))
@@ -198,4 +210,16 @@ pub fn static_fixture_binary(fixture: &str, bin: &str, target: &str) -> PathBuf 
     let path = fixture_build(fixture, target).binary(target, bin);
     assert!(path.is_file(), "{} was not built", path.display());
     path
+}
+
+/// A PATH with cargo and rustc (and git) but no zig, python3, musl-gcc or qemu.
+pub fn path_without_zig() -> (tempfile::TempDir, std::ffi::OsString) {
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["cargo", "rustc", "rustup", "git"] {
+        if let Some(path) = airlock::process::find_on_path(tool) {
+            std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
+        }
+    }
+    let path = bin.path().as_os_str().to_owned();
+    (bin, path)
 }

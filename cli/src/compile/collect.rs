@@ -43,14 +43,14 @@ pub fn collect(
             let dest = output_path(airlock_dir, target, &planned.name);
             copy_executable(&built.path, &dest)?;
             let info = elf::inspect_file(&dest)?;
-            if let Some(arch) = target.arch() {
-                if info.arch != Some(arch) {
-                    problems.push(format!(
-                        "{}: built for {}, expected {arch} for {target}",
-                        dest.display(),
-                        info.machine
-                    ));
-                }
+            if let Some(arch) = target.arch()
+                && info.arch != Some(arch)
+            {
+                problems.push(format!(
+                    "{}: built for {}, expected {arch} for {target}",
+                    dest.display(),
+                    info.machine
+                ));
             }
             if !allow_dynamic && !info.linkage.is_static() {
                 problems.push(dynamic_problem(

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::ExitKind;
-use crate::release::{Artifact, DistManifest};
+use crate::records::{Artifact, DistManifest};
 use crate::render::{self, Align, CommandReport};
 use crate::target::TargetTriple;
 

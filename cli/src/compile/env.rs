@@ -180,10 +180,10 @@ fn remap_flags(inputs: &EnvInputs<'_>) -> Vec<String> {
     }
     let mut expanded = Vec::new();
     for (path, to) in maps {
-        if let Ok(canonical) = path.canonicalize() {
-            if canonical != path {
-                expanded.push((canonical, to));
-            }
+        if let Ok(canonical) = path.canonicalize()
+            && canonical != path
+        {
+            expanded.push((canonical, to));
         }
         expanded.push((path, to));
     }
@@ -235,13 +235,13 @@ fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'
     };
     let dir = inputs.airlock_dir.join("toolchain").join(target.as_str());
     let prefix_maps = file_prefix_maps(inputs);
-    if !user_set("CC") {
-        if let Ok(compiler) = &tools.c_compiler {
-            let script = cc_wrapper(target, compiler, &prefix_maps);
-            let path = dir.join("cc");
-            write_script(&path, &script)?;
-            env.set(format!("CC_{underscored}"), path.as_os_str());
-        }
+    if !user_set("CC")
+        && let Ok(compiler) = &tools.c_compiler
+    {
+        let script = cc_wrapper(target, compiler, &prefix_maps);
+        let path = dir.join("cc");
+        write_script(&path, &script)?;
+        env.set(format!("CC_{underscored}"), path.as_os_str());
     }
     if !user_set("AR") {
         let archiver = match (&tools.c_compiler, &tools.archiver) {

@@ -37,12 +37,12 @@ impl CargoConfig {
                 paths.push(path);
             }
         }
-        if let Some(home) = cargo_home() {
-            if let Some(path) = config_in(&home) {
-                let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-                if !paths.iter().any(|p| canonical(p) == canonical(&path)) {
-                    paths.push(path);
-                }
+        if let Some(home) = cargo_home()
+            && let Some(path) = config_in(&home)
+        {
+            let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+            if !paths.iter().any(|p| canonical(p) == canonical(&path)) {
+                paths.push(path);
             }
         }
         let mut files = Vec::new();

@@ -12,7 +12,7 @@ use super::sbom::{self, Sbom};
 use super::settings::DistSettings;
 use super::{DistOptions, DistReport, StepTiming, format_duration};
 use crate::atomic::{self, StagedDir};
-use crate::build::{self, BuildOptions, BuildReport};
+use crate::compile::{self, BuildOptions, BuildReport};
 use crate::digest;
 use crate::error;
 use crate::lock::Lockfile;
@@ -21,7 +21,7 @@ use crate::oci::image::{self, ImageOptions};
 use crate::oci::layout::{self, ImageRef, Layout, LayoutWriter};
 use crate::oci::settings::ImageSettings;
 use crate::progress;
-use crate::release::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
+use crate::records::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
 use crate::render::CommandReport;
 use crate::report::{self, ReportOptions};
 use crate::target::TargetTriple;
@@ -196,7 +196,7 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
 }
 
 fn build_binaries(plan: &Plan, options: &DistOptions) -> Result<BuildReport> {
-    let report = build::build(&BuildOptions {
+    let report = compile::build(&BuildOptions {
         manifest_path: options.manifest_path.clone(),
         packages: plan.packages.clone(),
         bins: plan.bins.clone(),
