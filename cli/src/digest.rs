@@ -273,11 +273,11 @@ fn fill(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// The digest and length of a file.
+/// The digest and length of a regular file (a FIFO, device or directory is an input error,
+/// never a read that hangs or does not end).
 pub fn hash_file(path: &Path) -> Result<(Sha256Digest, u64)> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    hash_reader(file).with_context(|| format!("cannot read {}", path.display()))
+    let opened = crate::input::open_regular(path, crate::input::Links::Follow)?;
+    hash_reader(opened.file).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// [`hash_file`] of every path, on all cores; the results are in the order of `paths`.
