@@ -3,6 +3,7 @@
 
 mod bench;
 mod dist;
+mod fuzz;
 
 use std::process::ExitCode;
 
@@ -10,7 +11,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   dist            airlock's own release: static binaries, archives, sums, SBOM, image, report
-  bench [NAME…]   run the benchmarks (all, or those named) and rewrite docs/BENCHMARKS.md";
+  bench [NAME…]   run the benchmarks (all, or those named) and rewrite docs/BENCHMARKS.md
+  fuzz [CASES]    the property tests with CASES cases each (default 100000; CI runs 256)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(code as u8),
             Err(err) => Err(err),
         },
+        Some("fuzz") => fuzz::run(&bench::repo_root(), &args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
