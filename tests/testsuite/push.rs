@@ -1264,3 +1264,119 @@ fn retry_after_sets_the_gap_before_the_retry() {
         "retried after {gap:?}"
     );
 }
+
+#[test]
+fn credentials_never_reach_a_host_an_upload_location_names() {
+    let Some(registry) = Registry::start(false) else {
+        return;
+    };
+    // The registry, behind token auth on 127.0.0.1, hands out upload locations on
+    // 127.0.0.2: another host, which challenges with a realm of its own.
+    let proxy = Proxy::start(registry.port);
+    proxy.with_token_auth();
+    let foreign = Proxy::start_on("127.0.0.2", registry.port);
+    foreign.with_token_auth();
+    let location = format!(
+        "http://{}/v2/team/app/blobs/uploads/elsewhere",
+        foreign.addr()
+    );
+    proxy.rule(
+        None,
+        |s| s.method == "POST" && is_upload(s),
+        Action::Respond(202, vec![("Location".into(), location)]),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), 18);
+    let out = output_with_stdin(
+        push_cmd(home.path()).args([
+            &format!("oci:{}:single", layout.path.display()),
+            &format!("{}/team/app:v1", proxy.addr()),
+            "--username",
+            USER,
+            "--password-stdin",
+            "--jobs",
+            "1",
+        ]),
+        PASSWORD,
+    );
+    let (stdout, stderr) = expect_code(&out, 3);
+    assert!(
+        stderr.contains(&format!("http://{}", foreign.addr()))
+            && stderr.contains("never to another host"),
+        "{stderr}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains(PASSWORD));
+
+    // The foreign host got the upload request, but never an Authorization header, and its
+    // token endpoint was never asked.
+    let seen = foreign.requests();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|r| !r.authorization && !r.path.starts_with("/token")),
+        "{seen:#?}"
+    );
+    // The registry's own token was fetched once and never replaced.
+    let tokens = proxy
+        .log()
+        .into_iter()
+        .filter(|(_, p, _)| p.starts_with("/token"))
+        .count();
+    assert_eq!(tokens, 1, "{:?}", proxy.log());
+}
+
+#[test]
+fn an_https_registry_naming_a_plain_http_realm_gets_no_credentials() {
+    let certs = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = private_ca(certs.path()) else {
+        return;
+    };
+    // The token endpoint: a listener that logs whatever reaches it.
+    let realm = Proxy::start(free_port());
+    realm.with_token_auth();
+    let Some(registry) = Registry::start_with_token_realm(
+        &format!("http://{}/token", realm.addr()),
+        &ca,
+        (&cert, &key),
+    ) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), 19);
+    let source = format!("oci:{}:single", layout.path.display());
+    let target = format!("{}/tls/app:v1", registry.addr());
+
+    let out = output_with_stdin(
+        push_cmd(home.path())
+            .args([&source, &target, "--username", USER, "--password-stdin"])
+            .arg("--ca-cert")
+            .arg(&ca),
+        PASSWORD,
+    );
+    let (_, stderr) = expect_code(&out, 3);
+    assert!(
+        stderr.contains("served over HTTPS")
+            && stderr.contains(&format!("http://{}/token", realm.addr())),
+        "{stderr}"
+    );
+
+    // An identity token from the Docker config is held back the same way.
+    let docker = home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"identitytoken": "{REFRESH_TOKEN}"}}}}}}"#,
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    let out = push_cmd(home.path())
+        .args([&source, &target, "--ca-cert"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 3);
+    assert!(stderr.contains("served over HTTPS"), "{stderr}");
+    assert!(realm.requests().is_empty(), "{:#?}", realm.requests());
+}

@@ -3,8 +3,9 @@
 //! with backoff on what passes: 5xx, 429 (honouring `Retry-After`) and dropped connections.
 //!
 //! Plain HTTP is used only for loopback registries or with `--insecure`, and only after HTTPS
-//! failed at the TLS level. Authorization is sent to the registry's own origin only, never to
-//! an upload location on another host.
+//! failed at the TLS level. Credentials go to the registry's own origin and to the token realm
+//! that a challenge from that origin names, over TLS unless the registry itself is plain HTTP;
+//! a challenge from any other host (an upload location elsewhere) is refused, never answered.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -322,10 +323,15 @@ impl Session {
 
     /// Sends `request`, authenticating when the registry challenges (once per request).
     /// 5xx, 429 and transport errors are [`Failure::Transient`]; other statuses are returned.
+    /// A challenge from another origin than the registry's is an error: answering it would
+    /// hand our credentials to a host the user never named.
     pub fn send(&self, request: &Request<'_>) -> Result<Response, Failure> {
         let response = self.send_raw(request)?;
         if response.status != 401 {
             return classify(response);
+        }
+        if !self.is_registry_origin(&request.url) {
+            return Err(Failure::Fatal(self.foreign_challenge(request, &response)));
         }
         let sent_authorization = self.current_authorization().is_some();
         self.authenticate(&response, sent_authorization)?;
@@ -334,6 +340,31 @@ impl Session {
             return Err(Failure::Fatal(self.refused(&response)));
         }
         classify(response)
+    }
+
+    /// Whether `url` is on the registry's own origin (scheme, host and port, RFC 6454).
+    fn is_registry_origin(&self, url: &str) -> bool {
+        match (origin(url), origin(&self.base)) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => false,
+        }
+    }
+
+    /// The error for a 401 from a host other than the registry (an upload location it gave).
+    fn foreign_challenge(&self, request: &Request<'_>, response: &Response) -> anyhow::Error {
+        let host = origin(&request.url).map_or_else(|| request.url.clone(), |o| o.to_string());
+        error::environment(format!(
+            "{host} asked for credentials ({}) on {} {}, a location {} sent for {}; airlock \
+             sends credentials only to {} and to the token realm it names, never to another \
+             host, so nothing was sent to {host}: the registry's upload or storage location \
+             must accept the upload without them (check its configured external URL)",
+            response.describe(),
+            request.method,
+            strip_query(&request.url),
+            self.registry,
+            self.repository,
+            self.registry
+        ))
     }
 
     fn current_authorization(&self) -> Option<Secret> {
@@ -351,7 +382,7 @@ impl Session {
             builder = builder.header(*name, value);
         }
         // Credentials go to the registry's own origin only.
-        if request.url.starts_with(&format!("{}/", self.base))
+        if self.is_registry_origin(&request.url)
             && let Some(authorization) = self.current_authorization()
         {
             builder = builder.header("Authorization", authorization.expose());
@@ -445,6 +476,18 @@ impl Session {
             return Err(Failure::Fatal(error::environment(format!(
                 "{}: token realm `{realm}` is not an http(s) URL",
                 self.registry
+            ))));
+        }
+        // Credentials travel over TLS unless the registry itself is plain HTTP (loopback or
+        // --insecure): an HTTPS registry naming a plain-HTTP realm would have them sent in
+        // clear, and the token come back unauthenticated.
+        if realm.starts_with("http://") && self.base.starts_with("https://") {
+            return Err(Failure::Fatal(error::environment(format!(
+                "{} is served over HTTPS but its token realm {} is plain HTTP; airlock does \
+                 not send credentials or fetch tokens in clear, so nothing was sent there: \
+                 the registry's auth configuration should name an https:// realm",
+                self.registry,
+                strip_query(realm)
             ))));
         }
         let mut scopes = vec![format!("repository:{}:pull,push", self.repository)];
@@ -714,6 +757,40 @@ fn transport_failure(err: &ureq::Error, target: &str) -> Failure {
     }
 }
 
+/// `scheme://host:port` of a URL, with the port made explicit (RFC 6454 origins).
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+fn origin(url: &str) -> Option<Origin> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let port = uri.port_u16().or(match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })?;
+    Some(Origin {
+        host: uri.host()?.to_ascii_lowercase(),
+        scheme,
+        port,
+    })
+}
+
+/// A URL without its query, which may carry upload state or tokens, for error messages.
+fn strip_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(before, _)| before)
+}
+
 fn build_agent(options: &ClientOptions) -> Result<ureq::Agent> {
     let tls = TlsConfig::builder()
         .root_certs(root_certs(&options.ca_certs)?)
@@ -851,6 +928,25 @@ mod tests {
         };
         assert_eq!(response.describe(), "503 Service Unavailable");
         assert!(matches!(classify(response), Err(Failure::Transient { .. })));
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let same = |a: &str, b: &str| origin(a).is_some() && origin(a) == origin(b);
+        assert!(same(
+            "https://r.example/v2/",
+            "https://R.example:443/v2/a/blobs/uploads/x"
+        ));
+        assert!(same(
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5000/v2/?x=1"
+        ));
+        assert!(!same("http://127.0.0.1:5000", "http://127.0.0.2:5000/v2/"));
+        assert!(!same("http://127.0.0.1:5000", "http://127.0.0.1:50001/v2/"));
+        assert!(!same("https://r.example", "http://r.example:443/"));
+        assert!(!same("https://r.example", "https://r.example.evil/"));
+        assert_eq!(origin("/v2/relative"), None);
+        assert_eq!(strip_query("http://h/u?_state=secret"), "http://h/u");
     }
 
     #[test]
