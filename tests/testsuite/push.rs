@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use airlock::Sha256Digest;
 use airlock::oci::layout::{LayoutWriter, with_ref_name};
@@ -1379,4 +1379,109 @@ fn an_https_registry_naming_a_plain_http_realm_gets_no_credentials() {
     let (_, stderr) = expect_code(&out, 3);
     assert!(stderr.contains("served over HTTPS"), "{stderr}");
     assert!(realm.requests().is_empty(), "{:#?}", realm.requests());
+}
+
+#[test]
+fn a_registry_that_never_answers_is_given_up_on_in_seconds() {
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), 20);
+    let source = format!("oci:{}:single", layout.path.display());
+
+    // Accepts, then silence: HTTPS gets no handshake, plain HTTP no reply. Through the flag
+    // and through the environment.
+    for by_env in [false, true] {
+        let hung = Hung::start(false);
+        let mut cmd = push_cmd(home.path());
+        cmd.arg(&source).arg(format!("{}/app:v1", hung.addr()));
+        if by_env {
+            cmd.env("AIRLOCK_REGISTRY_TIMEOUT", "1");
+        } else {
+            cmd.args(["--timeout", "1"]);
+        }
+        let started = Instant::now();
+        let out = cmd.output().unwrap();
+        let took = started.elapsed();
+        let (_, stderr) = expect_code(&out, 3);
+        assert!(
+            stderr.contains(&format!("{} did not answer", hung.addr()))
+                && stderr.contains("within 1 s")
+                && stderr.contains("--timeout"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("Retrying"), "{stderr}");
+        // One HTTPS and one plain HTTP probe, each given up on after a second; no retries.
+        assert_eq!(hung.connections(), 2);
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+    }
+
+    // A plain HTTP server that answers a TLS handshake in clear and then never answers
+    // HTTP: reported as not answering, not as a TLS failure.
+    let hung = Hung::start(true);
+    let out = push_cmd(home.path())
+        .arg(&source)
+        .arg(format!("{}/app:v1", hung.addr()))
+        .args(["--timeout", "1"])
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 3);
+    assert!(
+        stderr.contains("did not answer") && stderr.contains("plain HTTP request"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("TLS with") && !stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+
+    // Out of range or not a number: a usage error naming the flag.
+    let out = push_cmd(home.path())
+        .arg(&source)
+        .arg(format!("{}/app:v1", hung.addr()))
+        .env("AIRLOCK_REGISTRY_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 2);
+    assert!(stderr.contains("--timeout"), "{stderr}");
+}
+
+#[test]
+fn an_upload_that_keeps_moving_outlasts_the_timeout() {
+    let Some((_registry, proxy, home, layout)) = faulty(21) else {
+        return;
+    };
+    // Chunks refused, so the 9 MiB layer goes in one streamed PUT, whose first 6 MiB crawl in
+    // at 64 KiB every 30 ms: about 3 s in all, longer than --timeout 2, and never more than
+    // a few tens of milliseconds without progress.
+    proxy.rule(
+        None,
+        |s| s.method == "PATCH",
+        Action::Respond(405, Vec::new()),
+    );
+    proxy.rule(
+        Some(1),
+        |s| s.method == "PUT" && s.headers.get("content-length").is_some_and(|l| l.len() > 6),
+        Action::Throttle {
+            bytes: 64 << 10,
+            pause: Duration::from_millis(30),
+            slow: 6 << 20,
+        },
+    );
+    let report = run_json(
+        push_cmd(home.path())
+            .arg(format!("oci:{}:single", layout.path.display()))
+            .arg(format!("{}/slow/app:v1", proxy.addr()))
+            .args(["--format", "json", "--timeout", "2"]),
+    );
+    assert_eq!(report["digest"], digest_of(&layout.single).to_string());
+    assert_eq!(report["retries"], 0, "{report:#}");
+    assert!(methods(&report).iter().any(|m| m == "single-request"));
+    let requests = proxy.requests();
+    let (_, size) = big_layer(&layout);
+    let slow = requests
+        .iter()
+        .find(|r| r.method == "PUT" && r.content_length == Some(size))
+        .unwrap();
+    let took = slow.answered.duration_since(slow.arrived);
+    assert_eq!(slow.status, 201);
+    assert!(took > Duration::from_secs(2), "{took:?}");
 }

@@ -38,9 +38,14 @@ pub enum Action {
     Delay(Duration),
     /// Forward, then claim another `Docker-Content-Digest` in the answer.
     LieAboutDigest,
-    /// Read the body `bytes` at a time with `pause` between reads, then forward: a slow link
-    /// that keeps moving.
-    Throttle { bytes: usize, pause: Duration },
+    /// Read the first `slow` bytes of the body `bytes` at a time with `pause` between reads,
+    /// the rest at once, then forward: a slow link that keeps moving. (The end comes fast so
+    /// the socket buffers, megabytes on loopback, drain at once after the client's last write.)
+    Throttle {
+        bytes: usize,
+        pause: Duration,
+        slow: usize,
+    },
     /// Forward only the first `bytes` of a chunk (`Content-Range` and `Content-Length` cut to
     /// match), then drop the client's connection unanswered: the registry keeps part of a
     /// chunk the client never heard back about.
@@ -320,9 +325,10 @@ pub fn handle(stream: TcpStream, upstream: u16, own: &str, state: &Mutex<ProxySt
                 Action::Rewrite(from, to) => Action::Rewrite(*from, *to),
                 Action::Delay(delay) => Action::Delay(*delay),
                 Action::LieAboutDigest => Action::LieAboutDigest,
-                Action::Throttle { bytes, pause } => Action::Throttle {
+                Action::Throttle { bytes, pause, slow } => Action::Throttle {
                     bytes: *bytes,
                     pause: *pause,
+                    slow: *slow,
                 },
                 Action::ForwardPartThenReset(bytes) => Action::ForwardPartThenReset(*bytes),
                 Action::Hook(hook) => {
@@ -360,7 +366,7 @@ pub fn handle(stream: TcpStream, upstream: u16, own: &str, state: &Mutex<ProxySt
             _in_flight = Some(InFlight::enter(state));
             std::thread::sleep(delay);
         }
-        Some(Action::Throttle { bytes, pause }) => throttle = Some((bytes, pause)),
+        Some(Action::Throttle { bytes, pause, slow }) => throttle = Some((bytes, pause, slow)),
         Some(Action::ForwardPartThenReset(part)) => {
             let part = part.min(length);
             let mut body = vec![0; part];
@@ -397,10 +403,15 @@ pub fn handle(stream: TcpStream, upstream: u16, own: &str, state: &Mutex<ProxySt
     };
     let mut body = vec![0; length];
     let read = match throttle {
-        Some((bytes, pause)) => body.chunks_mut(bytes.max(1)).try_for_each(|piece| {
-            std::thread::sleep(pause);
-            reader.read_exact(piece)
-        }),
+        Some((bytes, pause, slow)) => {
+            let (slow, fast) = body.split_at_mut(slow.min(length));
+            slow.chunks_mut(bytes.max(1))
+                .try_for_each(|piece| {
+                    std::thread::sleep(pause);
+                    reader.read_exact(piece)
+                })
+                .and_then(|()| reader.read_exact(fast))
+        }
         None => reader.read_exact(&mut body),
     };
     if read.is_err() {

@@ -193,6 +193,7 @@ pub fn push_cmd(home: &Path) -> Command {
         .env("DOCKER_CONFIG", home.join(".docker"))
         .env_remove("AIRLOCK_REGISTRY_USERNAME")
         .env_remove("AIRLOCK_REGISTRY_PASSWORD")
+        .env_remove("AIRLOCK_REGISTRY_TIMEOUT")
         .env_remove("SSL_CERT_FILE")
         .stdin(Stdio::null());
     for var in [
