@@ -422,7 +422,8 @@ impl Session {
 
     /// The error for a 401 from a host other than the registry (an upload location it gave).
     fn foreign_challenge(&self, request: &Request<'_>, response: &Response) -> anyhow::Error {
-        let host = origin(&request.url).map_or_else(|| request.url.clone(), |o| o.to_string());
+        let host = origin(&request.url)
+            .map_or_else(|| strip_query(&request.url).to_owned(), |o| o.to_string());
         error::environment(format!(
             "{host} asked for credentials ({}) on {} {}, a location {} sent for {}; airlock \
              sends credentials only to {} and to the token realm it names, never to another \
