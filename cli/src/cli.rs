@@ -537,6 +537,13 @@ pub struct PushArgs {
     /// Retries of each request on 5xx, 429 and dropped connections, with exponential backoff.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
+    /// Seconds a registry may send or take nothing before it counts as not answering
+    /// (connecting, TLS included, gets at most 10 of them). An upload that keeps moving is
+    /// never cut, however long it takes.
+    #[arg(long, value_name = "SECS", env = airlock::registry::client::TIMEOUT_ENV,
+          default_value_t = airlock::registry::client::DEFAULT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 impl PushArgs {
@@ -581,6 +588,7 @@ impl PushArgs {
                 ca_certs: self.ca_certs.clone(),
                 retries: self.retries,
                 retry_base: ClientOptions::default_retry_base(),
+                timeout: std::time::Duration::from_secs(self.timeout),
             },
             jobs: usize::from(self.jobs),
         })

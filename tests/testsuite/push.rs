@@ -35,8 +35,34 @@ fn methods(report: &serde_json::Value) -> Vec<String> {
 }
 
 fn is_upload(seen: &Seen) -> bool {
-    seen.path.contains("/blobs/uploads/")
+    is_upload_path(&seen.path)
 }
+
+fn is_upload_path(path: &str) -> bool {
+    path.contains("/blobs/uploads/")
+}
+
+/// The path of a request, without its query.
+fn path_only(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
+
+/// The size of the single image's big (chunked) layer.
+fn big_layer(layout: &TestLayout) -> (Sha256Digest, u64) {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&layout.single.manifest_bytes).unwrap();
+    (
+        manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        manifest["layers"][0]["size"].as_u64().unwrap(),
+    )
+}
+
+/// 4 MiB, airlock's `CHUNK_SIZE`.
+const CHUNK: u64 = 4 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Tests
@@ -587,18 +613,43 @@ fn resets_503s_and_429s_are_retried_until_the_push_completes() {
     );
 
     let target = format!("{}/faults/app:v1", proxy.addr());
-    let started = Instant::now();
     let report = run_json(
         push_cmd(home.path())
             .arg(format!("oci:{}:single", layout.path.display()))
             .arg(&target)
             .args(["--format", "json", "--jobs", "2"]),
     );
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "Retry-After was not honoured"
-    );
     assert_eq!(report["digest"], digest_of(&layout.single).to_string());
+    // The refused HEAD was asked again no sooner than `Retry-After` said, though the backoff
+    // of this run is 10 ms.
+    let requests = proxy.requests();
+    let refused = requests.iter().find(|r| r.status == 429).unwrap();
+    let retry = requests
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path == refused.path && r.status != 429)
+        .map(|r| r.arrived)
+        .min()
+        .unwrap();
+    let gap = retry.duration_since(refused.answered);
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    // Each reset chunk was followed by a GET of the upload's status before the next PATCH.
+    let upload_requests: Vec<&Logged> = requests
+        .iter()
+        .filter(|r| is_upload_path(&r.path))
+        .collect();
+    for (i, reset) in upload_requests.iter().enumerate() {
+        if reset.method == "PATCH" && reset.status == 0 {
+            let next = upload_requests[i + 1..]
+                .iter()
+                .find(|r| r.method != "POST")
+                .unwrap();
+            assert_eq!(
+                (next.method.as_str(), next.status),
+                ("GET", 204),
+                "{requests:#?}"
+            );
+        }
+    }
     assert!(report["retries"].as_u64().unwrap() >= 7, "{report:#}");
     let log = proxy.log();
     assert_eq!(log.iter().filter(|(_, _, s)| *s == 0).count(), 2, "{log:?}");
@@ -1035,6 +1086,45 @@ fn a_registry_reporting_another_digest_fails_the_check() {
     let Some((_registry, proxy, home, layout)) = faulty(14) else {
         return;
     };
+    // A blob upload's answer lies: caught on the blob, before any manifest goes up.
+    proxy.rule(
+        None,
+        |s| s.method == "PUT" && is_upload(s),
+        Action::LieAboutDigest,
+    );
+    let out = push_cmd(home.path())
+        .arg(format!("oci:{}:single", layout.path.display()))
+        .arg(format!("{}/blobliar/app:v1", proxy.addr()))
+        .args(["--jobs", "1"])
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 1);
+    let lied = proxy
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && is_upload_path(&r.path))
+        .unwrap();
+    let blob = lied
+        .path
+        .split("digest=")
+        .nth(1)
+        .unwrap()
+        .replace("%3A", ":");
+    assert!(
+        stderr.contains(&format!("upload blob {blob}"))
+            && stderr.contains(&format!("airlock sent as {blob}")),
+        "{stderr}"
+    );
+    assert!(
+        !proxy
+            .log()
+            .iter()
+            .any(|(m, p, _)| m == "PUT" && p.contains("/manifests/")),
+        "{:?}",
+        proxy.log()
+    );
+
+    proxy.clear_rules();
     proxy.rule(
         None,
         |s| s.method == "PUT" && s.path.contains("/manifests/"),
@@ -1051,4 +1141,347 @@ fn a_registry_reporting_another_digest_fails_the_check() {
             && stderr.contains(&format!("airlock sent as {}", digest_of(&layout.single))),
         "{stderr}"
     );
+}
+
+#[test]
+fn chunks_are_4_mib_contiguous_and_closed_by_an_empty_put() {
+    let Some((_registry, proxy, home, layout)) = faulty(15) else {
+        return;
+    };
+    let report = run_json(
+        push_cmd(home.path())
+            .arg(format!("oci:{}:single", layout.path.display()))
+            .arg(format!("{}/chunks/app:v1", proxy.addr()))
+            .args(["--format", "json"]),
+    );
+    assert_eq!(report["retries"], 0, "{report:#}");
+    let (_, size) = big_layer(&layout);
+    let requests = proxy.requests();
+    let patches: Vec<&Logged> = requests.iter().filter(|r| r.method == "PATCH").collect();
+    let mut next = 0;
+    for (i, patch) in patches.iter().enumerate() {
+        let (start, end) = patch.range().unwrap();
+        let expected_len = CHUNK.min(size - start);
+        assert_eq!(
+            (start, end + 1 - start, patch.content_length, patch.status),
+            (next, expected_len, Some(expected_len), 202),
+            "chunk {i}: {patches:#?}"
+        );
+        next = end + 1;
+    }
+    assert_eq!((next, patches.len() as u64), (size, size.div_ceil(CHUNK)));
+    let close = requests
+        .iter()
+        .find(|r| r.method == "PUT" && path_only(&r.path) == path_only(&patches[0].path))
+        .unwrap();
+    assert_eq!((close.content_length, close.status), (Some(0), 201));
+}
+
+#[test]
+fn a_chunk_cut_off_mid_way_resumes_at_the_offset_the_registry_reports() {
+    let Some((_registry, proxy, home, layout)) = faulty(16) else {
+        return;
+    };
+    // Stable upload locations (as zot and most registries give), so the registry keeps the
+    // part of the chunk it got and says so when asked.
+    proxy.with_stable_upload_locations();
+    let part = (1 << 20) + 12_345;
+    let patches = Mutex::new(0usize);
+    proxy.rule(
+        Some(1),
+        move |s| {
+            let mut n = patches.lock().unwrap();
+            *n += usize::from(s.method == "PATCH");
+            s.method == "PATCH" && *n == 2
+        },
+        Action::ForwardPartThenReset(part),
+    );
+    let report = run_json(
+        push_cmd(home.path())
+            .arg(format!("oci:{}:single", layout.path.display()))
+            .arg(format!("{}/resumed/app:v1", proxy.addr()))
+            .args(["--format", "json", "--jobs", "1"]),
+    );
+    assert_eq!(report["digest"], digest_of(&layout.single).to_string());
+    assert_eq!(report["retries"], 1, "{report:#}");
+
+    let requests = proxy.requests();
+    let cut = requests
+        .iter()
+        .position(|r| r.method == "PATCH" && r.status == 0)
+        .unwrap();
+    let upload = path_only(&requests[cut].path);
+    let after: Vec<&Logged> = requests[cut + 1..]
+        .iter()
+        .filter(|r| path_only(&r.path) == upload)
+        .collect();
+    assert_eq!(requests[cut].range().unwrap().0, CHUNK, "{requests:#?}");
+    // Asked where the upload stands, then went on from the registry's offset: past the
+    // chunk boundary it had acknowledged, and not from byte 0.
+    assert_eq!((after[0].method.as_str(), after[0].status), ("GET", 204));
+    assert_eq!(after[1].method, "PATCH");
+    assert_eq!(
+        after[1].range().unwrap().0,
+        CHUNK + part as u64,
+        "{after:#?}"
+    );
+    // One upload started per blob: the cut one was never started again.
+    let started = requests
+        .iter()
+        .filter(|r| r.method == "POST" && is_upload_path(&r.path))
+        .count();
+    assert_eq!(started, layout.single_blobs, "{requests:#?}");
+}
+
+#[test]
+fn retry_after_sets_the_gap_before_the_retry() {
+    let Some((_registry, proxy, home, layout)) = faulty(17) else {
+        return;
+    };
+    proxy.rule(
+        Some(1),
+        |s| s.method == "HEAD",
+        Action::Respond(429, vec![("Retry-After".into(), "2".into())]),
+    );
+    let report = run_json(
+        push_cmd(home.path())
+            .arg(format!("oci:{}:single", layout.path.display()))
+            .arg(format!("{}/patient/app:v1", proxy.addr()))
+            .args(["--format", "json", "--jobs", "1"]),
+    );
+    assert_eq!(report["retries"], 1, "{report:#}");
+    let requests = proxy.requests();
+    let refused = requests.iter().position(|r| r.status == 429).unwrap();
+    let retry = requests[refused + 1..]
+        .iter()
+        .find(|r| r.path == requests[refused].path)
+        .unwrap();
+    assert_eq!((retry.method.as_str(), retry.status), ("HEAD", 404));
+    // The backoff of this run is 10 ms: only Retry-After explains two seconds.
+    let gap = retry.arrived.duration_since(requests[refused].answered);
+    assert!(
+        gap >= Duration::from_secs(2) && gap < Duration::from_secs(10),
+        "retried after {gap:?}"
+    );
+}
+
+#[test]
+fn credentials_never_reach_a_host_an_upload_location_names() {
+    let Some(registry) = Registry::start(false) else {
+        return;
+    };
+    // The registry, behind token auth on 127.0.0.1, hands out upload locations on
+    // 127.0.0.2: another host, which challenges with a realm of its own.
+    let proxy = Proxy::start(registry.port);
+    proxy.with_token_auth();
+    let foreign = Proxy::start_on("127.0.0.2", registry.port);
+    foreign.with_token_auth();
+    let location = format!(
+        "http://{}/v2/team/app/blobs/uploads/elsewhere",
+        foreign.addr()
+    );
+    proxy.rule(
+        None,
+        |s| s.method == "POST" && is_upload(s),
+        Action::Respond(202, vec![("Location".into(), location)]),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), 18);
+    let out = output_with_stdin(
+        push_cmd(home.path()).args([
+            &format!("oci:{}:single", layout.path.display()),
+            &format!("{}/team/app:v1", proxy.addr()),
+            "--username",
+            USER,
+            "--password-stdin",
+            "--jobs",
+            "1",
+        ]),
+        PASSWORD,
+    );
+    let (stdout, stderr) = expect_code(&out, 3);
+    assert!(
+        stderr.contains(&format!("http://{}", foreign.addr()))
+            && stderr.contains("never to another host"),
+        "{stderr}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains(PASSWORD));
+
+    // The foreign host got the upload request, but never an Authorization header, and its
+    // token endpoint was never asked.
+    let seen = foreign.requests();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|r| !r.authorization && !r.path.starts_with("/token")),
+        "{seen:#?}"
+    );
+    // The registry's own token was fetched once and never replaced.
+    let tokens = proxy
+        .log()
+        .into_iter()
+        .filter(|(_, p, _)| p.starts_with("/token"))
+        .count();
+    assert_eq!(tokens, 1, "{:?}", proxy.log());
+}
+
+#[test]
+fn an_https_registry_naming_a_plain_http_realm_gets_no_credentials() {
+    let certs = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = private_ca(certs.path()) else {
+        return;
+    };
+    // The token endpoint: a listener that logs whatever reaches it.
+    let realm = Proxy::start(free_port());
+    realm.with_token_auth();
+    let Some(registry) = Registry::start_with_token_realm(
+        &format!("http://{}/token", realm.addr()),
+        &ca,
+        (&cert, &key),
+    ) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), 19);
+    let source = format!("oci:{}:single", layout.path.display());
+    let target = format!("{}/tls/app:v1", registry.addr());
+
+    let out = output_with_stdin(
+        push_cmd(home.path())
+            .args([&source, &target, "--username", USER, "--password-stdin"])
+            .arg("--ca-cert")
+            .arg(&ca),
+        PASSWORD,
+    );
+    let (_, stderr) = expect_code(&out, 3);
+    assert!(
+        stderr.contains("served over HTTPS")
+            && stderr.contains(&format!("http://{}/token", realm.addr())),
+        "{stderr}"
+    );
+
+    // An identity token from the Docker config is held back the same way.
+    let docker = home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"identitytoken": "{REFRESH_TOKEN}"}}}}}}"#,
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    let out = push_cmd(home.path())
+        .args([&source, &target, "--ca-cert"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 3);
+    assert!(stderr.contains("served over HTTPS"), "{stderr}");
+    assert!(realm.requests().is_empty(), "{:#?}", realm.requests());
+}
+
+#[test]
+fn a_registry_that_never_answers_is_given_up_on_in_seconds() {
+    let home = tempfile::tempdir().unwrap();
+    let layout = test_layout(home.path(), 20);
+    let source = format!("oci:{}:single", layout.path.display());
+
+    // Accepts, then silence: HTTPS gets no handshake, plain HTTP no reply. Through the flag
+    // and through the environment.
+    for by_env in [false, true] {
+        let hung = Hung::start(false);
+        let mut cmd = push_cmd(home.path());
+        cmd.arg(&source).arg(format!("{}/app:v1", hung.addr()));
+        if by_env {
+            cmd.env("AIRLOCK_REGISTRY_TIMEOUT", "1");
+        } else {
+            cmd.args(["--timeout", "1"]);
+        }
+        let started = Instant::now();
+        let out = cmd.output().unwrap();
+        let took = started.elapsed();
+        let (_, stderr) = expect_code(&out, 3);
+        assert!(
+            stderr.contains(&format!("{} did not answer", hung.addr()))
+                && stderr.contains("within 1 s")
+                && stderr.contains("--timeout"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("Retrying"), "{stderr}");
+        // One HTTPS and one plain HTTP probe, each given up on after a second; no retries.
+        assert_eq!(hung.connections(), 2);
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+    }
+
+    // A plain HTTP server that answers a TLS handshake in clear and then never answers
+    // HTTP: reported as not answering, not as a TLS failure.
+    let hung = Hung::start(true);
+    let out = push_cmd(home.path())
+        .arg(&source)
+        .arg(format!("{}/app:v1", hung.addr()))
+        .args(["--timeout", "1"])
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 3);
+    assert!(
+        stderr.contains("did not answer") && stderr.contains("plain HTTP request"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("TLS with") && !stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+
+    // Out of range or not a number: a usage error naming the flag.
+    let out = push_cmd(home.path())
+        .arg(&source)
+        .arg(format!("{}/app:v1", hung.addr()))
+        .env("AIRLOCK_REGISTRY_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_code(&out, 2);
+    assert!(stderr.contains("--timeout"), "{stderr}");
+}
+
+#[test]
+fn an_upload_that_keeps_moving_outlasts_the_timeout() {
+    let Some((_registry, proxy, home, layout)) = faulty(21) else {
+        return;
+    };
+    // Chunks refused, so the 9 MiB layer goes in one streamed PUT, whose first 6 MiB crawl in
+    // at 64 KiB every 30 ms: about 3 s in all, longer than --timeout 2, and never more than
+    // a few tens of milliseconds without progress.
+    proxy.rule(
+        None,
+        |s| s.method == "PATCH",
+        Action::Respond(405, Vec::new()),
+    );
+    proxy.rule(
+        Some(1),
+        |s| s.method == "PUT" && s.headers.get("content-length").is_some_and(|l| l.len() > 6),
+        Action::Throttle {
+            bytes: 64 << 10,
+            pause: Duration::from_millis(30),
+            slow: 6 << 20,
+        },
+    );
+    let report = run_json(
+        push_cmd(home.path())
+            .arg(format!("oci:{}:single", layout.path.display()))
+            .arg(format!("{}/slow/app:v1", proxy.addr()))
+            .args(["--format", "json", "--timeout", "2"]),
+    );
+    assert_eq!(report["digest"], digest_of(&layout.single).to_string());
+    assert_eq!(report["retries"], 0, "{report:#}");
+    assert!(methods(&report).iter().any(|m| m == "single-request"));
+    let requests = proxy.requests();
+    let (_, size) = big_layer(&layout);
+    let slow = requests
+        .iter()
+        .find(|r| r.method == "PUT" && r.content_length == Some(size))
+        .unwrap();
+    let took = slow.answered.duration_since(slow.arrived);
+    assert_eq!(slow.status, 201);
+    assert!(took > Duration::from_secs(2), "{took:?}");
 }

@@ -3,8 +3,13 @@
 //! with backoff on what passes: 5xx, 429 (honouring `Retry-After`) and dropped connections.
 //!
 //! Plain HTTP is used only for loopback registries or with `--insecure`, and only after HTTPS
-//! failed at the TLS level. Authorization is sent to the registry's own origin only, never to
-//! an upload location on another host.
+//! failed once connected. Credentials go to the registry's own origin and to the token realm
+//! that a challenge from that origin names, over TLS unless the registry itself is plain HTTP;
+//! a challenge from any other host (an upload location elsewhere) is refused, never answered.
+//!
+//! Timeouts measure silence, not total time: connecting (TLS included) gets a few seconds, and
+//! every read or write may wait as long as `--timeout` for progress, so a large blob that keeps
+//! moving is never cut while a registry that stops answering is given up on in seconds.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -18,6 +23,7 @@ use ureq::http::{self, HeaderMap, Method};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::error;
+use crate::input::{self, Links};
 use crate::progress;
 use crate::registry::auth::{self, Challenge, Credential, ResolvedCredential, Secret};
 use crate::registry::reference::Reference;
@@ -25,6 +31,19 @@ use crate::registry::reference::Reference;
 /// Test and CI knob: the first retry's delay in milliseconds (default 500), so fault tests do
 /// not wait for real backoff. `Retry-After` from the registry is honoured regardless.
 pub const RETRY_BASE_ENV: &str = "AIRLOCK_RETRY_BASE_MS";
+
+/// How long a registry may stay silent, in seconds, when `--timeout` is not given.
+pub const TIMEOUT_ENV: &str = "AIRLOCK_REGISTRY_TIMEOUT";
+/// The default of [`ClientOptions::timeout`]: a registry that sends or takes nothing for a
+/// minute has stopped; a slow one still moves bytes within that.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a TCP connect plus TLS handshake may take: a registry that is up answers in well
+/// under a second, and a dropped SYN should not cost a minute.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeouts in a row, with no answer from the registry in between, after which a push stops
+/// instead of retrying: the registry has stopped answering, and each further try costs a
+/// whole `--timeout`.
+const SILENT_LIMIT: u32 = 2;
 
 /// Longest wait between attempts that airlock computes itself.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -52,6 +71,9 @@ pub struct ClientOptions {
     pub retries: u32,
     /// Delay before the first retry; doubled after each.
     pub retry_base: Duration,
+    /// How long any read or write may make no progress (and the most a connection may take,
+    /// up to 10 s) before the registry counts as not answering.
+    pub timeout: Duration,
 }
 
 impl ClientOptions {
@@ -176,6 +198,9 @@ pub(crate) enum Failure {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The registry accepted the connection, or the request, and then sent nothing for a
+    /// whole `--timeout`: tried again only while the registry still answers other requests.
+    TimedOut(String),
     /// Anything else: give up now.
     Fatal(anyhow::Error),
 }
@@ -208,6 +233,9 @@ pub(crate) struct Session {
     retries: u32,
     retry_base: Duration,
     retried: AtomicU32,
+    timeout: Duration,
+    /// Requests that timed out since the registry last answered one.
+    silent: AtomicU32,
 }
 
 impl Session {
@@ -231,6 +259,10 @@ impl Session {
             retries: options.retries,
             retry_base: options.retry_base,
             retried: AtomicU32::new(0),
+            timeout: options.timeout,
+            // A registry that never answered has no answer to fall back on: no retry of a
+            // timeout before the first response.
+            silent: AtomicU32::new(SILENT_LIMIT),
         };
         let scheme = session.retrying(&format!("connect to {}", reference.registry), |_| {
             session.choose_scheme(&host, plain_allowed)
@@ -241,7 +273,8 @@ impl Session {
     }
 
     /// `https`, or `http` when plain HTTP is allowed and HTTPS fails once connected (a plain
-    /// HTTP server answers a TLS handshake with garbage or by hanging up) while HTTP works.
+    /// HTTP server answers a TLS handshake with garbage, by hanging up, or not at all) while
+    /// HTTP works.
     fn choose_scheme(&self, host: &str, plain_allowed: bool) -> Result<&'static str, Failure> {
         // A registry answers `/v2/` with 200 or 401; a TLS server asked in plain HTTP says 400.
         let probe = |scheme: &str| {
@@ -259,10 +292,34 @@ impl Session {
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed
         ) && !matches!(&https_error, ureq::Error::Io(io)
             if io.kind() == std::io::ErrorKind::ConnectionRefused);
-        if plain_allowed && connected && probe("http").is_ok_and(|registry| registry) {
-            return Ok("http");
+        if plain_allowed && connected {
+            match probe("http") {
+                Ok(true) => return Ok("http"),
+                // The host took the connection and then said nothing: that is the answer,
+                // whatever HTTPS said before (a TLS error there only shows it is not HTTPS).
+                Err(e) if is_timeout(&e) => {
+                    return Err(Failure::Fatal(error::environment(format!(
+                        "{} did not answer: it accepted a connection but sent no reply to a \
+                         plain HTTP request within {} s (and HTTPS {}); check that a registry \
+                         is running there, or give it longer with --timeout SECS",
+                        self.registry,
+                        self.timeout.as_secs_f64(),
+                        self.https_summary(&https_error)
+                    ))));
+                }
+                _ => {}
+            }
         }
-        match transport_failure(&https_error, &self.registry) {
+        if is_timeout(&https_error) {
+            return Err(Failure::Fatal(error::environment(format!(
+                "{} did not answer: HTTPS {}; check that a registry is running there and \
+                 that nothing in between drops the traffic, or give it longer with --timeout \
+                 SECS",
+                self.registry,
+                self.https_summary(&https_error)
+            ))));
+        }
+        match transport_failure(&https_error, &self.registry, self.timeout) {
             Failure::Fatal(err) if is_tls_error(&https_error) && !plain_allowed => {
                 Err(Failure::Fatal(err.context(
                     "plain HTTP is allowed only for localhost, 127.0.0.0/8 and [::1], or with \
@@ -270,6 +327,20 @@ impl Session {
                 )))
             }
             other => Err(other),
+        }
+    }
+
+    /// What the HTTPS probe met, for an error that is about something else.
+    fn https_summary(&self, err: &ureq::Error) -> String {
+        match err {
+            ureq::Error::Timeout(ureq::Timeout::Connect) => format!(
+                "got no connection and TLS handshake within {} s",
+                connect_timeout(self.timeout).as_secs_f64()
+            ),
+            ureq::Error::Timeout(_) => {
+                format!("got no reply within {} s", self.timeout.as_secs_f64())
+            }
+            e => format!("failed: {e}"),
         }
     }
 
@@ -322,10 +393,15 @@ impl Session {
 
     /// Sends `request`, authenticating when the registry challenges (once per request).
     /// 5xx, 429 and transport errors are [`Failure::Transient`]; other statuses are returned.
+    /// A challenge from another origin than the registry's is an error: answering it would
+    /// hand our credentials to a host the user never named.
     pub fn send(&self, request: &Request<'_>) -> Result<Response, Failure> {
         let response = self.send_raw(request)?;
         if response.status != 401 {
             return classify(response);
+        }
+        if !self.is_registry_origin(&request.url) {
+            return Err(Failure::Fatal(self.foreign_challenge(request, &response)));
         }
         let sent_authorization = self.current_authorization().is_some();
         self.authenticate(&response, sent_authorization)?;
@@ -334,6 +410,40 @@ impl Session {
             return Err(Failure::Fatal(self.refused(&response)));
         }
         classify(response)
+    }
+
+    /// Whether `url` is on the registry's own origin (scheme, host and port, RFC 6454).
+    fn is_registry_origin(&self, url: &str) -> bool {
+        match (origin(url), origin(&self.base)) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => false,
+        }
+    }
+
+    /// The error for a 401 from a host other than the registry (an upload location it gave).
+    fn foreign_challenge(&self, request: &Request<'_>, response: &Response) -> anyhow::Error {
+        let host = origin(&request.url)
+            .map_or_else(|| strip_query(&request.url).to_owned(), |o| o.to_string());
+        error::environment(format!(
+            "{host} asked for credentials ({}) on {} {}, a location {} sent for {}; airlock \
+             sends credentials only to {} and to the token realm it names, never to another \
+             host, so nothing was sent to {host}: the registry's upload or storage location \
+             must accept the upload without them (check its configured external URL)",
+            response.describe(),
+            request.method,
+            strip_query(&request.url),
+            self.registry,
+            self.repository,
+            self.registry
+        ))
+    }
+
+    /// [`transport_failure`], counting timeouts since the registry last answered.
+    fn transport_failure(&self, err: &ureq::Error, target: &str) -> Failure {
+        if is_timeout(err) {
+            self.silent.fetch_add(1, Ordering::Relaxed);
+        }
+        transport_failure(err, target, self.timeout)
     }
 
     fn current_authorization(&self) -> Option<Secret> {
@@ -351,7 +461,7 @@ impl Session {
             builder = builder.header(*name, value);
         }
         // Credentials go to the registry's own origin only.
-        if request.url.starts_with(&format!("{}/", self.base))
+        if self.is_registry_origin(&request.url)
             && let Some(authorization) = self.current_authorization()
         {
             builder = builder.header("Authorization", authorization.expose());
@@ -363,9 +473,7 @@ impl Session {
                 .map(|r| self.agent.run(r)),
             Body::Bytes(bytes) => builder.body(bytes).map(|r| self.agent.run(r)),
             Body::File { path, offset, len } => {
-                let mut file = fs::File::open(path)
-                    .and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f))
-                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let mut file = open_blob(path, offset, len)?;
                 let mut reader = (&mut file).take(len);
                 builder
                     .header("Content-Length", len.to_string())
@@ -375,7 +483,7 @@ impl Session {
         };
         let mut response = result
             .with_context(|| format!("cannot build a request to {}", request.url))?
-            .map_err(|e| transport_failure(&e, &self.registry))?;
+            .map_err(|e| self.transport_failure(&e, &self.registry))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = if request.method == Method::HEAD {
@@ -386,8 +494,9 @@ impl Session {
                 .with_config()
                 .limit(MAX_SMALL_BODY)
                 .read_to_vec()
-                .map_err(|e| transport_failure(&e, &self.registry))?
+                .map_err(|e| self.transport_failure(&e, &self.registry))?
         };
+        self.silent.store(0, Ordering::Relaxed);
         Ok(Response {
             status,
             headers,
@@ -447,6 +556,18 @@ impl Session {
                 self.registry
             ))));
         }
+        // Credentials travel over TLS unless the registry itself is plain HTTP (loopback or
+        // --insecure): an HTTPS registry naming a plain-HTTP realm would have them sent in
+        // clear, and the token come back unauthenticated.
+        if realm.starts_with("http://") && self.base.starts_with("https://") {
+            return Err(Failure::Fatal(error::environment(format!(
+                "{} is served over HTTPS but its token realm {} is plain HTTP; airlock does \
+                 not send credentials or fetch tokens in clear, so nothing was sent there: \
+                 the registry's auth configuration should name an https:// realm",
+                self.registry,
+                strip_query(realm)
+            ))));
+        }
         let mut scopes = vec![format!("repository:{}:pull,push", self.repository)];
         if let Some(scope) = challenge.param("scope")
             && !scopes.iter().any(|s| s == scope)
@@ -485,14 +606,14 @@ impl Session {
                 request.call()
             }
         };
-        let mut response = result.map_err(|e| transport_failure(&e, realm))?;
+        let mut response = result.map_err(|e| self.transport_failure(&e, realm))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_SMALL_BODY)
             .read_to_vec()
-            .map_err(|e| transport_failure(&e, realm))?;
+            .map_err(|e| self.transport_failure(&e, realm))?;
         let response = classify(Response {
             status,
             headers: response.headers().clone(),
@@ -543,7 +664,10 @@ impl Session {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries run out. Waits
-    /// `Retry-After` when the registry gave one, else an exponential backoff.
+    /// `Retry-After` when the registry gave one, else an exponential backoff. A timeout is
+    /// retried only while the registry still answers: after [`SILENT_LIMIT`] timeouts in a
+    /// row (or one before it ever answered) the push stops, rather than wait `--timeout` per
+    /// retry per blob.
     pub fn retrying<T>(
         &self,
         what: &str,
@@ -553,43 +677,52 @@ impl Session {
         let mut number = 0;
         loop {
             number += 1;
-            match attempt(number) {
+            let (message, retry_after) = match attempt(number) {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(err)) => return Err(err.context(what.to_owned())),
+                Err(Failure::TimedOut(message)) => {
+                    if self.silent.load(Ordering::Relaxed) >= SILENT_LIMIT {
+                        return Err(error::environment(format!(
+                            "{what}: {message}, and the registry has stopped answering; \
+                             check that it is up, or give it longer with --timeout SECS \
+                             ({TIMEOUT_ENV})"
+                        )));
+                    }
+                    (message, None)
+                }
                 Err(Failure::Transient {
                     message,
                     retry_after,
-                }) => {
-                    if number >= attempts {
-                        return Err(error::environment(format!(
-                            "{what}: gave up after {number} attempts; the last one failed \
+                }) => (message, retry_after),
+            };
+            if number >= attempts {
+                return Err(error::environment(format!(
+                    "{what}: gave up after {number} attempts; the last one failed \
                              with: {message}"
-                        )));
-                    }
-                    let delay = match retry_after {
-                        Some(delay) if delay > MAX_RETRY_AFTER => {
-                            return Err(error::environment(format!(
-                                "{what}: {message}; the registry asks to retry after {} s, \
-                                 longer than airlock waits ({} s); run the push again later",
-                                delay.as_secs(),
-                                MAX_RETRY_AFTER.as_secs()
-                            )));
-                        }
-                        Some(delay) => delay,
-                        None => backoff(self.retry_base, number),
-                    };
-                    progress::status(
-                        "Retrying",
-                        format!(
-                            "{what} in {:.1} s ({message}; attempt {} of {attempts})",
-                            delay.as_secs_f64(),
-                            number + 1
-                        ),
-                    );
-                    self.retried.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(delay);
-                }
+                )));
             }
+            let delay = match retry_after {
+                Some(delay) if delay > MAX_RETRY_AFTER => {
+                    return Err(error::environment(format!(
+                        "{what}: {message}; the registry asks to retry after {} s, \
+                                 longer than airlock waits ({} s); run the push again later",
+                        delay.as_secs(),
+                        MAX_RETRY_AFTER.as_secs()
+                    )));
+                }
+                Some(delay) => delay,
+                None => backoff(self.retry_base, number),
+            };
+            progress::status(
+                "Retrying",
+                format!(
+                    "{what} in {:.1} s ({message}; attempt {} of {attempts})",
+                    delay.as_secs_f64(),
+                    number + 1
+                ),
+            );
+            self.retried.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(delay);
         }
     }
 }
@@ -678,10 +811,18 @@ fn is_tls_error(err: &ureq::Error) -> bool {
     }
 }
 
-/// Classifies a transport error: a dropped, refused or timed-out connection is worth a retry;
-/// an unknown host or a TLS failure is not.
-fn transport_failure(err: &ureq::Error, target: &str) -> Failure {
+/// Classifies a transport error: a dropped or refused connection is worth a retry, a timed-out
+/// one maybe (see [`Session::retrying`]); an unknown host or a TLS failure is not.
+fn transport_failure(err: &ureq::Error, target: &str, timeout: Duration) -> Failure {
     match err {
+        ureq::Error::Timeout(ureq::Timeout::Connect) => Failure::TimedOut(format!(
+            "{target} did not answer: no connection within {} s",
+            connect_timeout(timeout).as_secs_f64()
+        )),
+        ureq::Error::Timeout(_) => Failure::TimedOut(format!(
+            "{target} did not answer: no progress for {} s",
+            timeout.as_secs_f64()
+        )),
         ureq::Error::HostNotFound => Failure::Fatal(error::environment(format!(
             "cannot resolve the host of {target}: check the registry name, DNS and proxy \
              settings"
@@ -705,13 +846,75 @@ fn transport_failure(err: &ureq::Error, target: &str) -> Failure {
         }
         ureq::Error::Io(_)
         | ureq::Error::ConnectionFailed
-        | ureq::Error::Timeout(_)
         | ureq::Error::Protocol(_)
         | ureq::Error::BodyStalled => Failure::transient(format!("connection to {target}: {err}")),
         e => Failure::Fatal(error::environment(format!(
             "request to {target} failed: {e}"
         ))),
     }
+}
+
+/// Connecting (TCP and TLS) gets [`CONNECT_TIMEOUT`], or `--timeout` when that is shorter.
+fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.min(CONNECT_TIMEOUT)
+}
+
+/// Opens `len` bytes of a layout blob from `offset`: a regular file (never a link, FIFO or
+/// device put in its place) that still holds them.
+fn open_blob(path: &Path, offset: u64, len: u64) -> Result<fs::File> {
+    let opened = input::open_regular(path, Links::Refuse)?;
+    if opened.size < offset.saturating_add(len) {
+        return Err(error::input(format!(
+            "{} is {} bytes, shorter than its descriptor says ({} needed); the layout changed \
+             during the push",
+            path.display(),
+            opened.size,
+            offset.saturating_add(len)
+        )));
+    }
+    let mut file = opened.file;
+    file.seek(SeekFrom::Start(offset))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(file)
+}
+
+/// `scheme://host:port` of a URL, with the port made explicit (RFC 6454 origins).
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+fn origin(url: &str) -> Option<Origin> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let port = uri.port_u16().or(match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })?;
+    Some(Origin {
+        host: uri.host()?.to_ascii_lowercase(),
+        scheme,
+        port,
+    })
+}
+
+/// A URL without its query, which may carry upload state or tokens, for error messages.
+fn strip_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(before, _)| before)
+}
+
+/// Whether ureq gave up on silence (no connection, or no progress on a read or write).
+fn is_timeout(err: &ureq::Error) -> bool {
+    matches!(err, ureq::Error::Timeout(_))
 }
 
 fn build_agent(options: &ClientOptions) -> Result<ureq::Agent> {
@@ -723,10 +926,12 @@ fn build_agent(options: &ClientOptions) -> Result<ureq::Agent> {
         .http_status_as_error(false)
         .tls_config(tls)
         .user_agent(concat!("cargo-airlock/", env!("CARGO_PKG_VERSION")))
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(300)))
-        .timeout_recv_body(Some(Duration::from_secs(300)))
-        .timeout_send_body(Some(Duration::from_secs(600)))
+        // Silence is bounded, total time is not: a blob that takes an hour to send while it
+        // keeps moving is fine, a socket that moves nothing for `timeout` is not.
+        .timeout_resolve(Some(connect_timeout(options.timeout)))
+        .timeout_connect(Some(connect_timeout(options.timeout)))
+        .timeout_per_read(Some(options.timeout))
+        .timeout_per_write(Some(options.timeout))
         .build();
     Ok(config.new_agent())
 }
@@ -851,6 +1056,25 @@ mod tests {
         };
         assert_eq!(response.describe(), "503 Service Unavailable");
         assert!(matches!(classify(response), Err(Failure::Transient { .. })));
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let same = |a: &str, b: &str| origin(a).is_some() && origin(a) == origin(b);
+        assert!(same(
+            "https://r.example/v2/",
+            "https://R.example:443/v2/a/blobs/uploads/x"
+        ));
+        assert!(same(
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5000/v2/?x=1"
+        ));
+        assert!(!same("http://127.0.0.1:5000", "http://127.0.0.2:5000/v2/"));
+        assert!(!same("http://127.0.0.1:5000", "http://127.0.0.1:50001/v2/"));
+        assert!(!same("https://r.example", "http://r.example:443/"));
+        assert!(!same("https://r.example", "https://r.example.evil/"));
+        assert_eq!(origin("/v2/relative"), None);
+        assert_eq!(strip_query("http://h/u?_state=secret"), "http://h/u");
     }
 
     #[test]

@@ -38,6 +38,24 @@ impl Registry {
 
     /// Like [`Registry::start`], serving HTTPS with `tls` = (certificate, key) when given.
     pub fn start_with(auth: bool, tls: Option<(&Path, &Path)>) -> Option<Registry> {
+        Registry::launch(auth, None, tls)
+    }
+
+    /// A registry that wants Bearer tokens from `realm` (distribution's `auth.token`, which
+    /// checks tokens against the certificates in `bundle`), serving HTTPS with `tls`.
+    pub fn start_with_token_realm(
+        realm: &str,
+        bundle: &Path,
+        tls: (&Path, &Path),
+    ) -> Option<Registry> {
+        Registry::launch(false, Some((realm, bundle)), Some(tls))
+    }
+
+    fn launch(
+        auth: bool,
+        token: Option<(&str, &Path)>,
+        tls: Option<(&Path, &Path)>,
+    ) -> Option<Registry> {
         let binary = require_tool("docker-registry")?;
         let dir = tempfile::Builder::new()
             .prefix("airlock-registry-")
@@ -56,6 +74,13 @@ impl Registry {
             auth_section = format!(
                 "auth:\n  htpasswd:\n    realm: airlock-test\n    path: {}\n",
                 file.display()
+            );
+        }
+        if let Some((realm, bundle)) = token {
+            auth_section = format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: airlock-test\n    \
+                 issuer: airlock-test\n    rootcertbundle: {}\n",
+                bundle.display()
             );
         }
         let tls_section = tls.map_or(String::new(), |(cert, key)| {
@@ -168,6 +193,7 @@ pub fn push_cmd(home: &Path) -> Command {
         .env("DOCKER_CONFIG", home.join(".docker"))
         .env_remove("AIRLOCK_REGISTRY_USERNAME")
         .env_remove("AIRLOCK_REGISTRY_PASSWORD")
+        .env_remove("AIRLOCK_REGISTRY_TIMEOUT")
         .env_remove("SSL_CERT_FILE")
         .stdin(Stdio::null());
     for var in [
