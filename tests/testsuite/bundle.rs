@@ -82,6 +82,33 @@ fn lockfile(packages: &[(&str, &str, &str, Option<&str>)]) -> String {
     lock
 }
 
+/// A `.crate` (gzipped tar) whose entries are written exactly as given: (path, contents).
+fn crate_file(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(gz);
+    for (path, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        builder.append(&h, *data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// A registry `.crate` of `name version` with a manifest naming `manifest_name manifest_version`.
+fn crate_naming(name: &str, version: &str, manifest_name: &str, manifest_version: &str) -> Vec<u8> {
+    let manifest = format!(
+        "[package]\nname = \"{manifest_name}\"\nversion = \"{manifest_version}\"\nedition = \"2021\"\n"
+    );
+    crate_file(&[
+        (&format!("{name}-{version}/Cargo.toml"), manifest.as_bytes()),
+        (&format!("{name}-{version}/src/lib.rs"), b"pub fn f() {}\n"),
+    ])
+}
+
 /// The tar of a bundle with entries written exactly as given (raw paths, duplicates kept), in
 /// order: (path, contents).
 fn bundle_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -246,4 +273,261 @@ fn lockfile_names_never_become_paths_outside_the_vendor_directory() {
             assert!(stderr.contains(&format!("{name:?}")), "{name}: {stderr}");
         }
     }
+}
+
+/// A crafted project locking one registry package `good 1.0.0` whose `.crate` is `crate_bytes`
+/// (Cargo.lock's checksum is its sha256), and a bundle `deps.tar.zst` of it whose tar entries
+/// after `Cargo.lock` are `crates` (path under `airlock-bundle/`, contents) and whose manifest
+/// lists `listed` (each a copy of `good`'s entry).
+fn good_package_bundle(crate_bytes: &[u8], crates: &[(&str, &[u8])], listed: usize) -> Crafted {
+    let sum = sha256_hex(crate_bytes);
+    let lock = lockfile(&[("good", "1.0.0", CRATES_IO, Some(&sum))]);
+    let p = Crafted::new(&lock);
+    let entry = Listed {
+        name: "good",
+        version: "1.0.0",
+        source: CRATES_IO,
+        kind: "registry",
+        file: "crates/good-1.0.0.crate",
+        bytes: crate_bytes,
+    };
+    let entries: Vec<Listed<'_>> = (0..listed).map(|_| Listed { ..entry }).collect();
+    let manifest = manifest(&lock, &entries);
+    let mut tar: Vec<(String, &[u8])> = vec![("airlock-bundle/Cargo.lock".into(), lock.as_bytes())];
+    for (path, bytes) in crates {
+        tar.push((format!("airlock-bundle/{path}"), bytes));
+    }
+    tar.push(("airlock-bundle/manifest.json".into(), &manifest));
+    let tar: Vec<(&str, &[u8])> = tar.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+    write_bundle(&p.dir.join("deps.tar.zst"), &tar);
+    p
+}
+
+impl Crafted {
+    /// `verify --bundle deps.tar.zst` and `vendor --from-bundle deps.tar.zst vendor`; asserts
+    /// both exit with `code` and that no vendor directory (or staging) was written; returns
+    /// their stderr.
+    fn refused(&self, code: i32) -> (String, String) {
+        let before = snapshot(&self.dir);
+        let (verify_code, verify_out, verify_err) =
+            self.run(&["verify", "--bundle", "deps.tar.zst"]);
+        let (vendor_code, _, vendor_err) =
+            self.run(&["vendor", "--from-bundle", "deps.tar.zst", "vendor"]);
+        assert_eq!(
+            snapshot(&self.dir),
+            before,
+            "vendor wrote something\n{vendor_err}"
+        );
+        assert_eq!(verify_code, code, "verify:\n{verify_out}\n{verify_err}");
+        assert_eq!(vendor_code, code, "vendor:\n{vendor_err}");
+        (format!("{verify_out}{verify_err}"), vendor_err)
+    }
+}
+
+#[test]
+fn a_duplicate_tar_entry_cannot_hide_content() {
+    let good = crate_naming("good", "1.0.0", "good", "1.0.0");
+    let hidden = crate_naming("good", "1.0.0", "good", "1.0.0")
+        .into_iter()
+        .rev()
+        .collect::<Vec<u8>>();
+    // The first copy is the one a careless reader would check or keep, the second replaces it.
+    for crates in [
+        [
+            ("crates/good-1.0.0.crate", &hidden),
+            ("crates/good-1.0.0.crate", &good),
+        ],
+        [
+            ("crates/good-1.0.0.crate", &good),
+            ("./crates/good-1.0.0.crate", &hidden),
+        ],
+    ] {
+        let crates: Vec<(&str, &[u8])> = crates.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+        let p = good_package_bundle(&good, &crates, 1);
+        let (verify, vendor) = p.refused(1);
+        for stderr in [&verify, &vendor] {
+            assert!(
+                stderr.contains("entry `airlock-bundle/") && stderr.contains("appears twice"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_package_listed_twice_is_refused_at_verify() {
+    let good = crate_naming("good", "1.0.0", "good", "1.0.0");
+    let p = good_package_bundle(&good, &[("crates/good-1.0.0.crate", &good)], 2);
+    let (verify, vendor) = p.refused(1);
+    for stderr in [&verify, &vendor] {
+        assert!(
+            stderr.contains("is listed twice in the bundle manifest"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("good v1.0.0"), "{stderr}");
+    }
+    // JSON names the manifest as the place of the difference.
+    let (code, json, _) = p.run(&["verify", "--bundle", "deps.tar.zst", "--format", "json"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report:#}");
+    assert!(
+        findings[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("airlock-bundle/manifest.json"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_crate_whose_manifest_names_another_package_is_refused() {
+    // Its sha256 is the one Cargo.lock records: only its own Cargo.toml tells.
+    let evil = crate_naming("good", "1.0.0", "evil", "9.9.9");
+    let p = good_package_bundle(&evil, &[("crates/good-1.0.0.crate", &evil)], 1);
+    let (verify, vendor) = p.refused(1);
+    for stderr in [&verify, &vendor] {
+        assert!(
+            stderr.contains("names package evil 9.9.9, not the locked good 1.0.0"),
+            "{stderr}"
+        );
+    }
+    // The same with a version only: the name is right, the version is not.
+    let other = crate_naming("good", "1.0.0", "good", "1.0.1");
+    let p = good_package_bundle(&other, &[("crates/good-1.0.0.crate", &other)], 1);
+    let (verify, _) = p.refused(1);
+    assert!(verify.contains("names package good 1.0.1"), "{verify}");
+}
+
+/// Runs `cmd` and returns its exit code, stderr and the highest `VmHWM` (peak resident set, in
+/// KiB) read from `/proc/<pid>/status` while it ran (polled every millisecond; the kernel keeps
+/// the high-water mark until the process exits, so a late read still sees the peak).
+fn run_measuring_peak(cmd: &mut std::process::Command) -> (i32, String, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr_pipe.read_to_string(&mut text).unwrap();
+        text
+    });
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    (status.code().unwrap_or(-1), reader.join().unwrap(), peak)
+}
+
+/// A 512-byte tar header for a regular file at `path` declaring `size` bytes.
+fn tar_header(path: &str, size: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_with_bounded_memory() {
+    let good = crate_naming("good", "1.0.0", "good", "1.0.0");
+    let p = good_package_bundle(&good, &[("crates/good-1.0.0.crate", &good)], 1);
+    let lock = std::fs::read(p.dir.join("Cargo.lock")).unwrap();
+    // One entry declaring 640 MiB of zeros: 40 frames of 16 MiB, each a few hundred bytes.
+    let size = 640u64 << 20;
+    let mut head = tar_header("airlock-bundle/Cargo.lock", lock.len() as u64);
+    head.extend(&lock);
+    head.resize(head.len().next_multiple_of(512), 0);
+    head.extend(tar_header("airlock-bundle/crates/good-1.0.0.crate", size));
+    // A zstd stream may hold any number of frames, decoded one after the other.
+    let mut bomb = zstd::encode_all(head.as_slice(), 19).unwrap();
+    let zeros = zstd::encode_all(vec![0u8; 16 << 20].as_slice(), 19).unwrap();
+    for _ in 0..size >> 24 {
+        bomb.extend(&zeros);
+    }
+    assert!(bomb.len() < 40_000, "{}", bomb.len());
+    std::fs::write(p.dir.join("bomb.tar.zst"), &bomb).unwrap();
+    let limit = 16 * bomb.len() as u64 + (4 << 20);
+
+    for args in [
+        &["verify", "--bundle", "bomb.tar.zst"][..],
+        &["vendor", "--from-bundle", "bomb.tar.zst", "vendor"][..],
+    ] {
+        let (code, stderr, peak_kib) = run_measuring_peak(
+            airlock()
+                .current_dir(&p.dir)
+                .env("CARGO_HOME", p.temp.path().join("empty-cargo-home"))
+                .args(args),
+        );
+        eprintln!(
+            "{args:?}: {} byte bundle, peak RSS {peak_kib} KiB",
+            bomb.len()
+        );
+        // Refused at the entry's header, before a byte of it was read or allocated.
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "entry `airlock-bundle/crates/good-1.0.0.crate` declares {size} bytes"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "more than the {limit} bytes a bundle of {} bytes may expand to",
+                bomb.len()
+            )),
+            "{stderr}"
+        );
+        assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
+        assert!(!p.dir.join("vendor").exists());
+    }
+}
+
+#[test]
+fn a_bundle_is_bounded_in_total_not_only_per_entry() {
+    let good = crate_naming("good", "1.0.0", "good", "1.0.0");
+    let p = good_package_bundle(&good, &[("crates/good-1.0.0.crate", &good)], 1);
+    // Three 2 MiB entries of zeros: each fits the bound alone, the third not with the others.
+    let zeros = vec![0u8; 2 << 20];
+    let entries: Vec<(&str, &[u8])> = vec![
+        ("airlock-bundle/crates/a-1.0.0.crate", &zeros),
+        ("airlock-bundle/crates/b-1.0.0.crate", &zeros),
+        ("airlock-bundle/crates/c-1.0.0.crate", &zeros),
+    ];
+    write_bundle(&p.dir.join("three.tar.zst"), &entries);
+    let size = std::fs::metadata(p.dir.join("three.tar.zst"))
+        .unwrap()
+        .len();
+    let limit = 16 * size + (4 << 20);
+    let left = limit - 2 * (2 << 20);
+    let (verify, _) = {
+        std::fs::rename(p.dir.join("three.tar.zst"), p.dir.join("deps.tar.zst")).unwrap();
+        p.refused(1)
+    };
+    assert!(
+        verify.contains(&format!(
+            "entry `airlock-bundle/crates/c-1.0.0.crate` declares {} bytes, with {left} bytes \
+             left, more than the {limit} bytes a bundle of {size} bytes may expand to",
+            2 << 20
+        )),
+        "{verify}"
+    );
 }

@@ -408,6 +408,19 @@ impl Lockfile {
             });
         }
 
+        // cargo refuses a lockfile that locks one package twice; airlock would vendor both
+        // into one directory.
+        let mut ids = std::collections::BTreeSet::new();
+        for p in &packages {
+            if !ids.insert(&p.id) {
+                return Err(crate::error::input(format!(
+                    "{shown}: package `{} {}` from {} is locked twice; regenerate the lockfile \
+                     with `cargo generate-lockfile`",
+                    p.id.name, p.id.version, p.id.source
+                )));
+            }
+        }
+
         // v1: `"checksum NAME VERSION (SOURCE)" = "HEX"` (or "<none>") in [metadata].
         for (key, value) in v1_checksums {
             let spec = &key["checksum ".len()..];
@@ -646,6 +659,10 @@ source = "sparse+https://index.example.com/"
             v4().replace("registry+https", "svn+https"),
             v4().replace(&format!("#{COMMIT}"), ""),
             "[[package]]\nname = 1".to_owned(),
+            format!(
+                "{}\n[[package]]\nname = \"cfg-if\"\nversion = \"0.1.10\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+                v4()
+            ),
         ];
         for text in cases {
             let err = Lockfile::parse(&text, Path::new("x/Cargo.lock")).unwrap_err();

@@ -23,6 +23,8 @@ pub const CHECKSUM_FILE: &str = ".cargo-checksum.json";
 pub const MIN_EXPANSION_LIMIT: u64 = 512 << 20;
 /// How many times its compressed size a `.crate` may expand to, when that is more.
 pub const EXPANSION_FACTOR: u64 = 20;
+/// The most bytes of one file [`CrateArchive::read_file`] reads into memory.
+pub const MAX_READ_FILE: u64 = 16 << 20;
 
 /// The most bytes a `.crate` of `compressed` bytes may expand to.
 pub fn expansion_limit(compressed: u64) -> u64 {
@@ -168,15 +170,27 @@ impl CrateArchive {
         Ok(files)
     }
 
-    /// The contents of one file of the package (`Cargo.toml`), if the archive holds it.
+    /// The contents of one file of the package (`Cargo.toml`), if the archive holds it; at most
+    /// [`MAX_READ_FILE`] bytes.
     pub fn read_file(&self, wanted: &str) -> Result<Option<Vec<u8>>> {
+        self.read_file_bounded(wanted, MAX_READ_FILE)
+    }
+
+    /// [`CrateArchive::read_file`] refusing a file larger than `max` bytes (reading at most one
+    /// byte more).
+    pub fn read_file_bounded(&self, wanted: &str, max: u64) -> Result<Option<Vec<u8>>> {
         let mut found = None;
         self.visit_files(|path, _, reader| {
             if path != wanted {
                 return Ok(true);
             }
             let mut bytes = Vec::new();
-            reader.read_to_end(&mut bytes)?;
+            reader.take(max + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > max {
+                return Err(crate::error::check_failed(format!(
+                    "`{wanted}` is larger than the {max} bytes airlock reads of it"
+                )));
+            }
             found = Some(bytes);
             Ok(false)
         })?;
