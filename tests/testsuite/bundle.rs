@@ -531,3 +531,312 @@ fn a_bundle_is_bounded_in_total_not_only_per_entry() {
         "{verify}"
     );
 }
+
+/// Every entry of a bundle, in order: (path, contents).
+fn bundle_entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut tar_bytes = Vec::new();
+    zstd::Decoder::new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut entries = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        entries.push((name, data));
+    }
+    entries
+}
+
+/// Writes `entries` as a bundle, first recomputing the manifest's sha256 of every `.crate`
+/// (an attacker who edits a `.crate` keeps the manifest consistent).
+fn write_consistent_bundle(path: &Path, mut entries: Vec<(String, Vec<u8>)>) {
+    let digests: BTreeMap<String, String> = entries
+        .iter()
+        .filter(|(p, _)| p.ends_with(".crate"))
+        .map(|(p, b)| {
+            (
+                p.trim_start_matches("airlock-bundle/").to_owned(),
+                sha256_hex(b),
+            )
+        })
+        .collect();
+    for (name, data) in &mut entries {
+        if name == "airlock-bundle/manifest.json" {
+            let mut manifest: Value = serde_json::from_slice(data).unwrap();
+            for package in manifest["packages"].as_array_mut().unwrap() {
+                let file = package["file"].as_str().unwrap().to_owned();
+                package["sha256"] = json!(format!("sha256:{}", digests[&file]));
+            }
+            *data = serde_json::to_vec_pretty(&manifest).unwrap();
+        }
+    }
+    let borrowed: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    write_bundle(path, &borrowed);
+}
+
+/// The files of a `.crate` (gzipped tar), in order: (path, contents).
+fn crate_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut entries = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        entries.push((name, data));
+    }
+    entries
+}
+
+/// `git hash-object` of `bytes`: the blob id git gives that content.
+fn git_blob_id(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .args(["hash-object", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A copy of the bundle at `from` written to `to` with the git package's `.crate` files
+/// changed by `edit` (the manifest kept consistent).
+fn with_git_crate_edited(from: &Path, to: &Path, edit: impl Fn(&mut Vec<(String, Vec<u8>)>)) {
+    let mut entries = bundle_entries(from);
+    for (name, data) in &mut entries {
+        if name.contains("crates/airlock-gitdep-") {
+            let mut files = crate_entries(data);
+            edit(&mut files);
+            let refs: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(p, b)| (p.as_str(), b.as_slice()))
+                .collect();
+            *data = crate_file(&refs);
+        }
+    }
+    write_consistent_bundle(to, entries);
+}
+
+#[test]
+fn git_packages_in_a_bundle_are_proven_against_the_locked_commit() {
+    let Some(p) = project() else { return };
+    run_expect(
+        p.airlock()
+            .args(["vendor", "-q", "--bundle", "deps.tar.zst"]),
+        0,
+    );
+    let git = |args: &[&str]| {
+        let (out, _) = run_expect(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&p.git_repo)
+                .args(args),
+            0,
+        );
+        out.trim().to_owned()
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    let lib_blob = git(&["rev-parse", "HEAD:src/lib.rs"]);
+
+    let verify = |bundle: &str| {
+        let (code, stdout, stderr) = {
+            let out = p
+                .airlock()
+                .args(["verify", "--bundle", bundle, "--format", "json"])
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        assert_eq!(code, Some(1), "{bundle}: {stdout}\n{stderr}");
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        let findings = report["findings"].as_array().unwrap().clone();
+        // Refused before anything is extracted, too.
+        let target = format!("v-{bundle}");
+        let (_, stderr) = run_expect(
+            p.airlock()
+                .args(["vendor", "--from-bundle", bundle, &target]),
+            1,
+        );
+        assert!(stderr.contains("airlock-gitdep"), "{stderr}");
+        assert!(!p.dir.join(&target).exists());
+        findings
+    };
+
+    // A changed source file: its git blob id is not the one the commit's tree names.
+    let evil = b"pub fn greeting() -> &'static str {\n    \"pwned\"\n}\n";
+    with_git_crate_edited(
+        &p.dir.join("deps.tar.zst"),
+        &p.dir.join("modified.tar.zst"),
+        |files| {
+            for (name, data) in files.iter_mut() {
+                if name.ends_with("/src/lib.rs") {
+                    *data = evil.to_vec();
+                }
+            }
+        },
+    );
+    let findings = verify("modified.tar.zst");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["kind"], "file-modified");
+    assert!(
+        findings[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("crates/airlock-gitdep-0.2.0.crate/src/lib.rs"),
+        "{findings:#?}"
+    );
+    assert_eq!(findings[0]["expected"], format!("blob {lib_blob}"));
+    assert_eq!(findings[0]["actual"], format!("blob {}", git_blob_id(evil)));
+
+    // What the bundle carries: the proof in the manifest and exactly the objects of the chain
+    // (the commit and the trees down to the package's files; blob contents are in the .crate).
+    let entries = bundle_entries(&p.dir.join("deps.tar.zst"));
+    let manifest: Value = serde_json::from_slice(
+        &entries
+            .iter()
+            .find(|(n, _)| n == "airlock-bundle/manifest.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(manifest["format"], 2);
+    let entry = manifest["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "airlock-gitdep")
+        .unwrap();
+    assert_eq!(entry["git"]["commit"], commit.as_str(), "{entry:#}");
+    assert_eq!(entry["git"]["path_in_vcs"], "", "{entry:#}");
+    let objects: Vec<String> = entries
+        .iter()
+        .filter_map(|(n, _)| n.strip_prefix("airlock-bundle/git/").map(str::to_owned))
+        .collect();
+    let mut expected = vec![
+        commit.clone(),
+        git(&["rev-parse", "HEAD^{tree}"]),
+        git(&["rev-parse", "HEAD:src"]),
+    ];
+    expected.sort();
+    assert_eq!(objects, expected);
+    let clean =
+        run_json(
+            p.airlock()
+                .args(["verify", "--bundle", "deps.tar.zst", "--format", "json"]),
+        );
+    assert_eq!(clean["ok"], true, "{clean:#}");
+
+    // A file the commit does not have.
+    with_git_crate_edited(
+        &p.dir.join("deps.tar.zst"),
+        &p.dir.join("added.tar.zst"),
+        |files| {
+            files.push((
+                "airlock-gitdep-0.2.0/src/evil.rs".into(),
+                b"pub fn evil() {}\n".to_vec(),
+            ))
+        },
+    );
+    let findings = verify("added.tar.zst");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["kind"], "file-added");
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("not a file of commit {commit}")),
+        "{findings:#?}"
+    );
+
+    // The normalized Cargo.toml pointing the build script at a proven file.
+    with_git_crate_edited(
+        &p.dir.join("deps.tar.zst"),
+        &p.dir.join("build.tar.zst"),
+        |files| {
+            for (name, data) in files.iter_mut() {
+                if name.ends_with("/Cargo.toml") {
+                    let text = String::from_utf8(data.clone()).unwrap();
+                    assert!(text.contains("build = false"), "{text}");
+                    *data = text
+                        .replace("build = false", "build = \"src/lib.rs\"")
+                        .into_bytes();
+                }
+            }
+        },
+    );
+    let findings = verify("build.tar.zst");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("compiles build from `src/lib.rs`"),
+        "{findings:#?}"
+    );
+
+    // A tree object rewritten to name the changed file's blob: it no longer hashes to the id
+    // its parent names.
+    let src_tree = git(&["rev-parse", "HEAD:src"]);
+    let mut entries = bundle_entries(&p.dir.join("modified.tar.zst"));
+    for (name, data) in &mut entries {
+        if name.ends_with(&src_tree) {
+            let old = hex::decode(&lib_blob).unwrap();
+            let new = hex::decode(git_blob_id(evil)).unwrap();
+            let at = data.windows(20).position(|w| w == old.as_slice()).unwrap();
+            data[at..at + 20].copy_from_slice(&new);
+        }
+    }
+    write_consistent_bundle(&p.dir.join("forged.tar.zst"), entries);
+    let findings = verify("forged.tar.zst");
+    assert!(
+        findings.iter().any(|f| f["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("git/{src_tree} does not hash to its name"))),
+        "{findings:#?}"
+    );
+
+    // A bundle without the proof (as airlock wrote them before): the git package is unproven.
+    let mut entries = bundle_entries(&p.dir.join("deps.tar.zst"));
+    entries.retain(|(n, _)| !n.starts_with("airlock-bundle/git/"));
+    for (name, data) in &mut entries {
+        if name == "airlock-bundle/manifest.json" {
+            let mut manifest: Value = serde_json::from_slice(data).unwrap();
+            manifest["format"] = json!(1);
+            for package in manifest["packages"].as_array_mut().unwrap() {
+                package.as_object_mut().unwrap().remove("git");
+            }
+            *data = serde_json::to_vec_pretty(&manifest).unwrap();
+        }
+    }
+    write_consistent_bundle(&p.dir.join("unproven.tar.zst"), entries);
+    let findings = verify("unproven.tar.zst");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["kind"], "source-mismatch");
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("carries no proof"),
+        "{findings:#?}"
+    );
+}

@@ -136,11 +136,12 @@ impl Source {
                 let (url_and_query, commit) = rest
                     .split_once('#')
                     .ok_or_else(|| bad("a git source needs #COMMIT"))?;
-                // cargo locks the full object id; git's (and so cargo's) object ids are SHA-1.
-                if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(bad(
-                        "the commit after # is not a full 40-digit hex commit id",
-                    ));
+                // cargo locks the full object id (40 hex digits for SHA-1, 64 for SHA-256).
+                if commit.is_empty()
+                    || commit.len() > 64
+                    || !commit.chars().all(|c| c.is_ascii_hexdigit())
+                {
+                    return Err(bad("the commit after # is not a hex commit id"));
                 }
                 let (url, query) = match url_and_query.split_once('?') {
                     Some((u, q)) => (u, Some(q)),
@@ -720,9 +721,12 @@ source = "sparse+https://index.example.com/"
                 "{version}: {err:#}"
             );
         }
-        let short = v4().replace(COMMIT, &COMMIT[..12]);
-        let err = Lockfile::parse(&short, Path::new("x/Cargo.lock")).unwrap_err();
-        assert!(format!("{err:#}").contains("40-digit"), "{err:#}");
+        let not_hex = v4().replace(COMMIT, "../../etc");
+        let err = Lockfile::parse(&not_hex, Path::new("x/Cargo.lock")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a hex commit id"),
+            "{err:#}"
+        );
     }
 
     /// Whether `text` is exactly one plain path component (what a vendor directory name must be).

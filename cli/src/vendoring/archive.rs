@@ -54,6 +54,9 @@ pub struct CrateArchive {
     pub digest: Sha256Digest,
     /// Where it was read from (for messages).
     pub origin: String,
+    /// For a git package packaged here: what proves its files against the locked commit, to
+    /// carry in a bundle.
+    pub git_evidence: Option<Box<super::git_proof::GitEvidence>>,
 }
 
 impl CrateArchive {
@@ -66,6 +69,7 @@ impl CrateArchive {
             bytes,
             digest,
             origin,
+            git_evidence: None,
         }
     }
 
@@ -77,6 +81,11 @@ impl CrateArchive {
     /// files `cargo package` adds (`Cargo.toml.orig`, `.cargo_vcs_info.json`) are not part of
     /// the vendored sources either. The checksum file is always ours to write.
     pub fn keeps(&self, relative: &str) -> bool {
+        Self::kept_as(self.kind, relative)
+    }
+
+    /// [`CrateArchive::keeps`] for an archive of `kind`.
+    fn kept_as(kind: ArchiveKind, relative: &str) -> bool {
         if relative.split('/').any(|c| c == ".git") {
             return false;
         }
@@ -86,7 +95,7 @@ impl CrateArchive {
         }
         match relative {
             ".cargo-ok" | CHECKSUM_FILE => false,
-            "Cargo.toml.orig" | ".cargo_vcs_info.json" => self.kind == ArchiveKind::Registry,
+            "Cargo.toml.orig" | ".cargo_vcs_info.json" => kind == ArchiveKind::Registry,
             _ => true,
         }
     }
@@ -102,13 +111,29 @@ impl CrateArchive {
         &self,
         mut visit: impl FnMut(&str, bool, &mut dyn Read) -> Result<()>,
     ) -> Result<()> {
-        self.visit_files(|path, executable, reader| visit(path, executable, reader).map(|()| true))
+        self.visit_files(self.kind, |path, executable, _, reader| {
+            visit(path, executable, reader).map(|()| true)
+        })
     }
 
-    /// [`CrateArchive::for_each_file`], stopping early when `visit` returns false.
+    /// Visits every regular file `cargo package` put in the archive, as a registry package's
+    /// are kept (so `Cargo.toml.orig` and `.cargo_vcs_info.json` too, whatever this archive's
+    /// kind), with its size from the tar header and a reader of exactly that many bytes.
+    pub fn for_each_packaged_file(
+        &self,
+        mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<()>,
+    ) -> Result<()> {
+        self.visit_files(ArchiveKind::Registry, |path, _, size, reader| {
+            visit(path, size, reader).map(|()| true)
+        })
+    }
+
+    /// [`CrateArchive::for_each_file`] keeping what an archive of `keep_as` keeps, stopping
+    /// early when `visit` returns false.
     fn visit_files(
         &self,
-        mut visit: impl FnMut(&str, bool, &mut dyn Read) -> Result<bool>,
+        keep_as: ArchiveKind,
+        mut visit: impl FnMut(&str, bool, u64, &mut dyn Read) -> Result<bool>,
     ) -> Result<()> {
         let prefix = self.id.dir_name();
         let limit = expansion_limit(self.bytes.len() as u64);
@@ -139,7 +164,7 @@ impl CrateArchive {
             }
             let relative = relative_string(&relative)
                 .ok_or_else(|| refuse(&what(), &raw_path, "is not a UTF-8 path"))?;
-            if relative.is_empty() || !self.keeps(&relative) {
+            if relative.is_empty() || !Self::kept_as(keep_as, &relative) {
                 continue;
             }
             if !seen.insert(relative.clone()) {
@@ -150,7 +175,8 @@ impl CrateArchive {
                 .mode()
                 .map(|m| m & 0o111 != 0)
                 .unwrap_or(false);
-            let more = visit(&relative, executable, &mut entry)
+            let size = entry.size();
+            let more = visit(&relative, executable, size, &mut entry)
                 .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
             if !more {
                 break;
@@ -180,7 +206,7 @@ impl CrateArchive {
     /// byte more).
     pub fn read_file_bounded(&self, wanted: &str, max: u64) -> Result<Option<Vec<u8>>> {
         let mut found = None;
-        self.visit_files(|path, _, reader| {
+        self.visit_files(self.kind, |path, _, _, reader| {
             if path != wanted {
                 return Ok(true);
             }

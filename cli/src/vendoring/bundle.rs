@@ -6,10 +6,17 @@
 //! ```text
 //! airlock-bundle/Cargo.lock
 //! airlock-bundle/crates/NAME-VERSION.crate
+//! airlock-bundle/git/OBJECT-ID
 //! airlock-bundle/manifest.json
 //! ```
 //! Git dependencies travel as the `.crate` that `cargo package` made of their locked commit;
-//! the manifest records their `git+URL#COMMIT` source, which must equal `Cargo.lock`'s.
+//! the manifest records their `git+URL#COMMIT` source, which must equal `Cargo.lock`'s, and
+//! their package directory in the repository; `git/` holds the raw git objects (the commit and
+//! the trees down to every file) that prove each file of the `.crate` against that commit
+//! ([`super::git_proof`] says what is proven and what is not).
+//!
+//! A bundle is hostile input: reading it is bounded in memory by its size, and it is checked
+//! entry by entry before anything is extracted from it. Never writes outside the bundle file.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,11 +34,13 @@ use crate::lock::{Lockfile, Source, parse_package_version, validate_package_name
 use crate::tarball::{FILE_MODE, TarBuilder, safe_entry_path};
 
 use super::archive::{ArchiveKind, CrateArchive};
+use super::git_proof::{self, BundleObjects, GitProof, ProblemKind};
 
 /// The top directory of every bundle.
 pub const BUNDLE_ROOT: &str = "airlock-bundle";
-/// The manifest format this airlock writes and reads.
-pub const BUNDLE_FORMAT: u32 = 1;
+/// The manifest format this airlock writes (and the newest it reads). Format 2 added git
+/// proofs; a format 1 bundle is read, but a git package in it is unproven (a finding).
+pub const BUNDLE_FORMAT: u32 = 2;
 /// zstd level of bundles (`.crate` files are gzip already; a higher level gains little).
 const ZSTD_LEVEL: i32 = 3;
 /// The largest zstd window a bundle may need, as a power of two (8 MiB; level 3 uses 2 MiB,
@@ -107,6 +116,57 @@ pub struct BundleEntry {
     pub sha256: Sha256Digest,
     /// Its path inside the bundle, under `airlock-bundle/`.
     pub file: String,
+    /// For a git package: what proves its files against the locked commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitProof>,
+}
+
+impl Bundle {
+    /// The findings of checking the git package `archive`, locked at `commit`, against the
+    /// proof its manifest `entry` records and the bundle's git objects.
+    fn git_problems(
+        &self,
+        archive: &CrateArchive,
+        commit: &str,
+        entry: &BundleEntry,
+        objects: &mut BundleObjects<'_>,
+    ) -> Vec<Finding> {
+        let label = archive.id.to_string();
+        let Some(proof) = &entry.git else {
+            return vec![
+                Finding::new(
+                    FindingKind::SourceMismatch,
+                    archive.origin.clone(),
+                    "the bundle carries no proof that this git package is its locked commit \
+                     (bundle format 1); make the bundle again with `cargo airlock vendor \
+                     --bundle`",
+                )
+                .package(&label),
+            ];
+        };
+        git_proof::check_package(archive, commit, proof, objects)
+            .into_iter()
+            .map(|problem| {
+                let kind = match problem.kind {
+                    ProblemKind::Modified => FindingKind::FileModified,
+                    ProblemKind::NotInCommit => FindingKind::FileAdded,
+                    ProblemKind::Missing => FindingKind::FileMissing,
+                    ProblemKind::WrongCommit => FindingKind::SourceMismatch,
+                    ProblemKind::Broken => FindingKind::Unreadable,
+                };
+                let path = if problem.file.is_empty() {
+                    archive.origin.clone()
+                } else {
+                    format!("{}/{}", archive.origin, problem.file)
+                };
+                let finding = Finding::new(kind, path, problem.message).package(&label);
+                match problem.values {
+                    Some((expected, actual)) => finding.values(expected, actual),
+                    None => finding,
+                }
+            })
+            .collect()
+    }
 }
 
 impl BundleEntry {
@@ -208,6 +268,20 @@ pub fn write_bundle(
             archive.bytes.clone(),
             FILE_MODE,
         );
+        let git = match (archive.kind, &archive.git_evidence) {
+            (ArchiveKind::Registry, _) => None,
+            (ArchiveKind::Git, Some(evidence)) => {
+                for (id, raw) in &evidence.objects {
+                    let object = format!("{BUNDLE_ROOT}/{}", BundleObjects::file_of(*id));
+                    tar.file(&object, raw.clone(), FILE_MODE);
+                }
+                Some(evidence.proof.clone())
+            }
+            (ArchiveKind::Git, None) => anyhow::bail!(
+                "{}: no git proof was gathered; a bundle cannot carry it unproven",
+                archive.id
+            ),
+        };
         packages.push(BundleEntry {
             name: archive.id.name.clone(),
             version: archive.id.version.to_string(),
@@ -215,6 +289,7 @@ pub fn write_bundle(
             kind: archive.kind,
             sha256: archive.digest,
             file,
+            git,
         });
     }
     packages.sort_by(|a, b| a.file.cmp(&b.file));
@@ -400,6 +475,9 @@ impl Bundle {
         }
         let mut listed = BTreeSet::new();
         let mut ids = BTreeSet::new();
+        let mut objects = BundleObjects::new(&self.files);
+        // Git packages whose proof was read: objects look unused when one was skipped.
+        let mut proofs_read = 0;
         for entry in &self.manifest.packages {
             let label = format!("{} v{}", entry.name, entry.version);
             // The manifest travels inside the bundle: its names are checked like a lockfile's
@@ -515,7 +593,41 @@ impl Bundle {
                 findings.push(finding);
                 continue;
             }
+            if let Source::Git { commit, .. } = &locked.id.source {
+                proofs_read += 1;
+                let problems = self.git_problems(&archive, commit, entry, &mut objects);
+                if !problems.is_empty() {
+                    findings.extend(problems);
+                    continue;
+                }
+            }
             passed.push(archive);
+        }
+        // Objects no proof needed: carried for nothing, or left behind by an edit.
+        let objects_dir = format!("{}/", git_proof::OBJECTS_DIR);
+        let proofs_all_read = proofs_read
+            == self
+                .manifest
+                .packages
+                .iter()
+                .filter(|e| e.source.starts_with("git+"))
+                .count();
+        for file in self.files.keys().filter(|f| f.starts_with(&objects_dir)) {
+            let used = file
+                .rsplit('/')
+                .next()
+                .and_then(git_proof::ObjectId::parse)
+                .is_some_and(|id| {
+                    objects.used.contains(&id) && BundleObjects::file_of(id) == *file
+                });
+            listed.insert(file.clone());
+            if !used && proofs_all_read {
+                findings.push(Finding::new(
+                    FindingKind::FileAdded,
+                    at(file),
+                    "a git object that no git package's proof needs",
+                ));
+            }
         }
         for file in self.files.keys().filter(|f| !listed.contains(*f)) {
             findings.push(Finding::new(
@@ -558,6 +670,7 @@ mod tests {
             kind: ArchiveKind::Registry,
             sha256: Sha256Digest::of(b""),
             file: file.into(),
+            git: None,
         }
     }
 
