@@ -547,4 +547,94 @@ pub(crate) mod tests {
                 .ends_with("\"package\":null}")
         );
     }
+
+    /// An entry path made of pieces that attack extraction: `..`, `.`, empty components,
+    /// absolute roots, the package prefix, backslashes.
+    fn hostile_path() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let component = prop_oneof![
+            Just("demo-1.0.0".to_owned()),
+            Just("..".to_owned()),
+            Just(".".to_owned()),
+            Just(String::new()),
+            Just("src".to_owned()),
+            Just("..\\x".to_owned()),
+            Just(".git".to_owned()),
+            "[a-z.]{1,6}",
+        ];
+        (
+            prop_oneof![Just(""), Just("/"), Just("./"), Just("//")],
+            proptest::collection::vec(component, 1..6),
+        )
+            .prop_map(|(lead, parts)| format!("{lead}{}", parts.join("/")))
+            .prop_filter("fits a tar name field", |p| p.len() <= 100)
+    }
+
+    fn entry_type() -> impl proptest::strategy::Strategy<Value = tar::EntryType> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(tar::EntryType::Regular),
+            Just(tar::EntryType::Directory),
+            Just(tar::EntryType::Symlink),
+            Just(tar::EntryType::Link),
+            Just(tar::EntryType::Char),
+            Just(tar::EntryType::Block),
+            Just(tar::EntryType::Fifo),
+            Just(tar::EntryType::Continuous),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_safe_entry_paths_stay_inside(raw in hostile_path(), prefixed in proptest::bool::ANY) {
+            let prefix = prefixed.then_some("demo-1.0.0");
+            if let Ok(relative) = crate::tarball::safe_entry_path(Path::new(&raw), prefix) {
+                proptest::prop_assert!(relative.is_relative());
+                proptest::prop_assert!(relative
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))));
+                let dest = Path::new("/dest/demo");
+                proptest::prop_assert!(dest.join(&relative).starts_with(dest));
+            }
+        }
+
+        #[test]
+        fn prop_crate_extraction_never_writes_outside(
+            entries in proptest::collection::vec((hostile_path(), entry_type()), 1..8)
+        ) {
+            let temp = tempfile::tempdir().unwrap();
+            let outside = temp.path().join("outside");
+            fs::create_dir_all(&outside).unwrap();
+            fs::write(outside.join("sentinel"), b"keep").unwrap();
+            let dest = temp.path().join("root/demo");
+            let raw: Vec<(&str, tar::EntryType, &[u8])> = entries
+                .iter()
+                .map(|(p, k)| (p.as_str(), *k, &b"pwned"[..]))
+                .collect();
+            let a = archive(&raw);
+            let result = a.extract_to(&dest);
+            // Whatever happened, nothing exists outside `root/demo` but what was there, and
+            // nothing extracted is a link, a device or a FIFO.
+            for entry in walkdir::WalkDir::new(temp.path()) {
+                let entry = entry.unwrap();
+                let path = entry.path();
+                let allowed = path == temp.path()
+                    || path == temp.path().join("root")
+                    || path.starts_with(&dest)
+                    || path.starts_with(&outside);
+                proptest::prop_assert!(allowed, "{} written for {entries:?}", path.display());
+                let kind = entry.file_type();
+                proptest::prop_assert!(kind.is_dir() || kind.is_file(), "{}", path.display());
+            }
+            proptest::prop_assert_eq!(fs::read(outside.join("sentinel")).unwrap(), b"keep");
+            proptest::prop_assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+            if let Err(err) = result {
+                let kind = crate::error::exit_kind(&err);
+                proptest::prop_assert!(
+                    kind == crate::error::ExitKind::CheckFailed || kind == crate::error::ExitKind::Input,
+                    "{err:#}"
+                );
+            }
+        }
+    }
 }
