@@ -5,6 +5,7 @@
 mod support;
 
 mod build;
+mod bundle;
 mod dist;
 mod doctor;
 mod image;
