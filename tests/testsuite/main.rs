@@ -7,6 +7,7 @@ mod support;
 mod build;
 mod dist;
 mod doctor;
+mod hostile_inputs;
 mod image;
 mod init;
 mod inspect;
