@@ -401,6 +401,96 @@ pub fn with_ref_name(mut descriptor: Descriptor, tag: &str) -> Descriptor {
 mod tests {
     use super::*;
     use oci_spec::image::ImageIndexBuilder;
+    use proptest::prelude::*;
+
+    /// A real `index.json` with three entries: two tags of one image and an attached artifact.
+    fn real_index() -> Vec<u8> {
+        let image = Descriptor::new(MediaType::ImageManifest, 10, Sha256Digest::of(b"i"));
+        let mut artifact = Descriptor::new(MediaType::ImageManifest, 5, Sha256Digest::of(b"a"));
+        artifact.set_artifact_type(Some(MediaType::Other("application/spdx+json".into())));
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![
+                with_ref_name(image.clone(), "1.0"),
+                with_ref_name(image, "latest"),
+                artifact,
+            ])
+            .build()
+            .unwrap();
+        canonical_json(&index).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn prop_open_and_resolve_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+            tag in proptest::option::of("[a-z0-9.]{0,6}"),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bytes = real_index();
+            for (at, byte) in &edits {
+                let i = at.index(bytes.len());
+                bytes[i] = *byte;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            std::fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).unwrap();
+            std::fs::write(dir.path().join("index.json"), &bytes).unwrap();
+            match Layout::open(dir.path()) {
+                Ok(layout) => {
+                    if let Ok(found) = layout.resolve(tag.as_deref())
+                        && let Some(tag) = &tag
+                    {
+                        prop_assert_eq!(ref_name(found), Some(tag.as_str()));
+                    }
+                }
+                Err(e) => {
+                    prop_assert_eq!(crate::error::exit_kind(&e), crate::error::ExitKind::Input);
+                    prop_assert!(format!("{e:#}").contains("index.json"), "{e:#}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resolves_the_one_image_past_artifacts_and_second_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).unwrap();
+        std::fs::write(dir.path().join("index.json"), real_index()).unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let image = Sha256Digest::of(b"i");
+        let found = |tag| descriptor_digest(layout.resolve(tag).unwrap()).unwrap();
+        assert_eq!(found(None), image);
+        assert_eq!(found(Some("latest")), image);
+
+        // One tag on two different images is ambiguous.
+        let twice = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![
+                with_ref_name(
+                    Descriptor::new(MediaType::ImageManifest, 1, Sha256Digest::of(b"x")),
+                    "v1",
+                ),
+                with_ref_name(
+                    Descriptor::new(MediaType::ImageManifest, 1, Sha256Digest::of(b"y")),
+                    "v1",
+                ),
+            ])
+            .build()
+            .unwrap();
+        std::fs::write(
+            dir.path().join("index.json"),
+            canonical_json(&twice).unwrap(),
+        )
+        .unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let err = layout.resolve(Some("v1")).unwrap_err();
+        assert!(err.to_string().contains("tags 2 images `v1`"), "{err}");
+        assert!(layout.resolve(None).is_err());
+    }
 
     #[test]
     fn parses_image_refs() {

@@ -263,3 +263,288 @@ impl Walker<'_> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::json::canonical_json;
+    use crate::oci::media::DOCKER_MANIFEST;
+    use oci_spec::image::MediaType;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    /// Writes `bytes` as a blob under `root` and returns its descriptor.
+    fn put(root: &Path, media_type: MediaType, bytes: &[u8]) -> Descriptor {
+        let blobs = root.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let digest = Sha256Digest::of(bytes);
+        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+        Descriptor::new(media_type, bytes.len() as u64, digest)
+    }
+
+    fn manifest_json(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
+        canonical_json(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config,
+            "layers": layers,
+        }))
+        .unwrap()
+    }
+
+    fn index_json(manifests: &[Descriptor]) -> Vec<u8> {
+        canonical_json(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }))
+        .unwrap()
+    }
+
+    /// A two-platform index sharing one layer: (root descriptor, every blob's descriptor).
+    fn two_platforms(root: &Path) -> (Descriptor, Vec<Descriptor>) {
+        let shared = put(root, MediaType::ImageLayerGzip, b"shared layer");
+        let mut all = vec![shared.clone()];
+        let mut manifests = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let config = put(
+                root,
+                MediaType::ImageConfig,
+                format!("{{\"architecture\":\"{arch}\"}}").as_bytes(),
+            );
+            let own = put(root, MediaType::ImageLayerGzip, arch.as_bytes());
+            let bytes = manifest_json(&config, &[own.clone(), shared.clone()]);
+            let manifest = put(root, MediaType::ImageManifest, &bytes);
+            all.extend([config, own, manifest.clone()]);
+            manifests.push(manifest);
+        }
+        let index = put(root, MediaType::ImageIndex, &index_json(&manifests));
+        all.push(index.clone());
+        (index, all)
+    }
+
+    #[test]
+    fn walks_children_first_and_each_blob_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, all) = two_platforms(dir.path());
+        let graph = walk(
+            BlobStore::new(dir.path()),
+            &[index.clone(), index.clone()],
+            &WalkOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(graph.nodes.len(), all.len());
+        assert!(graph.nodes.iter().all(|n| n.problem.is_none()));
+        assert_eq!(
+            graph.nodes.last().unwrap().descriptor.digest(),
+            index.digest()
+        );
+        // Every document comes after everything it names.
+        for (position, node) in graph.nodes.iter().enumerate() {
+            for child in node.document.iter().flat_map(|d| d.parsed.children(true)) {
+                let child = Sha256Digest::try_from(child.digest()).unwrap();
+                let at = graph.nodes.iter().position(|n| n.digest == Some(child));
+                assert!(
+                    at.is_some_and(|at| at < position),
+                    "{child} after its parent"
+                );
+            }
+        }
+        let children = graph.get(&Sha256Digest::try_from(index.digest()).unwrap());
+        assert_eq!(children.unwrap().depth, 0);
+        assert!(graph.checked().is_ok());
+    }
+
+    #[test]
+    fn docker_manifests_are_followed_and_failures_stay_on_their_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = put(dir.path(), MediaType::Other("x".into()), b"{}");
+        let missing = Descriptor::new(MediaType::ImageLayerGzip, 4, Sha256Digest::of(b"gone"));
+        let manifest = put(
+            dir.path(),
+            MediaType::Other(DOCKER_MANIFEST.into()),
+            &manifest_json(&config, std::slice::from_ref(&missing)),
+        );
+        let graph = walk(
+            BlobStore::new(dir.path()),
+            std::slice::from_ref(&manifest),
+            &WalkOptions::default(),
+        )
+        .unwrap();
+        let gone = graph.get(&Sha256Digest::of(b"gone")).unwrap();
+        assert!(matches!(
+            gone.problem.as_ref().map(|p| &p.fault),
+            Some(Fault::Missing)
+        ));
+        let err = graph.checked().unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
+    }
+
+    #[test]
+    fn depth_and_count_limits_stop_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut top, _) = two_platforms(dir.path());
+        for _ in 0..3 {
+            top = put(dir.path(), MediaType::ImageIndex, &index_json(&[top]));
+        }
+        let store = BlobStore::new(dir.path());
+        let limits = |depth, blobs| WalkOptions {
+            limits: Limits {
+                depth,
+                blobs,
+                ..Limits::default()
+            },
+            subjects: false,
+        };
+        assert!(walk(store, std::slice::from_ref(&top), &limits(4, 100)).is_ok());
+        let err = walk(store, std::slice::from_ref(&top), &limits(3, 100)).unwrap_err();
+        assert!(err.to_string().contains("nested more than 3 deep"), "{err}");
+        let err = walk(store, std::slice::from_ref(&top), &limits(8, 5)).unwrap_err();
+        assert!(err.to_string().contains("more than 5 blobs"), "{err}");
+        assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
+    }
+
+    /// Every node of a graph from a walk that did not fail: a document that was read had its
+    /// children walked, and a node without a problem has a digest.
+    fn assert_consistent(graph: &Graph) {
+        for node in &graph.nodes {
+            if node.problem.is_none() {
+                assert!(node.digest.is_some());
+            }
+            for child in node.document.iter().flat_map(|d| d.parsed.children(false)) {
+                let reached = graph
+                    .nodes
+                    .iter()
+                    .any(|n| n.descriptor.digest() == child.digest());
+                assert!(reached, "{} was not walked", child.digest());
+            }
+        }
+    }
+
+    /// Every place in a JSON document, as JSON pointers.
+    fn pointers(value: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    let key = key.replace('~', "~0").replace('/', "~1");
+                    pointers(child, format!("{at}/{key}"), out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    pointers(child, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    /// Values an attacker would put in a descriptor's place.
+    fn hostile_value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            Just(serde_json::json!(1u64 << 62)),
+            ".{0,40}".prop_map(serde_json::Value::from),
+            Just(serde_json::json!("sha256:../../../etc/passwd")),
+            Just(serde_json::json!(format!("sha512:{}", "0".repeat(128)))),
+            Just(serde_json::json!("application/vnd.oci.image.index.v1+json")),
+            Just(serde_json::json!(DOCKER_MANIFEST)),
+            Just(serde_json::json!([])),
+            Just(serde_json::json!({})),
+        ]
+    }
+
+    /// A byte-level edit: overwrite, insert or delete at a position.
+    fn byte_edit() -> impl Strategy<Value = (prop::sample::Index, u8, u8)> {
+        (any::<prop::sample::Index>(), any::<u8>(), 0u8..3)
+    }
+
+    fn apply_byte_edits(bytes: &mut Vec<u8>, edits: &[(prop::sample::Index, u8, u8)]) {
+        for (at, byte, op) in edits {
+            if bytes.is_empty() {
+                bytes.push(*byte);
+                continue;
+            }
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = *byte,
+                1 => bytes.insert(i, *byte),
+                _ => {
+                    bytes.remove(i);
+                }
+            }
+        }
+    }
+
+    /// Stores `document` under `root` as a blob of `media_type` and walks from it.
+    fn walk_document(root: &Path, media_type: MediaType, document: &[u8]) -> Graph {
+        let top = put(root, media_type, document);
+        let options = WalkOptions {
+            subjects: true,
+            ..WalkOptions::default()
+        };
+        let graph = walk(BlobStore::new(root), std::slice::from_ref(&top), &options).unwrap();
+        assert_consistent(&graph);
+        graph
+    }
+
+    proptest! {
+        #[test]
+        fn prop_walk_survives_arbitrary_bytes(
+            bytes in prop::collection::vec(any::<u8>(), 0..512),
+            index in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let media_type = if index { MediaType::ImageIndex } else { MediaType::ImageManifest };
+            let graph = walk_document(dir.path(), media_type, &bytes);
+            let top = graph.nodes.last().unwrap();
+            // Not JSON of its type: a clear error naming the blob, exit 2.
+            if let Some(problem) = &top.problem {
+                prop_assert!(matches!(problem.fault, Fault::Invalid(_)), "{problem}");
+                prop_assert!(problem.to_string().contains(&Sha256Digest::of(&bytes).to_string()));
+            }
+        }
+
+        #[test]
+        fn prop_walk_survives_mutated_real_documents(
+            edits in prop::collection::vec(byte_edit(), 0..6),
+            replacements in prop::collection::vec((any::<prop::sample::Index>(), hostile_value()), 0..4),
+            index in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (top, _) = two_platforms(dir.path());
+            let (source, media_type) = if index {
+                (top, MediaType::ImageIndex)
+            } else {
+                let graph = walk(BlobStore::new(dir.path()), &[top], &WalkOptions::default()).unwrap();
+                let manifest = graph.nodes.iter().find(|n| n.kind.is_manifest()).unwrap();
+                (manifest.descriptor.clone(), MediaType::ImageManifest)
+            };
+            let store = BlobStore::new(dir.path());
+            let mut value: serde_json::Value = store.read_json(&source).unwrap();
+            for (at, replacement) in replacements {
+                let mut places = Vec::new();
+                pointers(&value, String::new(), &mut places);
+                let place = &places[at.index(places.len())];
+                match value.pointer_mut(place) {
+                    Some(slot) => *slot = replacement,
+                    None => value = replacement,
+                }
+            }
+            let mut bytes = serde_json::to_vec(&value).unwrap();
+            apply_byte_edits(&mut bytes, &edits);
+            let graph = walk_document(dir.path(), media_type, &bytes);
+            // Whatever the walk reached is either checked or carries the reason it is not,
+            // naming the blob.
+            for node in &graph.nodes {
+                if let Some(problem) = &node.problem {
+                    let encoded = problem.digest.rsplit(':').next().unwrap_or_default();
+                    prop_assert!(problem.to_string().contains(encoded), "{problem}");
+                }
+            }
+        }
+    }
+}
