@@ -20,6 +20,24 @@ fn mkfifo(path: &Path) {
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
+/// Replaces the file at `path` with a FIFO.
+fn replace_with_fifo(path: &Path) {
+    std::fs::remove_file(path).unwrap();
+    mkfifo(path);
+}
+
+/// Replaces the file at `path` with a symbolic link to `target`.
+fn replace_with_link(path: &Path, target: &Path) {
+    std::fs::remove_file(path).unwrap();
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+/// Moves the file at `path` to `outside` and leaves a link to it in its place.
+fn move_out_and_link(path: &Path, outside: &Path) {
+    std::fs::rename(path, outside).unwrap();
+    std::os::unix::fs::symlink(outside, path).unwrap();
+}
+
 fn hex(descriptor: &Descriptor) -> String {
     Sha256Digest::try_from(descriptor.digest()).unwrap().hex()
 }
@@ -145,42 +163,32 @@ fn verify_layout_refuses_special_files_and_links_out_of_the_layout() {
 
     // index.json a FIFO: the layout cannot be read at all (exit 2), and nothing hangs.
     let small = small_layout(dir.path(), "fifo-index");
-    std::fs::remove_file(small.path.join("index.json")).unwrap();
-    mkfifo(&small.path.join("index.json"));
+    replace_with_fifo(&small.path.join("index.json"));
     let (_, stderr) = run_bounded(airlock().args(["verify", "--layout"]).arg(&small.path), 2);
     assert_says(&stderr, &["index.json is a FIFO"]);
 
     // A manifest blob that is a FIFO, a layer blob linked to /dev/zero.
     let small = small_layout(dir.path(), "special-blobs");
     let manifest = small.blob(&small.manifest);
-    std::fs::remove_file(&manifest).unwrap();
-    mkfifo(&manifest);
+    replace_with_fifo(&manifest);
     let layer = small.blob(&small.layer);
-    std::fs::remove_file(&layer).unwrap();
-    std::os::unix::fs::symlink("/dev/zero", &layer).unwrap();
+    replace_with_link(&layer, Path::new("/dev/zero"));
     let findings = layout_findings(&small.path, 1);
-    assert!(
-        findings
-            .iter()
-            .any(|(_, path, message)| path == &manifest.display().to_string()
-                && message.contains("is a FIFO")),
-        "{findings:#?}"
-    );
-    assert!(
-        findings
-            .iter()
-            .any(|(_, path, message)| path == &layer.display().to_string()
-                && message.contains("symbolic link")),
-        "{findings:#?}"
-    );
+    for (blob, says) in [(&manifest, "is a FIFO"), (&layer, "symbolic link")] {
+        assert!(
+            findings
+                .iter()
+                .any(|(_, path, message)| path == &blob.display().to_string()
+                    && message.contains(says)),
+            "{findings:#?}"
+        );
+    }
 
     // A layer blob linked to a copy outside the layout with exactly the right bytes: only the
     // link is wrong, so a finding proves the link was refused rather than followed.
     let small = small_layout(dir.path(), "link-out");
     let layer = small.blob(&small.layer);
-    let outside = dir.path().join("outside-layer");
-    std::fs::rename(&layer, &outside).unwrap();
-    std::os::unix::fs::symlink(&outside, &layer).unwrap();
+    move_out_and_link(&layer, &dir.path().join("outside-layer"));
     let findings = layout_findings(&small.path, 1);
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].1, layer.display().to_string());
@@ -189,9 +197,7 @@ fn verify_layout_refuses_special_files_and_links_out_of_the_layout() {
     // blobs/sha256 itself a link to a complete copy outside: refused as a whole (exit 2).
     let small = small_layout(dir.path(), "blobs-link");
     let blobs = small.path.join("blobs/sha256");
-    let outside = dir.path().join("outside-blobs");
-    std::fs::rename(&blobs, &outside).unwrap();
-    std::os::unix::fs::symlink(&outside, &blobs).unwrap();
+    move_out_and_link(&blobs, &dir.path().join("outside-blobs"));
     let (_, stderr) = run_bounded(airlock().args(["verify", "--layout"]).arg(&small.path), 2);
     assert_says(
         &stderr,
@@ -249,8 +255,7 @@ fn report_refuses_devices_links_and_sizes_the_file_does_not_have() {
     // A layer linked to /dev/zero.
     let small = small_layout(dir.path(), "zero-layer");
     let layer = small.blob(&small.layer);
-    std::fs::remove_file(&layer).unwrap();
-    std::os::unix::fs::symlink("/dev/zero", &layer).unwrap();
+    replace_with_link(&layer, Path::new("/dev/zero"));
     let (_, stderr) = run_bounded(airlock().args(["report", "-q", &small.reference()]), 2);
     assert_says(&stderr, &[&layer.display().to_string(), "symbolic link"]);
 
@@ -385,8 +390,7 @@ fn image_refuses_fifos_and_special_blobs_without_hanging() {
     // An existing layout whose manifest blob is a FIFO, another whose layer is /dev/zero.
     let small = small_layout(dir.path(), "fifo-manifest");
     let manifest = small.blob(&small.manifest);
-    std::fs::remove_file(&manifest).unwrap();
-    mkfifo(&manifest);
+    replace_with_fifo(&manifest);
     let before = snapshot(&small.path);
     let (_, stderr) = image_into(&small.path, "v2", 2);
     assert_says(&stderr, &[&manifest.display().to_string(), "is a FIFO"]);
@@ -394,8 +398,7 @@ fn image_refuses_fifos_and_special_blobs_without_hanging() {
 
     let small = small_layout(dir.path(), "zero-layer");
     let layer = small.blob(&small.layer);
-    std::fs::remove_file(&layer).unwrap();
-    std::os::unix::fs::symlink("/dev/zero", &layer).unwrap();
+    replace_with_link(&layer, Path::new("/dev/zero"));
     let before = snapshot(&small.path);
     let (_, stderr) = image_into(&small.path, "v2", 2);
     assert_says(&stderr, &[&layer.display().to_string(), "symbolic link"]);
@@ -407,9 +410,7 @@ fn push_checks_the_layout_before_it_connects() {
     let dir = tempfile::tempdir().unwrap();
     let small = small_layout(dir.path(), "link-out");
     let layer = small.blob(&small.layer);
-    let outside = dir.path().join("outside-layer");
-    std::fs::rename(&layer, &outside).unwrap();
-    std::os::unix::fs::symlink(&outside, &layer).unwrap();
+    move_out_and_link(&layer, &dir.path().join("outside-layer"));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let registry = format!("{}/hostile/image:v1", listener.local_addr().unwrap());
