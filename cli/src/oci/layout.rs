@@ -296,6 +296,9 @@ impl LayoutWriter {
         let blobs = writer.blobs_dir();
         let store = existing.blobs();
         for node in &graph.nodes {
+            if node.is_dangling_subject() {
+                continue;
+            }
             // Manifests and indexes were verified when the walk read them.
             if node.document.is_none() {
                 store.verify(&node.descriptor)?;

@@ -74,21 +74,25 @@ pub enum Parsed {
 }
 
 impl Parsed {
-    /// The descriptors it names, in document order: an index's manifests, or a manifest's
-    /// config then layers; the subject last when `subjects`.
-    pub fn children(&self, subjects: bool) -> Vec<Descriptor> {
-        let (mut children, subject) = match self {
+    /// The `subject`, if the document names one.
+    pub fn subject(&self) -> Option<&Descriptor> {
+        match self {
+            Parsed::Manifest(manifest) => manifest.subject().as_ref(),
+            Parsed::Index(index) => index.subject().as_ref(),
+        }
+    }
+
+    /// The descriptors it is made of, in document order: an index's manifests, or a
+    /// manifest's config then layers (not the subject, which it only refers to).
+    pub fn children(&self) -> Vec<Descriptor> {
+        match self {
             Parsed::Manifest(manifest) => {
                 let mut children = vec![manifest.config().clone()];
                 children.extend(manifest.layers().iter().cloned());
-                (children, manifest.subject())
+                children
             }
-            Parsed::Index(index) => (index.manifests().clone(), index.subject()),
-        };
-        if subjects {
-            children.extend(subject.clone());
+            Parsed::Index(index) => index.manifests().clone(),
         }
-        children
     }
 }
 
@@ -107,6 +111,21 @@ pub struct Node {
     pub document: Option<Document>,
     /// Why the blob failed; what it names was not walked.
     pub problem: Option<BlobError>,
+    /// Reached only as some manifest's `subject`, never as a root, child or layer.
+    pub subject_only: bool,
+}
+
+impl Node {
+    /// A `subject` that is not in the layout: image-spec `manifest.md` lets an artifact name a
+    /// subject that is stored elsewhere (a registry, another layout), so its absence is no
+    /// fault of this layout.
+    pub fn is_dangling_subject(&self) -> bool {
+        self.subject_only
+            && matches!(
+                self.problem.as_ref().map(|p| &p.fault),
+                Some(Fault::Missing)
+            )
+    }
 }
 
 /// Everything a walk reached, children before the documents that name them (so pushing in
@@ -129,9 +148,15 @@ impl Graph {
         self.by_digest.keys().copied().collect()
     }
 
-    /// The graph, or the first blob that failed (as an error with its exit kind).
+    /// The graph, or the first blob that failed (as an error with its exit kind). A dangling
+    /// subject is not a failure ([`Node::is_dangling_subject`]); its node keeps its problem.
     pub fn checked(mut self) -> Result<Graph> {
-        match self.nodes.iter_mut().find_map(|n| n.problem.take()) {
+        let failed = self
+            .nodes
+            .iter_mut()
+            .filter(|n| !n.is_dangling_subject())
+            .find_map(|n| n.problem.take());
+        match failed {
             Some(problem) => Err(problem.into()),
             None => Ok(self),
         }
@@ -153,12 +178,21 @@ pub fn walk(store: BlobStore<'_>, roots: &[Descriptor], options: &WalkOptions) -
         options,
         graph: Graph::default(),
         entered: BTreeSet::new(),
+        required: BTreeSet::new(),
         document_bytes: 0,
     };
     for root in roots {
-        walker.visit(root, 0)?;
+        walker.visit(root, 0, false)?;
     }
-    Ok(walker.graph)
+    let Walker {
+        mut graph,
+        required,
+        ..
+    } = walker;
+    for node in &mut graph.nodes {
+        node.subject_only = !required.contains(&node.descriptor.digest().to_string());
+    }
+    Ok(graph)
 }
 
 struct Walker<'a> {
@@ -167,12 +201,18 @@ struct Walker<'a> {
     graph: Graph,
     /// Keys of the blobs entered (a digest as written), so each is walked once.
     entered: BTreeSet<String>,
+    /// Keys of the blobs reached other than as a subject.
+    required: BTreeSet<String>,
     document_bytes: u64,
 }
 
 impl Walker<'_> {
-    fn visit(&mut self, descriptor: &Descriptor, depth: usize) -> Result<()> {
-        if !self.entered.insert(descriptor.digest().to_string()) {
+    fn visit(&mut self, descriptor: &Descriptor, depth: usize, as_subject: bool) -> Result<()> {
+        let key = descriptor.digest().to_string();
+        if !as_subject {
+            self.required.insert(key.clone());
+        }
+        if !self.entered.insert(key) {
             return Ok(());
         }
         let limits = self.options.limits;
@@ -194,13 +234,19 @@ impl Walker<'_> {
             depth,
             document: None,
             problem: None,
+            subject_only: as_subject,
         };
         match self.read(descriptor, kind) {
             Ok((digest, document)) => {
                 node.digest = Some(digest);
                 if let Some(document) = &document {
-                    for child in document.parsed.children(self.options.subjects) {
-                        self.visit(&child, depth + 1)?;
+                    for child in document.parsed.children() {
+                        self.visit(&child, depth + 1, false)?;
+                    }
+                    if self.options.subjects
+                        && let Some(subject) = document.parsed.subject()
+                    {
+                        self.visit(subject, depth + 1, true)?;
                     }
                 }
                 node.document = document;
@@ -341,7 +387,11 @@ mod tests {
         );
         // Every document comes after everything it names.
         for (position, node) in graph.nodes.iter().enumerate() {
-            for child in node.document.iter().flat_map(|d| d.parsed.children(true)) {
+            let named = node.document.iter().flat_map(|d| {
+                let subject = d.parsed.subject().cloned();
+                d.parsed.children().into_iter().chain(subject)
+            });
+            for child in named {
                 let child = Sha256Digest::try_from(child.digest()).unwrap();
                 let at = graph.nodes.iter().position(|n| n.digest == Some(child));
                 assert!(
@@ -381,6 +431,47 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_stored_elsewhere_is_no_fault_but_a_missing_layer_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = put(dir.path(), MediaType::EmptyJSON, b"{}");
+        let sbom = put(
+            dir.path(),
+            MediaType::Other("application/spdx+json".into()),
+            b"{}",
+        );
+        let elsewhere = Descriptor::new(MediaType::ImageManifest, 9, Sha256Digest::of(b"away"));
+        let artifact = canonical_json(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config,
+            "layers": [sbom],
+            "subject": elsewhere,
+        }))
+        .unwrap();
+        let artifact = put(dir.path(), MediaType::ImageManifest, &artifact);
+        let options = WalkOptions {
+            subjects: true,
+            ..WalkOptions::default()
+        };
+        let store = BlobStore::new(dir.path());
+        let graph = walk(store, std::slice::from_ref(&artifact), &options).unwrap();
+        let away = graph.get(&Sha256Digest::of(b"away")).unwrap();
+        assert!(away.is_dangling_subject());
+        assert!(graph.checked().is_ok());
+
+        // The same manifest as a root (or a layer) must be there.
+        let roots = [artifact, elsewhere];
+        let graph = walk(store, &roots, &options).unwrap();
+        assert!(
+            !graph
+                .get(&Sha256Digest::of(b"away"))
+                .unwrap()
+                .is_dangling_subject()
+        );
+        assert!(graph.checked().is_err());
+    }
+
+    #[test]
     fn depth_and_count_limits_stop_the_walk() {
         let dir = tempfile::tempdir().unwrap();
         let (mut top, _) = two_platforms(dir.path());
@@ -411,7 +502,7 @@ mod tests {
             if node.problem.is_none() {
                 assert!(node.digest.is_some());
             }
-            for child in node.document.iter().flat_map(|d| d.parsed.children(false)) {
+            for child in node.document.iter().flat_map(|d| d.parsed.children()) {
                 let reached = graph
                     .nodes
                     .iter()

@@ -41,6 +41,9 @@ pub fn check_layout(root: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
     let graph = walk::walk(layout.blobs(), layout.index().manifests(), &options)?;
     for node in graph.nodes {
         summary.items += 1;
+        if node.is_dangling_subject() {
+            continue;
+        }
         let Some(problem) = node.problem else {
             continue;
         };
