@@ -190,11 +190,6 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
-    /// The bytes read so far.
-    pub fn read_so_far(&self) -> u64 {
-        self.read
-    }
-
     /// The digest and byte count of everything read, and the inner reader.
     pub fn finish(self) -> (Sha256Digest, u64, R) {
         (
