@@ -8,6 +8,7 @@ mod build;
 mod bundle;
 mod dist;
 mod doctor;
+mod hostile_inputs;
 mod image;
 mod init;
 mod inspect;

@@ -342,7 +342,11 @@ impl CargoChecksum {
     /// Reads `dir/.cargo-checksum.json`.
     pub fn read_from(dir: &Path) -> Result<CargoChecksum> {
         let path = dir.join(CHECKSUM_FILE);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = crate::input::read_regular(
+            &path,
+            crate::input::Links::Refuse,
+            crate::input::MAX_TEXT_INPUT,
+        )?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a cargo checksum file", path.display()))
     }
