@@ -428,9 +428,24 @@ pub struct ImageArgs {
     /// Annotation KEY=VALUE on the manifest (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
-    /// User the process runs as [default: 65532:65532].
+    /// User the process runs as [default: the base's, else 65532:65532].
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// Build on this image instead of nothing: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
+    /// docker://REGISTRY/REPOSITORY:TAG (or @sha256:…), pulled and cached [default: none].
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// Where pulled base images are cached [default: $XDG_CACHE_HOME/airlock/bases, else
+    /// ~/.cache/airlock/bases].
+    #[arg(long, value_name = "DIR", env = "AIRLOCK_BASE_CACHE")]
+    pub base_cache: Option<PathBuf>,
+    /// Trust this PEM CA certificate too when pulling the base (repeatable).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Allow plain HTTP and skip TLS verification when pulling the base (plain HTTP is always
+    /// allowed for localhost, 127.0.0.0/8 and [::1]).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 fn parse_compression(text: &str) -> Result<airlock::oci::layer::CompressionKind, String> {
@@ -489,7 +504,11 @@ impl ImageArgs {
             zoneinfo: self.zoneinfo.clone(),
             compression: self.compression,
             level: self.level,
+            base: self.base.as_deref().map(str::parse).transpose()?,
         };
+        let mut client = airlock::registry::ClientOptions::standard();
+        client.insecure = self.insecure;
+        client.ca_certs = self.ca_certs.clone();
         Ok(airlock::oci::image::ImageOptions {
             build: self.build.to_options(global)?,
             binaries: self.binaries.clone(),
@@ -497,6 +516,10 @@ impl ImageArgs {
             output,
             archive: self.archive.clone(),
             settings,
+            base_cache: self.base_cache.clone(),
+            registry: Some(std::sync::Arc::new(
+                airlock::registry::pull::RegistryPuller::new(client),
+            )),
         })
     }
 }
@@ -788,6 +811,32 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn base_reaches_the_library_options() {
+        let cli = Cli::try_parse_from([
+            "cargo-airlock",
+            "image",
+            "--binary",
+            "app",
+            "--base",
+            "oci:bases/static:v1",
+            "--base-cache",
+            "/cache",
+        ])
+        .unwrap();
+        let Command::Image(args) = &cli.command else {
+            panic!("not image")
+        };
+        let options = args.to_options(&cli.global).unwrap();
+        assert_eq!(
+            options.base_cache.as_deref(),
+            Some(std::path::Path::new("/cache"))
+        );
+        assert!(options.registry.is_some());
+        let settings = options.settings;
+        assert_eq!(settings.base.unwrap().to_string(), "oci:bases/static:v1");
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod base;
 mod build;
 mod bundle;
 mod dist;

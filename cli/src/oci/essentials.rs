@@ -153,6 +153,25 @@ pub fn group() -> String {
     format!("root:x:0:\nnobody:x:65534:\nnonroot:x:{NONROOT_UID}:\n")
 }
 
+impl Essential {
+    /// The paths this item writes, relative, each with whether it is a directory (the files
+    /// of `tzdata` are everything under its directory).
+    pub fn paths(self) -> Vec<(String, bool)> {
+        let relative = |path: &str| path.trim_start_matches('/').to_owned();
+        match self {
+            Essential::Passwd => vec![
+                ("etc/passwd".to_owned(), false),
+                ("etc/group".to_owned(), false),
+                ("root".to_owned(), true),
+                ("home/nonroot".to_owned(), true),
+            ],
+            Essential::CaCerts => vec![(relative(CA_BUNDLE_PATH), false)],
+            Essential::Tmp => vec![("tmp".to_owned(), true)],
+            Essential::Tzdata => vec![(relative(ZONEINFO_PATH), true)],
+        }
+    }
+}
+
 /// Builds the essentials layer's tree; None when no essential was asked for.
 pub fn essentials_tar(options: &EssentialsOptions) -> Result<Option<(TarBuilder, Essentials)>> {
     if options.items.is_empty() {

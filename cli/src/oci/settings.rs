@@ -11,6 +11,7 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use crate::error;
+use crate::oci::base::BaseRef;
 use crate::oci::essentials::Essential;
 use crate::oci::layer::CompressionKind;
 use crate::target::TargetTriple;
@@ -54,6 +55,9 @@ pub struct ImageSettings {
     pub compression: Option<CompressionKind>,
     /// The compression level.
     pub level: Option<i32>,
+    /// The image to build on (`--base`): `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or
+    /// `docker://REGISTRY/REPOSITORY:TAG`; default: none (a scratch image).
+    pub base: Option<BaseRef>,
 }
 
 /// `essentials = true` or `essentials = ["passwd", "tmp"]`.
@@ -98,6 +102,7 @@ impl ImageSettings {
                 *path = base.join(&*path);
             }
         }
+        settings.base = settings.base.map(|r| r.relative_to(base));
         Ok(settings)
     }
 
@@ -133,6 +138,7 @@ impl ImageSettings {
             zoneinfo: over.zoneinfo.or(self.zoneinfo),
             compression: over.compression.or(self.compression),
             level: over.level.or(self.level),
+            base: over.base.or(self.base),
         }
     }
 }

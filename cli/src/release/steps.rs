@@ -368,6 +368,10 @@ fn write_image(
             tags: image_tags(plan, built),
             ..ImageSettings::default()
         },
+        base_cache: None,
+        registry: Some(std::sync::Arc::new(
+            crate::registry::pull::RegistryPuller::new(crate::registry::ClientOptions::standard()),
+        )),
     })?;
     let tag = report
         .tags
