@@ -446,6 +446,10 @@ pub struct ImageArgs {
     /// allowed for localhost, 127.0.0.0/8 and [::1]).
     #[arg(long)]
     pub insecure: bool,
+    /// Add a file or directory to the image, in a layer of its own (repeatable): SRC:DEST with
+    /// DEST absolute, and optionally :MODE (octal) for every file.
+    #[arg(long = "include", value_name = "SRC:DEST[:MODE]")]
+    pub includes: Vec<String>,
 }
 
 fn parse_compression(text: &str) -> Result<airlock::oci::layer::CompressionKind, String> {
@@ -482,6 +486,21 @@ impl ImageArgs {
             }
             None => None,
         };
+        let files = if self.includes.is_empty() {
+            None
+        } else {
+            let mut files = BTreeMap::new();
+            for text in &self.includes {
+                let include: airlock::oci::files::Include = text.parse()?;
+                if files.insert(include.dest.clone(), include.source).is_some() {
+                    return Err(airlock::error::input(format!(
+                        "--include names {} twice",
+                        include.dest
+                    )));
+                }
+            }
+            Some(files)
+        };
         let mut essentials = self.essential.clone();
         if self.essentials {
             essentials.extend(airlock::oci::essentials::Essential::DEFAULT_SET);
@@ -505,6 +524,7 @@ impl ImageArgs {
             compression: self.compression,
             level: self.level,
             base: self.base.as_deref().map(str::parse).transpose()?,
+            files,
         };
         let mut client = airlock::registry::ClientOptions::standard();
         client.insecure = self.insecure;
@@ -814,7 +834,7 @@ mod tests {
     }
 
     #[test]
-    fn base_reaches_the_library_options() {
+    fn base_and_include_reach_the_library_options() {
         let cli = Cli::try_parse_from([
             "cargo-airlock",
             "image",
@@ -822,6 +842,8 @@ mod tests {
             "app",
             "--base",
             "oci:bases/static:v1",
+            "--include",
+            "config/app.toml:/etc/app.toml:0600",
             "--base-cache",
             "/cache",
         ])
@@ -837,6 +859,8 @@ mod tests {
         assert!(options.registry.is_some());
         let settings = options.settings;
         assert_eq!(settings.base.unwrap().to_string(), "oci:bases/static:v1");
+        let files = settings.files.unwrap();
+        assert_eq!(files["/etc/app.toml"].mode, Some(0o600));
     }
 }
 

@@ -11,6 +11,7 @@ mod dist;
 mod doctor;
 mod hostile_inputs;
 mod image;
+mod include;
 mod init;
 mod inspect;
 mod push;

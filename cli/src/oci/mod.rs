@@ -16,6 +16,7 @@ pub mod base;
 pub mod blob;
 pub mod document;
 pub mod essentials;
+pub mod files;
 pub mod gzip;
 pub mod image;
 pub mod json;

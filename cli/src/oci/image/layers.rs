@@ -1,6 +1,7 @@
 //! The layers an image is made of, bottom first: the base's (copied byte for byte), then
 //! airlock's own, each deterministic and shared by every platform that has the same contents:
-//! the essentials, and one binary layer per platform (on top, since it changes most often).
+//! the essentials, the extra files, and one binary layer per platform (on top, since it
+//! changes most often).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -14,6 +15,7 @@ use crate::digest::Sha256Digest;
 use crate::oci::base::Base;
 use crate::oci::document;
 use crate::oci::essentials::{self, Essential, Essentials, EssentialsOptions};
+use crate::oci::files::{self, Claim, Claims, IncludeSource, IncludedFiles};
 use crate::oci::layer::{self, Compression, Layer};
 use crate::oci::layout::LayoutWriter;
 use crate::progress;
@@ -21,10 +23,13 @@ use crate::tarball::{self, TarBuilder};
 
 /// The essentials layer and what went into it.
 pub(super) type EssentialsLayer = (Layer, Essentials);
+/// The files layer and what went into it.
+pub(super) type FilesLayer = (Layer, IncludedFiles);
 
 /// airlock's own layers.
 pub(super) struct OwnLayers {
     pub(super) essentials: Option<EssentialsLayer>,
+    pub(super) files: Option<FilesLayer>,
     /// One per platform, in the order of `binaries`.
     pub(super) binaries: Vec<Layer>,
 }
@@ -32,6 +37,7 @@ pub(super) struct OwnLayers {
 /// What goes into airlock's own layers.
 pub(super) struct LayerInputs<'a> {
     pub(super) essentials: &'a EssentialsOptions,
+    pub(super) files: &'a std::collections::BTreeMap<String, IncludeSource>,
     pub(super) binaries: &'a Binaries,
     pub(super) base: Option<&'a Base>,
     pub(super) epoch: u64,
@@ -51,15 +57,42 @@ pub(super) fn binary_tar(binaries: &[ImageBinary]) -> TarBuilder {
     tar
 }
 
-/// Builds the trees, then compresses every own layer at once (the slow part; one core each)
-/// while the base's layers are copied.
+/// Checks that no two layers of airlock's claim one path, builds the trees, then compresses
+/// every own layer at once (the slow part; one core each) while the base's layers are copied.
 pub(super) fn write_layers(writer: &LayoutWriter, inputs: &LayerInputs<'_>) -> Result<OwnLayers> {
+    let mut claims = Claims::default();
+    let binary_paths: BTreeSet<&str> = inputs
+        .binaries
+        .values()
+        .flatten()
+        .map(|b| b.path.trim_start_matches('/'))
+        .collect();
+    for path in binary_paths {
+        claims.claim(path, Claim::File, "the binary")?;
+    }
+    for item in &inputs.essentials.items {
+        for (path, is_dir) in item.paths() {
+            let kind = if is_dir { Claim::Dir } else { Claim::File };
+            claims.claim(&path, kind, &format!("the essential {item}"))?;
+        }
+    }
+    let files_tar = files::files_tar(inputs.files, &mut claims)?;
     let essentials_tar = essentials::essentials_tar(inputs.essentials)?;
     if let Some((_, report)) = &essentials_tar {
         progress::status("Packaging", format!("essentials ({})", list(&report.items)));
         if let Some(base) = inputs.base {
             warn_replaced(base, &report.items);
         }
+    }
+    if let Some((_, report)) = &files_tar {
+        progress::status(
+            "Packaging",
+            format!(
+                "{} extra files ({})",
+                report.files,
+                render_bytes(report.bytes)
+            ),
+        );
     }
     for (arch, list) in inputs.binaries {
         let names: Vec<&str> = list.iter().map(|b| b.name.as_str()).collect();
@@ -68,7 +101,7 @@ pub(super) fn write_layers(writer: &LayoutWriter, inputs: &LayerInputs<'_>) -> R
     }
     let (epoch, compression) = (inputs.epoch, inputs.compression);
     let compress = |tar: &TarBuilder| layer::write_layer(writer, tar, epoch, compression);
-    let (base_copied, (essentials, binaries)) = rayon::join(
+    let (base_copied, (own, binaries)) = rayon::join(
         || {
             inputs
                 .base
@@ -77,9 +110,18 @@ pub(super) fn write_layers(writer: &LayoutWriter, inputs: &LayerInputs<'_>) -> R
         || {
             rayon::join(
                 || {
-                    essentials_tar
-                        .map(|(tar, report)| compress(&tar).map(|l| (l, report)))
-                        .transpose()
+                    rayon::join(
+                        || {
+                            essentials_tar
+                                .map(|(tar, report)| compress(&tar).map(|l| (l, report)))
+                                .transpose()
+                        },
+                        || {
+                            files_tar
+                                .map(|(tar, report)| compress(&tar).map(|l| (l, report)))
+                                .transpose()
+                        },
+                    )
                 },
                 || {
                     inputs
@@ -92,8 +134,10 @@ pub(super) fn write_layers(writer: &LayoutWriter, inputs: &LayerInputs<'_>) -> R
         },
     );
     base_copied?;
+    let (essentials, files) = own;
     Ok(OwnLayers {
         essentials: essentials?,
+        files: files?,
         binaries: binaries?,
     })
 }
@@ -145,4 +189,8 @@ pub(super) fn list(items: &[Essential]) -> String {
         .map(|i| i.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn render_bytes(bytes: u64) -> String {
+    crate::render::human_bytes(bytes)
 }

@@ -2,7 +2,8 @@
 //!
 //! The steps: read the settings (`Cargo.toml`, then flags), check the output, get the binaries
 //! (from `build`, or prebuilt with `--binary`) and prove them static, resolve and check the
-//! base image when there is one, copy its layers and write the essentials layer once and one binary layer, config and manifest per platform, an index when there are
+//! base image when there is one, copy its layers and write the essentials and files layers
+//! once and one binary layer, config and manifest per platform, an index when there are
 //! several platforms, then the layout (staged, swapped in) and/or the archive. Every byte written depends only on the binaries, the
 //! base and the settings, never on file times, the umask or the machine.
 
@@ -26,6 +27,7 @@ use crate::oci::archive::{self, ArchiveSummary, DockerManifestEntry};
 use crate::oci::base::{self, Base, BaseOptions, BasePlatform, BaseSummary, RegistrySource};
 use crate::oci::document::{self, ConfigLayer, RuntimeConfig};
 use crate::oci::essentials::{Essentials, NONROOT_UID};
+use crate::oci::files::IncludedFiles;
 use crate::oci::layer::{Compression, Layer};
 use crate::oci::layout::{LayoutWriter, descriptor_digest, validate_tag};
 use crate::oci::settings::{ImageSettings, normalize_port};
@@ -101,7 +103,7 @@ pub struct BlobSummary {
 /// One layer of an image.
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerSummary {
-    /// `base` (a layer of the base image, copied as it is), `essentials` or `binary`.
+    /// `base` (a layer of the base image, copied as it is), `essentials`, `files` or `binary`.
     pub contents: String,
     /// The layer media type.
     pub media_type: String,
@@ -159,6 +161,8 @@ pub struct ImageReport {
     pub base: Option<BaseSummary>,
     /// The essentials layer, if any.
     pub essentials: Option<Essentials>,
+    /// The extra files layer, if any.
+    pub files: Option<IncludedFiles>,
     /// One image per platform.
     pub images: Vec<PlatformImage>,
     /// The index over the platforms, when there are several.
@@ -206,6 +210,7 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
         writer,
         &LayerInputs {
             essentials: &essentials_options,
+            files: &settings.files.clone().unwrap_or_default(),
             binaries: &binaries,
             base: base.as_ref(),
             epoch,
@@ -259,6 +264,7 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
         created,
         base: base.as_ref().map(Base::summary),
         essentials: own.essentials.map(|(_, report)| report),
+        files: own.files.map(|(_, report)| report),
         images,
         index,
         digest: descriptor_digest(&top)?,
@@ -386,6 +392,14 @@ fn write_platform(input: &PlatformInput<'_>) -> Result<PlatformOutput> {
             created_by: format!("airlock image: essentials ({})", list(&report.items)),
         });
         layers.push((layer, "essentials"));
+    }
+    if let Some((layer, report)) = &input.own.files {
+        let dests: Vec<&str> = report.includes.iter().map(|i| i.dest.as_str()).collect();
+        config_layers.push(ConfigLayer {
+            layer,
+            created_by: format!("airlock image: files {}", dests.join(" ")),
+        });
+        layers.push((layer, "files"));
     }
     config_layers.push(ConfigLayer {
         layer: binary_layer,
@@ -621,6 +635,15 @@ impl CommandReport for ImageReport {
                 out.push_str(&format!(" (CA bundle from {})", ca.source.display()));
             }
             out.push('\n');
+        }
+        if let Some(files) = &self.files {
+            let dests: Vec<&str> = files.includes.iter().map(|i| i.dest.as_str()).collect();
+            out.push_str(&format!(
+                "files: {} ({} files, {})\n",
+                dests.join(", "),
+                files.files,
+                render::human_bytes(files.bytes)
+            ));
         }
         if let Some(layout) = &self.layout {
             let tag = self.tags.first().map(String::as_str).unwrap_or("latest");
