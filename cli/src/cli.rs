@@ -450,6 +450,14 @@ pub struct ImageArgs {
     /// DEST absolute, and optionally :MODE (octal) for every file.
     #[arg(long = "include", value_name = "SRC:DEST[:MODE]")]
     pub includes: Vec<String>,
+    /// Load the finished image into podman (`podman load`) or Docker (the Engine API on
+    /// DOCKER_HOST's unix socket).
+    #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
+    pub load: Option<airlock::oci::load::Runtime>,
+}
+
+fn parse_runtime(text: &str) -> Result<airlock::oci::load::Runtime, String> {
+    text.parse().map_err(|e: anyhow::Error| e.to_string())
 }
 
 fn parse_compression(text: &str) -> Result<airlock::oci::layer::CompressionKind, String> {
@@ -540,6 +548,7 @@ impl ImageArgs {
             registry: Some(std::sync::Arc::new(
                 airlock::registry::pull::RegistryPuller::new(client),
             )),
+            load: self.load,
         })
     }
 }
@@ -747,6 +756,9 @@ pub struct DistArgs {
     /// Run without accessing the network (passed to cargo).
     #[arg(long)]
     pub offline: bool,
+    /// Load the image into podman or Docker, as `image --load` does.
+    #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
+    pub load: Option<airlock::oci::load::Runtime>,
 }
 
 impl DistArgs {
@@ -773,6 +785,7 @@ impl DistArgs {
             budget,
             locked: self.locked,
             offline: self.offline,
+            load: self.load,
         })
     }
 }
@@ -834,7 +847,17 @@ mod tests {
     }
 
     #[test]
-    fn base_and_include_reach_the_library_options() {
+    fn base_include_and_load_reach_the_library_options() {
+        use airlock::oci::load::Runtime;
+        let cli = Cli::try_parse_from(["cargo-airlock", "dist", "--load", "podman"]).unwrap();
+        let Command::Dist(args) = &cli.command else {
+            panic!("not dist")
+        };
+        assert_eq!(
+            args.to_options(&cli.global).unwrap().load,
+            Some(Runtime::Podman)
+        );
+
         let cli = Cli::try_parse_from([
             "cargo-airlock",
             "image",
@@ -844,6 +867,8 @@ mod tests {
             "oci:bases/static:v1",
             "--include",
             "config/app.toml:/etc/app.toml:0600",
+            "--load",
+            "docker",
             "--base-cache",
             "/cache",
         ])
@@ -852,6 +877,7 @@ mod tests {
             panic!("not image")
         };
         let options = args.to_options(&cli.global).unwrap();
+        assert_eq!(options.load, Some(Runtime::Docker));
         assert_eq!(
             options.base_cache.as_deref(),
             Some(std::path::Path::new("/cache"))
@@ -861,6 +887,7 @@ mod tests {
         assert_eq!(settings.base.unwrap().to_string(), "oci:bases/static:v1");
         let files = settings.files.unwrap();
         assert_eq!(files["/etc/app.toml"].mode, Some(0o600));
+        assert!(Cli::try_parse_from(["cargo-airlock", "image", "--load", "containerd"]).is_err());
     }
 }
 

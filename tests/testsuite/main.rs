@@ -14,6 +14,7 @@ mod image;
 mod include;
 mod init;
 mod inspect;
+mod load;
 mod push;
 mod report;
 mod vendor;

@@ -7,8 +7,10 @@
 //! over indexes and manifests (with depth and count limits), and [`Layout::resolve`] the one tag
 //! resolver.
 //!
-//! `oci` never touches the network (a base image in a registry is pulled by `registry` through
-//! the [`base::RegistrySource`] a caller hands in) and never runs a container engine.
+//! `oci` never touches the network: a base image in a registry is pulled by `registry` through
+//! the [`base::RegistrySource`] a caller hands in. It never runs containers; the one engine it
+//! talks to is the local podman or Docker that `image --load` hands a finished image to
+//! ([`load`]).
 
 pub mod archive;
 pub mod artifact;
@@ -22,6 +24,7 @@ pub mod image;
 pub mod json;
 pub mod layer;
 pub mod layout;
+pub mod load;
 pub mod media;
 pub mod prune;
 pub mod settings;

@@ -1,9 +1,11 @@
 //! Base images made in the test: a distroless-like base built with umoci (a user database with
 //! nonroot, `/tmp`, `/home/nonroot`, a marker file, and a shell: dash with the glibc it needs,
-//! so a test can look inside a running container), and crafted hostile bases.
+//! so a test can look inside a running container), crafted hostile bases, and podman in
+//! throwaway storage (the vfs driver), also serving the Docker Engine API on a unix socket.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use airlock::Sha256Digest;
 use airlock::oci::layout::{LayoutWriter, with_ref_name};
@@ -221,4 +223,87 @@ pub fn finish_layout(writer: LayoutWriter, tag: &str, manifests: Vec<Descriptor>
         .unwrap();
     writer.finish(&index).unwrap();
     digest
+}
+
+/// podman with its storage in `dir` (vfs driver, as this sandbox needs), for the commands of
+/// the test and, through `CONTAINERS_STORAGE_CONF`, for the ones airlock runs.
+pub struct Podman {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+    pub storage_conf: PathBuf,
+    service: Option<Child>,
+}
+
+impl Podman {
+    /// None (skipped) when podman is missing.
+    pub fn new(dir: &Path) -> Option<Podman> {
+        let binary = require_tool("podman")?;
+        let root = dir.join("podman-root");
+        let runroot = dir.join("podman-run");
+        let storage_conf = dir.join("storage.conf");
+        std::fs::write(
+            &storage_conf,
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                root.display(),
+                runroot.display()
+            ),
+        )
+        .unwrap();
+        Some(Podman {
+            binary,
+            root,
+            runroot,
+            storage_conf,
+            service: None,
+        })
+    }
+
+    /// `podman --storage-driver vfs --root … --runroot …`.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--storage-driver", "vfs", "--root"])
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(&self.runroot);
+        cmd
+    }
+
+    /// `podman system service` on a unix socket in `dir`, serving the Docker-compatible API
+    /// from this storage; returns the socket once it answers.
+    pub fn serve(&mut self, dir: &Path) -> PathBuf {
+        let socket = dir.join("docker.sock");
+        let log = std::fs::File::create(dir.join("podman-service.log")).unwrap();
+        let child = self
+            .cmd()
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.service = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "podman system service did not start:\n{}",
+                std::fs::read_to_string(dir.join("podman-service.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        socket
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.service.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.cmd().args(["rmi", "--all", "--force"]).output();
+    }
 }

@@ -4,7 +4,8 @@
 //! (from `build`, or prebuilt with `--binary`) and prove them static, resolve and check the
 //! base image when there is one, copy its layers and write the essentials and files layers
 //! once and one binary layer, config and manifest per platform, an index when there are
-//! several platforms, then the layout (staged, swapped in) and/or the archive. Every byte written depends only on the binaries, the
+//! several platforms, then the layout (staged, swapped in) and/or the archive, and load the
+//! image into a local engine when asked. Every byte written depends only on the binaries, the
 //! base and the settings, never on file times, the umask or the machine.
 
 mod binaries;
@@ -13,7 +14,7 @@ mod output;
 mod project;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -30,7 +31,9 @@ use crate::oci::essentials::{Essentials, NONROOT_UID};
 use crate::oci::files::IncludedFiles;
 use crate::oci::layer::{Compression, Layer};
 use crate::oci::layout::{LayoutWriter, descriptor_digest, validate_tag};
+use crate::oci::load::{self, LoadReport, Runtime};
 use crate::oci::settings::{ImageSettings, normalize_port};
+use crate::progress;
 use crate::render::{self, Align, CommandReport};
 use crate::target::{Arch, TargetTriple};
 use crate::workspace;
@@ -72,6 +75,8 @@ pub struct ImageOptions {
     /// How to pull a base from a registry (`registry::pull::RegistryPuller`); without one a
     /// `docker://` base is refused.
     pub registry: Option<Arc<dyn RegistrySource>>,
+    /// Load the finished image into this engine.
+    pub load: Option<Runtime>,
 }
 
 /// A binary going into the image.
@@ -171,6 +176,8 @@ pub struct ImageReport {
     pub digest: Sha256Digest,
     /// Every blob of the image added up (layers, configs, manifests, index).
     pub blob_bytes: u64,
+    /// What was loaded into a local engine, if asked.
+    pub load: Option<LoadReport>,
 }
 
 /// `cargo airlock image`.
@@ -250,7 +257,32 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
         )?),
         None => None,
     };
+    let to_load = options
+        .load
+        .map(|runtime| {
+            load_archive(writer, &written, &repository, &tags, epoch).map(|a| (runtime, a))
+        })
+        .transpose()?;
     let layout = output.finish(entries)?;
+    let load = to_load
+        .map(|(runtime, (_dir, path, platform))| {
+            load::load(runtime, &path, &platform).with_context(|| {
+                let written: Vec<String> = layout
+                    .iter()
+                    .map(|l| format!("oci:{}", l.display()))
+                    .chain(archive.iter().map(|a| a.path.display().to_string()))
+                    .collect();
+                format!(
+                    "the image is written to {}, but loading it into {runtime} failed",
+                    if written.is_empty() {
+                        "nowhere else".to_owned()
+                    } else {
+                        written.join(" and ")
+                    }
+                )
+            })
+        })
+        .transpose()?;
 
     let images: Vec<PlatformImage> = written.into_iter().map(|w| w.image).collect();
     let blob_bytes = blob_bytes(&images, index.as_ref());
@@ -269,7 +301,64 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
         index,
         digest: descriptor_digest(&top)?,
         blob_bytes,
+        load,
     })
+}
+
+/// An archive of the one platform a local engine should get (this machine's, else the
+/// first), tagged with every tag, in a temporary directory beside the layout.
+fn load_archive(
+    writer: &LayoutWriter,
+    written: &[PlatformOutput],
+    repository: &str,
+    tags: &[String],
+    epoch: u64,
+) -> Result<(tempfile::TempDir, PathBuf, String)> {
+    let host = Arch::host().map(document::platform_name);
+    let chosen = written
+        .iter()
+        .find(|w| Some(&w.image.platform) == host.as_ref())
+        .or_else(|| written.first())
+        .context("the image has no platform to load")?;
+    if Some(&chosen.image.platform) != host.as_ref() {
+        progress::warn(format!(
+            "loading {}: the image has no platform of this machine's, so it will not run here",
+            chosen.image.platform
+        ));
+    }
+    let parent = writer.path().parent().unwrap_or(Path::new("."));
+    let dir = tempfile::Builder::new()
+        .prefix(".airlock-load-")
+        .tempdir_in(parent)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                parent.display()
+            )
+        })?;
+    let path = dir.path().join("image.tar");
+    let entries = tags
+        .iter()
+        .map(|tag| tagged_entry(&chosen.descriptor, repository, tag))
+        .collect();
+    let repo_tags = tags.iter().map(|t| format!("{repository}:{t}")).collect();
+    archive::write_archive(
+        &path,
+        writer.path(),
+        &layout_index(Vec::new(), entries)?,
+        &[DockerManifestEntry::new(
+            &chosen.image.config.digest,
+            &chosen.layer_digests,
+            repo_tags,
+        )],
+        &chosen.blobs.iter().copied().collect(),
+        epoch,
+    )?;
+    progress::status(
+        "Loading",
+        format!("{} into the engine", chosen.image.platform),
+    );
+    Ok((dir, path, chosen.image.platform.clone()))
 }
 
 /// The tags: the settings', else the package version, else `latest`.
@@ -654,6 +743,15 @@ impl CommandReport for ImageReport {
                 "archive: {} ({})\n",
                 archive.path.display(),
                 render::human_bytes(archive.size)
+            ));
+        }
+        if let Some(load) = &self.load {
+            out.push_str(&format!(
+                "loaded into {} ({}, {}): {}\n",
+                load.runtime,
+                load.via,
+                load.platform,
+                load.loaded.join(", ")
             ));
         }
         out
