@@ -830,3 +830,149 @@ fn an_archive_base_with_an_entry_outside_the_layout_is_refused_with_exit_2() {
     assert!(stderr.contains("entry `../outside`"), "{stderr}");
     assert!(!dir.path().join("outside").exists());
 }
+
+#[test]
+fn a_pull_keeps_nothing_the_registry_sends_unchecked_and_retries_a_cut_blob() {
+    let (Some(_), Some(registry)) = (require_tool("umoci"), Registry::start(false)) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(base) = umoci_base(dir.path()) else {
+        return;
+    };
+    run_expect(
+        push_cmd(dir.path()).args([
+            "-q",
+            &base.reference(),
+            &format!("{}/bases/static:v1", registry.addr()),
+        ]),
+        0,
+    );
+    let proxy = Proxy::start(registry.port);
+    let reference = format!("docker://{}/bases/static:v1", proxy.addr());
+    let cache = dir.path().join("cache");
+    let build = |code: i32| {
+        run_expect(
+            image_cmd(dir.path())
+                .arg("--binary")
+                .arg(x86_64_hello())
+                .args(["--base", &reference, "--base-cache"])
+                .arg(&cache)
+                .arg("-o")
+                .arg(dir.path().join("out")),
+            code,
+        )
+    };
+    let layer_path = format!("/v2/bases/static/blobs/{}", base.layer);
+    let cached_layer = cache.join("blobs/sha256").join(base.layer.hex());
+
+    // A manifest whose Docker-Content-Digest is another: refused, nothing recorded.
+    proxy.rule(
+        Some(1),
+        |s| s.method == "GET" && s.path.ends_with("/manifests/v1"),
+        Action::LieAboutDigest,
+    );
+    let (_, stderr) = build(1);
+    assert!(
+        stderr.contains("as Docker-Content-Digest says; nothing was kept"),
+        "{stderr}"
+    );
+    let index = std::fs::read_to_string(cache.join("index.json")).unwrap();
+    assert!(!index.contains("bases/static"), "{index}");
+    assert!(!cache.join("blobs/sha256").join(base.digest.hex()).exists());
+
+    // A layer that arrives short: refused (exit 1) and never in the cache.
+    let wanted = layer_path.clone();
+    proxy.rule(
+        Some(1),
+        move |s| s.method == "GET" && s.path == wanted,
+        Action::Respond(200, Vec::new()),
+    );
+    let (_, stderr) = build(1);
+    assert!(
+        stderr.contains(&format!("blob {} arrived as 0 bytes", base.layer))
+            && stderr.contains("it was not kept"),
+        "{stderr}"
+    );
+    assert!(!cached_layer.exists());
+    assert!(!dir.path().join("out").exists());
+
+    // A layer whose connection drops: pulled again, and kept once it is whole.
+    let wanted = layer_path.clone();
+    proxy.rule(
+        Some(1),
+        move |s| s.method == "GET" && s.path == wanted,
+        Action::Reset(0),
+    );
+    build(0);
+    let layer_gets: Vec<u16> = proxy
+        .log()
+        .into_iter()
+        .filter(|(method, path, _)| method == "GET" && *path == layer_path)
+        .map(|(_, _, status)| status)
+        .collect();
+    assert_eq!(layer_gets, [200, 0, 200], "short, dropped, whole");
+    assert_eq!(
+        std::fs::read(&cached_layer).unwrap(),
+        blob(&base.layout, &base.layer.to_string())
+    );
+}
+
+#[test]
+fn a_zstd_base_layer_is_kept_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zstd");
+    let writer = airlock::oci::layout::LayoutWriter::create(&path).unwrap();
+    let mut tar = airlock::tarball::TarBuilder::new();
+    tar.file("etc/base-release", b"zstd base\n".to_vec(), 0o644);
+    let tar = tar.to_bytes(0).unwrap();
+    let compressed = zstd::encode_all(tar.as_slice(), 3).unwrap();
+    let layer = writer
+        .put_blob(oci_spec::image::MediaType::ImageLayerZstd, &compressed)
+        .unwrap();
+    let diff_id = airlock::Sha256Digest::of(&tar);
+    let config = oci_spec::image::ImageConfigurationBuilder::default()
+        .architecture(oci_spec::image::Arch::Amd64)
+        .os(oci_spec::image::Os::Linux)
+        .rootfs(
+            oci_spec::image::RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id.to_string()])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let (config, _) = writer
+        .put_json(oci_spec::image::MediaType::ImageConfig, &config)
+        .unwrap();
+    let manifest = oci_spec::image::ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(oci_spec::image::MediaType::ImageManifest)
+        .config(config)
+        .layers(vec![layer.clone()])
+        .build()
+        .unwrap();
+    let (manifest, _) = writer
+        .put_json(oci_spec::image::MediaType::ImageManifest, &manifest)
+        .unwrap();
+    finish_layout(writer, "base", vec![manifest]);
+    let out = dir.path().join("out");
+    let (report, _) = image_json(
+        dir.path(),
+        &[
+            "--base",
+            &format!("oci:{}:base", path.display()),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let first = &report["images"][0]["layers"][0];
+    assert_eq!(
+        first["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(first["digest"], layer.digest().to_string());
+    assert_eq!(first["diff_id"], diff_id.to_string());
+    assert_eq!(blob(&out, first["digest"].as_str().unwrap()), compressed);
+}
