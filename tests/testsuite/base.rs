@@ -417,6 +417,20 @@ fn a_base_pulled_from_the_registry_is_cached_and_builds_offline_with_the_same_di
         std::fs::read(&cached_layer).unwrap(),
         blob(&base.layout, &base.layer.to_string())
     );
+    // A cached manifest that changed is named the same way, pinned or offline.
+    registry.kill();
+    let cached_manifest = cache.join("blobs/sha256").join(base.digest.hex());
+    let mut bytes = std::fs::read(&cached_manifest).unwrap();
+    bytes[0] = b' ';
+    std::fs::write(&cached_manifest, &bytes).unwrap();
+    for reference in [&pinned, &tagged] {
+        let (_, stderr) = build("corrupt", reference, 1, true);
+        assert!(
+            stderr.contains(&cached_manifest.display().to_string())
+                && stderr.contains("remove the blob named above"),
+            "{reference}: {stderr}"
+        );
+    }
 
     // `report` counts the base's layers and the image's own apart.
     let out = run_json(

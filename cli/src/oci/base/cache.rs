@@ -123,12 +123,16 @@ impl BaseCache {
     /// its digest says is an error, never a reason to pull silently.
     pub fn holds(&self, top: &Descriptor, arches: &[Arch]) -> Result<bool> {
         let store = self.blobs();
+        let fault = |problem: crate::oci::blob::BlobError| {
+            explain_fault(&self.root, anyhow::Error::from(problem))
+        };
         match store.stat(top) {
             Err(problem) if matches!(problem.fault, Fault::Missing) => return Ok(false),
-            Err(problem) => return Err(problem.into()),
+            Err(problem) => return Err(fault(problem)),
             Ok(()) => {}
         }
-        let manifests = super::platform_manifests(store, top, arches, "the cached base")?;
+        let manifests = super::platform_manifests(store, top, arches, "the cached base")
+            .map_err(|e| explain_fault(&self.root, e))?;
         let roots: Vec<Descriptor> = manifests.into_values().collect();
         let graph = walk::walk(store, &roots, &WalkOptions::default())?;
         let mut missing = false;
@@ -136,7 +140,7 @@ impl BaseCache {
             match node.problem {
                 None => {}
                 Some(problem) if matches!(problem.fault, Fault::Missing) => missing = true,
-                Some(problem) => return Err(problem.into()),
+                Some(problem) => return Err(fault(problem)),
             }
         }
         Ok(!missing)
@@ -226,6 +230,19 @@ impl BaseCache {
             &canonical_json(&empty_index(entries)?)?,
         )
     }
+}
+
+/// A blob of the cache at `root` that is not what its digest says is named as the cache's,
+/// with the way out. (Every fault of the verified reader says "differs from its descriptor".)
+pub(super) fn explain_fault(root: &Path, e: anyhow::Error) -> anyhow::Error {
+    if !format!("{e:#}").contains("differs from its descriptor") {
+        return e;
+    }
+    e.context(format!(
+        "the base image cache {} holds a blob that is not what its digest says; remove the \
+         blob named above (or the whole cache) and build again to pull it anew",
+        root.display()
+    ))
 }
 
 fn empty_index(manifests: Vec<Descriptor>) -> Result<ImageIndex> {

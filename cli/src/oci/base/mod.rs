@@ -342,16 +342,10 @@ struct Source {
 }
 
 impl Source {
-    /// A blob of the cache that is not what its digest says is named as the cache's, with the
-    /// way out. (The verified reader's faults all say "differs from its descriptor".)
+    /// A fault of a blob in the cache is named as the cache's, with the way out.
     fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        if self.cached && format!("{e:#}").contains("differs from its descriptor") {
-            e.context(format!(
-                "the base image cache {} holds a blob that is not what its digest says; \
-                 remove the blob named above (or the whole cache) and build again to pull it \
-                 anew",
-                self.root.display()
-            ))
+        if self.cached {
+            cache::explain_fault(&self.root, e)
         } else {
             e
         }
