@@ -431,8 +431,8 @@ pub struct ImageArgs {
     /// User the process runs as [default: the base's, else 65532:65532].
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
-    /// Build on this image instead of nothing: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
-    /// docker://REGISTRY/REPOSITORY:TAG (or @sha256:…), pulled and cached [default: none].
+    /// Build on this image instead of nothing: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or
+    /// `docker://REGISTRY/REPOSITORY:TAG` (or `@sha256:…`), pulled and cached [default: none].
     #[arg(long, value_name = "REF")]
     pub base: Option<String>,
     /// Where pulled base images are cached [default: $XDG_CACHE_HOME/airlock/bases, else
@@ -443,7 +443,7 @@ pub struct ImageArgs {
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
     /// Allow plain HTTP and skip TLS verification when pulling the base (plain HTTP is always
-    /// allowed for localhost, 127.0.0.0/8 and [::1]).
+    /// allowed for localhost, 127.0.0.0/8 and `[::1]`).
     #[arg(long)]
     pub insecure: bool,
     /// Add a file or directory to the image, in a layer of its own (repeatable): SRC:DEST with
