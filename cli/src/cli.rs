@@ -103,6 +103,10 @@ pub enum Command {
     Dist(DistArgs),
     /// Add an xtask crate, the cargo xtask alias and CI workflows to a workspace.
     Init(InitArgs),
+    /// Write a cosign-compatible key pair (ECDSA P-256, encrypted private key).
+    Keygen(KeygenArgs),
+    /// Sign a layout's images, a release directory or a file, with a cosign key.
+    Sign(SignArgs),
 }
 
 /// Targets: repeatable `--target`, where `all` means every musl target airlock ships.
@@ -777,6 +781,96 @@ impl InitArgs {
             airlock_path: self.airlock_path.clone(),
             force: self.force,
         }
+    }
+}
+
+/// `cargo airlock keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write PREFIX.key (the encrypted private key, mode 0600) and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+    pub output: PathBuf,
+    /// Read the passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Seal the private key with an empty passphrase (cosign's `COSIGN_PASSWORD=`).
+    #[arg(long)]
+    pub empty_password: bool,
+    /// Replace key files that exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl KeygenArgs {
+    /// The library's options.
+    pub fn to_options(&self) -> Result<airlock::signing::KeygenOptions> {
+        Ok(airlock::signing::KeygenOptions {
+            prefix: self.output.clone(),
+            passphrase: passphrase(self.password_stdin)?,
+            empty_password: self.empty_password,
+            force: self.force,
+        })
+    }
+}
+
+/// The key's passphrase: stdin with --password-stdin, else AIRLOCK_KEY_PASSWORD, else empty.
+fn passphrase(stdin: bool) -> Result<airlock::signing::Passphrase> {
+    use airlock::signing::PassphraseSource;
+    airlock::signing::key::read_passphrase(if stdin {
+        PassphraseSource::Stdin
+    } else {
+        PassphraseSource::Environment
+    })
+}
+
+/// `cargo airlock sign`.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "cargo airlock sign [OPTIONS] --key FILE [LAYOUT[:TAG]|RELEASE-DIR|FILE]"
+)]
+pub struct SignArgs {
+    /// What to sign: a layout (`[oci:]DIR[:TAG]`, every image without a tag), a release
+    /// directory (its SHA256SUMS and image/ layout) or any file (FILE.sig beside it)
+    /// [default: target/airlock/image].
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+    /// The cosign private key (`ENCRYPTED SIGSTORE PRIVATE KEY`, from `keygen` or `cosign
+    /// generate-key-pair`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Read the key's passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The repository image signatures name (`docker-reference`) [default: each image's name
+    /// in the layout, as `image --repository` set it].
+    #[arg(long, value_name = "REGISTRY/REPOSITORY")]
+    pub signed_repository: Option<String>,
+}
+
+impl SignArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::signing::SignOptions> {
+        let target = match &self.target {
+            Some(text) => airlock::signing::SignTarget::parse(text)?,
+            None => {
+                let workspace =
+                    airlock::workspace::Workspace::load(global.manifest_path.as_deref())?;
+                airlock::signing::SignTarget::Layout(airlock::oci::ImageRef {
+                    path: workspace.airlock_dir().join("image"),
+                    tag: None,
+                })
+            }
+        };
+        Ok(airlock::signing::SignOptions {
+            target,
+            key: self.key.clone(),
+            passphrase: passphrase(self.password_stdin)?,
+            signed_repository: self
+                .signed_repository
+                .as_deref()
+                .map(str::parse)
+                .transpose()?,
+        })
     }
 }
 

@@ -12,5 +12,6 @@ mod init;
 mod inspect;
 mod push;
 mod report;
+mod signing;
 mod vendor;
 mod verify;

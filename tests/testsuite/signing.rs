@@ -1,0 +1,319 @@
+//! `keygen`, `sign`, `verify --layout --key` and `push --sign`, checked by independent
+//! verifiers: openssl for file signatures, Python's `cryptography` + PyNaCl for the key
+//! format, `securesystemslib` for DSSE, skopeo (containers/image) for image signatures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::support::*;
+
+const PASSPHRASE: &str = "airlock-Test-passphrase-7";
+
+/// `cargo airlock keygen --output DIR/NAME` with the test passphrase; returns (key, pub).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let prefix = dir.join(name);
+    run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .arg("keygen")
+            .arg("--output")
+            .arg(&prefix),
+        0,
+    );
+    (prefix.with_extension("key"), prefix.with_extension("pub"))
+}
+
+/// `cargo airlock sign …` with the test passphrase.
+fn sign() -> Command {
+    let mut cmd = airlock();
+    cmd.env("AIRLOCK_KEY_PASSWORD", PASSPHRASE).arg("sign");
+    cmd
+}
+
+/// Python 3 with `modules` importable, or None (test skipped) with the reason.
+fn python_with(modules: &[&str]) -> Option<PathBuf> {
+    let python = require_tool("python3")?;
+    for module in modules {
+        let ok = Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            skip_or_fail(&format!("the Python module `{module}` is not installed"));
+            return None;
+        }
+    }
+    Some(python)
+}
+
+#[test]
+fn keygen_writes_cosign_formats_and_never_shows_secrets() {
+    let Some(openssl) = require_tool("openssl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("release");
+    let (stdout, stderr) = run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .args(["-vvv", "keygen", "--format", "json", "--output"])
+            .arg(&prefix),
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let key = dir.path().join("release.key");
+    let public = dir.path().join("release.pub");
+    assert_eq!(report["private_key"], key.display().to_string());
+    assert_eq!(report["public_key"], public.display().to_string());
+
+    let private_pem = std::fs::read_to_string(&key).unwrap();
+    assert!(private_pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The secrets are nowhere in what the command printed, even at -vvv.
+    let body_line = private_pem.lines().nth(1).unwrap();
+    for shown in [&stdout, &stderr] {
+        assert!(!shown.contains(PASSPHRASE), "{shown}");
+        assert!(!shown.contains(body_line), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY-----"), "{shown}");
+    }
+
+    // openssl reads the public key as a P-256 PKIX key, and its DER hash is the key id.
+    let out = Command::new(&openssl)
+        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        report["key_id"],
+        airlock::Sha256Digest::of(&out.stdout).hex()
+    );
+    let text = Command::new(&openssl)
+        .args(["pkey", "-pubin", "-noout", "-text", "-in"])
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("prime256v1"),
+        "{text:?}"
+    );
+
+    // A second keygen onto the same files is refused and changes nothing.
+    let (_, stderr) = run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", "other")
+            .arg("keygen")
+            .arg("--output")
+            .arg(&prefix),
+        2,
+    );
+    assert!(stderr.contains("already exist"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), private_pem);
+
+    // No passphrase is an error unless an empty one is asked for.
+    let (_, stderr) = run_expect(
+        airlock()
+            .env_remove("AIRLOCK_KEY_PASSWORD")
+            .arg("keygen")
+            .arg("--output")
+            .arg(dir.path().join("none")),
+        2,
+    );
+    assert!(stderr.contains("--empty-password"), "{stderr}");
+    assert!(!dir.path().join("none.key").exists());
+    run_expect(
+        airlock()
+            .env_remove("AIRLOCK_KEY_PASSWORD")
+            .args(["keygen", "--empty-password", "--output"])
+            .arg(dir.path().join("empty")),
+        0,
+    );
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    run_expect(
+        airlock()
+            .env_remove("AIRLOCK_KEY_PASSWORD")
+            .args(["sign", "--key"])
+            .arg(dir.path().join("empty.key"))
+            .arg(&file),
+        0,
+    );
+}
+
+#[test]
+fn sha256sums_signature_verifies_with_plain_openssl() {
+    let Some(openssl) = require_tool("openssl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "cosign");
+    let release = dir.path().join("release");
+    std::fs::create_dir(&release).unwrap();
+    std::fs::write(release.join("app.tar.gz"), b"archive bytes").unwrap();
+    let sums = release.join("SHA256SUMS");
+    std::fs::write(
+        &sums,
+        format!(
+            "{}  app.tar.gz\n",
+            airlock::Sha256Digest::of(b"archive bytes").hex()
+        ),
+    )
+    .unwrap();
+    let report = run_json(
+        sign()
+            .args(["--format", "json", "--key"])
+            .arg(&key)
+            .arg(&release),
+    );
+    assert_eq!(
+        report["files"][0]["signature"],
+        release.join("SHA256SUMS.sig").display().to_string()
+    );
+    assert_eq!(report["images"], serde_json::json!([]));
+
+    // `cosign sign-blob`'s format: one base64 line of an ASN.1 DER signature.
+    let encoded = std::fs::read_to_string(release.join("SHA256SUMS.sig")).unwrap();
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap();
+    assert_eq!(der[0], 0x30, "an ASN.1 SEQUENCE");
+    let sig_file = dir.path().join("sig.der");
+    std::fs::write(&sig_file, &der).unwrap();
+    let verify = |file: &Path| {
+        Command::new(&openssl)
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(&public)
+            .arg("-signature")
+            .arg(&sig_file)
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&sums);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Verified OK");
+
+    let tampered = dir.path().join("SHA256SUMS.tampered");
+    let mut bytes = std::fs::read(&sums).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&tampered, bytes).unwrap();
+    assert!(!verify(&tampered).status.success());
+}
+
+#[test]
+fn wrong_passphrase_is_an_input_error_naming_the_key_never_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "cosign");
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "x").unwrap();
+    let (stdout, stderr) = run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", "not-the-passphrase")
+            .args(["-vvv", "sign", "--key"])
+            .arg(&key)
+            .arg(&file),
+        2,
+    );
+    assert!(stderr.contains("cosign.key"), "{stderr}");
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+    for shown in [&stdout, &stderr] {
+        assert!(!shown.contains("not-the-passphrase"), "{shown}");
+        assert!(!shown.contains(PASSPHRASE), "{shown}");
+    }
+    assert!(!dir.path().join("notes.txt.sig").exists());
+
+    // The passphrase from stdin works too.
+    let out = output_with_stdin(
+        airlock()
+            .env_remove("AIRLOCK_KEY_PASSWORD")
+            .args(["sign", "--password-stdin", "--key"])
+            .arg(&key)
+            .arg(&file),
+        &format!("{PASSPHRASE}\n"),
+    );
+    expect_code(&out, 0);
+    assert!(dir.path().join("notes.txt.sig").exists());
+}
+
+/// A key sealed by another implementation: a PKCS#8 key from OpenSSL (Python's
+/// `cryptography`, laid out as Go's `x509.MarshalPKCS8PrivateKey` lays it out), sealed with
+/// Python's scrypt and PyNaCl's secretbox under cosign 1.x's PEM label and scrypt cost.
+const PYTHON_COSIGN_KEY: &str = r#"
+import base64, hashlib, json, os, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+import nacl.secret
+
+key = ec.generate_private_key(ec.SECP256R1())
+pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+salt, nonce = os.urandom(32), os.urandom(24)
+box_key = hashlib.scrypt(sys.argv[2].encode(), salt=salt, n=32768, r=8, p=1, dklen=32,
+                         maxmem=64 << 20)
+sealed = nacl.secret.SecretBox(box_key).encrypt(pkcs8, nonce).ciphertext
+document = json.dumps({
+    "kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1},
+            "salt": base64.b64encode(salt).decode()},
+    "cipher": {"name": "nacl/secretbox", "nonce": base64.b64encode(nonce).decode()},
+    "ciphertext": base64.b64encode(sealed).decode(),
+}).encode()
+body = base64.b64encode(document).decode()
+lines = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+with open(sys.argv[1] + ".key", "w") as f:
+    f.write("-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----\n" + lines
+            + "\n-----END ENCRYPTED COSIGN PRIVATE KEY-----\n")
+with open(sys.argv[1] + ".pub", "wb") as f:
+    f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo))
+"#;
+
+#[test]
+fn a_key_sealed_by_another_implementation_signs() {
+    let Some(python) = python_with(&["cryptography", "nacl"]) else {
+        return;
+    };
+    let Some(openssl) = require_tool("openssl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("foreign");
+    let out = Command::new(python)
+        .args(["-c", PYTHON_COSIGN_KEY])
+        .arg(&prefix)
+        .arg(PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let file = dir.path().join("SHA256SUMS");
+    std::fs::write(&file, "0  x\n").unwrap();
+    run_expect(
+        sign()
+            .arg("--key")
+            .arg(prefix.with_extension("key"))
+            .arg(&file),
+        0,
+    );
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(
+            std::fs::read_to_string(dir.path().join("SHA256SUMS.sig"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+    std::fs::write(dir.path().join("sig.der"), der).unwrap();
+    let out = Command::new(openssl)
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(prefix.with_extension("pub"))
+        .arg("-signature")
+        .arg(dir.path().join("sig.der"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
