@@ -340,6 +340,10 @@ pub struct VerifyArgs {
     /// An OCI image layout: every blob against its digest, every referenced blob present.
     #[arg(long, value_name = "DIR", group = "what")]
     pub layout: Option<PathBuf>,
+    /// With --layout: every image must carry a signature by this cosign public key (the
+    /// `sha256-<digest>.sig` tag or a signature referrer) naming its digest.
+    #[arg(long, value_name = "KEY.pub", requires = "layout")]
+    pub key: Option<PathBuf>,
     /// The Cargo.lock to check against (default: the workspace's).
     #[arg(long, value_name = "PATH")]
     pub lockfile: Option<PathBuf>,
@@ -361,6 +365,7 @@ impl VerifyArgs {
             sums: self.sums.clone(),
             manifest: self.manifest.clone(),
             layout: self.layout.clone(),
+            key: self.key.clone(),
         }
     }
 }

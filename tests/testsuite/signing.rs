@@ -317,3 +317,200 @@ fn a_key_sealed_by_another_implementation_signs() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `verify --layout DIR --key KEY --format json`, expecting `code`.
+fn verify_layout(layout: &Path, key: &Path, code: i32) -> serde_json::Value {
+    let (stdout, _) = run_expect(
+        airlock()
+            .args(["verify", "--format", "json", "--layout"])
+            .arg(layout)
+            .arg("--key")
+            .arg(key),
+        code,
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The `index.json` of a layout, to edit as an attacker would.
+fn read_index(layout: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap()
+}
+
+fn write_index(layout: &Path, index: &serde_json::Value) {
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(index).unwrap(),
+    )
+    .unwrap();
+}
+
+fn ref_name(entry: &serde_json::Value) -> Option<&str> {
+    entry["annotations"]["org.opencontainers.image.ref.name"].as_str()
+}
+
+/// Findings of a `verify` report as (kind, path, message).
+fn findings(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap().to_owned(),
+                f["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn verify_layout_key_accepts_signed_images_and_names_each_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "cosign");
+    let (other_key, other_public) = keygen(dir.path(), "other");
+    let test = test_layout(dir.path(), 7);
+    let single = digest_of(&test.single);
+    let multi = test.multi_digest;
+
+    // An image without a name in the layout needs --signed-repository.
+    let (_, stderr) = run_expect(sign().arg("--key").arg(&key).arg(&test.path), 2);
+    assert!(stderr.contains("--signed-repository"), "{stderr}");
+    let report = run_json(
+        sign()
+            .args([
+                "--format",
+                "json",
+                "--signed-repository",
+                "registry.example.com/team/hello",
+            ])
+            .arg("--key")
+            .arg(&key)
+            .arg(&test.path),
+    );
+    // single, the index and its two platform manifests.
+    assert_eq!(report["images"].as_array().unwrap().len(), 4);
+
+    let report = verify_layout(&test.path, &public, 0);
+    let signatures = report["signatures"].as_array().unwrap();
+    assert_eq!(
+        signatures.len(),
+        2,
+        "the two images of the layout: {report:#}"
+    );
+    for image in signatures {
+        assert_eq!(
+            image["signed_repositories"],
+            serde_json::json!(["registry.example.com/team/hello"])
+        );
+    }
+    let original = read_index(&test.path);
+
+    // Another key's public key: every image is named, exit 1.
+    let report = verify_layout(&test.path, &other_public, 1);
+    let found = findings(&report);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|(kind, _, message)| kind == "signature-invalid"
+                && message.contains("is not by the key"))
+    );
+
+    // 1. An image manifest replaced: `single` now points at another manifest.
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&test.single.manifest_bytes).unwrap();
+    manifest["annotations"] = serde_json::json!({"evil": "yes"});
+    let replaced = serde_json::to_vec(&manifest).unwrap();
+    let replaced_digest = airlock::Sha256Digest::of(&replaced);
+    std::fs::write(
+        test.path.join("blobs/sha256").join(replaced_digest.hex()),
+        &replaced,
+    )
+    .unwrap();
+    let mut index = original.clone();
+    for entry in index["manifests"].as_array_mut().unwrap() {
+        if ref_name(entry) == Some("single") {
+            entry["digest"] = serde_json::json!(replaced_digest.to_string());
+            entry["size"] = serde_json::json!(replaced.len());
+        }
+    }
+    write_index(&test.path, &index);
+    let report = verify_layout(&test.path, &public, 1);
+    let found = findings(&report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (kind, path, message) = &found[0];
+    assert_eq!(kind, "signature-missing");
+    assert_eq!(path, &format!("oci:{}:single", test.path.display()));
+    assert!(message.contains(&replaced_digest.to_string()), "{message}");
+
+    // 2. The signature of another image copied over `single`'s (its referrer removed too).
+    let mut index = original.clone();
+    let entries = index["manifests"].as_array_mut().unwrap();
+    let multi_sig = entries
+        .iter()
+        .find(|e| ref_name(e) == Some(&format!("sha256-{}.sig", multi.hex())))
+        .unwrap()
+        .clone();
+    let single_referrer = {
+        let layout = airlock::oci::Layout::open(&test.path).unwrap();
+        entries
+            .iter()
+            .find(|e| {
+                ref_name(e).is_none()
+                    && e["artifactType"] == airlock::signing::attach::SIGNATURE_ARTIFACT_TYPE
+                    && {
+                        let descriptor: oci_spec::image::Descriptor =
+                            serde_json::from_value((*e).clone()).unwrap();
+                        let manifest: oci_spec::image::ImageManifest =
+                            layout.read_json(&descriptor).unwrap();
+                        manifest.subject().as_ref().unwrap().digest().to_string()
+                            == single.to_string()
+                    }
+            })
+            .unwrap()["digest"]
+            .clone()
+    };
+    entries.retain(|e| e["digest"] != single_referrer);
+    for entry in entries.iter_mut() {
+        if ref_name(entry) == Some(&format!("sha256-{}.sig", single.hex())) {
+            let tag = entry["annotations"].clone();
+            *entry = multi_sig.clone();
+            entry["annotations"] = tag;
+        }
+    }
+    write_index(&test.path, &index);
+    let report = verify_layout(&test.path, &public, 1);
+    let found = findings(&report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (kind, path, message) = &found[0];
+    assert_eq!(kind, "signature-invalid");
+    assert_eq!(path, &format!("oci:{}:single", test.path.display()));
+    assert!(
+        message.contains(&format!("is for another image, {multi}")),
+        "{message}"
+    );
+
+    // 3. The layout signed anew with another key, its own signatures gone.
+    let fresh = tempfile::tempdir().unwrap();
+    let resigned = test_layout(fresh.path(), 7);
+    run_expect(
+        sign()
+            .args([
+                "--signed-repository",
+                "registry.example.com/team/hello",
+                "--key",
+            ])
+            .arg(&other_key)
+            .arg(&resigned.path),
+        0,
+    );
+    let report = verify_layout(&resigned.path, &public, 1);
+    let found = findings(&report);
+    assert_eq!(found.len(), 2, "{found:?}");
+    for (kind, _, message) in &found {
+        assert_eq!(kind, "signature-invalid");
+        assert!(message.contains("is not by the key"), "{message}");
+    }
+    verify_layout(&resigned.path, &other_public, 0);
+}

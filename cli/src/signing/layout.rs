@@ -352,49 +352,79 @@ struct Found {
 }
 
 impl Attachments {
+    /// Reads every attachment; the first that cannot be read or checked is an error.
     fn read(layout: &Layout) -> Result<Attachments> {
-        let mut by_subject: BTreeMap<(AttachmentKind, Sha256Digest), Found> = BTreeMap::new();
+        let (attachments, mut problems) = Attachments::read_all(layout, true)?;
+        match problems.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(attachments),
+        }
+    }
+
+    /// Reads every attachment. Unless `strict`, one that cannot be read or checked is set
+    /// aside with the error (the index.json entry it came from, why), for `verify` to name.
+    fn read_all(
+        layout: &Layout,
+        strict: bool,
+    ) -> Result<(Attachments, Vec<(String, anyhow::Error)>)> {
+        let mut attachments = Attachments {
+            by_subject: BTreeMap::new(),
+        };
+        let mut problems = Vec::new();
         for entry in layout.index().manifests() {
-            let tagged = ref_name(entry).and_then(AttachmentKind::parse_tag);
-            let referrer_kind = entry
-                .artifact_type()
-                .as_ref()
-                .and_then(|t| AttachmentKind::from_artifact_type(t.as_ref()))
-                .filter(|_| ref_name(entry).is_none());
-            if tagged.is_none() && referrer_kind.is_none() {
-                continue;
-            }
-            let manifest: ImageManifest = layout.read_json(entry)?;
-            let (kind, subject, source) = match (tagged, referrer_kind) {
-                (Some((kind, subject)), _) => {
-                    (kind, subject, format!("tag {}", kind.tag(&subject)))
+            if let Err(e) = attachments.add(layout, entry) {
+                if strict {
+                    return Err(e);
                 }
-                (None, Some(kind)) => {
-                    let Some(subject) = manifest.subject() else {
-                        continue;
-                    };
-                    (
-                        kind,
-                        descriptor_digest(subject)?,
-                        format!("referrer {}", entry.digest()),
-                    )
-                }
-                (None, None) => continue,
-            };
-            let found = by_subject.entry((kind, subject)).or_default();
-            if tagged.is_none() {
-                found.referrers.push(descriptor_digest(entry)?);
-            }
-            found.sources.push(source);
-            for layer in manifest.layers() {
-                let bytes = layout.read_blob(layer)?;
-                let attachment = Attachment::from_layer(layer, bytes);
-                if !found.layers.contains(&attachment) {
-                    found.layers.push(attachment);
-                }
+                let shown = ref_name(entry)
+                    .map(|t| format!("tag {t}"))
+                    .unwrap_or_else(|| format!("referrer {}", entry.digest()));
+                problems.push((shown, e));
             }
         }
-        Ok(Attachments { by_subject })
+        Ok((attachments, problems))
+    }
+
+    fn add(&mut self, layout: &Layout, entry: &Descriptor) -> Result<()> {
+        let tagged = ref_name(entry).and_then(AttachmentKind::parse_tag);
+        let referrer_kind = entry
+            .artifact_type()
+            .as_ref()
+            .and_then(|t| AttachmentKind::from_artifact_type(t.as_ref()))
+            .filter(|_| ref_name(entry).is_none());
+        if tagged.is_none() && referrer_kind.is_none() {
+            return Ok(());
+        }
+        let manifest: ImageManifest = layout.read_json(entry)?;
+        let (kind, subject, source) = match (tagged, referrer_kind) {
+            (Some((kind, subject)), _) => (kind, subject, format!("tag {}", kind.tag(&subject))),
+            (None, Some(kind)) => {
+                let Some(subject) = manifest.subject() else {
+                    return Ok(());
+                };
+                (
+                    kind,
+                    descriptor_digest(subject)?,
+                    format!("referrer {}", entry.digest()),
+                )
+            }
+            (None, None) => return Ok(()),
+        };
+        let mut layers = Vec::with_capacity(manifest.layers().len());
+        for layer in manifest.layers() {
+            layers.push(Attachment::from_layer(layer, layout.read_blob(layer)?));
+        }
+        let found = self.by_subject.entry((kind, subject)).or_default();
+        if tagged.is_none() {
+            found.referrers.push(descriptor_digest(entry)?);
+        }
+        found.sources.push(source);
+        for attachment in layers {
+            if !found.layers.contains(&attachment) {
+                found.layers.push(attachment);
+            }
+        }
+        Ok(())
     }
 
     fn of(&self, kind: AttachmentKind, subject: &Sha256Digest) -> Option<&Found> {
@@ -422,10 +452,20 @@ impl ImageVerdict {
     }
 }
 
+/// What [`verify_layout`] found.
+#[derive(Debug)]
+pub struct LayoutVerdict {
+    /// One verdict per image.
+    pub images: Vec<ImageVerdict>,
+    /// Attachments that could not be read or checked: the `index.json` entry and why.
+    pub unreadable: Vec<(String, anyhow::Error)>,
+}
+
 /// Checks every image of the layout (each `index.json` entry that is not an attachment) for a
-/// signature by `key` naming its digest, in the `.sig` tag or a signature referrer.
-pub fn verify_layout(layout: &Layout, key: &PublicKey) -> Result<Vec<ImageVerdict>> {
-    let attachments = Attachments::read(layout)?;
+/// signature by `key` naming its digest, in the `.sig` tag or a signature referrer. An
+/// attachment that cannot be read (a blob altered, missing) is set aside in the verdict.
+pub fn verify_layout(layout: &Layout, key: &PublicKey) -> Result<LayoutVerdict> {
+    let (attachments, unreadable) = Attachments::read_all(layout, false)?;
     let mut images: BTreeMap<Sha256Digest, Vec<String>> = BTreeMap::new();
     for entry in layout.index().manifests() {
         if entry.artifact_type().is_some() {
@@ -474,7 +514,10 @@ pub fn verify_layout(layout: &Layout, key: &PublicKey) -> Result<Vec<ImageVerdic
         }
         verdicts.push(verdict);
     }
-    Ok(verdicts)
+    Ok(LayoutVerdict {
+        images: verdicts,
+        unreadable,
+    })
 }
 
 #[cfg(test)]
@@ -528,11 +571,11 @@ mod tests {
         let layout = Layout::open(&root).unwrap();
         // Still one image: the attachments are not taken for images.
         assert_eq!(layout.resolve(None).unwrap().digest(), image.digest());
-        let verdicts = verify_layout(&layout, key.public_key()).unwrap();
+        let verdicts = verify_layout(&layout, key.public_key()).unwrap().images;
         assert!(verdicts[0].ok(), "{verdicts:?}");
         assert_eq!(verdicts[0].signed_repositories, ["localhost:5000/hello"]);
         assert!(verdicts[0].rejected.is_empty());
-        let verdicts = verify_layout(&layout, other.public_key()).unwrap();
+        let verdicts = verify_layout(&layout, other.public_key()).unwrap().images;
         assert!(!verdicts[0].ok());
         assert!(
             verdicts[0].rejected[0].contains("is not by the key"),
@@ -549,7 +592,7 @@ mod tests {
         let found = attachments.of(AttachmentKind::Signature, &digest).unwrap();
         assert_eq!(found.referrers.len(), 1, "the old referrer was replaced");
         assert_eq!(layout.index().manifests().len(), 3);
-        assert!(verify_layout(&layout, key.public_key()).unwrap()[0].ok());
+        assert!(verify_layout(&layout, key.public_key()).unwrap().images[0].ok());
     }
 
     #[test]
@@ -587,6 +630,6 @@ mod tests {
         let parsed = Envelope::parse(&layout.read_blob(layer).unwrap(), "layer").unwrap();
         assert_eq!(parsed.verify(key.public_key()).unwrap(), statement);
         // Not a signature: the image is still unsigned.
-        assert!(!verify_layout(&layout, key.public_key()).unwrap()[0].ok());
+        assert!(!verify_layout(&layout, key.public_key()).unwrap().images[0].ok());
     }
 }

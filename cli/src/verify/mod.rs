@@ -6,6 +6,7 @@
 
 mod layout;
 mod release;
+mod signatures;
 mod vendor_dir;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ pub struct VerifyOptions {
     pub manifest: Option<PathBuf>,
     /// An OCI image layout whose blobs to check against their digests.
     pub layout: Option<PathBuf>,
+    /// With `layout`: the public key every image of the layout must be signed with.
+    pub key: Option<PathBuf>,
 }
 
 /// What one check looked at.
@@ -79,6 +82,9 @@ pub struct VerifyReport {
     pub checks: Vec<CheckSummary>,
     /// Every difference found, sorted by path.
     pub findings: Vec<Finding>,
+    /// With `--key`: each image of the layout and the repositories its valid signatures name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::signing::ImageVerdict>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -109,6 +115,18 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
             findings.extend(found);
         }
     }
+    let mut signatures = Vec::new();
+    if let Some(key) = &opts.key {
+        let Some(layout) = &opts.layout else {
+            return Err(crate::error::input(
+                "--key checks the signatures of a layout: give --layout DIR too",
+            ));
+        };
+        let (summary, found, verdicts) = signatures::check_signatures(layout, key)?;
+        checks.push(summary);
+        findings.extend(found);
+        signatures = verdicts;
+    }
     if opts.vendor.is_some() || opts.bundle.is_some() {
         check_dependencies(opts, &mut checks, &mut findings)?;
     }
@@ -118,6 +136,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         ok: findings.is_empty(),
         checks,
         findings,
+        signatures,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -212,6 +231,17 @@ impl CommandReport for VerifyReport {
     fn human(&self) -> String {
         let mut out = String::new();
         for check in &self.checks {
+            if check.check == "signatures" {
+                let _ = writeln!(
+                    out,
+                    "signatures: {} against {}: {} images, {} signatures",
+                    check.target.display(),
+                    check.against.display(),
+                    check.items,
+                    check.files
+                );
+                continue;
+            }
             let _ = write!(
                 out,
                 "{}: {} against {}: {} {}, {} files ({})",
@@ -237,6 +267,19 @@ impl CommandReport for VerifyReport {
                 );
             }
             out.push('\n');
+        }
+        for image in self.signatures.iter().filter(|i| i.ok()) {
+            let _ = writeln!(
+                out,
+                "signed: {} {} for {}",
+                if image.tags.is_empty() {
+                    "-".to_owned()
+                } else {
+                    image.tags.join(",")
+                },
+                image.digest,
+                image.signed_repositories.join(", ")
+            );
         }
         if self.findings.is_empty() {
             out.push_str("ok: no differences\n");
