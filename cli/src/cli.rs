@@ -553,6 +553,18 @@ pub struct PushArgs {
           default_value_t = airlock::registry::client::DEFAULT_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Sign each pushed manifest for the destination (or --signed-repository) with --key,
+    /// under cosign's `sha256-<digest>.sig` tag and as a referrer. The key's passphrase comes
+    /// from AIRLOCK_KEY_PASSWORD.
+    #[arg(long, requires = "key")]
+    pub sign: bool,
+    /// The cosign private key for --sign.
+    #[arg(long, value_name = "FILE", requires = "sign")]
+    pub key: Option<PathBuf>,
+    /// The repository the signatures name (`docker-reference`) [default: the destination's
+    /// REGISTRY/REPOSITORY]. Across an air gap, the name the image was signed for outside.
+    #[arg(long, value_name = "REGISTRY/REPOSITORY", requires = "sign")]
+    pub signed_repository: Option<String>,
 }
 
 impl PushArgs {
@@ -600,6 +612,18 @@ impl PushArgs {
                 timeout: std::time::Duration::from_secs(self.timeout),
             },
             jobs: usize::from(self.jobs),
+            sign: match (&self.key, self.sign) {
+                (Some(key), true) => Some(airlock::registry::SignWith {
+                    key: key.clone(),
+                    passphrase: passphrase(false)?,
+                    signed_repository: self
+                        .signed_repository
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()?,
+                }),
+                _ => None,
+            },
         })
     }
 }

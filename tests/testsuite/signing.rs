@@ -514,3 +514,361 @@ fn verify_layout_key_accepts_signed_images_and_names_each_tampering() {
     }
     verify_layout(&resigned.path, &other_public, 0);
 }
+
+/// An independent reader of cosign signatures in a registry, written from containers/image's
+/// documented rules (`containers-policy.json(5)`, `sigstoreSigned` with `signedIdentity`), as
+/// skopeo would apply them with `use-sigstore-attachments: true`: resolve the image's manifest
+/// digest, read the `sha256-<hex>.sig` manifest and its layers, verify each signature over its
+/// payload with the public key (Python's `cryptography`), parse the payload strictly, and
+/// match `docker-manifest-digest` and `docker-reference`. Exits 0 when a signature is accepted,
+/// 1 with the reasons when none is.
+const POLICY_CHECK: &str = r#"
+import base64, hashlib, json, sys, urllib.request, urllib.error
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+registry, image, key_path, identity = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+OCI = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+
+def get(path, accept):
+    request = urllib.request.Request(f"http://{registry}/v2/{path}", headers={"Accept": accept})
+    try:
+        return urllib.request.urlopen(request).read()
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+
+name, _, rest = image.partition("/")[2], None, None
+repository_ref = image.split("/", 1)[1]
+if "@" in repository_ref:
+    repository, digest_ref = repository_ref.split("@")
+    tag, reference = None, digest_ref
+else:
+    repository, tag = repository_ref.rsplit(":", 1)
+    reference = tag
+full_name = f"{registry}/{repository}"
+manifest = get(f"{repository}/manifests/{reference}", OCI)
+digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+sig_manifest = get(f"{repository}/manifests/sha256-{digest[7:]}.sig", "application/vnd.oci.image.manifest.v1+json")
+if sig_manifest is None:
+    sys.exit(f"rejected: no signatures for {digest}")
+key = serialization.load_pem_public_key(open(key_path, "rb").read())
+
+def identity_ok(signed):
+    if ":" in signed.rsplit("/", 1)[-1] or "@" in signed:
+        signed_name, signed_is_name_only = signed, False
+    else:
+        signed_name, signed_is_name_only = signed, True
+    kind = identity.get("type", "matchRepoDigestOrExact")
+    if kind == "matchRepository":
+        return signed_name == full_name
+    if kind == "exactRepository":
+        return signed_name == identity["dockerRepository"]
+    intended_name = full_name
+    if kind == "remapIdentity":
+        prefix = identity["prefix"]
+        if intended_name == prefix or intended_name.startswith(prefix + "/"):
+            intended_name = identity["signedPrefix"] + intended_name[len(prefix):]
+    elif kind != "matchRepoDigestOrExact":
+        sys.exit(f"unknown signedIdentity {kind}")
+    # matchRepoDigestOrExact: a tagged image needs exactly name:tag; a digest reference the
+    # same repository. A signature naming only a repository never matches a tag.
+    if signed_is_name_only and tag is not None:
+        return False
+    if tag is not None:
+        return signed == f"{intended_name}:{tag}"
+    return signed_name == intended_name
+
+reasons = []
+for layer in json.loads(sig_manifest)["layers"]:
+    if layer["mediaType"] != "application/vnd.dev.cosign.simplesigning.v1+json":
+        continue
+    payload = get(f"{repository}/blobs/{layer['digest']}", "*/*")
+    assert "sha256:" + hashlib.sha256(payload).hexdigest() == layer["digest"]
+    signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
+    try:
+        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+    except Exception:
+        reasons.append("signature by another key")
+        continue
+    document = json.loads(payload)
+    critical = document["critical"]
+    assert set(document) == {"critical", "optional"}
+    assert set(critical) == {"identity", "image", "type"}
+    assert critical["type"] == "cosign container image signature"
+    if critical["image"]["docker-manifest-digest"] != digest:
+        reasons.append("signature of another image")
+        continue
+    signed = critical["identity"]["docker-reference"]
+    if not identity_ok(signed):
+        reasons.append(f"identity {signed} not accepted by {identity}")
+        continue
+    print(f"accepted: {digest} signed for {signed}")
+    sys.exit(0)
+sys.exit("rejected: " + "; ".join(reasons))
+"#;
+
+/// Whether the policy checker accepts `image` (`registry/repository:tag` or `@digest`).
+fn policy_accepts(
+    python: &Path,
+    registry: &Registry,
+    image: &str,
+    key: &Path,
+    identity: serde_json::Value,
+) -> (bool, String) {
+    let out = Command::new(python)
+        .args(["-c", POLICY_CHECK, &registry.addr(), image])
+        .arg(key)
+        .arg(identity.to_string())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("accepted:") || text.contains("rejected:"),
+        "the checker failed: {text}"
+    );
+    (out.status.success(), text)
+}
+
+/// skopeo copy under a `policy.json` requiring `sigstoreSigned` with `key` and `identity`,
+/// `use-sigstore-attachments: true` for the registry. None when this skopeo cannot check
+/// sigstore signatures at all (Debian builds it with sigstore disabled), with the reason.
+fn skopeo_accepts(
+    dir: &Path,
+    registry: &Registry,
+    image: &str,
+    key: &Path,
+    identity: serde_json::Value,
+) -> Option<bool> {
+    let skopeo = airlock::process::find_on_path("skopeo")?;
+    let registries_d = dir.join("registries.d");
+    std::fs::create_dir_all(&registries_d).unwrap();
+    std::fs::write(
+        registries_d.join("airlock-test.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {
+                "docker": {registry.addr(): [{
+                    "type": "sigstoreSigned",
+                    "keyPath": key,
+                    "signedIdentity": identity,
+                }]},
+                "dir": {"": [{"type": "insecureAcceptAnything"}]},
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out = Command::new(skopeo)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--registries.d")
+        .arg(&registries_d)
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("dir:{}", dest.path().join("image").display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("sigstore disabled") {
+        eprintln!(
+            "skopeo check skipped: this skopeo is built with sigstore disabled (Debian's \
+             \"Debian-local change\"), so it can neither sign nor verify sigstore signatures; \
+             the independent Python reader checked the same rules"
+        );
+        return None;
+    }
+    Some(out.status.success())
+}
+
+#[test]
+fn push_sign_and_moved_images_meet_signed_identity_policies() {
+    let Some(python) = python_with(&["cryptography"]) else {
+        return;
+    };
+    let Some(registry) = Registry::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "cosign");
+    let (_, other_public) = keygen(dir.path(), "other");
+    let test = test_layout(dir.path(), 11);
+    let home = dir.path().join("home");
+    let host = registry.addr();
+
+    // Exact: signed at push time for the destination itself.
+    let (stdout, stderr) = run_expect(
+        push_cmd(&home)
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .args(["-vvv", "--format", "json", "--sign", "--key"])
+            .arg(&key)
+            .arg(format!("oci:{}:single", test.path.display()))
+            .arg(format!("{host}/team/hello:1.0")),
+        0,
+    );
+    assert!(!stdout.contains(PASSPHRASE) && !stderr.contains(PASSPHRASE));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let single = digest_of(&test.single);
+    let attachment = &report["attachments"][0];
+    assert_eq!(attachment["tag"], format!("sha256-{}.sig", single.hex()));
+    assert_eq!(
+        attachment["signed_repository"],
+        format!("{host}/team/hello")
+    );
+    assert_eq!(attachment["listed_by"], format!("sha256-{}", single.hex()));
+    // The mechanism: the registry holds cosign's tag, whose payload names the destination.
+    let sig_manifest: serde_json::Value = serde_json::from_slice(&skopeo_inspect(
+        &format!("{host}/team/hello:sha256-{}.sig", single.hex()),
+        true,
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        sig_manifest["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+
+    let exact = format!("{host}/team/hello:1.0");
+    let by_digest = format!("{host}/team/hello@{single}");
+    for (image, key, identity, accepted) in [
+        (
+            &exact,
+            &public,
+            serde_json::json!({"type": "matchRepository"}),
+            true,
+        ),
+        (
+            &exact,
+            &public,
+            serde_json::json!({"type": "exactRepository", "dockerRepository": format!("{host}/team/hello")}),
+            true,
+        ),
+        (
+            &exact,
+            &other_public,
+            serde_json::json!({"type": "matchRepository"}),
+            false,
+        ),
+        // The default rule wants `name:tag` in the signature; cosign-style signatures name
+        // the repository only, so a tag pull needs matchRepository, a digest pull does not.
+        (
+            &exact,
+            &public,
+            serde_json::json!({"type": "matchRepoDigestOrExact"}),
+            false,
+        ),
+        (
+            &by_digest,
+            &public,
+            serde_json::json!({"type": "matchRepoDigestOrExact"}),
+            true,
+        ),
+    ] {
+        let (ok, text) = policy_accepts(&python, &registry, image, key, identity.clone());
+        assert_eq!(ok, accepted, "{image} with {identity}: {text}");
+        if let Some(ok) = skopeo_accepts(dir.path(), &registry, image, key, identity.clone()) {
+            assert_eq!(ok, accepted, "skopeo: {image} with {identity}");
+        }
+    }
+
+    // Moved: signed outside the air gap for its outside name, pushed inside under another.
+    run_expect(
+        sign()
+            .args([
+                "--signed-repository",
+                "registry.example.com/team/hello",
+                "--key",
+            ])
+            .arg(&key)
+            .arg(format!("oci:{}:single", test.path.display())),
+        0,
+    );
+    let report = run_json(
+        push_cmd(&home)
+            .args(["--format", "json"])
+            .arg(format!("oci:{}:single", test.path.display()))
+            .arg(format!("{host}/mirror/hello:1.0")),
+    );
+    assert_eq!(report["attachments"][0]["layers"], 1);
+    assert_eq!(
+        report["attachments"][0]["signed_repository"],
+        serde_json::Value::Null
+    );
+    let moved = format!("{host}/mirror/hello:1.0");
+    let moved_digest = format!("{host}/mirror/hello@{single}");
+    let remap = serde_json::json!({
+        "type": "remapIdentity",
+        "prefix": format!("{host}/mirror"),
+        "signedPrefix": "registry.example.com/team",
+    });
+    for (image, identity, accepted) in [
+        (
+            &moved,
+            serde_json::json!({"type": "matchRepository"}),
+            false,
+        ),
+        (
+            &moved,
+            serde_json::json!({"type": "exactRepository", "dockerRepository": "registry.example.com/team/hello"}),
+            true,
+        ),
+        (&moved_digest, remap.clone(), true),
+        (&moved, remap.clone(), false),
+    ] {
+        let (ok, text) = policy_accepts(&python, &registry, image, &public, identity.clone());
+        assert_eq!(ok, accepted, "{image} with {identity}: {text}");
+        if let Some(ok) = skopeo_accepts(dir.path(), &registry, image, &public, identity.clone()) {
+            assert_eq!(ok, accepted, "skopeo: {image} with {identity}");
+        }
+    }
+
+    // Signing again at push time adds the destination's signature beside the outside one.
+    let report = run_json(
+        push_cmd(&home)
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .args(["--format", "json", "--sign", "--key"])
+            .arg(&key)
+            .arg(format!("oci:{}:single", test.path.display()))
+            .arg(format!("{host}/mirror/hello:1.0")),
+    );
+    assert_eq!(report["attachments"][0]["layers"], 2);
+    let (ok, text) = policy_accepts(
+        &python,
+        &registry,
+        &moved,
+        &public,
+        serde_json::json!({"type": "matchRepository"}),
+    );
+    assert!(ok, "{text}");
+
+    // A wrong passphrase stops the push before anything reaches the registry.
+    let (_, stderr) = run_expect(
+        push_cmd(&home)
+            .env("AIRLOCK_KEY_PASSWORD", "wrong")
+            .args(["--sign", "--key"])
+            .arg(&key)
+            .arg(format!("oci:{}:single", test.path.display()))
+            .arg(format!("{host}/never/hello:1.0")),
+        2,
+    );
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+    assert_eq!(
+        http_status(registry.port, "GET", "/v2/never/hello/manifests/1.0"),
+        Some(404)
+    );
+}

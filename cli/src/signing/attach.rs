@@ -308,13 +308,13 @@ fn finish(
     })
 }
 
-/// `layers` followed by the `added` ones that are not already there; an added signature is
-/// left out when an existing layer already is `key`'s signature of the same payload (signing
-/// twice adds nothing, as cosign's duplicate detection does).
+/// `layers` followed by the `added` ones that are not already there; with `key`, an added
+/// layer is also left out when an existing one already is `key`'s signature of the same
+/// payload (signing twice adds nothing, as cosign's duplicate detection does).
 pub fn merge_layers(
     existing: Vec<Attachment>,
     added: Vec<Attachment>,
-    key: &PublicKey,
+    key: Option<&PublicKey>,
 ) -> Vec<Attachment> {
     let mut merged = existing;
     for layer in added {
@@ -322,7 +322,7 @@ pub fn merge_layers(
             old == &layer
                 || (old.media_type == layer.media_type
                     && old.bytes == layer.bytes
-                    && old.signed_by(key))
+                    && key.is_some_and(|key| old.signed_by(key)))
         });
         if !duplicate {
             merged.push(layer);
@@ -454,7 +454,7 @@ mod tests {
         let merged = merge_layers(
             vec![theirs.clone(), first.clone()],
             vec![again],
-            key.public_key(),
+            Some(key.public_key()),
         );
         assert_eq!(merged, vec![theirs, first]);
     }

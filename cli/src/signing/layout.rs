@@ -231,7 +231,7 @@ fn attach_to_layout(
         let replaced: BTreeSet<Sha256Digest> = found
             .map(|f| f.referrers.iter().copied().collect())
             .unwrap_or_default();
-        let layers = attach::merge_layers(old_layers, added, key);
+        let layers = attach::merge_layers(old_layers, added, Some(key));
         written.push(write_attachments(
             &writer,
             &mut entries,
@@ -430,6 +430,18 @@ impl Attachments {
     fn of(&self, kind: AttachmentKind, subject: &Sha256Digest) -> Option<&Found> {
         self.by_subject.get(&(kind, *subject))
     }
+}
+
+/// Every attachment of the layout by kind and subject (each layer once, from the
+/// `.sig`/`.att` tags and the referrers), every blob checked against its descriptor.
+pub fn all_attachments(
+    layout: &Layout,
+) -> Result<BTreeMap<(AttachmentKind, Sha256Digest), Vec<Attachment>>> {
+    Ok(Attachments::read(layout)?
+        .by_subject
+        .into_iter()
+        .map(|(key, found)| (key, found.layers))
+        .collect())
 }
 
 /// How one image of a layout stands against a key.
