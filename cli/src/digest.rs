@@ -173,6 +173,42 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A reader that hashes everything read through it and counts the bytes.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// The digest and byte count of everything read, and the inner reader.
+    pub fn finish(self) -> (Sha256Digest, u64, R) {
+        (
+            Sha256Digest(self.hasher.finalize().into()),
+            self.read,
+            self.inner,
+        )
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// The size of the buffer [`hash_file`] and [`copy_hashed`] callers read through: large
 /// enough that a big file costs few system calls, small enough to stay in the L2 cache while
 /// it is hashed.

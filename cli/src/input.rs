@@ -61,6 +61,13 @@ pub fn open_regular(path: &Path, links: Links) -> Result<RegularFile> {
                 anyhow::Error::new(e).context(format!("cannot open {}", path.display()))
             }
         })?;
+    regular(file, path)
+}
+
+/// The type check of [`open_regular`] for a file opened another way (relative to a directory
+/// descriptor, as a layout's blobs are): `file` must be a regular file, else an input error
+/// naming `path` and what it is. `file` must have been opened with `O_NONBLOCK`.
+pub fn regular(file: File, path: &Path) -> Result<RegularFile> {
     let metadata = file
         .metadata()
         .with_context(|| format!("cannot read the metadata of {}", path.display()))?;

@@ -5,8 +5,10 @@
 mod support;
 
 mod build;
+mod bundle;
 mod dist;
 mod doctor;
+mod hostile_inputs;
 mod image;
 mod init;
 mod inspect;

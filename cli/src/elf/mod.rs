@@ -2,7 +2,8 @@
 //! static-pie or dynamic, interpreter, needed libraries, search paths, symbol versions,
 //! machine, stripped or not.
 //!
-//! `elf` only reads files; it never runs them.
+//! `elf` only reads files, each a regular file read within a bound known before reading; it
+//! never runs them.
 
 mod parse;
 
@@ -12,6 +13,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::error::{self, ExitKind};
+use crate::input::{self, Links};
 use crate::render::{self, Align, CommandReport};
 use crate::target::Arch;
 
@@ -138,11 +140,22 @@ pub fn hint_for(library: &str) -> Option<String> {
     Some(hint.to_owned())
 }
 
-/// Reads `path` and analyses its ELF headers. Empty, non-ELF and truncated files are input
-/// errors naming the file.
+/// The largest binary airlock reads (2 GiB): far above any release binary, and a bound on what
+/// a file handed to `inspect`, `image --binary` or `report --binary` can make airlock hold in
+/// memory.
+pub const MAX_BINARY_SIZE: u64 = 2 << 30;
+
+/// Reads a binary the user named: a regular file (a FIFO or device is an input error, never a
+/// read that hangs or does not end) of at most [`MAX_BINARY_SIZE`] bytes, refused before any
+/// of it is read when larger.
+pub fn read_binary(path: &Path) -> Result<Vec<u8>> {
+    input::read_regular(path, Links::Follow, MAX_BINARY_SIZE)
+}
+
+/// Reads `path` (see [`read_binary`]) and analyses its ELF headers. Empty, non-ELF and
+/// truncated files are input errors naming the file.
 pub fn inspect_file(path: &Path) -> Result<ElfInfo> {
-    let data = std::fs::read(path)
-        .map_err(|e| error::input(format!("cannot read {}: {e}", path.display())))?;
+    let data = read_binary(path)?;
     parse_elf(path, &data)
 }
 

@@ -182,6 +182,48 @@ fn read_version_needs<Elf: FileHeader<Endian = Endianness>>(
 mod tests {
     use super::*;
     use crate::error::{ExitKind, exit_kind};
+    use proptest::prelude::*;
+
+    /// A small real ELF executable: the system's `true` (dynamic, so the dynamic section and
+    /// symbol versions are parsed too), else this test binary.
+    fn real_elf() -> &'static [u8] {
+        static ELF: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        ELF.get_or_init(|| {
+            let path = crate::process::find_on_path("true")
+                .unwrap_or_else(|| std::env::current_exe().unwrap());
+            std::fs::read(path).unwrap()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn prop_mutated_elf_files_never_panic(
+            edits in prop::collection::vec((0u8..3, any::<prop::sample::Index>(), any::<u8>()), 1..16),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut data = real_elf().to_vec();
+            let len = data.len();
+            for (region, at, byte) in edits {
+                // Headers first (ELF and program headers), section headers at the end, or anywhere.
+                let i = match region {
+                    0 => at.index(len.min(512)),
+                    1 => len - 1 - at.index(len.min(4096)),
+                    _ => at.index(len),
+                };
+                data[i] = byte;
+            }
+            if let Some(cut) = cut {
+                data.truncate(cut.index(len));
+            }
+            match parse_elf(Path::new("mutated"), &data) {
+                Ok(info) => prop_assert_eq!(info.size, data.len() as u64),
+                Err(e) => {
+                    prop_assert_eq!(exit_kind(&e), ExitKind::Input);
+                    prop_assert!(e.to_string().contains("mutated"), "{e}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn host_tools_are_dynamic_and_named() {

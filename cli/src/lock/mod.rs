@@ -8,6 +8,12 @@
 //! - v4 (`version = 4`; the query of a git source URL is percent-encoded).
 //!
 //! Format reference: cargo's `core/resolver/encode.rs` (the `EncodableResolve` types).
+//!
+//! A lockfile is hostile input: its names and versions become directory names (`NAME`,
+//! `NAME-VERSION`) in vendor directories and bundles. Every name is checked with cargo's own
+//! rule for package names and every version is a semver version, so a [`PackageId`] that comes
+//! out of [`Lockfile::parse`] always gives one plain path component, never `/`, `..` or an
+//! absolute path.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -130,7 +136,11 @@ impl Source {
                 let (url_and_query, commit) = rest
                     .split_once('#')
                     .ok_or_else(|| bad("a git source needs #COMMIT"))?;
-                if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+                // cargo locks the full object id (40 hex digits for SHA-1, 64 for SHA-256).
+                if commit.is_empty()
+                    || commit.len() > 64
+                    || !commit.chars().all(|c| c.is_ascii_hexdigit())
+                {
                     return Err(bad("the commit after # is not a hex commit id"));
                 }
                 let (url, query) = match url_and_query.split_once('?') {
@@ -234,6 +244,42 @@ impl fmt::Display for PackageId {
     }
 }
 
+/// Checks `name` with cargo's rule for package names (`validate_package_name` in cargo's
+/// `util/restricted_names.rs`): not empty, a first character that is a Unicode XID start
+/// character or `_` (not a digit), then only Unicode XID continue characters and `-`.
+///
+/// A name that passes is one plain path component: no `/`, `\`, `.`, NUL or space can be in it.
+pub fn validate_package_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return Err("the name is empty".to_owned());
+    };
+    if first.is_ascii_digit() {
+        return Err("a package name cannot start with a digit".to_owned());
+    }
+    if !(unicode_ident::is_xid_start(first) || first == '_') {
+        return Err(format!(
+            "invalid character {first:?}: the first character must be a letter or `_`"
+        ));
+    }
+    if let Some(bad) = chars.find(|&c| !(unicode_ident::is_xid_continue(c) || c == '-')) {
+        return Err(format!(
+            "invalid character {bad:?}: a package name holds only letters, digits, `-` and `_`"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a package version as cargo does (semver), requiring the text to be exactly what the
+/// parsed version displays, so the directory names made from it match the `.crate`'s.
+pub fn parse_package_version(text: &str) -> Result<Version, String> {
+    let version = Version::parse(text).map_err(|e| e.to_string())?;
+    if version.to_string() != text {
+        return Err(format!("it is not written canonically (`{version}`)"));
+    }
+    Ok(version)
+}
+
 impl PackageId {
     /// `NAME-VERSION`, the top directory of a `.crate` and its file stem.
     pub fn dir_name(&self) -> String {
@@ -291,7 +337,12 @@ struct RawPackage {
 impl Lockfile {
     /// Reads and parses the lockfile at `path`.
     pub fn load(path: &Path) -> Result<Lockfile> {
-        let text = std::fs::read_to_string(path).with_context(|| {
+        let text = crate::input::read_regular_to_string(
+            path,
+            crate::input::Links::Follow,
+            crate::input::MAX_TEXT_INPUT,
+        )
+        .with_context(|| {
             format!(
                 "cannot read {}; run `cargo generate-lockfile` to create it",
                 path.display()
@@ -324,14 +375,22 @@ impl Lockfile {
 
         let mut packages = Vec::with_capacity(raw.package.len());
         for p in &raw.package {
+            validate_package_name(&p.name).map_err(|why| {
+                crate::error::input(format!(
+                    "{shown}: package name {:?} is not a valid cargo package name ({why}); \
+                     this is not a lockfile cargo wrote: regenerate it with \
+                     `cargo generate-lockfile` and check where it came from",
+                    p.name
+                ))
+            })?;
             let source = match &p.source {
                 None => Source::Path,
                 Some(s) => Source::parse(s, version)
                     .with_context(|| format!("{shown}: package `{} {}`", p.name, p.version))?,
             };
-            let version_parsed = Version::parse(&p.version).map_err(|e| {
+            let version_parsed = parse_package_version(&p.version).map_err(|e| {
                 crate::error::input(format!(
-                    "{shown}: package `{}` has an invalid version `{}`: {e}",
+                    "{shown}: package `{}` has an invalid version {:?}: {e}",
                     p.name, p.version
                 ))
             })?;
@@ -348,6 +407,19 @@ impl Lockfile {
                 checksum,
                 dependencies: Vec::new(),
             });
+        }
+
+        // cargo refuses a lockfile that locks one package twice; airlock would vendor both
+        // into one directory.
+        let mut ids = std::collections::BTreeSet::new();
+        for p in &packages {
+            if !ids.insert(&p.id) {
+                return Err(crate::error::input(format!(
+                    "{shown}: package `{} {}` from {} is locked twice; regenerate the lockfile \
+                     with `cargo generate-lockfile`",
+                    p.id.name, p.id.version, p.id.source
+                )));
+            }
         }
 
         // v1: `"checksum NAME VERSION (SOURCE)" = "HEX"` (or "<none>") in [metadata].
@@ -588,10 +660,145 @@ source = "sparse+https://index.example.com/"
             v4().replace("registry+https", "svn+https"),
             v4().replace(&format!("#{COMMIT}"), ""),
             "[[package]]\nname = 1".to_owned(),
+            format!(
+                "{}\n[[package]]\nname = \"cfg-if\"\nversion = \"0.1.10\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+                v4()
+            ),
         ];
         for text in cases {
             let err = Lockfile::parse(&text, Path::new("x/Cargo.lock")).unwrap_err();
             assert!(format!("{err:#}").contains("x/Cargo.lock"), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn refuses_names_and_versions_that_are_not_cargo_s() {
+        for name in [
+            "../../outside",
+            "/abs/path",
+            "a/b",
+            "a\\b",
+            "",
+            ".",
+            "..",
+            "1abc",
+            "a b",
+            "a.b",
+            "-lead",
+            "a\u{0}b",
+        ] {
+            let quoted = toml::Value::String(name.to_owned()).to_string();
+            let text = v4().replace("name = \"cfg-if\"", &format!("name = {quoted}"));
+            let text = text.replace(" \"cfg-if\",\n", &format!(" {quoted},\n"));
+            let err = Lockfile::parse(&text, Path::new("x/Cargo.lock")).unwrap_err();
+            let shown = format!("{err:#}");
+            assert!(shown.contains("x/Cargo.lock"), "{name:?}: {shown}");
+            assert!(
+                shown.contains("not a valid cargo package name"),
+                "{name:?}: {shown}"
+            );
+            assert_eq!(
+                crate::error::exit_kind(&err),
+                crate::error::ExitKind::Input,
+                "{name:?}"
+            );
+        }
+        for name in [
+            "cfg-if",
+            "_private",
+            "serde_json",
+            "windows-sys",
+            "ünïcode",
+            "A1",
+        ] {
+            assert_eq!(validate_package_name(name), Ok(()), "{name}");
+        }
+        for version in ["1.0", "v1.0.0", "1.0.0/../x", "01.0.0", " 1.0.0"] {
+            let text = v4().replace("version = \"0.1.10\"", &format!("version = {version:?}"));
+            let err = Lockfile::parse(&text, Path::new("x/Cargo.lock")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("invalid version"),
+                "{version}: {err:#}"
+            );
+        }
+        let not_hex = v4().replace(COMMIT, "../../etc");
+        let err = Lockfile::parse(&not_hex, Path::new("x/Cargo.lock")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a hex commit id"),
+            "{err:#}"
+        );
+    }
+
+    /// Whether `text` is exactly one plain path component (what a vendor directory name must be).
+    fn is_one_component(text: &str) -> bool {
+        let mut components = Path::new(text).components();
+        matches!(
+            (components.next(), components.next()),
+            (Some(std::path::Component::Normal(c)), None) if c == text
+        ) && !text.contains('/')
+            && !text.contains('\0')
+    }
+
+    /// Every package of a parsed lockfile names safe directories.
+    fn assert_safe_names(lock: &Lockfile) {
+        for p in lock.packages() {
+            assert!(is_one_component(&p.id.name), "{:?}", p.id.name);
+            assert!(is_one_component(&p.id.dir_name()), "{:?}", p.id.dir_name());
+            assert_eq!(validate_package_name(&p.id.name), Ok(()));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_arbitrary_text_never_panics(text in ".{0,400}") {
+            if let Ok(lock) = Lockfile::parse(&text, Path::new("Cargo.lock")) {
+                assert_safe_names(&lock);
+            }
+        }
+
+        #[test]
+        fn prop_mutated_lockfiles_never_panic_and_name_safe_paths(
+            edits in proptest::collection::vec((0usize..2000, 0usize..8, ".{0,12}"), 1..6)
+        ) {
+            let mut text = v4();
+            for (at, cut, insert) in edits {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let mut end = (at + cut).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                text.replace_range(at..end, &insert);
+            }
+            if let Ok(lock) = Lockfile::parse(&text, Path::new("Cargo.lock")) {
+                assert_safe_names(&lock);
+            }
+        }
+
+        #[test]
+        fn prop_names_and_versions_that_pass_are_one_path_component(
+            name in proptest::prop_oneof![
+                ".{0,20}",
+                "[a-z_./\\\\-]{0,12}",
+                "(\\.\\./)*[a-z]{1,5}",
+            ],
+            version in proptest::prop_oneof![
+                ".{0,16}",
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(-[a-z0-9./+-]{1,8})?",
+            ],
+        ) {
+            let quoted = |s: &str| toml::Value::String(s.to_owned()).to_string();
+            let text = format!(
+                "version = 4\n\n[[package]]\nname = {}\nversion = {}\n",
+                quoted(&name),
+                quoted(&version)
+            );
+            if let Ok(lock) = Lockfile::parse(&text, Path::new("Cargo.lock")) {
+                assert_safe_names(&lock);
+                proptest::prop_assert_eq!(&lock.packages()[0].id.name, &name);
+            }
         }
     }
 

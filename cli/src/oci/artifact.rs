@@ -108,7 +108,7 @@ mod tests {
         );
         assert_eq!(manifest.config().media_type(), &MediaType::EmptyJSON);
         assert_eq!(
-            layout.read_blob(&manifest.layers()[0]).unwrap(),
+            layout.read_document(&manifest.layers()[0]).unwrap(),
             b"{\"bomFormat\":\"CycloneDX\"}"
         );
         assert_eq!(layout.tags(), ["v1"]);

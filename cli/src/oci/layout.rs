@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -16,9 +15,12 @@ use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 use serde::Serialize;
 
 use crate::atomic::{self, StagedDir};
-use crate::digest::{self, HashingWriter, Sha256Digest};
+use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error;
+use crate::input::{self, Links};
+use crate::oci::blob::{BlobStore, MAX_DOCUMENT};
 use crate::oci::json::canonical_json;
+use crate::oci::walk::{self, WalkOptions};
 
 /// The annotation that names an image in a layout's `index.json` (image-spec
 /// `annotations.md`): the tag in `oci:DIR:TAG`.
@@ -97,17 +99,32 @@ pub struct Layout {
     index: ImageIndex,
 }
 
+/// The most bytes read of `oci-layout`, a one-line JSON object.
+const MAX_LAYOUT_MARKER: u64 = 64 << 10;
+
 impl Layout {
-    /// Opens the layout at `root`: checks `oci-layout` and parses `index.json`.
+    /// Opens the layout at `root`: checks `oci-layout`, parses `index.json` (both regular files
+    /// of bounded size, not links) and checks that `blobs/sha256/`, if there, is a real
+    /// directory inside the layout.
     pub fn open(root: &Path) -> Result<Layout> {
         let marker = root.join("oci-layout");
-        let text = fs::read_to_string(&marker).map_err(|e| {
-            error::input(format!(
-                "{} is not an OCI image layout: cannot read {}: {e}",
-                root.display(),
-                marker.display()
-            ))
-        })?;
+        let text = input::read_regular_to_string(&marker, Links::Refuse, MAX_LAYOUT_MARKER)
+            .map_err(|e| {
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                {
+                    error::input(format!(
+                        "{} is not an OCI image layout: it has no {}",
+                        root.display(),
+                        marker.display()
+                    ))
+                } else {
+                    e.context(format!(
+                        "{} is not a readable OCI image layout",
+                        root.display()
+                    ))
+                }
+            })?;
         let version: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| error::input(format!("{}: invalid JSON: {e}", marker.display())))?;
         if version.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
@@ -117,14 +134,14 @@ impl Layout {
             )));
         }
         let index_path = root.join("index.json");
-        let bytes = fs::read(&index_path)
-            .map_err(|e| error::input(format!("cannot read {}: {e}", index_path.display())))?;
+        let bytes = input::read_regular(&index_path, Links::Refuse, MAX_DOCUMENT)?;
         let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
             error::input(format!(
                 "{}: not a valid OCI image index: {e}",
                 index_path.display()
             ))
         })?;
+        BlobStore::new(root).check_directories()?;
         Ok(Layout {
             root: root.to_path_buf(),
             index,
@@ -141,9 +158,14 @@ impl Layout {
         &self.index
     }
 
+    /// The layout's blobs, read only through the verified reader.
+    pub fn blobs(&self) -> BlobStore<'_> {
+        BlobStore::new(&self.root)
+    }
+
     /// Where the blob with `digest` lives (whether or not it exists).
     pub fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
-        blob_path(&self.root, digest)
+        self.blobs().path(digest)
     }
 
     /// The tags of `index.json`'s entries, in order.
@@ -155,66 +177,67 @@ impl Layout {
             .collect()
     }
 
-    /// The `index.json` entry for `tag`; without a tag, the only entry. The error lists the
-    /// tags there are.
+    /// The one tag resolver: the `index.json` entry for `tag`; without a tag, the only image.
+    ///
+    /// Artifacts attached to an image (SBOMs, signatures: entries with an `artifactType`) are
+    /// not images, and one image under several tags (`1.2.0` and `latest`) is still one image;
+    /// a layout holding nothing but artifacts of one digest resolves to it. A tag on two
+    /// entries that name different digests is ambiguous. The error lists the tags there are.
     pub fn resolve(&self, tag: Option<&str>) -> Result<&Descriptor> {
         let manifests = self.index.manifests();
-        let found = match tag {
-            Some(tag) => manifests.iter().find(|d| ref_name(d) == Some(tag)),
+        let candidates: Vec<&Descriptor> = match tag {
+            Some(tag) => manifests
+                .iter()
+                .filter(|d| ref_name(d) == Some(tag))
+                .collect(),
             None => {
-                // Artifacts attached to an image (SBOMs, signatures) are not images; one image
-                // under several tags is still one image.
-                let mut images = manifests.iter().filter(|d| d.artifact_type().is_none());
-                let first = images.next();
-                first.filter(|f| images.all(|d| d.digest() == f.digest()))
+                let images: Vec<&Descriptor> = manifests
+                    .iter()
+                    .filter(|d| d.artifact_type().is_none())
+                    .collect();
+                if images.is_empty() {
+                    manifests.iter().collect()
+                } else {
+                    images
+                }
             }
         };
-        found.ok_or_else(|| {
-            let tags = self.tags();
-            let known = if tags.is_empty() {
-                "it has no tagged images".to_owned()
-            } else {
-                format!("its tags are: {}", tags.join(", "))
-            };
-            let what = match tag {
-                Some(tag) => format!("has no image tagged `{tag}`"),
-                None if manifests.is_empty() => "holds no image".to_owned(),
-                None => "holds several images; name one with oci:DIR:TAG".to_owned(),
-            };
-            error::input(format!("{} {what}; {known}", self.root.display()))
-        })
+        if let Some(first) = candidates.first()
+            && candidates.iter().all(|d| d.digest() == first.digest())
+        {
+            return Ok(first);
+        }
+        let tags = self.tags();
+        let known = if tags.is_empty() {
+            "it has no tagged images".to_owned()
+        } else {
+            format!("its tags are: {}", tags.join(", "))
+        };
+        let what = match tag {
+            Some(tag) if !candidates.is_empty() => {
+                format!(
+                    "tags {} images `{tag}`; remove one of them",
+                    candidates.len()
+                )
+            }
+            Some(tag) => format!("has no image tagged `{tag}`"),
+            None if manifests.is_empty() => "holds no image".to_owned(),
+            None => "holds several images; name one with oci:DIR:TAG".to_owned(),
+        };
+        Err(error::input(format!(
+            "{} {what}; {known}",
+            self.root.display()
+        )))
     }
 
-    /// Reads a blob and checks its size and digest against `descriptor`.
-    pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
-        let digest = descriptor_digest(descriptor)?;
-        let path = self.blob_path(&digest);
-        let mut file = fs::File::open(&path).map_err(|e| {
-            error::input(format!(
-                "blob {digest} is missing from {}: {e}",
-                self.root.display()
-            ))
-        })?;
-        let mut bytes = Vec::new();
-        file.by_ref()
-            .take(descriptor.size().saturating_add(1))
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        check_blob(&bytes, descriptor, &path)?;
-        Ok(bytes)
+    /// Reads a JSON document (manifest, index, config) whole, checked against `descriptor`.
+    pub fn read_document(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
+        Ok(self.blobs().read_document(descriptor)?)
     }
 
-    /// Reads a JSON blob (manifest, index, config) and parses it.
+    /// Reads a JSON document (manifest, index, config) and parses it.
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, descriptor: &Descriptor) -> Result<T> {
-        let bytes = self.read_blob(descriptor)?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            error::input(format!(
-                "blob {} in {} is not a valid {}: {e}",
-                descriptor.digest(),
-                self.root.display(),
-                descriptor.media_type()
-            ))
-        })
+        Ok(self.blobs().read_json(descriptor)?)
     }
 }
 
@@ -232,36 +255,9 @@ pub fn descriptor_digest(descriptor: &Descriptor) -> Result<Sha256Digest> {
     Sha256Digest::try_from(descriptor.digest()).map_err(|e| error::input(e.to_string()))
 }
 
-fn check_blob(bytes: &[u8], descriptor: &Descriptor, path: &Path) -> Result<()> {
-    if bytes.len() as u64 != descriptor.size() {
-        return Err(error::check_failed(format!(
-            "{}: size differs from its descriptor (expected {} bytes, found {}{})",
-            path.display(),
-            descriptor.size(),
-            bytes.len(),
-            if bytes.len() as u64 > descriptor.size() {
-                " or more"
-            } else {
-                ""
-            }
-        )));
-    }
-    let expected = descriptor_digest(descriptor)?;
-    let actual = Sha256Digest::of(bytes);
-    if actual != expected {
-        return Err(error::check_failed(format!(
-            "{}: sha256 differs from its descriptor (expected {}, found {})",
-            path.display(),
-            expected.hex(),
-            actual.hex()
-        )));
-    }
-    Ok(())
-}
-
 /// Where the blob with `digest` lives under a layout at `root`.
 pub fn blob_path(root: &Path, digest: &Sha256Digest) -> PathBuf {
-    root.join("blobs").join("sha256").join(digest.hex())
+    BlobStore::new(root).path(digest)
 }
 
 /// A layout being written in a staging directory beside its final place.
@@ -281,21 +277,41 @@ impl LayoutWriter {
         Ok(LayoutWriter { staged })
     }
 
-    /// Starts from a copy of the existing layout `existing` (its blobs hard-linked where
-    /// possible), to add images while keeping the others.
+    /// Starts from a copy of the existing layout `existing`, to add images while keeping the
+    /// others. Only the blobs `index.json` reaches are carried over (hard-linked where
+    /// possible), and each only after it is read whole and found to match its descriptor, so
+    /// an image written next can never reuse a blob that was altered: any blob that is
+    /// missing, altered, or not a regular file inside the layout fails the update, naming it.
     pub fn update(existing: &Layout) -> Result<LayoutWriter> {
+        let graph = walk::walk(
+            existing.blobs(),
+            existing.index().manifests(),
+            &WalkOptions {
+                subjects: true,
+                ..WalkOptions::default()
+            },
+        )?
+        .checked()?;
         let writer = LayoutWriter::create(existing.root())?;
-        let source = existing.root().join("blobs").join("sha256");
-        if source.is_dir() {
-            for entry in fs::read_dir(&source)
-                .with_context(|| format!("cannot read {}", source.display()))?
-            {
-                let entry = entry.with_context(|| format!("cannot read {}", source.display()))?;
-                let dest = writer.blobs_dir().join(entry.file_name());
-                if fs::hard_link(entry.path(), &dest).is_err() {
-                    fs::copy(entry.path(), &dest)
-                        .with_context(|| format!("cannot copy {}", entry.path().display()))?;
-                }
+        let blobs = writer.blobs_dir();
+        let store = existing.blobs();
+        for node in &graph.nodes {
+            if node.is_dangling_subject() {
+                continue;
+            }
+            // Manifests and indexes were verified when the walk read them.
+            if node.document.is_none() {
+                store.verify(&node.descriptor)?;
+            }
+            let Some(digest) = node.digest else { continue };
+            let (from, to) = (store.path(&digest), blobs.join(digest.hex()));
+            if fs::hard_link(&from, &to).is_err() {
+                let mut blob = store.open_verified(&node.descriptor)?;
+                let mut file = fs::File::create(&to)
+                    .with_context(|| format!("cannot write {}", to.display()))?;
+                std::io::copy(&mut blob, &mut file)
+                    .with_context(|| format!("cannot copy {}", from.display()))?;
+                blob.finish()?;
             }
         }
         Ok(writer)
@@ -384,15 +400,100 @@ pub fn with_ref_name(mut descriptor: Descriptor, tag: &str) -> Descriptor {
     descriptor
 }
 
-/// Hashes a blob file on disk and compares it with `expected` (used by `verify`).
-pub fn blob_matches(path: &Path, expected: &Sha256Digest) -> Result<bool> {
-    Ok(digest::hash_file(path)?.0 == *expected)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use oci_spec::image::ImageIndexBuilder;
+    use proptest::prelude::*;
+
+    /// A real `index.json` with three entries: two tags of one image and an attached artifact.
+    fn real_index() -> Vec<u8> {
+        let image = Descriptor::new(MediaType::ImageManifest, 10, Sha256Digest::of(b"i"));
+        let mut artifact = Descriptor::new(MediaType::ImageManifest, 5, Sha256Digest::of(b"a"));
+        artifact.set_artifact_type(Some(MediaType::Other("application/spdx+json".into())));
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![
+                with_ref_name(image.clone(), "1.0"),
+                with_ref_name(image, "latest"),
+                artifact,
+            ])
+            .build()
+            .unwrap();
+        canonical_json(&index).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn prop_open_and_resolve_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+            tag in proptest::option::of("[a-z0-9.]{0,6}"),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bytes = real_index();
+            for (at, byte) in &edits {
+                let i = at.index(bytes.len());
+                bytes[i] = *byte;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            std::fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).unwrap();
+            std::fs::write(dir.path().join("index.json"), &bytes).unwrap();
+            match Layout::open(dir.path()) {
+                Ok(layout) => {
+                    if let Ok(found) = layout.resolve(tag.as_deref())
+                        && let Some(tag) = &tag
+                    {
+                        prop_assert_eq!(ref_name(found), Some(tag.as_str()));
+                    }
+                }
+                Err(e) => {
+                    prop_assert_eq!(crate::error::exit_kind(&e), crate::error::ExitKind::Input);
+                    prop_assert!(format!("{e:#}").contains("index.json"), "{e:#}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resolves_the_one_image_past_artifacts_and_second_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).unwrap();
+        std::fs::write(dir.path().join("index.json"), real_index()).unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let image = Sha256Digest::of(b"i");
+        let found = |tag| descriptor_digest(layout.resolve(tag).unwrap()).unwrap();
+        assert_eq!(found(None), image);
+        assert_eq!(found(Some("latest")), image);
+
+        // One tag on two different images is ambiguous.
+        let twice = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![
+                with_ref_name(
+                    Descriptor::new(MediaType::ImageManifest, 1, Sha256Digest::of(b"x")),
+                    "v1",
+                ),
+                with_ref_name(
+                    Descriptor::new(MediaType::ImageManifest, 1, Sha256Digest::of(b"y")),
+                    "v1",
+                ),
+            ])
+            .build()
+            .unwrap();
+        std::fs::write(
+            dir.path().join("index.json"),
+            canonical_json(&twice).unwrap(),
+        )
+        .unwrap();
+        let layout = Layout::open(dir.path()).unwrap();
+        let err = layout.resolve(Some("v1")).unwrap_err();
+        assert!(err.to_string().contains("tags 2 images `v1`"), "{err}");
+        assert!(layout.resolve(None).is_err());
+    }
 
     #[test]
     fn parses_image_refs() {
@@ -425,7 +526,7 @@ mod tests {
         let layout = Layout::open(&target).unwrap();
         assert_eq!(layout.tags(), ["latest"]);
         let d = layout.resolve(Some("latest")).unwrap();
-        assert_eq!(layout.read_blob(d).unwrap(), b"{}");
+        assert_eq!(layout.read_document(d).unwrap(), b"{}");
         assert!(
             layout
                 .resolve(Some("nope"))
@@ -439,7 +540,7 @@ mod tests {
         );
 
         fs::write(layout.blob_path(&descriptor_digest(d).unwrap()), b"[]").unwrap();
-        let err = layout.read_blob(d).unwrap_err();
+        let err = layout.read_document(d).unwrap_err();
         assert_eq!(
             crate::error::exit_kind(&err),
             crate::error::ExitKind::CheckFailed

@@ -1,10 +1,17 @@
 //! OCI image layouts: canonical JSON, reading and writing layouts, and building scratch
 //! images from static binaries.
 //!
+//! Every command that reads a layout goes through one core: [`media`] says what a media type
+//! is (OCI or Docker), [`blob`] is the one verified reader (regular files inside the layout
+//! only, sizes checked before reading, digests as the bytes stream by), [`walk`] the one walk
+//! over indexes and manifests (with depth and count limits), and [`Layout::resolve`] the one tag
+//! resolver.
+//!
 //! `oci` never touches the network (that is `registry`) and never runs a container engine.
 
 pub mod archive;
 pub mod artifact;
+pub mod blob;
 pub mod document;
 pub mod essentials;
 pub mod gzip;
@@ -12,8 +19,10 @@ pub mod image;
 pub mod json;
 pub mod layer;
 pub mod layout;
+pub mod media;
 pub mod prune;
 pub mod settings;
+pub mod walk;
 
 pub use json::canonical_json;
 pub use layout::{ImageRef, Layout, LayoutWriter};

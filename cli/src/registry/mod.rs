@@ -36,9 +36,12 @@ use anyhow::{Context, Result};
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
 use serde::Serialize;
 
-use crate::digest::{self, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error;
+use crate::oci::blob::BlobStore;
 use crate::oci::layout::{self, ImageRef, Layout};
+use crate::oci::media::MediaKind;
+use crate::oci::walk::{self, Parsed, WalkOptions};
 use crate::progress;
 use crate::render::{self, CommandReport};
 use crate::signing;
@@ -51,10 +54,6 @@ pub use upload::UploadMethod;
 
 use client::Session;
 use upload::BlobSource;
-
-/// Docker's manifest list and image manifest: the same shapes as the OCI index and manifest.
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// What `push` needs.
 #[derive(Debug, Clone)]
@@ -227,6 +226,7 @@ struct PlannedManifest {
 
 /// A blob to push.
 struct PlannedBlob {
+    descriptor: Descriptor,
     size: u64,
     media_type: String,
     path: PathBuf,
@@ -252,7 +252,7 @@ struct PlannedReferrer {
 /// Pushes `options.source` to `options.destination`.
 pub fn push(options: &PushOptions) -> Result<PushReport> {
     let layout = Layout::open(&options.source.path)?;
-    let top = select_image(&layout, options.source.tag.as_deref())?;
+    let top = layout.resolve(options.source.tag.as_deref())?.clone();
     let top_digest = layout::descriptor_digest(&top)?;
     let destination = &options.destination;
     if let Some(pinned) = &destination.digest
@@ -282,7 +282,7 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
         blobs: BTreeMap::new(),
         referrers: Vec::new(),
     };
-    plan_descriptor(&layout, &top, None, &mut plan, 0)?;
+    plan_image(&layout, &top, &mut plan)?;
     plan_referrers(&layout, &mut plan)?;
 
     let attachments_in_layout = signing::layout::all_attachments(&layout)?;
@@ -296,7 +296,7 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
     progress::status("Connecting", format!("to {}", destination.registry));
     let session = Session::connect(destination, credential, &options.client)?;
 
-    let blobs = push_blobs(&session, &plan, options.jobs.max(1))?;
+    let blobs = push_blobs(&session, layout.blobs(), &plan, options.jobs.max(1))?;
 
     let count = plan.manifests.len();
     let mut manifests = Vec::with_capacity(count);
@@ -312,7 +312,7 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
             "Pushing",
             format!(
                 "{} {digest}{}",
-                if is_index(&media_type) {
+                if MediaKind::of_str(&media_type).is_index() {
                     "index"
                 } else {
                     "manifest"
@@ -366,23 +366,6 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
     })
 }
 
-/// The `index.json` entry to push: the one tagged `tag`; without a tag, the only entry that
-/// is not an artifact attached to another (a layout from `dist` also lists its SBOMs).
-fn select_image(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
-    if tag.is_none() {
-        let images: Vec<&Descriptor> = layout
-            .index()
-            .manifests()
-            .iter()
-            .filter(|d| d.artifact_type().is_none())
-            .collect();
-        if let [image] = images.as_slice() {
-            return Ok((*image).clone());
-        }
-    }
-    Ok(layout.resolve(tag)?.clone())
-}
-
 /// Queues the artifacts of `index.json` whose `subject` is a manifest being pushed.
 fn plan_referrers(layout: &Layout, plan: &mut Plan) -> Result<()> {
     let pushed: Vec<Sha256Digest> = plan
@@ -395,16 +378,10 @@ fn plan_referrers(layout: &Layout, plan: &mut Plan) -> Result<()> {
             continue;
         };
         let digest = layout::descriptor_digest(entry)?;
-        if !is_manifest(entry.media_type().as_ref()) || pushed.contains(&digest) {
+        if !MediaKind::of(entry.media_type()).is_manifest() || pushed.contains(&digest) {
             continue;
         }
-        let bytes = layout.read_blob(entry)?;
-        let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| {
-            error::input(format!(
-                "{}: artifact {digest} is not a valid image manifest: {e}",
-                layout.root().display()
-            ))
-        })?;
+        let manifest: ImageManifest = layout.read_json(entry)?;
         let Some(subject) = manifest.subject() else {
             continue;
         };
@@ -417,8 +394,18 @@ fn plan_referrers(layout: &Layout, plan: &mut Plan) -> Result<()> {
         {
             continue;
         }
-        for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
-            plan_blob(layout, blob, plan)?;
+        let graph = walk::walk(
+            layout.blobs(),
+            std::slice::from_ref(entry),
+            &WalkOptions::default(),
+        )?
+        .checked()?;
+        let mut bytes = Vec::new();
+        for node in graph.nodes {
+            match node.document {
+                Some(document) => bytes = document.bytes,
+                None => plan_blob(layout, &node.descriptor, plan)?,
+            }
         }
         // The referrers list entry: the manifest's own artifactType and annotations.
         let mut listed = Descriptor::new(entry.media_type().clone(), entry.size(), digest);
@@ -513,111 +500,84 @@ pub(crate) fn add_to_referrers_tag(
     Ok(tag)
 }
 
-/// Reads a manifest or index (verified against its descriptor), queues its blobs and, for an
-/// index, its children first.
-fn plan_descriptor(
-    layout: &Layout,
-    descriptor: &Descriptor,
-    platform: Option<String>,
-    plan: &mut Plan,
-    depth: usize,
-) -> Result<()> {
-    if depth > 8 {
-        return Err(error::input(format!(
-            "{}: indexes nest more than 8 deep at {}",
-            layout.root().display(),
-            descriptor.digest()
-        )));
-    }
-    let bytes = layout.read_blob(descriptor)?;
-    let media_type = descriptor.media_type().to_string();
-    let what = |kind: &str, e: serde_json::Error| {
+/// Walks the image `top` names with the one walker: every manifest and index read and
+/// verified, every other blob checked to be in the layout with its descriptor's size (its
+/// digest is checked before upload, so a blob the registry has is not read at all). Queues
+/// the documents children first, the top last.
+fn plan_image(layout: &Layout, top: &Descriptor, plan: &mut Plan) -> Result<()> {
+    let not_an_image = |descriptor: &Descriptor| {
         error::input(format!(
-            "{}: blob {} is not a valid {kind}: {e}",
+            "{}: {} has media type {}, which is neither an image manifest nor an index",
             layout.root().display(),
-            descriptor.digest()
+            descriptor.digest(),
+            descriptor.media_type()
         ))
     };
-    if is_index(&media_type) {
-        let index: ImageIndex =
-            serde_json::from_slice(&bytes).map_err(|e| what("image index", e))?;
-        for child in index.manifests() {
-            let platform = child.platform().as_ref().map(|p| {
-                let mut s = format!("{}/{}", p.os(), p.architecture());
-                if let Some(variant) = p.variant() {
-                    s.push('/');
-                    s.push_str(variant);
-                }
-                s
-            });
-            plan_descriptor(layout, child, platform, plan, depth + 1)?;
-        }
-    } else if is_manifest(&media_type) {
-        let manifest: ImageManifest =
-            serde_json::from_slice(&bytes).map_err(|e| what("image manifest", e))?;
-        for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
-            plan_blob(layout, blob, plan)?;
-        }
-    } else {
-        return Err(error::input(format!(
-            "{}: {} has media type {media_type}, which is neither an image manifest nor an \
-             index",
-            layout.root().display(),
-            descriptor.digest()
-        )));
+    if !MediaKind::of(top.media_type()).is_document() {
+        return Err(not_an_image(top));
     }
-    let digest = layout::descriptor_digest(descriptor)?;
-    if !plan
-        .manifests
-        .iter()
-        .any(|m| layout::descriptor_digest(&m.descriptor).ok() == Some(digest))
-    {
+    let graph = walk::walk(
+        layout.blobs(),
+        std::slice::from_ref(top),
+        &WalkOptions::default(),
+    )?
+    .checked()?;
+    for node in graph.nodes {
+        let Some(document) = node.document else {
+            plan_blob(layout, &node.descriptor, plan)?;
+            continue;
+        };
+        if let Parsed::Index(index) = &document.parsed
+            && let Some(child) = index
+                .manifests()
+                .iter()
+                .find(|c| !MediaKind::of(c.media_type()).is_document())
+        {
+            return Err(not_an_image(child));
+        }
+        // An index's children are pushed with their platform; the top entry is what was asked.
+        let platform = (node.depth > 0)
+            .then(|| node.descriptor.platform().as_ref().map(platform_name))
+            .flatten();
         plan.manifests.push(PlannedManifest {
-            descriptor: descriptor.clone(),
-            bytes,
+            descriptor: node.descriptor,
+            bytes: document.bytes,
             platform,
         });
     }
     Ok(())
 }
 
-/// Queues a blob after checking it is in the layout with the size its descriptor gives (its
-/// digest is checked before upload, so a blob the registry has is not read at all).
+/// `os/architecture[/variant]`.
+fn platform_name(platform: &oci_spec::image::Platform) -> String {
+    let mut name = format!("{}/{}", platform.os(), platform.architecture());
+    if let Some(variant) = platform.variant() {
+        name.push('/');
+        name.push_str(variant);
+    }
+    name
+}
+
+/// Queues a blob the walk found in the layout with its descriptor's size.
 fn plan_blob(layout: &Layout, descriptor: &Descriptor, plan: &mut Plan) -> Result<()> {
     let digest = layout::descriptor_digest(descriptor)?;
-    if plan.blobs.contains_key(&digest) {
-        return Ok(());
-    }
-    let path = layout.blob_path(&digest);
-    let size = std::fs::metadata(&path)
-        .map_err(|e| {
-            error::input(format!(
-                "blob {digest} is missing from {}: {e}",
-                layout.root().display()
-            ))
-        })?
-        .len();
-    if size != descriptor.size() {
-        return Err(error::check_failed(format!(
-            "{}: size differs from its descriptor (expected {} bytes, found {size})",
-            path.display(),
-            descriptor.size()
-        )));
-    }
-    plan.blobs.insert(
-        digest,
-        PlannedBlob {
-            size,
-            media_type: descriptor.media_type().to_string(),
-            path,
-        },
-    );
+    plan.blobs.entry(digest).or_insert_with(|| PlannedBlob {
+        descriptor: descriptor.clone(),
+        size: descriptor.size(),
+        media_type: descriptor.media_type().to_string(),
+        path: layout.blob_path(&digest),
+    });
     Ok(())
 }
 
 /// Uploads the blobs the registry lacks, `jobs` at a time; stops taking new ones after the
 /// first failure and reports it.
-fn push_blobs(session: &Session, plan: &Plan, jobs: usize) -> Result<Vec<BlobReport>> {
+fn push_blobs(
+    session: &Session,
+    store: BlobStore<'_>,
+    plan: &Plan,
+    jobs: usize,
+) -> Result<Vec<BlobReport>> {
     let blobs: Vec<(&Sha256Digest, &PlannedBlob)> = plan.blobs.iter().collect();
     let total: u64 = blobs.iter().map(|(_, b)| b.size).sum();
     let bar = progress::bytes_bar(total, "Uploading");
@@ -635,7 +595,7 @@ fn push_blobs(session: &Session, plan: &Plan, jobs: usize) -> Result<Vec<BlobRep
                     let Some((digest, blob)) = blobs.get(i) else {
                         break;
                     };
-                    let result = push_blob(session, digest, blob, &bar);
+                    let result = push_blob(session, store, digest, blob, &bar);
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -666,6 +626,7 @@ fn push_blobs(session: &Session, plan: &Plan, jobs: usize) -> Result<Vec<BlobRep
 
 fn push_blob(
     session: &Session,
+    store: BlobStore<'_>,
     digest: &Sha256Digest,
     blob: &PlannedBlob,
     bar: &indicatif::ProgressBar,
@@ -675,15 +636,7 @@ fn push_blob(
         return Ok(UploadMethod::Skipped);
     }
     // What goes to the registry must be what the manifest names: a tampered layout fails here.
-    let (actual, _) = digest::hash_file(&blob.path)?;
-    if actual != *digest {
-        return Err(error::check_failed(format!(
-            "{}: sha256 differs from its descriptor (expected {}, found {})",
-            blob.path.display(),
-            digest.hex(),
-            actual.hex()
-        )));
-    }
+    store.verify(&blob.descriptor)?;
     // Printed around the bar, not through it, when the bar is on a terminal.
     bar.suspend(|| {
         progress::status(
@@ -709,12 +662,4 @@ fn content_type(manifest: &PlannedManifest) -> String {
         .ok()
         .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
         .unwrap_or_else(|| manifest.descriptor.media_type().to_string())
-}
-
-fn is_index(media_type: &str) -> bool {
-    media_type == MediaType::ImageIndex.to_string() || media_type == DOCKER_MANIFEST_LIST
-}
-
-fn is_manifest(media_type: &str) -> bool {
-    media_type == MediaType::ImageManifest.to_string() || media_type == DOCKER_MANIFEST
 }

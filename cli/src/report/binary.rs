@@ -37,8 +37,7 @@ pub fn measure_binary(path: &str, source: BinarySource, bytes: &[u8]) -> Result<
 
 /// Reads and measures a binary on disk (`--binary FILE`).
 pub fn measure_binary_file(path: &Path) -> Result<BinaryReport> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| crate::error::input(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::elf::read_binary(path)?;
     measure_binary(&path.display().to_string(), BinarySource::File, &bytes)
 }
 

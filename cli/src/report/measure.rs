@@ -3,13 +3,13 @@
 //! size, entries, largest files, optionally recompressed with the other codec), and the
 //! binary the image runs.
 //!
-//! Every blob is streamed and checked against its descriptor's size and digest while it is
-//! read, so the figures are those of the bytes on disk and a tampered layout is an error.
+//! Every blob is read through `oci`'s verified reader (regular files inside the layout only,
+//! the descriptor's size checked against the file before reading) and its one walker, and
+//! streamed with its digest checked as it is read, so the figures are those of the bytes on
+//! disk and a tampered layout is an error.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
@@ -18,7 +18,10 @@ use sha2::{Digest as _, Sha256};
 use super::model::{Codec, FileEntry, LayerReport, PlatformReport};
 use crate::digest::Sha256Digest;
 use crate::error;
+use crate::oci::blob::VerifiedBlob;
 use crate::oci::layout::{self, ImageRef, Layout};
+use crate::oci::media::{LayerCodec, MediaKind};
+use crate::oci::walk::{self, Graph, WalkOptions};
 
 /// `gzip -9`, the level the report's gzip figures use.
 pub const GZIP_LEVEL: u32 = 9;
@@ -27,7 +30,7 @@ pub const ZSTD_LEVEL: i32 = 19;
 /// How many of a layer's largest files the report lists.
 const LARGEST_FILES: usize = 5;
 /// The largest binary the report reads into memory.
-const MAX_BINARY: u64 = 2 << 30;
+const MAX_BINARY: u64 = crate::elf::MAX_BINARY_SIZE;
 
 /// How much to measure.
 #[derive(Debug, Clone, Copy)]
@@ -67,11 +70,12 @@ pub struct MeasuredPlatform {
 /// Opens `image` and measures every platform in it.
 pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
     let layout = Layout::open(&image.path)?;
-    let top = resolve_tag(&layout, image.tag.as_deref())?;
+    let top = layout.resolve(image.tag.as_deref())?.clone();
     let digest = layout::descriptor_digest(&top)?;
     let media_type = top.media_type().to_string();
     let reference = image.to_string();
-    let (index_size, manifests) = if is_index(&media_type) {
+    let kind = MediaKind::of(top.media_type());
+    let (index_size, manifests) = if kind.is_index() {
         let index: ImageIndex = layout.read_json(&top)?;
         let manifests: Vec<Descriptor> = index
             .manifests()
@@ -84,20 +88,34 @@ pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
                 "{reference}: the index {digest} lists no image manifest"
             )));
         }
+        if let Some(nested) = manifests
+            .iter()
+            .find(|d| MediaKind::of(d.media_type()).is_index())
+        {
+            return Err(error::input(format!(
+                "{} is an index inside an index; airlock reports on one level of platforms",
+                nested.digest()
+            )));
+        }
         (Some(top.size()), manifests)
-    } else if is_manifest(&media_type) {
+    } else if kind.is_manifest() {
         (None, vec![top.clone()])
     } else {
         return Err(error::input(format!(
             "{reference}: `index.json` points at a {media_type}, not an image manifest or index"
         )));
     };
+    // Every manifest read and verified, every config and layer there with its size, before
+    // anything is measured.
+    let graph = walk::walk(layout.blobs(), &manifests, &WalkOptions::default())?
+        .checked()
+        .with_context(|| format!("measuring {reference}"))?;
     let mut platforms = Vec::with_capacity(manifests.len());
     // Platforms often share layers (an essentials layer): read each blob once.
     let mut scanned = HashMap::new();
     for descriptor in &manifests {
         platforms.push(
-            measure_platform(&layout, descriptor, depth, &mut scanned)
+            measure_platform(&layout, &graph, descriptor, depth, &mut scanned)
                 .with_context(|| format!("measuring {reference}"))?,
         );
     }
@@ -108,35 +126,6 @@ pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
         index_size,
         platforms,
     })
-}
-
-/// The image `tag` names; without a tag, the only image, where several tags naming the
-/// same digest (`1.2.0` and `latest`) count as one image.
-fn resolve_tag(layout: &Layout, tag: Option<&str>) -> Result<Descriptor> {
-    match layout.resolve(tag) {
-        Ok(found) => Ok(found.clone()),
-        Err(e) => {
-            let manifests = layout.index().manifests();
-            match manifests.first() {
-                Some(first)
-                    if tag.is_none() && manifests.iter().all(|d| d.digest() == first.digest()) =>
-                {
-                    Ok(first.clone())
-                }
-                _ => Err(e),
-            }
-        }
-    }
-}
-
-fn is_index(media_type: &str) -> bool {
-    media_type == "application/vnd.oci.image.index.v1+json"
-        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
-}
-
-fn is_manifest(media_type: &str) -> bool {
-    media_type == "application/vnd.oci.image.manifest.v1+json"
-        || media_type == "application/vnd.docker.distribution.manifest.v2+json"
 }
 
 /// BuildKit's provenance and SBOM manifests ride in the index as `unknown/unknown`
@@ -156,18 +145,14 @@ fn is_attestation(descriptor: &Descriptor) -> bool {
 
 fn measure_platform(
     layout: &Layout,
+    graph: &Graph,
     descriptor: &Descriptor,
     depth: Depth,
     scanned: &mut HashMap<String, LayerScan>,
 ) -> Result<MeasuredPlatform> {
-    let media_type = descriptor.media_type().to_string();
-    if is_index(&media_type) {
-        return Err(error::input(format!(
-            "{} is an index inside an index; airlock reports on one level of platforms",
-            descriptor.digest()
-        )));
-    }
-    let manifest: ImageManifest = layout.read_json(descriptor)?;
+    let manifest: &ImageManifest = graph
+        .manifest(&layout::descriptor_digest(descriptor)?)
+        .with_context(|| format!("{} is not an image manifest", descriptor.digest()))?;
     let config: ImageConfiguration = layout.read_json(manifest.config())?;
     let platform = platform_name(descriptor, &config);
     let diff_ids = config.rootfs().diff_ids();
@@ -254,17 +239,15 @@ fn platform_name(descriptor: &Descriptor, config: &ImageConfiguration) -> String
     }
 }
 
-/// The codec of a layer media type (OCI and Docker names).
+/// The report's codec of a layer media type (OCI and Docker names), from `oci`'s classifier.
 pub fn codec_of(media_type: &str) -> Option<Codec> {
-    if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") {
-        Some(Codec::Gzip)
-    } else if media_type.ends_with("+zstd") {
-        Some(Codec::Zstd)
-    } else if media_type.ends_with(".tar") || media_type.ends_with(".tar.v1") {
-        Some(Codec::None)
-    } else {
-        None
-    }
+    MediaKind::of_str(media_type)
+        .layer_codec()
+        .map(|codec| match codec {
+            LayerCodec::Gzip => Codec::Gzip,
+            LayerCodec::Zstd => Codec::Zstd,
+            LayerCodec::Tar => Codec::None,
+        })
 }
 
 /// What a layer holds, read in one pass.
@@ -294,22 +277,6 @@ enum Node {
     /// `.wh..wh..opq`: deletes the directory's contents from the layers below.
     Opaque,
     Other,
-}
-
-/// Reads a blob file through a SHA-256 hasher and a byte counter.
-struct CheckedBlob {
-    inner: BufReader<File>,
-    hasher: Sha256,
-    read: u64,
-}
-
-impl Read for CheckedBlob {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
-        Ok(n)
-    }
 }
 
 /// Counts the bytes written into it.
@@ -367,53 +334,8 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-/// Opens a blob for streaming; its size and digest are checked by [`finish_blob`].
-fn open_blob(layout: &Layout, descriptor: &Descriptor) -> Result<(CheckedBlob, PathBuf)> {
-    let digest = layout::descriptor_digest(descriptor)?;
-    let path = layout.blob_path(&digest);
-    let file = File::open(&path).map_err(|e| {
-        error::input(format!(
-            "blob {digest} is missing from {}: {e}",
-            layout.root().display()
-        ))
-    })?;
-    Ok((
-        CheckedBlob {
-            inner: BufReader::with_capacity(256 * 1024, file),
-            hasher: Sha256::new(),
-            read: 0,
-        },
-        path,
-    ))
-}
-
-fn finish_blob(mut blob: CheckedBlob, descriptor: &Descriptor, path: &Path) -> Result<()> {
-    io::copy(&mut blob, &mut io::sink())
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if blob.read != descriptor.size() {
-        return Err(error::check_failed(format!(
-            "{}: size differs from its descriptor (expected {} bytes, found {})",
-            path.display(),
-            descriptor.size(),
-            blob.read
-        )));
-    }
-    let actual = Sha256Digest::from_hex(&hex::encode(blob.hasher.finalize()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let expected = layout::descriptor_digest(descriptor)?;
-    if actual != expected {
-        return Err(error::check_failed(format!(
-            "{}: sha256 differs from its descriptor (expected {}, found {})",
-            path.display(),
-            expected.hex(),
-            actual.hex()
-        )));
-    }
-    Ok(())
-}
-
 /// The decompressed stream of a layer blob.
-fn decompress<'a>(codec: Codec, blob: &'a mut CheckedBlob) -> Result<Box<dyn Read + 'a>> {
+fn decompress<'a>(codec: Codec, blob: &'a mut VerifiedBlob) -> Result<Box<dyn Read + 'a>> {
     Ok(match codec {
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
         Codec::Zstd => {
@@ -431,7 +353,8 @@ fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Res
             descriptor.digest()
         ))
     })?;
-    let (mut blob, path) = open_blob(layout, descriptor)?;
+    let mut blob = layout.blobs().open_verified(descriptor)?;
+    let path = blob.path().to_path_buf();
     let scan = {
         let mut recompressors = Vec::new();
         if recompress {
@@ -458,13 +381,13 @@ fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Res
     };
     match scan {
         Ok(scan) => {
-            finish_blob(blob, descriptor, &path)?;
+            blob.finish()?;
             Ok(scan)
         }
         // A blob that does not decompress is most often a blob that changed: say so when
         // its digest no longer matches.
         Err(e) => {
-            finish_blob(blob, descriptor, &path)?;
+            blob.finish()?;
             Err(e.context(format!(
                 "layer {} in {} is not a readable {media_type}",
                 descriptor.digest(),
@@ -698,30 +621,41 @@ fn find_binary(
 /// Reads one regular file out of a layer.
 fn read_file_from_layer(layout: &Layout, descriptor: &Descriptor, wanted: &str) -> Result<Vec<u8>> {
     let codec = codec_of(descriptor.media_type().as_ref()).unwrap_or(Codec::None);
-    let (mut blob, path) = open_blob(layout, descriptor)?;
-    let mut archive = tar::Archive::new(decompress(codec, &mut blob)?);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if image_path(&entry.path_bytes()) != wanted || !entry.header().entry_type().is_file() {
-            continue;
+    let mut blob = layout.blobs().open_verified(descriptor)?;
+    let path = blob.path().to_path_buf();
+    let mut found = None;
+    {
+        let mut archive = tar::Archive::new(decompress(codec, &mut blob)?);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if image_path(&entry.path_bytes()) != wanted || !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let size = entry.header().size()?;
+            if size > MAX_BINARY {
+                return Err(error::input(format!(
+                    "{wanted} in layer {} is {size} bytes; the report reads binaries up to \
+                     {MAX_BINARY} bytes",
+                    descriptor.digest()
+                )));
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("cannot read {wanted} from {}", path.display()))?;
+            found = Some(bytes);
+            break;
         }
-        let size = entry.header().size()?;
-        if size > MAX_BINARY {
-            return Err(error::input(format!(
-                "{wanted} in layer {} is {size} bytes; the report reads binaries up to {MAX_BINARY} bytes",
-                descriptor.digest()
-            )));
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read {wanted} from {}", path.display()))?;
-        return Ok(bytes);
     }
-    Err(anyhow::anyhow!(
-        "{wanted} vanished from layer {} between two reads",
-        descriptor.digest()
-    ))
+    // The layer is read a second time: what was read counts only if it is still the blob the
+    // manifest names.
+    blob.finish()?;
+    found.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{wanted} vanished from layer {} between two reads",
+            descriptor.digest()
+        )
+    })
 }
 
 #[cfg(test)]

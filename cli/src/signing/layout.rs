@@ -17,6 +17,7 @@ use crate::digest::Sha256Digest;
 use crate::error;
 use crate::oci::layout::{self, Layout, LayoutWriter, descriptor_digest, ref_name};
 use crate::oci::prune;
+use crate::oci::walk::{self, WalkOptions};
 use crate::signing::attach::{
     self, Attachment, AttachmentKind, AttachmentManifest, SignatureCheck,
 };
@@ -27,8 +28,6 @@ use crate::signing::payload::SignedRepository;
 /// containerd's annotation naming an image, `repository:tag`, which `image` writes on each
 /// `index.json` entry: the default repository a signature names.
 const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
-
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// One manifest signed.
 #[derive(Debug, Clone, Serialize)]
@@ -74,30 +73,30 @@ pub fn sign_layout(
             None => default_identity(&layout, entry)?,
         };
         let tag = ref_name(entry).map(str::to_owned);
-        if is_index(entry.media_type()) {
-            let index: ImageIndex = layout.read_json(entry)?;
-            for child in index.manifests() {
-                subjects.push(Subject {
-                    descriptor: child.clone(),
-                    tag: tag.clone(),
-                    platform: child.platform().as_ref().map(|p| {
-                        let mut s = format!("{}/{}", p.os(), p.architecture());
-                        if let Some(variant) = p.variant() {
-                            s.push('/');
-                            s.push_str(variant);
-                        }
-                        s
-                    }),
-                    identity: identity.clone(),
-                });
-            }
+        // The whole image is read and checked first: a corrupt image is never signed. Its
+        // manifests and indexes are signed, children first, the entry itself last.
+        let graph = walk::walk(
+            layout.blobs(),
+            std::slice::from_ref(entry),
+            &WalkOptions::default(),
+        )?
+        .checked()?;
+        for node in graph.nodes.iter().filter(|n| n.document.is_some()) {
+            let top = node.depth == 0;
+            subjects.push(Subject {
+                descriptor: if top { entry.clone() } else { node.descriptor.clone() },
+                tag: tag.clone(),
+                platform: node.descriptor.platform().as_ref().filter(|_| !top).map(|p| {
+                    let mut s = format!("{}/{}", p.os(), p.architecture());
+                    if let Some(variant) = p.variant() {
+                        s.push('/');
+                        s.push_str(variant);
+                    }
+                    s
+                }),
+                identity: identity.clone(),
+            });
         }
-        subjects.push(Subject {
-            descriptor: entry.clone(),
-            tag,
-            platform: None,
-            identity,
-        });
     }
     let mut additions = Vec::new();
     for subject in &subjects {
@@ -320,14 +319,6 @@ fn default_identity(layout: &Layout, entry: &Descriptor) -> Result<SignedReposit
     })
 }
 
-fn is_index(media_type: &MediaType) -> bool {
-    match media_type {
-        MediaType::ImageIndex => true,
-        MediaType::Other(other) => other == DOCKER_MANIFEST_LIST,
-        _ => false,
-    }
-}
-
 fn is_kind(entry: &Descriptor, kind: AttachmentKind) -> bool {
     entry
         .artifact_type()
@@ -412,7 +403,10 @@ impl Attachments {
         };
         let mut layers = Vec::with_capacity(manifest.layers().len());
         for layer in manifest.layers() {
-            layers.push(Attachment::from_layer(layer, layout.read_blob(layer)?));
+            layers.push(Attachment::from_layer(
+                layer,
+                layout.blobs().read_document(layer)?,
+            ));
         }
         let found = self.by_subject.entry((kind, subject)).or_default();
         if tagged.is_none() {
@@ -540,9 +534,15 @@ mod tests {
     fn layout_with_image(dir: &Path) -> Descriptor {
         let root = dir.join("layout");
         let writer = LayoutWriter::create(&root).unwrap();
-        let image = writer
-            .put_blob(MediaType::ImageManifest, br#"{"schemaVersion":2}"#)
+        let config = writer.put_blob(MediaType::EmptyJSON, b"{}").unwrap();
+        let manifest = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(vec![])
+            .build()
             .unwrap();
+        let (image, _) = writer.put_json(MediaType::ImageManifest, &manifest).unwrap();
         let mut entry = layout::with_ref_name(image.clone(), "1.0");
         let mut annotations = entry.annotations().clone().unwrap();
         annotations.insert(
@@ -639,7 +639,8 @@ mod tests {
             layer.annotations().as_ref().unwrap()["predicateType"],
             "https://slsa.dev/provenance/v1"
         );
-        let parsed = Envelope::parse(&layout.read_blob(layer).unwrap(), "layer").unwrap();
+        let parsed =
+            Envelope::parse(&layout.blobs().read_document(layer).unwrap(), "layer").unwrap();
         assert_eq!(parsed.verify(key.public_key()).unwrap(), statement);
         // Not a signature: the image is still unsigned.
         assert!(!verify_layout(&layout, key.public_key()).unwrap().images[0].ok());

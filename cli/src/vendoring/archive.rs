@@ -23,6 +23,8 @@ pub const CHECKSUM_FILE: &str = ".cargo-checksum.json";
 pub const MIN_EXPANSION_LIMIT: u64 = 512 << 20;
 /// How many times its compressed size a `.crate` may expand to, when that is more.
 pub const EXPANSION_FACTOR: u64 = 20;
+/// The most bytes of one file [`CrateArchive::read_file`] reads into memory.
+pub const MAX_READ_FILE: u64 = 16 << 20;
 
 /// The most bytes a `.crate` of `compressed` bytes may expand to.
 pub fn expansion_limit(compressed: u64) -> u64 {
@@ -52,6 +54,9 @@ pub struct CrateArchive {
     pub digest: Sha256Digest,
     /// Where it was read from (for messages).
     pub origin: String,
+    /// For a git package packaged here: what proves its files against the locked commit, to
+    /// carry in a bundle.
+    pub git_evidence: Option<Box<super::git_proof::GitEvidence>>,
 }
 
 impl CrateArchive {
@@ -64,6 +69,7 @@ impl CrateArchive {
             bytes,
             digest,
             origin,
+            git_evidence: None,
         }
     }
 
@@ -75,6 +81,11 @@ impl CrateArchive {
     /// files `cargo package` adds (`Cargo.toml.orig`, `.cargo_vcs_info.json`) are not part of
     /// the vendored sources either. The checksum file is always ours to write.
     pub fn keeps(&self, relative: &str) -> bool {
+        Self::kept_as(self.kind, relative)
+    }
+
+    /// [`CrateArchive::keeps`] for an archive of `kind`.
+    fn kept_as(kind: ArchiveKind, relative: &str) -> bool {
         if relative.split('/').any(|c| c == ".git") {
             return false;
         }
@@ -84,7 +95,7 @@ impl CrateArchive {
         }
         match relative {
             ".cargo-ok" | CHECKSUM_FILE => false,
-            "Cargo.toml.orig" | ".cargo_vcs_info.json" => self.kind == ArchiveKind::Registry,
+            "Cargo.toml.orig" | ".cargo_vcs_info.json" => kind == ArchiveKind::Registry,
             _ => true,
         }
     }
@@ -100,13 +111,29 @@ impl CrateArchive {
         &self,
         mut visit: impl FnMut(&str, bool, &mut dyn Read) -> Result<()>,
     ) -> Result<()> {
-        self.visit_files(|path, executable, reader| visit(path, executable, reader).map(|()| true))
+        self.visit_files(self.kind, |path, executable, _, reader| {
+            visit(path, executable, reader).map(|()| true)
+        })
     }
 
-    /// [`CrateArchive::for_each_file`], stopping early when `visit` returns false.
+    /// Visits every regular file `cargo package` put in the archive, as a registry package's
+    /// are kept (so `Cargo.toml.orig` and `.cargo_vcs_info.json` too, whatever this archive's
+    /// kind), with its size from the tar header and a reader of exactly that many bytes.
+    pub fn for_each_packaged_file(
+        &self,
+        mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<()>,
+    ) -> Result<()> {
+        self.visit_files(ArchiveKind::Registry, |path, _, size, reader| {
+            visit(path, size, reader).map(|()| true)
+        })
+    }
+
+    /// [`CrateArchive::for_each_file`] keeping what an archive of `keep_as` keeps, stopping
+    /// early when `visit` returns false.
     fn visit_files(
         &self,
-        mut visit: impl FnMut(&str, bool, &mut dyn Read) -> Result<bool>,
+        keep_as: ArchiveKind,
+        mut visit: impl FnMut(&str, bool, u64, &mut dyn Read) -> Result<bool>,
     ) -> Result<()> {
         let prefix = self.id.dir_name();
         let limit = expansion_limit(self.bytes.len() as u64);
@@ -137,7 +164,7 @@ impl CrateArchive {
             }
             let relative = relative_string(&relative)
                 .ok_or_else(|| refuse(&what(), &raw_path, "is not a UTF-8 path"))?;
-            if relative.is_empty() || !self.keeps(&relative) {
+            if relative.is_empty() || !Self::kept_as(keep_as, &relative) {
                 continue;
             }
             if !seen.insert(relative.clone()) {
@@ -148,7 +175,8 @@ impl CrateArchive {
                 .mode()
                 .map(|m| m & 0o111 != 0)
                 .unwrap_or(false);
-            let more = visit(&relative, executable, &mut entry)
+            let size = entry.size();
+            let more = visit(&relative, executable, size, &mut entry)
                 .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
             if !more {
                 break;
@@ -168,15 +196,27 @@ impl CrateArchive {
         Ok(files)
     }
 
-    /// The contents of one file of the package (`Cargo.toml`), if the archive holds it.
+    /// The contents of one file of the package (`Cargo.toml`), if the archive holds it; at most
+    /// [`MAX_READ_FILE`] bytes.
     pub fn read_file(&self, wanted: &str) -> Result<Option<Vec<u8>>> {
+        self.read_file_bounded(wanted, MAX_READ_FILE)
+    }
+
+    /// [`CrateArchive::read_file`] refusing a file larger than `max` bytes (reading at most one
+    /// byte more).
+    pub fn read_file_bounded(&self, wanted: &str, max: u64) -> Result<Option<Vec<u8>>> {
         let mut found = None;
-        self.visit_files(|path, _, reader| {
+        self.visit_files(self.kind, |path, _, _, reader| {
             if path != wanted {
                 return Ok(true);
             }
             let mut bytes = Vec::new();
-            reader.read_to_end(&mut bytes)?;
+            reader.take(max + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > max {
+                return Err(crate::error::check_failed(format!(
+                    "`{wanted}` is larger than the {max} bytes airlock reads of it"
+                )));
+            }
             found = Some(bytes);
             Ok(false)
         })?;
@@ -302,7 +342,11 @@ impl CargoChecksum {
     /// Reads `dir/.cargo-checksum.json`.
     pub fn read_from(dir: &Path) -> Result<CargoChecksum> {
         let path = dir.join(CHECKSUM_FILE);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = crate::input::read_regular(
+            &path,
+            crate::input::Links::Refuse,
+            crate::input::MAX_TEXT_INPUT,
+        )?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a cargo checksum file", path.display()))
     }
@@ -506,5 +550,95 @@ pub(crate) mod tests {
                 .unwrap()
                 .ends_with("\"package\":null}")
         );
+    }
+
+    /// An entry path made of pieces that attack extraction: `..`, `.`, empty components,
+    /// absolute roots, the package prefix, backslashes.
+    fn hostile_path() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let component = prop_oneof![
+            Just("demo-1.0.0".to_owned()),
+            Just("..".to_owned()),
+            Just(".".to_owned()),
+            Just(String::new()),
+            Just("src".to_owned()),
+            Just("..\\x".to_owned()),
+            Just(".git".to_owned()),
+            "[a-z.]{1,6}",
+        ];
+        (
+            prop_oneof![Just(""), Just("/"), Just("./"), Just("//")],
+            proptest::collection::vec(component, 1..6),
+        )
+            .prop_map(|(lead, parts)| format!("{lead}{}", parts.join("/")))
+            .prop_filter("fits a tar name field", |p| p.len() <= 100)
+    }
+
+    fn entry_type() -> impl proptest::strategy::Strategy<Value = tar::EntryType> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(tar::EntryType::Regular),
+            Just(tar::EntryType::Directory),
+            Just(tar::EntryType::Symlink),
+            Just(tar::EntryType::Link),
+            Just(tar::EntryType::Char),
+            Just(tar::EntryType::Block),
+            Just(tar::EntryType::Fifo),
+            Just(tar::EntryType::Continuous),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_safe_entry_paths_stay_inside(raw in hostile_path(), prefixed in proptest::bool::ANY) {
+            let prefix = prefixed.then_some("demo-1.0.0");
+            if let Ok(relative) = crate::tarball::safe_entry_path(Path::new(&raw), prefix) {
+                proptest::prop_assert!(relative.is_relative());
+                proptest::prop_assert!(relative
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))));
+                let dest = Path::new("/dest/demo");
+                proptest::prop_assert!(dest.join(&relative).starts_with(dest));
+            }
+        }
+
+        #[test]
+        fn prop_crate_extraction_never_writes_outside(
+            entries in proptest::collection::vec((hostile_path(), entry_type()), 1..8)
+        ) {
+            let temp = tempfile::tempdir().unwrap();
+            let outside = temp.path().join("outside");
+            fs::create_dir_all(&outside).unwrap();
+            fs::write(outside.join("sentinel"), b"keep").unwrap();
+            let dest = temp.path().join("root/demo");
+            let raw: Vec<(&str, tar::EntryType, &[u8])> = entries
+                .iter()
+                .map(|(p, k)| (p.as_str(), *k, &b"pwned"[..]))
+                .collect();
+            let a = archive(&raw);
+            let result = a.extract_to(&dest);
+            // Whatever happened, nothing exists outside `root/demo` but what was there, and
+            // nothing extracted is a link, a device or a FIFO.
+            for entry in walkdir::WalkDir::new(temp.path()) {
+                let entry = entry.unwrap();
+                let path = entry.path();
+                let allowed = path == temp.path()
+                    || path == temp.path().join("root")
+                    || path.starts_with(&dest)
+                    || path.starts_with(&outside);
+                proptest::prop_assert!(allowed, "{} written for {entries:?}", path.display());
+                let kind = entry.file_type();
+                proptest::prop_assert!(kind.is_dir() || kind.is_file(), "{}", path.display());
+            }
+            proptest::prop_assert_eq!(fs::read(outside.join("sentinel")).unwrap(), b"keep");
+            proptest::prop_assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+            if let Err(err) = result {
+                let kind = crate::error::exit_kind(&err);
+                proptest::prop_assert!(
+                    kind == crate::error::ExitKind::CheckFailed || kind == crate::error::ExitKind::Input,
+                    "{err:#}"
+                );
+            }
+        }
     }
 }

@@ -7,7 +7,9 @@
 //! locked commit comes out of cargo's git database with `git archive`, and
 //! `cargo package --no-verify --exclude-lockfile` turns the package into a `.crate`, which is
 //! then handled like a registry one (and travels in bundles as one). The proof of a git
-//! dependency is its commit id: the tree is read from the commit `Cargo.lock` pins.
+//! dependency is its commit id: the tree is read from the commit `Cargo.lock` pins, and for a
+//! bundle the objects that prove each file of the `.crate` against that commit are gathered
+//! from the same database ([`super::git_proof`]).
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -20,13 +22,17 @@ use crate::process;
 use crate::tarball::safe_entry_path;
 
 use super::archive::{ArchiveKind, CrateArchive};
+use super::git_proof;
 
 /// Packages the git dependency `id` at its locked commit, using cargo's git database in
-/// `cargo_home` (filled by `cargo fetch`) and `scratch` as a work directory.
+/// `cargo_home` (filled by `cargo fetch`) and `scratch` as a work directory. With `prove`, also
+/// gathers the git objects that prove the `.crate`'s files against the commit, for a bundle
+/// (see [`super::git_proof`]); a package that cannot be proven is then an error.
 pub fn package_git_dependency(
     id: &PackageId,
     cargo_home: &Path,
     scratch: &Path,
+    prove: bool,
 ) -> Result<CrateArchive> {
     let Source::Git { url, commit, .. } = &id.source else {
         anyhow::bail!("{id} is not a git dependency");
@@ -75,12 +81,18 @@ pub fn package_git_dependency(
             id.version
         )
     })?;
-    Ok(CrateArchive::new(
+    let mut archive = CrateArchive::new(
         id.clone(),
         ArchiveKind::Git,
         bytes,
         format!("{url}#{commit}"),
-    ))
+    );
+    if prove {
+        let path_in_vcs = git_proof::path_in_vcs(&tree, &manifest)?;
+        let evidence = git_proof::gather(&archive, &db, commit, &path_in_vcs)?;
+        archive.git_evidence = Some(Box::new(evidence));
+    }
+    Ok(archive)
 }
 
 /// The bare repository under `cargo_home/git/db/` that holds `commit`.

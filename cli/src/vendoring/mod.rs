@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod cache;
 pub mod config;
 pub mod git;
+pub mod git_proof;
 pub mod platform;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -143,7 +144,7 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
                 fetch(&ws)?;
                 phase.done("cargo fetch");
             }
-            archives_from_cache(&lock, &cargo_home, opts.offline)?
+            archives_from_cache(&lock, &cargo_home, opts.offline, opts.bundle.is_some())?
         }
     };
     phase.done(format_args!(
@@ -334,11 +335,13 @@ fn replaces_sources_with_directory(root: &Path) -> bool {
 }
 
 /// Every remote locked package's `.crate`, read from cargo's cache and proven against
-/// `Cargo.lock`; git packages packaged at their locked commit. Fails listing every problem.
+/// `Cargo.lock`; git packages packaged at their locked commit (with what proves them, for a
+/// bundle, when `prove_git`). Fails listing every problem.
 fn archives_from_cache(
     lock: &Lockfile,
     cargo_home: &Path,
     offline: bool,
+    prove_git: bool,
 ) -> Result<Vec<CrateArchive>> {
     let cache = CrateCache::scan(cargo_home)?;
     let registry: Vec<&LockedPackage> = lock
@@ -404,6 +407,7 @@ fn archives_from_cache(
             &package.id,
             cargo_home,
             scratch.path(),
+            prove_git,
         )?);
     }
     archives.sort_by(|a, b| a.id.cmp(&b.id));

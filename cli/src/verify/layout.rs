@@ -1,17 +1,22 @@
 //! `verify --layout DIR`: an OCI image layout's blobs against their digests, and every blob
-//! that `index.json` reaches (manifests, configs, layers, children of indexes, subjects)
+//! that `index.json` reaches (indexes and manifests, OCI or Docker; configs, layers, subjects)
 //! present with the size its descriptor records.
+//!
+//! Blobs are read only through `oci`'s verified reader and its one walker: a blob that is a
+//! link, FIFO or device is a finding, never followed or read.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::Result;
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use anyhow::{Context, Result};
+use rayon::prelude::*;
 
 use super::CheckSummary;
-use crate::digest::{self, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::finding::{Finding, FindingKind};
-use crate::oci::layout::{Layout, descriptor_digest};
+use crate::oci::blob::{BlobError, BlobStore, Fault};
+use crate::oci::layout::Layout;
+use crate::oci::walk::{self, WalkOptions};
 
 /// Checks the layout at `root`.
 pub fn check_layout(root: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
@@ -26,152 +31,128 @@ pub fn check_layout(root: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
         compared_with_crate: 0,
     };
     let mut findings = Vec::new();
-
-    // Every blob file hashes to its own name.
-    let blobs = root.join("blobs").join("sha256");
-    let mut present = BTreeSet::new();
-    let mut tampered = BTreeSet::new();
-    let mut named_blobs: Vec<(PathBuf, Sha256Digest)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&blobs) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            match Sha256Digest::from_hex(&name) {
-                Ok(expected) => named_blobs.push((path, expected)),
-                Err(_) => findings.push(Finding::new(
-                    FindingKind::FileAdded,
-                    path.display().to_string(),
-                    "not a blob: its name is not a sha256 digest",
-                )),
-            }
-        }
-        named_blobs.sort();
-        let paths: Vec<PathBuf> = named_blobs.iter().map(|(path, _)| path.clone()).collect();
-        for ((path, expected), hashed) in named_blobs.iter().zip(digest::hash_files(&paths)) {
-            let (shown, expected) = (path.display().to_string(), *expected);
-            match hashed {
-                Ok((actual, size)) => {
-                    summary.files += 1;
-                    summary.bytes += size;
-                    present.insert(expected);
-                    if actual != expected {
-                        tampered.insert(expected);
-                        findings.push(
-                            Finding::new(
-                                FindingKind::FileModified,
-                                shown,
-                                "blob content does not match its digest",
-                            )
-                            .values(expected.hex(), actual.hex()),
-                        );
-                    }
-                }
-                Err(e) => findings.push(Finding::new(
-                    FindingKind::Unreadable,
-                    shown,
-                    format!("{e:#}"),
-                )),
-            }
-        }
-    }
+    let reported = check_blob_files(layout.blobs(), &mut summary, &mut findings)?;
 
     // Everything index.json reaches is there, with the recorded size.
-    let mut seen = BTreeSet::new();
-    let mut queue: Vec<Descriptor> = layout.index().manifests().clone();
-    while let Some(descriptor) = queue.pop() {
-        let Ok(digest) = descriptor_digest(&descriptor) else {
-            findings.push(Finding::new(
-                FindingKind::Unreadable,
-                root.join("index.json").display().to_string(),
-                format!(
-                    "descriptor with an unsupported digest {}",
-                    descriptor.digest()
-                ),
-            ));
+    let options = WalkOptions {
+        subjects: true,
+        ..WalkOptions::default()
+    };
+    let graph = walk::walk(layout.blobs(), layout.index().manifests(), &options)?;
+    for node in graph.nodes {
+        summary.items += 1;
+        if node.is_dangling_subject() {
+            continue;
+        }
+        let Some(problem) = node.problem else {
             continue;
         };
-        if !seen.insert(digest) {
-            continue;
-        }
-        summary.items += 1;
-        let path = layout.blob_path(&digest);
-        let shown = path.display().to_string();
-        if !present.contains(&digest) {
-            findings.push(Finding::new(
+        // A blob whose bytes or type the first pass already named is not named twice.
+        let named = node.digest.is_some_and(|d| reported.contains(&d));
+        match problem.fault {
+            Fault::Digest { .. } | Fault::Unreadable(_) if named => {}
+            Fault::Missing => findings.push(Finding::new(
                 FindingKind::FileMissing,
-                shown,
+                problem.path.display().to_string(),
                 format!(
-                    "blob {digest} ({}) is referenced but missing",
-                    descriptor.media_type()
+                    "blob {} ({}) is referenced but missing",
+                    problem.digest,
+                    node.descriptor.media_type()
                 ),
-            ));
-            continue;
-        }
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if size != descriptor.size() {
-            findings.push(
-                Finding::new(
-                    FindingKind::FileModified,
-                    shown,
-                    "blob size differs from its descriptor",
-                )
-                .values(descriptor.size(), size),
-            );
-            continue;
-        }
-        if !tampered.contains(&digest) {
-            queue.extend(children(&layout, &descriptor, &mut findings));
+            )),
+            _ => findings.push(blob_finding(problem)),
         }
     }
     Ok((summary, findings))
 }
 
-/// The descriptors an index or manifest points to.
-fn children(
-    layout: &Layout,
-    descriptor: &Descriptor,
+/// Every file in `blobs/sha256/` hashes to its own name. Returns the digests of the files
+/// already named as altered or unreadable.
+fn check_blob_files(
+    store: BlobStore<'_>,
+    summary: &mut CheckSummary,
     findings: &mut Vec<Finding>,
-) -> Vec<Descriptor> {
-    let unreadable = |e: anyhow::Error| {
-        Finding::new(
-            FindingKind::Unreadable,
-            layout.root().display().to_string(),
-            format!("{e:#}"),
-        )
+) -> Result<BTreeSet<Sha256Digest>> {
+    let dir = store.root().join("blobs").join("sha256");
+    let mut named: Vec<(Sha256Digest, u64)> = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        entries => entries.with_context(|| format!("cannot read {}", dir.display()))?,
     };
-    match descriptor.media_type() {
-        MediaType::ImageIndex => match layout.read_json::<ImageIndex>(descriptor) {
-            Ok(index) => {
-                let mut out = index.manifests().clone();
-                out.extend(index.subject().clone());
-                out
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match Sha256Digest::from_hex(&name) {
+            Ok(digest) => named.push((digest, entry.metadata().map_or(0, |m| m.len()))),
+            Err(_) => findings.push(Finding::new(
+                FindingKind::FileAdded,
+                entry.path().display().to_string(),
+                "not a blob: its name is not a sha256 digest",
+            )),
+        }
+    }
+    // The largest first, so one big layer started last does not leave a core idle.
+    named.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let hashed: Vec<_> = named
+        .par_iter()
+        .with_max_len(1)
+        .map(|(digest, _)| (*digest, store.hash(digest)))
+        .collect();
+    let mut reported = BTreeSet::new();
+    let mut results: Vec<_> = hashed.into_iter().collect();
+    results.sort_by_key(|(digest, _)| *digest);
+    for (expected, hashed) in results {
+        match hashed {
+            Ok((actual, size)) => {
+                summary.files += 1;
+                summary.bytes += size;
+                if actual != expected {
+                    reported.insert(expected);
+                    findings.push(
+                        Finding::new(
+                            FindingKind::FileModified,
+                            store.path(&expected).display().to_string(),
+                            "blob content does not match its digest",
+                        )
+                        .values(expected.hex(), actual.hex()),
+                    );
+                }
             }
-            Err(e) => {
-                findings.push(unreadable(e));
-                Vec::new()
+            Err(problem) => {
+                reported.insert(expected);
+                findings.push(blob_finding(problem));
             }
-        },
-        MediaType::ImageManifest => match layout.read_json::<ImageManifest>(descriptor) {
-            Ok(manifest) => {
-                let mut out = vec![manifest.config().clone()];
-                out.extend(manifest.layers().iter().cloned());
-                out.extend(manifest.subject().clone());
-                out
-            }
-            Err(e) => {
-                findings.push(unreadable(e));
-                Vec::new()
-            }
-        },
-        _ => Vec::new(),
+        }
+    }
+    Ok(reported)
+}
+
+/// The finding for a blob that failed: what was expected and found where the fault says.
+fn blob_finding(problem: BlobError) -> Finding {
+    let path = problem.path.display().to_string();
+    match problem.fault {
+        Fault::Missing => Finding::new(FindingKind::FileMissing, path, problem.to_string()),
+        Fault::Size { expected, found } => Finding::new(
+            FindingKind::FileModified,
+            path,
+            "blob size differs from its descriptor",
+        )
+        .values(expected, found),
+        Fault::Digest { expected, found } => Finding::new(
+            FindingKind::FileModified,
+            path,
+            "blob content does not match its descriptor",
+        )
+        .values(expected.hex(), found.hex()),
+        _ => Finding::new(FindingKind::Unreadable, path, problem.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::layout::{LayoutWriter, with_ref_name};
-    use oci_spec::image::{ImageIndexBuilder, ImageManifestBuilder};
+    use crate::oci::layout::{LayoutWriter, descriptor_digest, with_ref_name};
+    use oci_spec::image::{Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType};
 
     fn sample_layout(root: &Path) -> (Descriptor, Descriptor) {
         let writer = LayoutWriter::create(root).unwrap();

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::digest::{COPY_BUFFER_SIZE, Sha256Digest, hash_both, hash_file, hash_reader};
+use crate::input::{self, Links};
 use crate::lock::{LockedPackage, Lockfile, PackageId, Source};
 use crate::vendoring::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
 use crate::vendoring::platform;
@@ -138,8 +139,8 @@ pub fn check(
 /// `[package] name` and `version` of the package in `dir`.
 fn package_of(dir: &Path) -> Result<(String, String)> {
     let path = dir.join("Cargo.toml");
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("no readable {}", path.display()))?;
+    let text = input::read_regular_to_string(&path, Links::Refuse, input::MAX_TEXT_INPUT)
+        .with_context(|| format!("no readable {}", path.display()))?;
     let table: toml::Table = text
         .parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))?;

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+pub mod deadline;
 pub mod layouts;
 pub mod project;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
 
+pub use deadline::*;
 pub use layouts::*;
 pub use project::*;
 pub use proxy::*;

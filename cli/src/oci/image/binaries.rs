@@ -61,12 +61,13 @@ pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, E
     files
         .iter()
         .map(|file| {
-            if !file.is_file() {
+            if !file.exists() {
                 return Err(error::input(format!(
-                    "{} does not exist or is not a file; --binary names a built executable",
+                    "{} does not exist; --binary names a built executable",
                     file.display()
                 )));
             }
+            // A FIFO, device or directory is refused by the read itself, before it can block.
             let info = elf::inspect_file(file)?;
             let name = file
                 .file_name()

@@ -59,8 +59,12 @@ impl Output {
         };
         let existing = existing_layout(&dir)?;
         let writer = match &existing {
-            Some(layout) => LayoutWriter::update(layout)
-                .with_context(|| format!("cannot add to the existing layout {}", dir.display()))?,
+            Some(layout) => LayoutWriter::update(layout).with_context(|| {
+                format!(
+                    "cannot add to the existing layout {}; it was left as it is",
+                    dir.display()
+                )
+            })?,
             None => LayoutWriter::create(&dir)?,
         };
         Ok(Output {
