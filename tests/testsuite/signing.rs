@@ -872,3 +872,215 @@ fn push_sign_and_moved_images_meet_signed_identity_policies() {
         Some(404)
     );
 }
+
+/// securesystemslib (the reference DSSE implementation in Python) both ways: it verifies
+/// airlock's envelope with airlock's public key (`argv[1]` envelope, `argv[2]` key PEM,
+/// `argv[3]` the keyid airlock wrote, which must be the SHA-256 of the key's DER), then signs
+/// its own envelope with a key of its own (written to `argv[4]`, public key to `argv[5]`).
+const SECURESYSTEMSLIB_DSSE: &str = r#"
+import hashlib, json, sys
+from cryptography.hazmat.primitives import serialization
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import CryptoSigner, SSlibKey
+
+public = serialization.load_pem_public_key(open(sys.argv[2], "rb").read())
+der = public.public_bytes(serialization.Encoding.DER,
+                          serialization.PublicFormat.SubjectPublicKeyInfo)
+assert sys.argv[3] == hashlib.sha256(der).hexdigest(), "keyid is not the key's DER hash"
+envelope = Envelope.from_dict(json.load(open(sys.argv[1])))
+assert envelope.payload_type == "application/vnd.in-toto+json"
+key = SSlibKey.from_crypto(public, keyid=sys.argv[3], scheme="ecdsa-sha2-nistp256")
+envelope.verify([key], 1)
+statement = json.loads(envelope.payload)
+print("verified", statement["predicateType"])
+
+signer = CryptoSigner.generate_ecdsa()
+theirs = Envelope(b'{"_type":"https://in-toto.io/Statement/v1","subject":[]}',
+                  "application/vnd.in-toto+json", {})
+theirs.sign(signer)
+json.dump(theirs.to_dict(), open(sys.argv[4], "w"))
+open(sys.argv[5], "wb").write(signer.public_key.to_dict()["keyval"]["public"].encode())
+"#;
+
+#[test]
+fn dsse_envelopes_interoperate_with_securesystemslib() {
+    use airlock::signing::{PublicKey, SigningKey, dsse};
+    let Some(python) = python_with(&["securesystemslib.dsse", "cryptography"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "cosign");
+    let signing_key =
+        SigningKey::load(&key, &airlock::signing::Passphrase::new(PASSPHRASE)).unwrap();
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "app", "digest": {"sha256": "ab".repeat(32)}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {"buildDefinition": {"buildType": "https://airlock.example/dist@v1"}},
+    });
+    let envelope = dsse::sign(
+        &signing_key,
+        dsse::IN_TOTO_PAYLOAD_TYPE,
+        statement.to_string().as_bytes(),
+    )
+    .unwrap();
+    let envelope_file = dir.path().join("provenance.dsse.json");
+    std::fs::write(&envelope_file, envelope.to_json().unwrap()).unwrap();
+    let theirs_file = dir.path().join("theirs.dsse.json");
+    let theirs_key = dir.path().join("theirs.pub");
+    let out = Command::new(python)
+        .args(["-c", SECURESYSTEMSLIB_DSSE])
+        .arg(&envelope_file)
+        .arg(&public)
+        .arg(signing_key.public_key().key_id())
+        .arg(&theirs_file)
+        .arg(&theirs_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("verified https://slsa.dev/provenance/v1"),
+        "{out:?}"
+    );
+
+    // Their envelope verifies with their key here, and not with ours.
+    let theirs = dsse::Envelope::parse(&std::fs::read(&theirs_file).unwrap(), "theirs").unwrap();
+    let their_key = PublicKey::load(&theirs_key).unwrap();
+    assert!(theirs.verify(&their_key).is_some());
+    assert!(theirs.verify(signing_key.public_key()).is_none());
+    // A changed payload type breaks the signature (PAE binds it).
+    let mut retyped = theirs.clone();
+    retyped.payload_type = "application/json".into();
+    assert!(retyped.verify(&their_key).is_none());
+
+    // The envelope attached to an image in a layout as cosign attests: the `.att` tag and a
+    // referrer, each layer the envelope with its predicate type.
+    let test = test_layout(dir.path(), 3);
+    let attached = airlock::signing::layout::attest_layout(
+        &test.path,
+        Some("single"),
+        &envelope,
+        "https://slsa.dev/provenance/v1",
+        signing_key.public_key(),
+    )
+    .unwrap();
+    let single = digest_of(&test.single);
+    assert_eq!(attached.tag, format!("sha256-{}.att", single.hex()));
+    let layout = airlock::oci::Layout::open(&test.path).unwrap();
+    let entry = layout.resolve(Some(&attached.tag)).unwrap();
+    let manifest: oci_spec::image::ImageManifest = layout.read_json(entry).unwrap();
+    let layer = &manifest.layers()[0];
+    assert_eq!(
+        layer.media_type().to_string(),
+        "application/vnd.dsse.envelope.v1+json"
+    );
+    assert_eq!(
+        layer.annotations().as_ref().unwrap()["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
+    assert_eq!(
+        layout.blobs().read_document(layer).unwrap(),
+        envelope.to_json().unwrap()
+    );
+    let referrer = layout
+        .index()
+        .manifests()
+        .iter()
+        .find(|d| d.digest().to_string() == attached.referrer.to_string())
+        .unwrap();
+    let referrer: oci_spec::image::ImageManifest = layout.read_json(referrer).unwrap();
+    assert_eq!(
+        referrer.subject().as_ref().unwrap().digest().to_string(),
+        single.to_string()
+    );
+    // The layout is still whole, and its image still resolves by tag.
+    run_expect(airlock().arg("verify").arg("--layout").arg(&test.path), 0);
+}
+
+/// Another signer, in Python's `cryptography`: signs the image tagged `argv[2]` in the layout
+/// `argv[1]` as containers/image signs (its payload, with `optional.creator` and
+/// `optional.timestamp`, for the identity `argv[3]`), stores the signature as cosign's
+/// `sha256-<hex>.sig` image manifest, and writes its public key to `argv[4]`.
+const PYTHON_SIGNER: &str = r#"
+import base64, hashlib, json, os, sys, time
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+layout, tag, identity, public_out = sys.argv[1:5]
+index = json.load(open(os.path.join(layout, "index.json")))
+entry = next(m for m in index["manifests"]
+             if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+digest = entry["digest"]
+
+def put(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs", "sha256", d[7:]), "wb") as f:
+        f.write(data)
+    return {"digest": d, "size": len(data)}
+
+key = ec.generate_private_key(ec.SECP256R1())
+payload = json.dumps({
+    "critical": {"identity": {"docker-reference": identity},
+                 "image": {"docker-manifest-digest": digest},
+                 "type": "cosign container image signature"},
+    "optional": {"creator": "containers/image 5.23.1", "timestamp": int(time.time())},
+}).encode()
+signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+layer = dict(put(payload), mediaType="application/vnd.dev.cosign.simplesigning.v1+json",
+             annotations={"dev.cosignproject.cosign/signature": signature})
+config = dict(put(json.dumps({"architecture": "", "os": "", "config": {},
+                               "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode()),
+              mediaType="application/vnd.oci.image.config.v1+json")
+manifest = dict(put(json.dumps({"schemaVersion": 2,
+                                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "config": config, "layers": [layer]}).encode()),
+                mediaType="application/vnd.oci.image.manifest.v1+json",
+                annotations={"org.opencontainers.image.ref.name": f"sha256-{digest[7:]}.sig"})
+index["manifests"].append(manifest)
+json.dump(index, open(os.path.join(layout, "index.json"), "w"))
+open(public_out, "wb").write(key.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+"#;
+
+#[test]
+fn a_signature_made_by_another_signer_verifies() {
+    let Some(python) = python_with(&["cryptography"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ours) = keygen(dir.path(), "cosign");
+    let test = test_layout(dir.path(), 5);
+    let theirs = dir.path().join("theirs.pub");
+    let out = Command::new(python)
+        .args(["-c", PYTHON_SIGNER])
+        .arg(&test.path)
+        .args(["single", "registry.example.com/team/hello"])
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Only `single` is signed: `multi` is named as unsigned.
+    let report = verify_layout(&test.path, &theirs, 1);
+    let found = findings(&report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "signature-missing");
+    assert_eq!(found[0].1, format!("oci:{}:multi", test.path.display()));
+    let signed = report["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["tags"] == serde_json::json!(["single"]))
+        .unwrap();
+    assert_eq!(
+        signed["signed_repositories"],
+        serde_json::json!(["registry.example.com/team/hello"])
+    );
+    // Our key did not sign it.
+    let report = verify_layout(&test.path, &ours, 1);
+    assert!(
+        findings(&report)
+            .iter()
+            .any(|(kind, path, _)| kind == "signature-invalid"
+                && path == &format!("oci:{}:single", test.path.display()))
+    );
+}

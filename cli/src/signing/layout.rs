@@ -84,16 +84,25 @@ pub fn sign_layout(
         for node in graph.nodes.iter().filter(|n| n.document.is_some()) {
             let top = node.depth == 0;
             subjects.push(Subject {
-                descriptor: if top { entry.clone() } else { node.descriptor.clone() },
+                descriptor: if top {
+                    entry.clone()
+                } else {
+                    node.descriptor.clone()
+                },
                 tag: tag.clone(),
-                platform: node.descriptor.platform().as_ref().filter(|_| !top).map(|p| {
-                    let mut s = format!("{}/{}", p.os(), p.architecture());
-                    if let Some(variant) = p.variant() {
-                        s.push('/');
-                        s.push_str(variant);
-                    }
-                    s
-                }),
+                platform: node
+                    .descriptor
+                    .platform()
+                    .as_ref()
+                    .filter(|_| !top)
+                    .map(|p| {
+                        let mut s = format!("{}/{}", p.os(), p.architecture());
+                        if let Some(variant) = p.variant() {
+                            s.push('/');
+                            s.push_str(variant);
+                        }
+                        s
+                    }),
                 identity: identity.clone(),
             });
         }
@@ -268,7 +277,7 @@ fn image_entries<'a>(layout: &'a Layout, tag: Option<&str>) -> Result<Vec<&'a De
     let mut seen = BTreeSet::new();
     let mut images = Vec::new();
     for entry in layout.index().manifests() {
-        if entry.artifact_type().is_some() {
+        if is_attachment(entry) {
             continue;
         }
         if seen.insert(descriptor_digest(entry)?) {
@@ -317,6 +326,14 @@ fn default_identity(layout: &Layout, entry: &Descriptor) -> Result<SignedReposit
             shown()
         )
     })
+}
+
+/// Whether an `index.json` entry is attached to an image rather than one: it has an
+/// `artifactType` (SBOMs, airlock's signatures), or its tag is cosign's `sha256-<hex>.sig` /
+/// `.att` (signatures copied into a layout by other tools carry no `artifactType`).
+fn is_attachment(entry: &Descriptor) -> bool {
+    entry.artifact_type().is_some()
+        || ref_name(entry).is_some_and(|tag| AttachmentKind::parse_tag(tag).is_some())
 }
 
 fn is_kind(entry: &Descriptor, kind: AttachmentKind) -> bool {
@@ -467,14 +484,15 @@ pub struct LayoutVerdict {
     pub unreadable: Vec<(String, anyhow::Error)>,
 }
 
-/// Checks every image of the layout (each `index.json` entry that is not an attachment) for a
+/// Checks every image of the layout (each `index.json` entry that is not an attachment: no
+/// `artifactType`, no cosign `.sig`/`.att` tag) for a
 /// signature by `key` naming its digest, in the `.sig` tag or a signature referrer. An
 /// attachment that cannot be read (a blob altered, missing) is set aside in the verdict.
 pub fn verify_layout(layout: &Layout, key: &PublicKey) -> Result<LayoutVerdict> {
     let (attachments, unreadable) = Attachments::read_all(layout, false)?;
     let mut images: BTreeMap<Sha256Digest, Vec<String>> = BTreeMap::new();
     for entry in layout.index().manifests() {
-        if entry.artifact_type().is_some() {
+        if is_attachment(entry) {
             continue;
         }
         let tags = images.entry(descriptor_digest(entry)?).or_default();
@@ -542,7 +560,9 @@ mod tests {
             .layers(vec![])
             .build()
             .unwrap();
-        let (image, _) = writer.put_json(MediaType::ImageManifest, &manifest).unwrap();
+        let (image, _) = writer
+            .put_json(MediaType::ImageManifest, &manifest)
+            .unwrap();
         let mut entry = layout::with_ref_name(image.clone(), "1.0");
         let mut annotations = entry.annotations().clone().unwrap();
         annotations.insert(
