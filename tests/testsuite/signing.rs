@@ -856,6 +856,37 @@ fn push_sign_and_moved_images_meet_signed_identity_policies() {
     );
     assert!(ok, "{text}");
 
+    // An index: the index and each platform's manifest are signed, children first.
+    let report = run_json(
+        push_cmd(&home)
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .args(["--format", "json", "--sign", "--key"])
+            .arg(&key)
+            .arg(format!("oci:{}:multi", test.path.display()))
+            .arg(format!("{host}/team/multi:1.0")),
+    );
+    let subjects: Vec<String> = report["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["subject"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected: Vec<String> = test
+        .multi_children
+        .iter()
+        .map(|c| digest_of(c).to_string())
+        .collect();
+    expected.push(test.multi_digest.to_string());
+    assert_eq!(subjects, expected);
+    let (ok, text) = policy_accepts(
+        &python,
+        &registry,
+        &format!("{host}/team/multi:1.0"),
+        &public,
+        serde_json::json!({"type": "matchRepository"}),
+    );
+    assert!(ok, "{text}");
+
     // A wrong passphrase stops the push before anything reaches the registry.
     let (_, stderr) = run_expect(
         push_cmd(&home)
@@ -1083,4 +1114,41 @@ fn a_signature_made_by_another_signer_verifies() {
             .any(|(kind, path, _)| kind == "signature-invalid"
                 && path == &format!("oci:{}:single", test.path.display()))
     );
+}
+
+#[test]
+fn a_corrupt_layout_is_never_signed_and_stays_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "cosign");
+    let test = test_layout(dir.path(), 13);
+    // The config of `single` altered in place.
+    let manifest: serde_json::Value = serde_json::from_slice(&test.single.manifest_bytes).unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    let config_path = test.path.join("blobs/sha256").join(&config[7..]);
+    let mut bytes = std::fs::read(&config_path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&config_path, bytes).unwrap();
+    let index_before = std::fs::read(test.path.join("index.json")).unwrap();
+    let (_, stderr) = run_expect(
+        sign()
+            .args([
+                "--signed-repository",
+                "registry.example.com/team/hello",
+                "--key",
+            ])
+            .arg(&key)
+            .arg(format!("oci:{}:single", test.path.display())),
+        1,
+    );
+    assert!(stderr.contains(&config[7..]), "{stderr}");
+    assert_eq!(
+        std::fs::read(test.path.join("index.json")).unwrap(),
+        index_before
+    );
+    let staged: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(staged.is_empty(), "staging left behind: {staged:?}");
 }
