@@ -407,3 +407,143 @@ fn airlocks_own_image_runs_in_runc() {
         format!("cargo-airlock {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// A `cargo` for airlock's `CARGO` variable that runs the real one, except `cargo build`: that
+/// writes its pid to `$AIRLOCK_TEST_MARKER` and sleeps, so a test can signal a `dist` that is
+/// deterministically in the middle of its build, its staging directory already made.
+fn blocking_cargo(dir: &Path) -> PathBuf {
+    let script = dir.join("blocking-cargo");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n\
+         case \" $* \" in\n\
+         *\" build \"*) echo $$ > \"$AIRLOCK_TEST_MARKER.tmp\"; mv \"$AIRLOCK_TEST_MARKER.tmp\" \"$AIRLOCK_TEST_MARKER\"; exec sleep 120;;\n\
+         esac\n\
+         exec \"$AIRLOCK_TEST_REAL_CARGO\" \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+/// A `dist` blocked in its build step: the airlock child and the blocked cargo's pid.
+struct BlockedDist {
+    child: std::process::Child,
+    cargo_pid: String,
+}
+
+impl BlockedDist {
+    fn start(project: &Path, out: &Path, cargo: &Path, label: &str) -> BlockedDist {
+        let marker = project.join(format!("build-started-{label}"));
+        let mut child = dist(project, out, &["--target", "x86_64-unknown-linux-musl"])
+            .env("CARGO", cargo)
+            .env("AIRLOCK_TEST_REAL_CARGO", env!("CARGO"))
+            .env("AIRLOCK_TEST_MARKER", &marker)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !marker.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("dist exited with {status} before its build started");
+            }
+            assert!(std::time::Instant::now() < deadline, "build never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let cargo_pid = std::fs::read_to_string(&marker).unwrap().trim().to_owned();
+        BlockedDist { child, cargo_pid }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, `KILL`) and returns how the process ended.
+    fn signal(mut self, signal: &str) -> std::process::ExitStatus {
+        run_expect(
+            Command::new("kill")
+                .args(["-s", signal])
+                .arg(self.pid().to_string()),
+            0,
+        );
+        let status = self.child.wait().unwrap();
+        let _ = Command::new("kill").arg(&self.cargo_pid).status();
+        status
+    }
+}
+
+/// Names in `dir` that are staging directories of `dist` (`.dist.airlock-<pid>-…`).
+fn dist_staging(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".dist.airlock-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_interrupted_dist_removes_its_staging_and_keeps_the_old_release() {
+    let (guard, project) = copy_fixture("hello");
+    let cargo = blocking_cargo(guard.path());
+    let target = project.join("target");
+    let out = target.join("dist");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("SHA256SUMS"), "the previous release\n").unwrap();
+
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let blocked = BlockedDist::start(&project, &out, &cargo, signal);
+        let pid = blocked.pid();
+        let staging = dist_staging(&target);
+        assert_eq!(staging.len(), 1, "{staging:?}");
+        assert!(
+            staging[0].starts_with(&format!(".dist.airlock-{pid}-")),
+            "the owner's pid is in the name: {staging:?}"
+        );
+        let status = blocked.signal(signal);
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {status}");
+        assert_eq!(dist_staging(&target), Vec::<String>::new(), "SIG{signal}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("SHA256SUMS")).unwrap(),
+            "the previous release\n"
+        );
+    }
+}
+
+#[test]
+fn dist_removes_what_a_killed_run_left_but_never_a_running_ones_staging() {
+    let (guard, project) = copy_fixture("hello");
+    let cargo = blocking_cargo(guard.path());
+    let target = project.join("target");
+    let out = target.join("dist");
+
+    // SIGKILL leaves no chance to clean up: the staging directory stays, named for its owner.
+    let killed = BlockedDist::start(&project, &out, &cargo, "killed");
+    let killed_pid = killed.pid();
+    let status = killed.signal("KILL");
+    assert_eq!(status.code(), None);
+    let left = dist_staging(&target);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&format!(".dist.airlock-{killed_pid}-")));
+
+    // The next run removes it; a third run, started while the second still runs, keeps the
+    // second's.
+    let second = BlockedDist::start(&project, &out, &cargo, "second");
+    let third = BlockedDist::start(&project, &out, &cargo, "third");
+    let owners: Vec<String> = dist_staging(&target)
+        .iter()
+        .map(|n| n.split('-').nth(1).unwrap().to_owned())
+        .collect();
+    let mut expected = vec![second.pid().to_string(), third.pid().to_string()];
+    expected.sort();
+    let mut owners_sorted = owners.clone();
+    owners_sorted.sort();
+    assert_eq!(owners_sorted, expected, "{owners:?}");
+
+    assert_eq!(second.signal("TERM").code(), Some(143));
+    assert_eq!(third.signal("TERM").code(), Some(143));
+    assert_eq!(dist_staging(&target), Vec::<String>::new());
+    assert!(!out.exists(), "no release was ever written");
+}
