@@ -547,3 +547,127 @@ fn dist_removes_what_a_killed_run_left_but_never_a_running_ones_staging() {
     assert_eq!(dist_staging(&target), Vec::<String>::new());
     assert!(!out.exists(), "no release was ever written");
 }
+
+/// A git repository holding `fixtures/<fixture>`, committed once at a fixed date.
+fn fixture_in_git(fixture: &str) -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let origin = temp.path().join("origin");
+    copy_dir(&fixture_path(fixture), &origin);
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "release",
+        ],
+    ] {
+        run_expect(
+            Command::new("git")
+                .arg("-C")
+                .arg(&origin)
+                .args(args)
+                .env("GIT_AUTHOR_DATE", "2024-03-01T12:00:00Z")
+                .env("GIT_COMMITTER_DATE", "2024-03-01T12:00:00Z"),
+            0,
+        );
+    }
+    (temp, origin)
+}
+
+/// The bytes of `path`, decompressed when gzip or zstd (archives, layers), so a path inside a
+/// compressed binary is found too.
+fn readable_bytes(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(&bytes[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        bytes
+    }
+}
+
+#[test]
+fn releases_of_two_clones_are_identical_and_name_neither_checkout() {
+    for tool in ["git", "musl-gcc"] {
+        if require_tool(tool).is_none() {
+            return;
+        }
+    }
+    let (temp, origin) = fixture_in_git("with-c");
+    let clones = [
+        temp.path().join("c1"),
+        temp.path().join("a-second-clone-at-a-longer-path"),
+    ];
+    let mut releases = Vec::new();
+    for clone in &clones {
+        run_expect(
+            Command::new("git")
+                .args(["clone", "-q"])
+                .arg(&origin)
+                .arg(clone),
+            0,
+        );
+        let out = clone.join("target/dist");
+        // A fresh target directory in each clone (the helper removes CARGO_TARGET_DIR).
+        let report = run_json(&mut dist(
+            clone,
+            &out,
+            &["--target", "all", "--format", "json"],
+        ));
+        releases.push((out, report));
+    }
+    let (first, second) = (&releases[0], &releases[1]);
+    assert_eq!(
+        std::fs::read_to_string(first.0.join("SHA256SUMS")).unwrap(),
+        std::fs::read_to_string(second.0.join("SHA256SUMS")).unwrap()
+    );
+    assert_eq!(
+        first.1["manifest"]["images"],
+        second.1["manifest"]["images"]
+    );
+    for name in ["sbom.cdx.json", "sbom.spdx.json"] {
+        assert_eq!(
+            std::fs::read(first.0.join(name)).unwrap(),
+            std::fs::read(second.0.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    let needles: Vec<String> = clones
+        .iter()
+        .flat_map(|c| [c.clone(), c.canonicalize().unwrap()])
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    for (out, _) in &releases {
+        for entry in walkdir::WalkDir::new(out) {
+            let entry = entry.unwrap();
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let bytes = readable_bytes(entry.path());
+            for needle in &needles {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{} contains the checkout path {needle}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}
