@@ -346,29 +346,10 @@ fn location_free_id(package: &Package, workspace_root: &std::path::Path) -> Stri
         .unwrap_or(workspace_root);
     format!(
         "path+{}#{}@{}",
-        relative_path(workspace_root, dir),
+        crate::workspace::relative_path(workspace_root, dir),
         package.name,
         package.version
     )
-}
-
-/// `to` relative to the directory `from` (both absolute, as cargo metadata gives them), with
-/// `/` separators: `.`, `crates/app`, `../shared`.
-fn relative_path(from: &std::path::Path, to: &std::path::Path) -> String {
-    let from: Vec<_> = from.components().collect();
-    let to: Vec<_> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<String> = vec!["..".to_owned(); from.len() - common];
-    parts.extend(
-        to[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
-    }
 }
 
 /// Normalises a Cargo `license` field into an SPDX expression; None when it is not one.
@@ -559,20 +540,6 @@ mod tests {
         assert_eq!(rels[0]["relationshipType"], "DESCRIBES");
         assert_eq!(rels[1]["relationshipType"], "DEPENDS_ON");
         assert_eq!(rels[1]["relatedSpdxElement"], "SPDXRef-Package-1");
-    }
-
-    #[test]
-    fn relative_paths_name_no_absolute_location() {
-        use std::path::Path;
-        assert_eq!(relative_path(Path::new("/w/p"), Path::new("/w/p")), ".");
-        assert_eq!(
-            relative_path(Path::new("/w/p"), Path::new("/w/p/crates/app")),
-            "crates/app"
-        );
-        assert_eq!(
-            relative_path(Path::new("/w/p"), Path::new("/w/shared/lib")),
-            "../shared/lib"
-        );
     }
 
     /// `cargo metadata` of a two-member workspace checked out at `root`.
