@@ -506,3 +506,315 @@ fn init_refuses_a_checkout_outside_the_workspace_for_ci() {
         repo_root().join("cli").canonicalize().unwrap()
     );
 }
+
+/// The command that runs the real zig here: `python3 -m ziglang` or a `zig` on PATH.
+fn real_zig() -> Option<Vec<String>> {
+    let python = Command::new("python3")
+        .args(["-c", "import sys, ziglang; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if let Some(out) = python {
+        let exe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        return Some(vec![exe, "-m".into(), "ziglang".into()]);
+    }
+    airlock::process::find_on_path("zig").map(|z| vec![z.display().to_string()])
+}
+
+/// A directory holding a wheel of a stand-in `ziglang` package that runs `real_zig`, for
+/// `pip install --no-index --find-links`: the workflows' pip steps run with no network.
+fn ziglang_wheel(dir: &Path, real_zig: &[String]) -> PathBuf {
+    let wheels = dir.join("wheels");
+    fs::create_dir_all(&wheels).unwrap();
+    let build = r#"
+import base64, hashlib, sys, zipfile
+out, real = sys.argv[1], sys.argv[2:]
+info = "ziglang-0.0.1.dist-info/"
+files = {
+    "ziglang/__init__.py": "",
+    "ziglang/__main__.py": "import os, sys\nreal = %r\nos.execvp(real[0], real + sys.argv[1:])\n" % (real,),
+    info + "METADATA": "Metadata-Version: 2.1\nName: ziglang\nVersion: 0.0.1\n",
+    info + "WHEEL": "Wheel-Version: 1.0\nGenerator: airlock-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+with zipfile.ZipFile(out + "/ziglang-0.0.1-py3-none-any.whl", "w") as wheel:
+    for name, text in files.items():
+        data = text.encode()
+        wheel.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
+    record.append(info + "RECORD,,")
+    wheel.writestr(info + "RECORD", "\n".join(record) + "\n")
+"#;
+    run_expect(
+        Command::new("python3")
+            .args(["-c", build])
+            .arg(&wheels)
+            .args(real_zig),
+        0,
+    );
+    wheels
+}
+
+/// A PATH for running workflow steps here: `sudo`, `apt-get`, `rustup` and `cargo install`
+/// only log to `log` (they would change the machine or need the network); `python3` and `pip`
+/// are Debian's, whose environment is externally managed (PEP 668) as on the CI runners; the
+/// installed `cargo-airlock` is what `cargo airlock` finds.
+fn workflow_path(dir: &Path, installed: &Path, log: &Path) -> std::ffi::OsString {
+    let shims = dir.join("shims");
+    fs::create_dir_all(&shims).unwrap();
+    let logging = format!(
+        "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> '{}'\n",
+        log.display()
+    );
+    for tool in ["sudo", "apt-get", "rustup"] {
+        fs::write(shims.join(tool), &logging).unwrap();
+    }
+    fs::write(
+        shims.join("cargo"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = install ]; then echo \"cargo $*\" >> '{}'; exit 0; fi\nexec '{}' \"$@\"\n",
+            log.display(),
+            env!("CARGO")
+        ),
+    )
+    .unwrap();
+    for (name, target) in [
+        ("python3", "/usr/bin/python3"),
+        ("pip", "/usr/bin/pip3"),
+        ("pip3", "/usr/bin/pip3"),
+    ] {
+        std::os::unix::fs::symlink(target, shims.join(name)).unwrap();
+    }
+    for entry in fs::read_dir(&shims).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_symlink() {
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+    }
+    let mut paths = vec![shims, installed.parent().unwrap().to_path_buf()];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// Runs one shell step as a CI runner would (`bash -e`, pipefail) in `project`.
+fn run_step(project: &Path, path: &std::ffi::OsString, env: &[(&str, &Path)], script: &str) {
+    let mut cmd = Command::new("bash");
+    cmd.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .current_dir(project)
+        .env("PATH", path)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
+        .env("PIP_NO_INDEX", "1")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("VIRTUAL_ENV");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "step failed ({}):\n{script}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a platform team does: `init` with airlock installed from git, then the generated
+/// workflows' steps, run here on the fixture: the GitHub job's steps in order (the image its
+/// `cargo xtask dist` builds runs under runc), then the GitLab job's script, after which the
+/// release still checks against its `SHA256SUMS`.
+#[test]
+fn init_then_the_generated_workflows_release_an_image_that_runs() {
+    for tool in ["umoci", "runc", "skopeo", "git", "bash"] {
+        if require_tool(tool).is_none() {
+            return;
+        }
+    }
+    let debian_venv = Command::new("/usr/bin/python3")
+        .args(["-c", "import venv, ensurepip, pip"])
+        .output();
+    if !debian_venv.is_ok_and(|o| o.status.success()) {
+        skip_or_fail("Debian's python3 with python3-venv and python3-pip is not installed");
+        return;
+    }
+    let Some(zig) = real_zig() else {
+        skip_or_fail("zig (`python3 -m ziglang` or `zig`) is not installed");
+        return;
+    };
+    let (guard, project) = copy_fixture("hello");
+    let tools = guard.path();
+    // Installed from this repository's commit, as `cargo install --git` records it.
+    let (head, _) = run_expect(
+        Command::new("git")
+            .arg("-C")
+            .arg(repo_root())
+            .args(["rev-parse", "HEAD"]),
+        0,
+    );
+    let source = format!("git+file://{}#{}", repo_root().display(), head.trim());
+    let installed = installed_airlock(tools, Some(&source));
+    run_expect(
+        installed_cmd(&installed)
+            .args(["init", "--ci", "github", "--ci", "gitlab"])
+            .current_dir(&project),
+        0,
+    );
+    // The lockfile a user commits after the first local `cargo xtask dist`.
+    run_expect(
+        Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1"])
+            .current_dir(&project)
+            .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true"),
+        0,
+    );
+
+    let github = fs::read_to_string(project.join(".github/workflows/airlock-release.yml")).unwrap();
+    let github = &yaml_rust2::YamlLoader::load_from_str(&github).unwrap()[0];
+    let steps = github["jobs"]["airlock-release"]["steps"].as_vec().unwrap();
+    let gitlab = fs::read_to_string(project.join(".gitlab/airlock-release.yml")).unwrap();
+    let gitlab = &yaml_rust2::YamlLoader::load_from_str(&gitlab).unwrap()[0];
+    let script: Vec<&str> = gitlab["airlock-release"]["script"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|line| line.as_str().unwrap())
+        .collect();
+    let include = fs::read_to_string(project.join(".gitlab-ci.yml")).unwrap();
+    let include = &yaml_rust2::YamlLoader::load_from_str(&include).unwrap()[0];
+    assert_eq!(
+        include["include"][0]["local"].as_str(),
+        Some(".gitlab/airlock-release.yml")
+    );
+
+    // Every shell step parses.
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(runs.len() >= 5, "{runs:?}");
+    for script in runs.iter().copied().chain(script.iter().copied()) {
+        run_expect(Command::new("bash").args(["-n", "-c", script]), 0);
+    }
+
+    // The GitHub job, step by step; `$GITHUB_PATH` carries PATH entries to later steps.
+    let log = tools.join("stubbed.log");
+    let wheels = ziglang_wheel(tools, &zig);
+    let runner_temp = tools.join("runner-temp");
+    fs::create_dir_all(&runner_temp).unwrap();
+    let github_path = tools.join("github-path");
+    let summary = tools.join("step-summary.md");
+    fs::write(&github_path, "").unwrap();
+    let base_path = workflow_path(tools, &installed, &log);
+    for step in steps {
+        let Some(run) = step["run"].as_str() else {
+            continue;
+        };
+        if step["if"].as_str().is_some() {
+            continue; // push: only on tags
+        }
+        let mut path: Vec<PathBuf> = fs::read_to_string(&github_path)
+            .unwrap()
+            .lines()
+            .rev()
+            .map(PathBuf::from)
+            .collect();
+        path.extend(std::env::split_paths(&base_path));
+        let path = std::env::join_paths(path).unwrap();
+        run_step(
+            &project,
+            &path,
+            &[
+                ("RUNNER_TEMP", &runner_temp),
+                ("GITHUB_PATH", &github_path),
+                ("GITHUB_STEP_SUMMARY", &summary),
+                ("PIP_FIND_LINKS", &wheels),
+            ],
+            run,
+        );
+    }
+    let stubbed = fs::read_to_string(&log).unwrap();
+    assert!(
+        stubbed.contains(&format!(
+            "cargo install --locked --git file://{} --rev {} cargo-airlock",
+            repo_root().display(),
+            head.trim()
+        )),
+        "{stubbed}"
+    );
+    // zig came from the virtual environment, through the `zig` on PATH.
+    let (version, _) = run_expect(
+        Command::new(runner_temp.join("bin/zig")).arg("version"),
+        0,
+    );
+    assert!(!version.trim().is_empty());
+    assert!(runner_temp.join("ziglang/bin/python3").exists());
+    assert!(
+        fs::read_to_string(&summary).unwrap().contains('|'),
+        "no size table in the step summary"
+    );
+
+    let dist = project.join("target/dist");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(dist.join("dist-manifest.json")).unwrap()).unwrap();
+    let archives: Vec<&str> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "archive")
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        archives,
+        [
+            "hello-0.3.1-aarch64-unknown-linux-musl.tar.gz",
+            "hello-0.3.1-x86_64-unknown-linux-musl.tar.gz"
+        ],
+        "only the fixture's binary is released, not the xtask"
+    );
+    // umoci unpacks one platform: take the host's out of the index as skopeo would pull it.
+    let single = tools.join("single");
+    run_expect(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}:0.3.1", dist.join("image").display()))
+            .arg(format!("oci:{}:amd64", single.display())),
+        0,
+    );
+    let bundle = tools.join("bundle");
+    crate::support::umoci_unpack(&single, "amd64", &bundle);
+    let greeting = crate::support::runc_run(&bundle, &[]);
+    assert_eq!(greeting, "hello from airlock-hello 0.3.1 on x86_64\n");
+
+    // The GitLab job: its script lines share one shell.
+    let gitlab_tools = tools.join("gitlab-tools");
+    run_step(
+        &project,
+        &base_path,
+        &[
+            ("AIRLOCK_TOOLS", &gitlab_tools),
+            ("CI_PROJECT_DIR", &project),
+            ("PIP_FIND_LINKS", &wheels),
+        ],
+        &script.join("\n"),
+    );
+    let size_report = fs::read(dist.join("size-report.md")).unwrap();
+    let sums = fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
+    let listed = sums
+        .lines()
+        .find(|l| l.ends_with("  size-report.md"))
+        .unwrap();
+    assert!(
+        listed.starts_with(&airlock::Sha256Digest::of(&size_report).hex()),
+        "size-report.md differs from SHA256SUMS"
+    );
+    run_expect(
+        airlock()
+            .args(["verify", "--sums"])
+            .arg(dist.join("SHA256SUMS")),
+        0,
+    );
+}
