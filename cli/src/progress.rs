@@ -65,3 +65,16 @@ pub fn bytes_bar(len: u64, message: impl Into<String>) -> ProgressBar {
     }
     bar
 }
+
+/// A byte-counting progress bar for one piece of long work, saying what it works on:
+/// `   Measuring [=====>    ] 12.0 MiB/40.0 MiB layer 1/2 of linux/amd64 (gzip -9, zstd -19)`.
+pub fn bytes_bar_for(len: u64, verb: &str, what: impl Into<String>) -> ProgressBar {
+    let bar = bar(len, what);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>12.cyan.bold} [{bar:30}] {bytes}/{total_bytes} {wide_msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(verb.to_owned());
+    bar
+}

@@ -671,3 +671,39 @@ fn releases_of_two_clones_are_identical_and_name_neither_checkout() {
         }
     }
 }
+
+#[test]
+fn dist_report_step_says_what_it_measures() {
+    let (_guard, project) = copy_fixture("hello");
+    let out = project.join("target/dist");
+    let (_, stderr) = run_expect(
+        dist(
+            &project,
+            &out,
+            &["-v", "--target", "x86_64-unknown-linux-musl"],
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000"),
+        0,
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("dist-manifest.json")).unwrap()).unwrap();
+    let manifest_digest = manifest["images"][0]["manifests"]["linux/amd64"]
+        .as_str()
+        .unwrap();
+    let hex = manifest_digest.trim_start_matches("sha256:");
+    let image: Value =
+        serde_json::from_slice(&std::fs::read(out.join("image/blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    let layer = image["layers"][0]["digest"].as_str().unwrap();
+    // Each layer, named with its platform, size and the work done on it, then the binary.
+    assert!(
+        stderr.contains(&format!("measuring layer 1/1 of linux/amd64 ({layer}, "))
+            && stderr.contains("): recompressing with zstd -19"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("linux/amd64: /usr/local/bin/hello (")
+            && stderr.contains("stripped, with gzip -9 and zstd -19"),
+        "{stderr}"
+    );
+}

@@ -178,7 +178,12 @@ fn measure_platform(
         let scan = match scanned.get(&key) {
             Some(scan) => scan.clone(),
             None => {
-                let scan = scan_layer(layout, layer, depth.recompress)?;
+                let label = LayerLabel {
+                    platform: &platform,
+                    position,
+                    count: manifest.layers().len(),
+                };
+                let scan = scan_layer(layout, layer, depth.recompress, &label)?;
                 scanned.insert(key, scan.clone());
                 scan
             }
@@ -296,11 +301,12 @@ enum Node {
     Other,
 }
 
-/// Reads a blob file through a SHA-256 hasher and a byte counter.
+/// Reads a blob file through a SHA-256 hasher and a byte counter (and a progress bar).
 struct CheckedBlob {
     inner: BufReader<File>,
     hasher: Sha256,
     read: u64,
+    progress: indicatif::ProgressBar,
 }
 
 impl Read for CheckedBlob {
@@ -308,6 +314,7 @@ impl Read for CheckedBlob {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.read += n as u64;
+        self.progress.inc(n as u64);
         Ok(n)
     }
 }
@@ -382,6 +389,7 @@ fn open_blob(layout: &Layout, descriptor: &Descriptor) -> Result<(CheckedBlob, P
             inner: BufReader::with_capacity(256 * 1024, file),
             hasher: Sha256::new(),
             read: 0,
+            progress: indicatif::ProgressBar::hidden(),
         },
         path,
     ))
@@ -423,7 +431,19 @@ fn decompress<'a>(codec: Codec, blob: &'a mut CheckedBlob) -> Result<Box<dyn Rea
     })
 }
 
-fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Result<LayerScan> {
+/// Which layer of which platform a scan is, for progress: `layer 1/2 of linux/amd64`.
+struct LayerLabel<'a> {
+    platform: &'a str,
+    position: usize,
+    count: usize,
+}
+
+fn scan_layer(
+    layout: &Layout,
+    descriptor: &Descriptor,
+    recompress: bool,
+    label: &LayerLabel<'_>,
+) -> Result<LayerScan> {
     let media_type = descriptor.media_type().to_string();
     let codec = codec_of(&media_type).ok_or_else(|| {
         error::input(format!(
@@ -432,6 +452,24 @@ fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Res
         ))
     })?;
     let (mut blob, path) = open_blob(layout, descriptor)?;
+    // Recompressing with gzip -9 and zstd -19 takes minutes on a large layer: say which
+    // layer, and how far it is.
+    let work = match (recompress, codec) {
+        (false, _) => "reading",
+        (true, Codec::Gzip) => "recompressing with zstd -19",
+        (true, Codec::Zstd) => "recompressing with gzip -9",
+        (true, Codec::None) => "recompressing with gzip -9 and zstd -19",
+    };
+    let what = format!(
+        "layer {}/{} of {} ({}, {}): {work}",
+        label.position + 1,
+        label.count,
+        label.platform,
+        descriptor.digest(),
+        crate::render::human_bytes(descriptor.size())
+    );
+    crate::progress::detail(format!("measuring {what}"));
+    blob.progress = crate::progress::bytes_bar_for(descriptor.size(), "Measuring", what);
     let scan = {
         let mut recompressors = Vec::new();
         if recompress {
@@ -456,6 +494,7 @@ fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Res
         };
         read_tar(tee, codec, descriptor.size())
     };
+    std::mem::replace(&mut blob.progress, indicatif::ProgressBar::hidden()).finish_and_clear();
     match scan {
         Ok(scan) => {
             finish_blob(blob, descriptor, &path)?;

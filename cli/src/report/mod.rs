@@ -117,6 +117,14 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         report.binary = match (&given_binary, &platform.binary) {
             (Some(given), _) => Some(given.clone()),
             (None, Some((path, source, bytes))) => {
+                crate::progress::status(
+                    "Measuring",
+                    format!(
+                        "{}: {path} ({}) stripped, with gzip -9 and zstd -19",
+                        report.platform,
+                        crate::render::human_bytes(bytes.len() as u64)
+                    ),
+                );
                 Some(binary::measure_binary(path, *source, bytes)?)
             }
             (None, None) => None,
