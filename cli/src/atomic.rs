@@ -37,24 +37,24 @@ fn parent_of(target: &Path) -> Result<PathBuf> {
     Ok(parent)
 }
 
-/// `.<name>.airlock-`: what every staging sibling of `target` starts with.
-fn staging_stem(target: &Path) -> String {
+/// `.<name>.airlock-<pid>-`: this process's staging siblings of `target`.
+fn staging_prefix(target: &Path) -> String {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".to_owned());
-    format!(".{name}.airlock-")
+    format!(".{name}.airlock-{}-", std::process::id())
 }
 
-/// `.<name>.airlock-<pid>-`: this process's staging siblings of `target`.
-fn staging_prefix(target: &Path) -> String {
-    format!("{}{}-", staging_stem(target), std::process::id())
-}
-
-/// The pid in a staging sibling's name, when `file_name` is one of `target`'s.
-fn staging_owner(target: &Path, file_name: &str) -> Option<u32> {
-    let rest = file_name.strip_prefix(&staging_stem(target))?;
-    let (pid, _) = rest.split_once('-')?;
+/// The pid in the name of a staging path (`.<name>.airlock-<pid>-<random>[.old]`), for any
+/// output: every staging path in a directory is looked at once.
+fn staging_owner(file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix('.')?;
+    let at = rest.find(".airlock-")?;
+    if at == 0 {
+        return None;
+    }
+    let (pid, _) = rest[at + ".airlock-".len()..].split_once('-')?;
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -76,14 +76,23 @@ fn process_is_alive(pid: u32) -> bool {
     )
 }
 
-/// Removes the staging siblings of `target` whose owning process no longer runs (left by a
-/// run that was killed before it could clean up). Returns how many were removed; a sibling
-/// that cannot be removed is reported and left.
+/// Removes the staging paths beside `target` (of any output in that directory) whose owning
+/// process no longer runs: left by a run that was killed before it could clean up. Returns how
+/// many were removed; one that cannot be removed is reported and left. Each directory is
+/// looked at once per process (a layout's blobs are written one by one into one directory).
 pub fn remove_stale_staging(target: &Path) -> usize {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    static SCANNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    {
+        let mut scanned = SCANNED.lock().unwrap_or_else(|e| e.into_inner());
+        if scanned.iter().any(|dir| dir == parent) {
+            return 0;
+        }
+        scanned.push(parent.to_path_buf());
+    }
     let Ok(entries) = fs::read_dir(parent) else {
         return 0;
     };
@@ -91,7 +100,7 @@ pub fn remove_stale_staging(target: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| staging_owner(target, n)) else {
+        let Some(pid) = name.to_str().and_then(staging_owner) else {
             continue;
         };
         if pid == own || process_is_alive(pid) {
@@ -485,7 +494,6 @@ mod tests {
 
     #[test]
     fn staging_names_carry_the_owner_pid() {
-        let target = Path::new("/w/target/dist");
         let dir = tempfile::tempdir().unwrap();
         let staged = StagedDir::new(&dir.path().join("dist")).unwrap();
         let name = staged.path().file_name().unwrap().to_str().unwrap();
@@ -493,12 +501,14 @@ mod tests {
             name.starts_with(&format!(".dist.airlock-{}-", std::process::id())),
             "{name}"
         );
-        assert_eq!(staging_owner(target, ".dist.airlock-42-Ab3x"), Some(42));
-        assert_eq!(staging_owner(target, ".dist.airlock-42-Ab3x.old"), Some(42));
-        assert_eq!(staging_owner(target, ".dist.airlock-Ab3x"), None, "no pid");
-        assert_eq!(staging_owner(target, ".dist.airlock--x"), None);
-        assert_eq!(staging_owner(target, ".image.airlock-42-Ab3x"), None);
-        assert_eq!(staging_owner(target, "dist"), None);
+        assert_eq!(staging_owner(".dist.airlock-42-Ab3x"), Some(42));
+        assert_eq!(staging_owner(".dist.airlock-42-Ab3x.old"), Some(42));
+        assert_eq!(staging_owner(".deps.tar.zst.airlock-7-Ab3x"), Some(7));
+        assert_eq!(staging_owner(".dist.airlock-Ab3x"), None, "no pid");
+        assert_eq!(staging_owner(".dist.airlock--x"), None);
+        assert_eq!(staging_owner("..airlock-42-x"), None);
+        assert_eq!(staging_owner("dist.airlock-42-x"), None);
+        assert_eq!(staging_owner("dist"), None);
     }
 
     #[test]
@@ -528,7 +538,8 @@ mod tests {
         )
         .unwrap();
 
-        assert_eq!(remove_stale_staging(&target), 2);
+        assert_eq!(remove_stale_staging(&target), 3);
+        assert_eq!(remove_stale_staging(&target), 0, "looked at once");
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
         let mut left: Vec<String> = fs::read_dir(dir.path())
@@ -540,7 +551,6 @@ mod tests {
             format!(".vendor.airlock-{live}-b2"),
             format!(".vendor.airlock-{own}-c3"),
             ".vendor.airlock-d4".to_owned(),
-            format!(".image.airlock-{dead}-e5"),
         ];
         expected.sort();
         assert_eq!(left, expected);

@@ -746,10 +746,7 @@ fn init_then_the_generated_workflows_release_an_image_that_runs() {
         "{stubbed}"
     );
     // zig came from the virtual environment, through the `zig` on PATH.
-    let (version, _) = run_expect(
-        Command::new(runner_temp.join("bin/zig")).arg("version"),
-        0,
-    );
+    let (version, _) = run_expect(Command::new(runner_temp.join("bin/zig")).arg("version"), 0);
     assert!(!version.trim().is_empty());
     assert!(runner_temp.join("ziglang/bin/python3").exists());
     assert!(
