@@ -5,9 +5,10 @@
 //!
 //! Staging siblings are named `.<name>.airlock-<pid>-<random>`, after the process that owns
 //! them. SIGINT and SIGTERM remove the process's own staging paths before it exits with 130 or
-//! 143; a staging sibling whose owner no longer runs (a run killed with SIGKILL) is removed by
-//! the next run that writes the same output. A sibling owned by a live process is never
-//! touched, nor is anything that does not carry a pid in its name.
+//! 143; a staging path whose owner no longer runs (a run killed with SIGKILL) is removed by the
+//! next run that writes an output in the same directory. One owned by a live process is never
+//! touched, nor is anything that does not carry a pid in its name. Pids are this pid
+//! namespace's: two containers sharing a directory do not see each other's processes.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};

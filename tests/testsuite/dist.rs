@@ -702,7 +702,7 @@ fn dist_report_step_says_what_it_measures() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("linux/amd64: /usr/local/bin/hello (")
+        stderr.contains("measuring linux/amd64: /usr/local/bin/hello (")
             && stderr.contains("stripped, with gzip -9 and zstd -19"),
         "{stderr}"
     );

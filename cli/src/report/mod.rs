@@ -117,15 +117,16 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         report.binary = match (&given_binary, &platform.binary) {
             (Some(given), _) => Some(given.clone()),
             (None, Some((path, source, bytes))) => {
-                crate::progress::status(
-                    "Measuring",
-                    format!(
-                        "{}: {path} ({}) stripped, with gzip -9 and zstd -19",
-                        report.platform,
-                        crate::render::human_bytes(bytes.len() as u64)
-                    ),
+                let what = format!(
+                    "{}: {path} ({}) stripped, with gzip -9 and zstd -19",
+                    report.platform,
+                    crate::render::human_bytes(bytes.len() as u64)
                 );
-                Some(binary::measure_binary(path, *source, bytes)?)
+                crate::progress::detail(format!("measuring {what}"));
+                let spinner = crate::progress::spinner("Measuring", what);
+                let measured = binary::measure_binary(path, *source, bytes);
+                spinner.finish_and_clear();
+                Some(measured?)
             }
             (None, None) => None,
         };
