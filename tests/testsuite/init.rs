@@ -379,6 +379,39 @@ fn init_depends_on_the_source_airlock_was_installed_from() {
         }
     }
 
+    // `cargo install --path` of a checkout outside the workspace: fine locally (a relative
+    // path), but no CI runner has it.
+    let (guard, project) = copy_fixture("hello");
+    let exe = installed_airlock(
+        guard.path(),
+        Some(&format!(
+            "path+file://{}",
+            repo_root().join("cli").display()
+        )),
+    );
+    let (_, stderr) = run_expect(
+        installed_cmd(&exe)
+            .args(["init", "--ci", "gitlab", "--manifest-path"])
+            .arg(project.join("Cargo.toml")),
+        2,
+    );
+    assert!(
+        stderr.contains("the install record") && stderr.contains("outside the workspace"),
+        "{stderr}"
+    );
+    run_expect(
+        installed_cmd(&exe)
+            .args(["init", "--manifest-path"])
+            .arg(project.join("Cargo.toml")),
+        0,
+    );
+    let xtask: toml::Table = fs::read_to_string(project.join("xtask/Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let path = xtask["dependencies"]["airlock"]["path"].as_str().unwrap();
+    assert!(path.starts_with("../"), "{path}");
+
     // Not installed by cargo (no record, or run from a target directory): the fix, nothing
     // written.
     let (guard, project) = copy_fixture("hello");
