@@ -416,3 +416,183 @@ fn escaping_entries_are_refused_and_leave_the_old_vendor_dir() {
         assert!(!Path::new("/tmp/airlock-absolute.rs").exists());
     }
 }
+
+/// The names of the stubs in a `vendor --format json` report.
+fn stub_names(report: &serde_json::Value) -> Vec<String> {
+    report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["stub"] == true)
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `cargo ARGS` in `dir` with a new empty `CARGO_HOME` (nothing cached, nothing fetched) and
+/// the test's environment's rustflags removed.
+fn cargo_with_empty_home(dir: &Path, home: &Path) -> Command {
+    std::fs::create_dir_all(home).unwrap();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(dir)
+        .env("CARGO_HOME", home)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR");
+    cmd
+}
+
+/// Replaces every package directory of `vendor` that is not a stub yet by the stub airlock
+/// makes of its manifest, with a checksum file as `vendor --platform` writes it.
+fn stub_every_package(vendor: &Path) -> usize {
+    let mut stubbed = 0;
+    for entry in std::fs::read_dir(vendor).unwrap() {
+        let dir = entry.unwrap().path();
+        let manifest = std::fs::read(dir.join("Cargo.toml")).unwrap();
+        if manifest.starts_with(airlock::vendoring::platform::STUB_MARKER.as_bytes()) {
+            continue;
+        }
+        let table: toml::Table = String::from_utf8_lossy(&manifest).parse().unwrap();
+        let id = airlock::lock::PackageId {
+            name: table["package"]["name"].as_str().unwrap().to_owned(),
+            version: table["package"]["version"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            source: airlock::lock::Source::Path,
+        };
+        let stub = airlock::vendoring::platform::stub_manifest(&id, &manifest, &[])
+            .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+        let checksums: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(".cargo-checksum.json")).unwrap())
+                .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("Cargo.toml"), &stub).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "").unwrap();
+        let files = serde_json::json!({
+            "Cargo.toml": sha256_hex(stub.as_bytes()),
+            "src/lib.rs": sha256_hex(b""),
+        });
+        std::fs::write(
+            dir.join(".cargo-checksum.json"),
+            serde_json::json!({ "files": files, "package": checksums["package"] }).to_string(),
+        )
+        .unwrap();
+        stubbed += 1;
+    }
+    stubbed
+}
+
+/// Regression: on a real lockfile, `--platform x86_64-unknown-linux-musl` stubbed
+/// `wasm-bindgen-shared` keeping `links` but no build script, and cargo refused to parse the
+/// stub, so nothing built. Here every crate of this repository's own `Cargo.lock` (about 200:
+/// `windows-sys`, wasm-only crates, `links` with build scripts, proc-macros) gets a stub that
+/// cargo parses, and the kept platform checks offline: manifests parse, build scripts (C code
+/// included) run and every kept source compiles, with an empty `CARGO_HOME`.
+#[test]
+fn stubs_of_a_real_lockfile_parse_and_the_kept_platform_checks_offline() {
+    let musl = "x86_64-unknown-linux-musl";
+    if require_tool("musl-gcc").is_none() {
+        return;
+    }
+    let (temp, dir) = this_workspace_skeleton();
+    let report = run_json(
+        airlock()
+            .current_dir(&dir)
+            .args(["vendor", "--platform", musl, "--write-config"])
+            .args(["--format", "json"]),
+    );
+    let stubs = stub_names(&report);
+    for (name, why) in [
+        ("wasm-bindgen-shared", "links without its build script"),
+        ("wasm-bindgen-macro", "a proc-macro"),
+        ("windows-sys", "Windows only"),
+    ] {
+        assert!(stubs.iter().any(|s| s == name), "{name} ({why}): {stubs:?}");
+    }
+    assert!(
+        !stubs.iter().any(|s| s == "ring"),
+        "ring is needed: {stubs:?}"
+    );
+    let locked = report["crates"].as_u64().unwrap();
+    assert!(locked > 150, "{report:#}");
+
+    // Every stub parses: cargo resolves the whole lockfile from vendor/ and lists each package.
+    let home = temp.path().join("empty-cargo-home");
+    let metadata = |dir: &Path| -> serde_json::Value {
+        let (stdout, _) = run_expect(
+            cargo_with_empty_home(dir, &home).args([
+                "metadata",
+                "--offline",
+                "--frozen",
+                "--format-version",
+                "1",
+            ]),
+            0,
+        );
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let listed = metadata(&dir);
+    let packages = listed["packages"].as_array().unwrap();
+    assert_eq!(
+        packages.len() as u64,
+        locked + 2,
+        "every locked package and the members"
+    );
+    let shared = packages
+        .iter()
+        .find(|p| p["name"] == "wasm-bindgen-shared")
+        .unwrap();
+    assert_eq!(shared["links"], serde_json::Value::Null);
+    assert_eq!(shared["targets"].as_array().unwrap().len(), 1, "{shared:#}");
+    let proc_macro = packages
+        .iter()
+        .find(|p| p["name"] == "wasm-bindgen-macro")
+        .unwrap();
+    assert_eq!(proc_macro["targets"][0]["kind"][0], "proc-macro");
+
+    // The stub of every other crate too (ring: links, a build script and C code; serde_derive
+    // and clap_derive: proc-macros; crates with [[bin]], [[example]], autobins...).
+    let all_stubs = temp.path().join("all-stubs");
+    copy_dir(&dir, &all_stubs);
+    let stubbed = stub_every_package(&all_stubs.join("vendor"));
+    assert_eq!(stubbed as u64 + stubs.len() as u64, locked);
+    let listed = metadata(&all_stubs);
+    assert_eq!(
+        listed["packages"].as_array().unwrap().len() as u64,
+        locked + 2
+    );
+
+    // The kept platform builds offline from vendor/ (`cargo check`: build scripts run and C
+    // code compiles, every kept crate is compiled to metadata; codegen would add nothing
+    // about the sources).
+    let target_dir = temp.path().join("target");
+    run_expect(
+        cargo_with_empty_home(&dir, &home)
+            .args(["check", "--offline", "--frozen", "--workspace", "--quiet"])
+            .args(["--target", musl])
+            .env("CARGO_TARGET_DIR", &target_dir),
+        0,
+    );
+    assert!(
+        target_dir
+            .join(musl)
+            .join("debug/.fingerprint")
+            .read_dir()
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("ring-")),
+        "ring was not compiled"
+    );
+    let verified = run_json(
+        airlock()
+            .current_dir(&dir)
+            .args(["verify", "--vendor", "vendor", "--format", "json"]),
+    );
+    assert_eq!(verified["ok"], true, "{verified:#}");
+}

@@ -171,35 +171,109 @@ pub fn needed_packages(
 /// The first line of every stub's `Cargo.toml`, so `verify` and people can tell stubs apart.
 pub const STUB_MARKER: &str = "# airlock vendor --platform: stub";
 
+/// `[package]` keys a stub keeps: its identity, and the descriptive fields SBOM and license
+/// tools read. Every other key can name a file the stub lacks (`build`, `readme`,
+/// `license-file`, `workspace`), a target it lacks (`default-run`: cargo refuses a manifest
+/// whose `default-run` names no binary), or needs a build script (`links`: cargo refuses
+/// `links` without one), so it goes.
+const STUB_PACKAGE_KEYS: [&str; 9] = [
+    "name",
+    "version",
+    "edition",
+    "description",
+    "license",
+    "authors",
+    "repository",
+    "homepage",
+    "documentation",
+];
+
+/// Top-level tables a stub keeps as they are. Dependencies (of every kind, per platform too)
+/// and features stay so cargo resolves the lockfile exactly as with the sources: features name
+/// dependencies, dev-dependencies included (cargo's `build_feature_map` accepts `dev-dep/feat`).
+const STUB_TABLES: [&str; 7] = [
+    "features",
+    "dependencies",
+    "build-dependencies",
+    "build_dependencies",
+    "dev-dependencies",
+    "dev_dependencies",
+    "target",
+];
+
 /// The `Cargo.toml` of a stub for `id`, made from the package's own (normalized) manifest:
-/// dependencies and features stay (so the lockfile still resolves), every target and the
-/// build script go, and an empty library takes their place.
+/// a manifest cargo parses in every case (`cargo metadata`, `cargo build` of the other
+/// packages), with the package's identity, dependencies and features, and one empty library
+/// (a proc-macro one when the package is a proc-macro), no build script and no other target.
 pub fn stub_manifest(id: &PackageId, original: &[u8], platforms: &[String]) -> Result<String> {
     let text =
         std::str::from_utf8(original).with_context(|| format!("{id}: Cargo.toml is not UTF-8"))?;
-    let mut manifest: toml::Table = text
+    let manifest: toml::Table = text
         .parse()
         .with_context(|| format!("{id}: cannot parse its Cargo.toml"))?;
-    for key in ["bin", "example", "test", "bench"] {
-        manifest.remove(key);
+    let original_package = manifest
+        .get("package")
+        .and_then(|p| p.as_table())
+        .with_context(|| format!("{id}: its Cargo.toml has no [package] table"))?;
+
+    let mut package = toml::Table::new();
+    for key in STUB_PACKAGE_KEYS {
+        if let Some(value) = original_package.get(key) {
+            package.insert(key.into(), value.clone());
+        }
     }
+    // The stub's own name and version are the locked ones, whatever the manifest says.
+    package.insert("name".into(), id.name.as_str().into());
+    package.insert("version".into(), id.version.to_string().into());
+    // No build script, and no target discovery: the stub's only target is its library.
+    package.insert("build".into(), false.into());
+    for key in ["autobins", "autoexamples", "autotests", "autobenches"] {
+        package.insert(key.into(), false.into());
+    }
+
+    let original_lib = manifest.get("lib").and_then(|l| l.as_table());
     let mut lib = toml::Table::new();
-    if let Some(name) = manifest
-        .get("lib")
+    if let Some(name) = original_lib
         .and_then(|l| l.get("name"))
         .and_then(|n| n.as_str())
     {
         lib.insert("name".into(), name.into());
     }
     lib.insert("path".into(), "src/lib.rs".into());
-    manifest.insert("lib".into(), lib.into());
-    if let Some(package) = manifest.get_mut("package").and_then(|p| p.as_table_mut()) {
-        package.insert("build".into(), false.into());
-        for key in ["readme", "license-file", "workspace", "include", "exclude"] {
-            package.remove(key);
+    // A proc-macro stays one, so `cargo metadata` (and every tool reading it) reports the
+    // same target kinds with the stub as with the sources.
+    let proc_macro = original_lib.is_some_and(|l| {
+        ["proc-macro", "proc_macro"]
+            .iter()
+            .any(|k| l.get(*k).and_then(|v| v.as_bool()) == Some(true))
+    });
+    if proc_macro {
+        lib.insert("proc-macro".into(), true.into());
+    }
+
+    // Sections in cargo's own order (`[package]` first), each serialized on its own so the
+    // output does not depend on the map's key order.
+    let mut sections: Vec<(&str, toml::Value)> = Vec::new();
+    if let Some(features) = manifest.get("cargo-features") {
+        sections.push(("cargo-features", features.clone()));
+    }
+    sections.push(("package", package.into()));
+    sections.push(("lib", lib.into()));
+    for key in STUB_TABLES {
+        if let Some(value) = manifest.get(key) {
+            sections.push((key, value.clone()));
         }
     }
-    let body = toml::to_string(&manifest).with_context(|| format!("{id}: cannot write stub"))?;
+    let mut body = String::new();
+    for (key, value) in sections {
+        let mut one = toml::Table::new();
+        one.insert(key.into(), value);
+        let text = toml::to_string(&one).with_context(|| format!("{id}: cannot write its stub"))?;
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(&text);
+    }
     Ok(format!(
         "{STUB_MARKER} of {} {}; no platform of [{}] needs its sources.\n{body}",
         id.name,
@@ -294,39 +368,126 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         assert_eq!(needed_packages(&lock, &[linux], &BTreeMap::new()).len(), 3);
     }
 
-    #[test]
-    fn stub_keeps_dependencies_and_drops_targets() {
+    fn stub(original: &str) -> toml::Table {
         let id = crate::vendoring::archive::tests::id("winapi-util", "0.1.11");
         let stub = stub_manifest(
             &id,
-            br#"[package]
+            original.as_bytes(),
+            &["x86_64-unknown-linux-gnu".into()],
+        )
+        .unwrap();
+        assert!(stub.starts_with(STUB_MARKER), "{stub}");
+        stub.parse().unwrap_or_else(|e| panic!("{e}\n{stub}"))
+    }
+
+    #[test]
+    fn stub_keeps_dependencies_and_features_and_drops_targets() {
+        let parsed = stub(
+            r#"[package]
 name = "winapi-util"
 version = "0.1.11"
+edition = "2021"
 build = "build.rs"
 readme = "README.md"
+license-file = "LICENSE"
+workspace = ".."
+default-run = "tool"
 links = "w"
+include = ["/src"]
+autolib = false
+
+[features]
+std = ["dep:serde", "serde?/std", "trybuild/diff"]
 
 [lib]
 name = "winapi_util"
 path = "src/other.rs"
+crate-type = ["cdylib"]
+
+[[bin]]
+name = "tool"
+path = "src/bin/tool.rs"
+required-features = ["std"]
+
+[[example]]
+name = "e"
+path = "examples/e.rs"
 
 [[bench]]
 name = "b"
 
+[dependencies.serde]
+version = "1"
+optional = true
+
+[dev-dependencies.trybuild]
+version = "1"
+
 [target.'cfg(windows)'.dependencies.windows-sys]
 version = "0.61"
+
+[badges.maintenance]
+status = "passively-maintained"
+
+[lints.rust]
+unsafe_code = "forbid"
 "#,
-            &["x86_64-unknown-linux-gnu".into()],
+        );
+        let package = parsed["package"].as_table().unwrap();
+        let keys: Vec<&str> = package.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "autobenches",
+                "autobins",
+                "autoexamples",
+                "autotests",
+                "build",
+                "edition",
+                "name",
+                "version"
+            ]
+        );
+        assert_eq!(package["build"].as_bool(), Some(false));
+        let lib = parsed["lib"].as_table().unwrap();
+        assert_eq!(lib.len(), 2, "{lib:?}");
+        assert_eq!(lib["path"].as_str(), Some("src/lib.rs"));
+        assert_eq!(lib["name"].as_str(), Some("winapi_util"));
+        for gone in ["bin", "example", "bench", "test", "badges", "lints"] {
+            assert!(parsed.get(gone).is_none(), "{gone} kept");
+        }
+        assert_eq!(
+            parsed["features"]["std"].as_array().unwrap().len(),
+            3,
+            "features stay as they are"
+        );
+        assert!(parsed["dependencies"]["serde"].is_table());
+        assert!(parsed["dev-dependencies"]["trybuild"].is_table());
+        assert!(parsed["target"]["cfg(windows)"]["dependencies"]["windows-sys"].is_table());
+    }
+
+    #[test]
+    fn stub_keeps_a_proc_macro_and_puts_package_first() {
+        let id = crate::vendoring::archive::tests::id("wasm-bindgen-macro", "0.2.130");
+        let stub = stub_manifest(
+            &id,
+            b"[dependencies.quote]\nversion = \"1\"\n\n[lib]\nproc_macro = true\n\n\
+              [package]\nname = \"wasm-bindgen-macro\"\nversion = \"0.2.130\"\n",
+            &[],
         )
         .unwrap();
-        assert!(stub.starts_with(STUB_MARKER));
+        let mut lines = stub.lines();
+        assert!(lines.next().unwrap().starts_with(STUB_MARKER));
+        assert_eq!(lines.next(), Some("[package]"), "{stub}");
         let parsed: toml::Table = stub.parse().unwrap();
-        assert_eq!(parsed["package"]["build"].as_bool(), Some(false));
-        assert_eq!(parsed["package"]["links"].as_str(), Some("w"));
-        assert!(parsed["package"].get("readme").is_none());
-        assert_eq!(parsed["lib"]["path"].as_str(), Some("src/lib.rs"));
-        assert_eq!(parsed["lib"]["name"].as_str(), Some("winapi_util"));
-        assert!(parsed.get("bench").is_none());
-        assert!(parsed["target"]["cfg(windows)"]["dependencies"]["windows-sys"].is_table());
+        assert_eq!(parsed["lib"]["proc-macro"].as_bool(), Some(true));
+        assert!(parsed["lib"].get("proc_macro").is_none());
+    }
+
+    #[test]
+    fn stub_of_a_manifest_without_package_is_an_error() {
+        let id = crate::vendoring::archive::tests::id("winapi-util", "0.1.11");
+        let err = stub_manifest(&id, b"[lib]\n", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("winapi-util"), "{err:#}");
     }
 }
