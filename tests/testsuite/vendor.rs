@@ -596,3 +596,122 @@ fn stubs_of_a_real_lockfile_parse_and_the_kept_platform_checks_offline() {
     );
     assert_eq!(verified["ok"], true, "{verified:#}");
 }
+
+/// Regression: `vendor --write-config` refused (exit 2, after vendoring) a project that already
+/// had a `.cargo/config.toml`, as most do. The replacement is merged into the file now, its
+/// comments and tables kept, also when it lacks a final newline; running again changes nothing.
+#[test]
+fn write_config_merges_into_an_existing_config() {
+    let Some(p) = project() else { return };
+    let path = p.dir.join(".cargo/config.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let existing = "# team settings\n[alias]\nxt = \"run --package xtask --\" # keep me\n\n\
+                    [build]\njobs = 2";
+    std::fs::write(&path, existing).unwrap();
+    let report = run_json(
+        p.airlock()
+            .args(["vendor", "--write-config", "--format", "json"]),
+    );
+    assert_eq!(
+        report["config_written"].as_str().map(PathBuf::from),
+        Some(path.canonicalize().unwrap())
+    );
+    let merged = std::fs::read_to_string(&path).unwrap();
+    assert!(merged.starts_with(existing), "{merged}");
+    assert!(merged.contains("# keep me"), "{merged}");
+    let parsed: toml::Table = merged.parse().unwrap();
+    assert_eq!(parsed["build"]["jobs"].as_integer(), Some(2));
+    assert_eq!(
+        parsed["source"]["crates-io"]["replace-with"].as_str(),
+        Some("vendored-sources")
+    );
+    assert_eq!(
+        parsed["source"]["vendored-sources"]["directory"].as_str(),
+        Some("vendor")
+    );
+    let git_sources = parsed["source"]
+        .as_table()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("git+file://"))
+        .count();
+    assert_eq!(git_sources, 1, "{merged}");
+    // cargo reads the merged file: the build is offline, from vendor/, without the git repo.
+    std::fs::remove_dir_all(&p.git_repo).unwrap();
+    offline_build_and_run(&p, "merged");
+
+    run_expect(
+        p.airlock()
+            .args(["vendor", "--offline", "--write-config", "-q"]),
+        0,
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), merged);
+}
+
+/// cargo reads `.cargo/config` (the legacy name) when it exists: `--write-config` merges into
+/// it and creates no `config.toml` beside it, which cargo would ignore.
+#[test]
+fn write_config_merges_into_the_legacy_config_name() {
+    let Some(p) = project() else { return };
+    let legacy = p.dir.join(".cargo/config");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::write(&legacy, "[build]\njobs = 2").unwrap();
+    let report =
+        run_json(
+            p.airlock()
+                .args(["vendor", "--offline", "--write-config", "--format", "json"]),
+        );
+    assert_eq!(
+        report["config_written"].as_str().map(PathBuf::from),
+        Some(legacy.clone())
+    );
+    assert!(!p.dir.join(".cargo/config.toml").exists());
+    let text = std::fs::read_to_string(&legacy).unwrap();
+    assert!(text.starts_with("[build]\njobs = 2\n"), "{text}");
+    let home = p.empty_dir("empty-cargo-home-legacy");
+    run_expect(
+        cargo_with_empty_home(&p.dir, &home).args([
+            "metadata",
+            "--offline",
+            "--frozen",
+            "--format-version",
+            "1",
+        ]),
+        0,
+    );
+}
+
+/// A project whose config already replaces crates-io (a company mirror) is refused before
+/// anything is vendored: exit 2, the table named, the config and the vendor directory as they
+/// were.
+#[test]
+fn write_config_refuses_a_conflicting_replacement_before_vendoring() {
+    let Some(p) = project() else { return };
+    let path = p.dir.join(".cargo/config.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let existing = "[source.crates-io]\nreplace-with = \"company-mirror\"\n\n\
+                    [source.company-mirror]\nregistry = \"sparse+https://mirror.example.invalid/\"\n";
+    std::fs::write(&path, existing).unwrap();
+    std::fs::create_dir_all(p.dir.join("vendor/previous")).unwrap();
+    std::fs::write(p.dir.join("vendor/previous/marker"), "keep me").unwrap();
+    let (_, stderr) = run_expect(
+        p.airlock().args(["vendor", "--offline", "--write-config"]),
+        2,
+    );
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(
+            "[source.crates-io] replace-with = \"company-mirror\" (airlock writes \"vendored-sources\")"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nothing was vendored or written"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), existing);
+    assert_eq!(
+        tree(&p.dir.join("vendor")).into_keys().collect::<Vec<_>>(),
+        ["previous/marker"]
+    );
+}

@@ -130,6 +130,13 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let ws = Workspace::load(opts.manifest_path.as_deref())?;
     let lock = Lockfile::load(&ws.lockfile())?;
     check_unique(&lock)?;
+    // The source replacement is planned (and a conflicting one refused) before anything is
+    // fetched or vendored, so a refusal leaves the vendor directory and the config as they were.
+    let (cargo_config, config_plan) = if opts.bundle.is_some() {
+        (None, None)
+    } else {
+        plan_cargo_config(&ws, &lock, opts)?
+    };
     phase.done("workspace and Cargo.lock");
 
     let archives = match &opts.from_bundle {
@@ -212,17 +219,7 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     phase.done("swapped into place");
     packages.sort_by(|a, b| a.id.cmp(&b.id));
 
-    let sources: BTreeSet<Source> = lock
-        .remote_packages()
-        .map(|p| p.id.source.clone())
-        .collect();
-    let directory = config::relative_path(ws.root(), &opts.dir);
-    let cargo_config =
-        (!sources.is_empty()).then(|| config::render(&sources, &directory.to_string_lossy()));
-    let config_written = match (&cargo_config, opts.write_config) {
-        (Some(text), true) => Some(config::write(ws.root(), text)?),
-        _ => None,
-    };
+    let config_written = config_plan.map(|plan| plan.write()).transpose()?;
     Ok(VendorReport {
         dir: Some(opts.dir.clone()),
         bundle: None,
@@ -238,6 +235,30 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         cargo_config,
         config_written,
     })
+}
+
+/// The `.cargo/config.toml` source replacement for `lock`'s sources and `opts.dir`, and with
+/// `--write-config` the planned write (None when nothing is remote: no replacement is needed).
+fn plan_cargo_config(
+    ws: &Workspace,
+    lock: &Lockfile,
+    opts: &VendorOptions,
+) -> Result<(Option<String>, Option<config::ConfigPlan>)> {
+    let sources: BTreeSet<Source> = lock
+        .remote_packages()
+        .map(|p| p.id.source.clone())
+        .collect();
+    if sources.is_empty() {
+        return Ok((None, None));
+    }
+    let directory = config::relative_path(ws.root(), &opts.dir);
+    let text = config::render(&sources, &directory.to_string_lossy());
+    let plan = if opts.write_config {
+        Some(config::plan(ws.root(), &text)?)
+    } else {
+        None
+    };
+    Ok((Some(text), plan))
 }
 
 /// The time each step took, shown with `-v` (where a slow vendor spends its time).
