@@ -715,3 +715,178 @@ fn write_config_refuses_a_conflicting_replacement_before_vendoring() {
         ["previous/marker"]
     );
 }
+
+/// `--platform` for a Windows triple keeps the Windows crates with their full sources and
+/// stubs what only Unix needs; two `--platform` flags keep the union of what each needs.
+#[test]
+fn platform_windows_keeps_windows_crates_and_two_platforms_give_the_union() {
+    // A Unix-only dependency, so each platform leaves something out. The version airlock
+    // itself locks is in cargo's cache already.
+    let libc = repo_locked_version("libc");
+    let extra = format!("\n[target.'cfg(unix)'.dependencies]\nlibc = \"={libc}\"\n");
+    let Some(p) = project_with(&extra) else {
+        return;
+    };
+    run_expect(p.airlock().args(["vendor", "full", "-q"]), 0);
+    let full = tree(&p.dir.join("full"));
+    let vendor = |platforms: &[&str]| -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+        let mut cmd = p.airlock();
+        cmd.args(["vendor", "--offline", "--format", "json"]);
+        for platform in platforms {
+            cmd.args(["--platform", platform]);
+        }
+        let report = run_json(&mut cmd);
+        (stub_names(&report), tree(&p.dir.join("vendor")))
+    };
+    let package = |files: &std::collections::BTreeMap<String, String>, name: &str| {
+        let prefix = format!("{name}/");
+        files
+            .iter()
+            .filter(|(path, _)| path.starts_with(&prefix))
+            .map(|(path, digest)| (path.clone(), digest.clone()))
+            .collect::<Vec<_>>()
+    };
+    let (linux, windows) = ("x86_64-unknown-linux-gnu", "x86_64-pc-windows-msvc");
+
+    let (stubs, files) = vendor(&[linux]);
+    assert_eq!(stubs, ["winapi-util", "windows-link", "windows-sys"]);
+    assert_eq!(package(&files, "libc"), package(&full, "libc"));
+
+    let (stubs, files) = vendor(&[windows]);
+    assert_eq!(stubs, ["libc"]);
+    for name in ["winapi-util", "windows-sys", "windows-link", "same-file"] {
+        let kept = package(&files, name);
+        assert!(kept.len() > 3, "{name} is a stub: {kept:?}");
+        assert_eq!(
+            kept,
+            package(&full, name),
+            "{name} differs from a full vendor"
+        );
+    }
+    assert_eq!(
+        package(&files, "libc")
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect::<Vec<_>>(),
+        [
+            "libc/.cargo-checksum.json",
+            "libc/Cargo.toml",
+            "libc/src/lib.rs"
+        ]
+    );
+    let verified = run_json(
+        p.airlock()
+            .args(["verify", "--vendor", "vendor", "--format", "json"]),
+    );
+    assert_eq!(verified["ok"], true, "{verified:#}");
+
+    let (stubs, files) = vendor(&[linux, windows]);
+    assert_eq!(stubs, Vec::<String>::new());
+    assert_eq!(
+        files, full,
+        "the union of both platforms is every crate, in full"
+    );
+}
+
+/// `--platform aarch64-unknown-linux-musl` on an x86_64 machine: the stubs are the Windows
+/// crates, and `cargo airlock build --offline --frozen` (rust-lld links aarch64 with no cross
+/// toolchain) builds the fixture for aarch64 from the vendor directory alone, with an empty
+/// `CARGO_HOME` and the git repository gone; the binary runs under qemu.
+#[test]
+fn platform_aarch64_builds_offline_for_aarch64() {
+    let aarch64 = "aarch64-unknown-linux-musl";
+    let Some(qemu) = require_tool("qemu-aarch64-static") else {
+        return;
+    };
+    let Some(p) = project() else { return };
+    let report = run_json(p.airlock().args([
+        "vendor",
+        "--platform",
+        aarch64,
+        "--write-config",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        stub_names(&report),
+        ["winapi-util", "windows-link", "windows-sys"]
+    );
+    std::fs::remove_dir_all(&p.git_repo).unwrap();
+    let home = p.empty_dir("empty-cargo-home-aarch64");
+    run_expect(
+        p.airlock().env("CARGO_HOME", &home).args([
+            "build",
+            "--offline",
+            "--frozen",
+            "--target",
+            aarch64,
+            "-q",
+        ]),
+        0,
+    );
+    let binary = p.dir.join("target/airlock").join(aarch64).join("vendoring");
+    let (stdout, _) = run_expect(Command::new(qemu).arg(&binary), 0);
+    assert_eq!(
+        stdout,
+        "vendoring ok: hello from git same_file=true family=unix width=64\n"
+    );
+}
+
+/// The git repository moves past the locked commit (and cargo's git cache holds the new
+/// commit): the vendored source is still the locked commit's, byte for byte.
+#[test]
+fn git_dependency_is_vendored_at_the_locked_commit_after_the_repository_moved() {
+    let Some(p) = project() else { return };
+    let locked = git(&p.git_repo, &["rev-parse", "HEAD"]).trim().to_owned();
+    let lockfile = std::fs::read_to_string(p.dir.join("Cargo.lock")).unwrap();
+    assert!(lockfile.contains(&format!("#{locked}\"")), "{lockfile}");
+    let locked_lib = git(&p.git_repo, &["show", &format!("{locked}:src/lib.rs")]);
+
+    std::fs::write(
+        p.git_repo.join("src/lib.rs"),
+        "/// What the fixture prints.\npub fn greeting() -> &'static str {\n    \"moved past the lock\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(p.git_repo.join("src/added.rs"), "pub fn added() {}\n").unwrap();
+    let moved = git_commit_all(&p.git_repo, "moved past the lock");
+    assert_ne!(moved, locked);
+    // Another checkout of the project updates to the new commit, so cargo's git database
+    // (shared through CARGO_HOME) holds it: only the lockfile tells the two apart.
+    let other = p.temp.path().join("other");
+    copy_dir(&p.dir, &other);
+    run_expect(
+        Command::new(env!("CARGO"))
+            .args(["update", "--quiet", "-p", "airlock-gitdep"])
+            .current_dir(&other),
+        0,
+    );
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let has_moved = std::fs::read_dir(cargo_home.join("git/db"))
+        .unwrap()
+        .any(|db| {
+            Command::new("git")
+                .arg("--git-dir")
+                .arg(db.unwrap().path())
+                .args(["cat-file", "-e", &format!("{moved}^{{commit}}")])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        });
+    assert!(has_moved, "cargo's git database does not hold {moved}");
+
+    run_expect(p.airlock().args(["vendor", "--write-config", "-q"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("Cargo.lock")).unwrap(),
+        lockfile
+    );
+    let vendored = p.dir.join("vendor/airlock-gitdep");
+    assert_eq!(
+        std::fs::read_to_string(vendored.join("src/lib.rs")).unwrap(),
+        locked_lib
+    );
+    assert!(!vendored.join("src/added.rs").exists());
+    offline_build_and_run(&p, "locked-commit");
+}
