@@ -890,3 +890,148 @@ fn git_dependency_is_vendored_at_the_locked_commit_after_the_repository_moved() 
     assert!(!vendored.join("src/added.rs").exists());
     offline_build_and_run(&p, "locked-commit");
 }
+
+/// A crafted registry package for [`host_side_project`]: name, manifest body after
+/// `[package]`, and files.
+struct HostSideCrate {
+    name: &'static str,
+    manifest: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    dependencies: &'static [&'static str],
+}
+
+/// A project whose proc-macro and build script need, on a glibc host, dependencies that a
+/// musl target never does: `app` → `pm` (proc-macro) → `pm-helper` under
+/// `cfg(target_env = "gnu")`, and `app` → `sysish`, whose build script has `build-helper`
+/// under the same table. Crafted `.crate` files in a fake `CARGO_HOME`; returns (project,
+/// cargo home).
+fn host_side_project(temp: &Path) -> (PathBuf, PathBuf) {
+    let crates = [
+        HostSideCrate {
+            name: "pm",
+            manifest: "[lib]\nproc-macro = true\n\n\
+                       [target.'cfg(target_env = \"gnu\")'.dependencies]\npm-helper = \"=1.0.0\"\n",
+            files: &[(
+                "src/lib.rs",
+                "extern crate proc_macro;\n\
+                 #[proc_macro]\n\
+                 pub fn helper_name(_: proc_macro::TokenStream) -> proc_macro::TokenStream {\n\
+                 \x20   format!(\"{:?}\", pm_helper::NAME).parse().unwrap()\n}\n",
+            )],
+            dependencies: &["pm-helper"],
+        },
+        HostSideCrate {
+            name: "pm-helper",
+            manifest: "",
+            files: &[("src/lib.rs", "pub const NAME: &str = \"pm-helper\";\n")],
+            dependencies: &[],
+        },
+        HostSideCrate {
+            name: "sysish",
+            manifest: "build = \"build.rs\"\n\n\
+                       [target.'cfg(target_env = \"gnu\")'.build-dependencies]\n\
+                       build-helper = \"=1.0.0\"\n",
+            files: &[
+                ("src/lib.rs", "pub const OK: bool = true;\n"),
+                ("build.rs", "fn main() {\n    build_helper::run();\n}\n"),
+            ],
+            dependencies: &["build-helper"],
+        },
+        HostSideCrate {
+            name: "build-helper",
+            manifest: "",
+            files: &[("src/lib.rs", "pub fn run() {}\n")],
+            dependencies: &[],
+        },
+    ];
+
+    let dir = temp.join("host-side");
+    let cargo_home = temp.join("cargo-home");
+    let cache = cargo_home.join("registry/cache/index.crates.io-0123456789abcdef");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
+         [dependencies]\npm = \"=1.0.0\"\nsysish = \"=1.0.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        "pub const HELPER: &str = pm::helper_name!();\npub const OK: bool = sysish::OK;\n",
+    )
+    .unwrap();
+    let mut lock = "version = 4\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n\
+                    dependencies = [\"pm\", \"sysish\"]\n"
+        .to_owned();
+    for c in &crates {
+        let manifest = format!(
+            "[package]\nname = \"{}\"\nversion = \"1.0.0\"\nedition = \"2021\"\n{}",
+            c.name, c.manifest
+        );
+        let mut entries = vec![(
+            format!("{}-1.0.0/Cargo.toml", c.name),
+            manifest.into_bytes(),
+        )];
+        for (path, body) in c.files {
+            entries.push((format!("{}-1.0.0/{path}", c.name), body.as_bytes().to_vec()));
+        }
+        let entries: Vec<(&str, tar::EntryType, &[u8])> = entries
+            .iter()
+            .map(|(p, b)| (p.as_str(), tar::EntryType::Regular, b.as_slice()))
+            .collect();
+        let bytes = crate_file(&entries);
+        std::fs::write(cache.join(format!("{}-1.0.0.crate", c.name)), &bytes).unwrap();
+        lock.push_str(&format!(
+            "\n[[package]]\nname = \"{}\"\nversion = \"1.0.0\"\n\
+             source = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
+             checksum = \"{}\"\n",
+            c.name,
+            sha256_hex(&bytes)
+        ));
+        if !c.dependencies.is_empty() {
+            let deps: Vec<String> = c.dependencies.iter().map(|d| format!("\"{d}\"")).collect();
+            lock.push_str(&format!("dependencies = [{}]\n", deps.join(", ")));
+        }
+    }
+    std::fs::write(dir.join("Cargo.lock"), lock).unwrap();
+    (dir, cargo_home)
+}
+
+/// Regression: cargo evaluates the `cfg` of a build-dependency, and of every dependency of a
+/// proc-macro, for the host that runs them, but `--platform` evaluated them for the kept
+/// platform, so a musl platform on a glibc host stubbed what the proc-macro and the build
+/// script need there, and the build failed. Both helpers keep their sources now.
+#[test]
+fn platform_keeps_what_build_scripts_and_proc_macros_need_on_the_host() {
+    let musl = "x86_64-unknown-linux-musl";
+    if !host_triple().ends_with("-linux-gnu") {
+        eprintln!("skipped: the host is not a glibc Linux, whose `target_env` differs from musl's");
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let (dir, cargo_home) = host_side_project(temp.path());
+    let report = run_json(
+        airlock()
+            .current_dir(&dir)
+            .env("CARGO_HOME", &cargo_home)
+            .args(["vendor", "--offline", "--platform", musl, "--write-config"])
+            .args(["--format", "json"]),
+    );
+    run_expect(
+        cargo_with_empty_home(&dir, &temp.path().join("empty-cargo-home"))
+            .args([
+                "check",
+                "--offline",
+                "--frozen",
+                "--quiet",
+                "--target",
+                musl,
+            ])
+            .env("CARGO_TARGET_DIR", temp.path().join("target")),
+        0,
+    );
+    assert_eq!(stub_names(&report), Vec::<String>::new(), "{report:#}");
+    assert!(dir.join("vendor/pm-helper/src/lib.rs").is_file());
+    assert!(dir.join("vendor/build-helper/src/lib.rs").is_file());
+}

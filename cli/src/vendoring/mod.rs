@@ -170,8 +170,13 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let needed = if platforms.is_empty() {
         None
     } else {
-        let declared = declarations(&ws, &lock, &archives)?;
-        let needed = platform::needed_packages(&lock, &platforms, &declared);
+        let manifests = manifests(&ws, &lock, &archives)?;
+        let mut host_platforms = platforms.clone();
+        let host = TargetPlatform::host()?;
+        if !platforms.iter().any(|p| p.triple == host.triple) {
+            host_platforms.push(host);
+        }
+        let needed = platform::needed_packages(&lock, &platforms, &host_platforms, &manifests);
         phase.done("platform filter");
         Some(needed)
     };
@@ -502,15 +507,16 @@ fn write_bundle_report(
     })
 }
 
-/// The dependency declarations of every package whose manifest airlock can read: registry and
-/// git packages from their `.crate`, workspace members from `cargo metadata`.
-fn declarations(
+/// What the platform filter needs from every package's manifest (dependency declarations, and
+/// whether it is a proc-macro): registry and git packages from their `.crate`, workspace
+/// members from `cargo metadata`.
+fn manifests(
     ws: &Workspace,
     lock: &Lockfile,
     archives: &[CrateArchive],
-) -> Result<BTreeMap<PackageId, Vec<Declaration>>> {
-    let mut declared = BTreeMap::new();
-    let from_archives: Vec<(PackageId, Vec<Declaration>)> = archives
+) -> Result<platform::Manifests> {
+    let mut manifests = platform::Manifests::default();
+    let from_archives: Vec<(PackageId, Vec<Declaration>, bool)> = archives
         .par_iter()
         .map(|archive| {
             let manifest = archive
@@ -519,10 +525,19 @@ fn declarations(
             let table: toml::Table = String::from_utf8_lossy(&manifest)
                 .parse()
                 .with_context(|| format!("cannot parse the Cargo.toml of {}", archive.id))?;
-            Ok((archive.id.clone(), platform::declarations(&table)))
+            Ok((
+                archive.id.clone(),
+                platform::declarations(&table),
+                platform::is_proc_macro(&table),
+            ))
         })
         .collect::<Result<_>>()?;
-    declared.extend(from_archives);
+    for (id, declarations, proc_macro) in from_archives {
+        if proc_macro {
+            manifests.proc_macros.insert(id.clone());
+        }
+        manifests.declarations.insert(id, declarations);
+    }
     for member in &ws.metadata.packages {
         let Some(locked) = lock.packages().iter().find(|p| {
             p.id.source == Source::Path
@@ -537,11 +552,19 @@ fn declarations(
             .map(|d| Declaration {
                 package: d.name.clone(),
                 platform: d.target.clone(),
+                build: d.kind == cargo_metadata::DependencyKind::Build,
             })
             .collect();
-        declared.insert(locked.id.clone(), decls);
+        manifests.declarations.insert(locked.id.clone(), decls);
+        if member
+            .targets
+            .iter()
+            .any(|t| t.kind.contains(&cargo_metadata::TargetKind::ProcMacro))
+        {
+            manifests.proc_macros.insert(locked.id.clone());
+        }
     }
-    Ok(declared)
+    Ok(manifests)
 }
 
 /// Extracts one package and writes its checksum file; returns its files and 0 bytes left out.

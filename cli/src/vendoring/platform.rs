@@ -7,6 +7,12 @@
 //! from `Cargo.lock`, which holds every feature's dependencies, so the result is a superset of
 //! what any feature selection builds.
 //!
+//! Build scripts and proc-macros run on the machine that builds, so cargo evaluates the `cfg`
+//! of build-dependencies, and of every dependency below a build-dependency or a proc-macro, for
+//! the host (cargo's `FeatureResolver::deps`: build-dependencies and `FeaturesFor::HostDep` use
+//! `CompileKind::Host`). Those host-side edges are evaluated for the host platforms (the kept
+//! platforms and the machine running `vendor`), the others for the kept platforms.
+//!
 //! A package no platform needs is replaced by a stub (as cargo-vendor-filterer does): its own
 //! manifest with every target but an empty library removed, and the package checksum kept, so
 //! `cargo build --offline --frozen` still resolves the whole lockfile without its sources.
@@ -55,6 +61,20 @@ impl TargetPlatform {
         })
     }
 
+    /// The platform of the machine running airlock (`rustc -vV`'s host), where build scripts
+    /// and proc-macros run.
+    pub fn host() -> Result<TargetPlatform> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let output = process::run_captured(Command::new(rustc).arg("-vV"))
+            .context("cannot ask rustc for the host platform (`rustc -vV`)")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let triple = text
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .with_context(|| format!("`rustc -vV` names no host:\n{text}"))?;
+        TargetPlatform::query(triple.trim())
+    }
+
     /// A platform from known cfg lines (tests).
     pub fn from_cfg_lines(triple: &str, lines: &[&str]) -> Result<TargetPlatform> {
         Ok(TargetPlatform {
@@ -79,6 +99,30 @@ pub struct Declaration {
     pub package: String,
     /// `[target.<platform>.…]`, if any.
     pub platform: Option<Platform>,
+    /// Whether it is a build-dependency (built and evaluated for the host).
+    pub build: bool,
+}
+
+/// What the platform filter reads from the manifests of the locked packages.
+#[derive(Debug, Clone, Default)]
+pub struct Manifests {
+    /// Each package's dependency declarations; a package missing here (unknown manifest)
+    /// keeps every locked dependency.
+    pub declarations: BTreeMap<PackageId, Vec<Declaration>>,
+    /// Packages whose library is a proc-macro (built for the host).
+    pub proc_macros: BTreeSet<PackageId>,
+}
+
+/// Whether a manifest's `[lib]` is a proc-macro (`proc-macro`, or the old `proc_macro`).
+pub fn is_proc_macro(manifest: &toml::Table) -> bool {
+    manifest
+        .get("lib")
+        .and_then(|l| l.as_table())
+        .is_some_and(|lib| {
+            ["proc-macro", "proc_macro"]
+                .iter()
+                .any(|k| lib.get(*k).and_then(|v| v.as_bool()) == Some(true))
+        })
 }
 
 /// Every dependency declaration of a manifest (normal, build and dev; top level and per
@@ -106,6 +150,7 @@ pub fn declarations(manifest: &toml::Table) -> Vec<Declaration> {
                 found.push(Declaration {
                     package,
                     platform: platform.clone(),
+                    build: kind.starts_with("build"),
                 });
             }
         }
@@ -124,48 +169,62 @@ pub fn declarations(manifest: &toml::Table) -> Vec<Declaration> {
 }
 
 /// The locked packages some platform in `platforms` needs, starting from the workspace
-/// members (the path packages). `declared` gives a package's dependency declarations; None
-/// (unknown manifest) keeps every locked dependency of that package.
+/// members (the path packages). Host-side edges (see the module documentation) are evaluated
+/// for `host_platforms`, which should hold `platforms` too.
 pub fn needed_packages(
     lock: &Lockfile,
     platforms: &[TargetPlatform],
-    declared: &BTreeMap<PackageId, Vec<Declaration>>,
+    host_platforms: &[TargetPlatform],
+    manifests: &Manifests,
 ) -> BTreeSet<PackageId> {
-    let mut needed = BTreeSet::new();
-    let mut queue: VecDeque<&PackageId> = lock
+    let matches = |on: &[TargetPlatform], declaration: &Declaration| match &declaration.platform {
+        None => true,
+        Some(p) => on.iter().any(|t| t.matches(p)),
+    };
+    // (package, built for the host)
+    let mut seen: BTreeSet<(&PackageId, bool)> = BTreeSet::new();
+    let mut queue: VecDeque<(&PackageId, bool)> = lock
         .packages()
         .iter()
         .filter(|p| p.id.source == Source::Path)
-        .map(|p| &p.id)
+        .map(|p| (&p.id, manifests.proc_macros.contains(&p.id)))
         .collect();
-    while let Some(id) = queue.pop_front() {
-        if !needed.insert(id.clone()) {
+    while let Some((id, host)) = queue.pop_front() {
+        if !seen.insert((id, host)) {
             continue;
         }
         let Some(package) = lock.get(id) else {
             continue;
         };
-        let decls = declared.get(id);
+        let decls = manifests.declarations.get(id);
         for dep in &package.dependencies {
-            let keep = match decls {
-                None => true,
-                Some(decls) => {
-                    let mut for_dep = decls.iter().filter(|d| d.package == dep.name).peekable();
-                    // A lock edge with no matching declaration (renames cargo resolved
-                    // differently) is kept.
-                    for_dep.peek().is_none()
-                        || for_dep.any(|d| match &d.platform {
-                            None => true,
-                            Some(p) => platforms.iter().any(|t| t.matches(p)),
-                        })
-                }
+            let for_dep: Vec<&Declaration> = match decls {
+                None => Vec::new(),
+                Some(decls) => decls.iter().filter(|d| d.package == dep.name).collect(),
             };
-            if keep && !needed.contains(dep) {
-                queue.push_back(dep);
+            // The sides the dependency is built for: the dependent's, or the host for a
+            // build-dependency. An unknown manifest, or a lock edge no declaration names
+            // (a rename cargo resolved differently), keeps the dependency on the same side.
+            let mut sides = Vec::new();
+            if for_dep.is_empty() {
+                sides.push(host);
+            }
+            for declaration in for_dep {
+                let on_host = host || declaration.build;
+                let on = if on_host { host_platforms } else { platforms };
+                if matches(on, declaration) {
+                    sides.push(on_host);
+                }
+            }
+            for side in sides {
+                let side = side || manifests.proc_macros.contains(dep);
+                if !seen.contains(&(dep, side)) {
+                    queue.push_back((dep, side));
+                }
             }
         }
     }
-    needed
+    seen.into_iter().map(|(id, _)| id.clone()).collect()
 }
 
 /// The first line of every stub's `Cargo.toml`, so `verify` and people can tell stubs apart.
@@ -242,12 +301,7 @@ pub fn stub_manifest(id: &PackageId, original: &[u8], platforms: &[String]) -> R
     lib.insert("path".into(), "src/lib.rs".into());
     // A proc-macro stays one, so `cargo metadata` (and every tool reading it) reports the
     // same target kinds with the stub as with the sources.
-    let proc_macro = original_lib.is_some_and(|l| {
-        ["proc-macro", "proc_macro"]
-            .iter()
-            .any(|k| l.get(*k).and_then(|v| v.as_bool()) == Some(true))
-    });
-    if proc_macro {
+    if is_proc_macro(&manifest) {
         lib.insert("proc-macro".into(), true.into());
     }
 
@@ -344,8 +398,8 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         )
         .unwrap();
         let p = lock.packages();
-        let mut declared = BTreeMap::new();
-        declared.insert(
+        let mut declared = Manifests::default();
+        declared.declarations.insert(
             p[1].id.clone(),
             declarations(
                 &"[target.'cfg(windows)'.dependencies]\nwinapi-util = \"0.1\""
@@ -354,7 +408,12 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
             ),
         );
         let linux = TargetPlatform::from_cfg_lines("x86_64-unknown-linux-gnu", LINUX).unwrap();
-        let needed = needed_packages(&lock, &[linux], &declared);
+        let needed = needed_packages(
+            &lock,
+            std::slice::from_ref(&linux),
+            std::slice::from_ref(&linux),
+            &declared,
+        );
         assert!(needed.contains(&p[1].id));
         assert!(!needed.contains(&p[2].id));
         let windows = TargetPlatform::from_cfg_lines(
@@ -362,10 +421,28 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
             &["windows", "target_os=\"windows\""],
         )
         .unwrap();
-        assert!(needed_packages(&lock, &[windows], &declared).contains(&p[2].id));
+        assert!(
+            needed_packages(
+                &lock,
+                std::slice::from_ref(&windows),
+                std::slice::from_ref(&windows),
+                &declared
+            )
+            .contains(&p[2].id)
+        );
         // Unknown manifests keep everything.
         let linux = TargetPlatform::from_cfg_lines("x86_64-unknown-linux-gnu", LINUX).unwrap();
-        assert_eq!(needed_packages(&lock, &[linux], &BTreeMap::new()).len(), 3);
+        let unknown = Manifests::default();
+        assert_eq!(
+            needed_packages(
+                &lock,
+                std::slice::from_ref(&linux),
+                std::slice::from_ref(&linux),
+                &unknown
+            )
+            .len(),
+            3
+        );
     }
 
     fn stub(original: &str) -> toml::Table {
@@ -464,6 +541,130 @@ unsafe_code = "forbid"
         assert!(parsed["dependencies"]["serde"].is_table());
         assert!(parsed["dev-dependencies"]["trybuild"].is_table());
         assert!(parsed["target"]["cfg(windows)"]["dependencies"]["windows-sys"].is_table());
+    }
+
+    /// Build-dependencies, and everything below a build-dependency or a proc-macro, are built
+    /// for the host: cargo evaluates their `cfg` for the host, not for the kept platform.
+    #[test]
+    fn host_side_dependencies_are_evaluated_for_the_host() {
+        let lock = crate::lock::Lockfile::parse(
+            r#"version = 4
+[[package]]
+name = "app"
+version = "0.1.0"
+dependencies = ["gnu-only", "macros", "sys"]
+
+[[package]]
+name = "gnu-only"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "macros"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["macro-helper"]
+
+[[package]]
+name = "macro-helper"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "sys"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["build-helper"]
+
+[[package]]
+name = "build-helper"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["build-helper-dep"]
+
+[[package]]
+name = "build-helper-dep"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+"#,
+            Path::new("Cargo.lock"),
+        )
+        .unwrap();
+        let id = |name: &str| {
+            lock.packages()
+                .iter()
+                .find(|p| p.id.name == name)
+                .unwrap()
+                .id
+                .clone()
+        };
+        let gnu = "[target.'cfg(target_env = \"gnu\")'";
+        let mut manifests = Manifests::default();
+        for (package, manifest) in [
+            (
+                "app",
+                format!(
+                    "{gnu}.dependencies]\ngnu-only = \"1\"\n[dependencies]\nmacros = \"1\"\nsys = \"1\""
+                ),
+            ),
+            (
+                "macros",
+                format!("[lib]\nproc-macro = true\n{gnu}.dependencies]\nmacro-helper = \"1\""),
+            ),
+            (
+                "sys",
+                format!("{gnu}.build-dependencies]\nbuild-helper = \"1\""),
+            ),
+            (
+                "build-helper",
+                format!("{gnu}.dependencies]\nbuild-helper-dep = \"1\""),
+            ),
+        ] {
+            let table: toml::Table = manifest.parse().unwrap();
+            if is_proc_macro(&table) {
+                manifests.proc_macros.insert(id(package));
+            }
+            manifests
+                .declarations
+                .insert(id(package), declarations(&table));
+        }
+        let musl = TargetPlatform::from_cfg_lines(
+            "x86_64-unknown-linux-musl",
+            &["target_os=\"linux\"", "target_env=\"musl\""],
+        )
+        .unwrap();
+        let gnu_host = TargetPlatform::from_cfg_lines(
+            "x86_64-unknown-linux-gnu",
+            &["target_os=\"linux\"", "target_env=\"gnu\""],
+        )
+        .unwrap();
+        let names = |needed: BTreeSet<PackageId>| -> Vec<String> {
+            needed.into_iter().map(|p| p.name).collect()
+        };
+        let on_gnu_host = needed_packages(
+            &lock,
+            std::slice::from_ref(&musl),
+            &[musl.clone(), gnu_host],
+            &manifests,
+        );
+        assert_eq!(
+            names(on_gnu_host),
+            [
+                "app",
+                "build-helper",
+                "build-helper-dep",
+                "macro-helper",
+                "macros",
+                "sys"
+            ]
+        );
+        let on_musl_host = needed_packages(
+            &lock,
+            std::slice::from_ref(&musl),
+            std::slice::from_ref(&musl),
+            &manifests,
+        );
+        assert_eq!(names(on_musl_host), ["app", "macros", "sys"]);
     }
 
     #[test]
