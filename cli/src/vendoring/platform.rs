@@ -18,6 +18,7 @@
 //! `cargo build --offline --frozen` still resolves the whole lockfile without its sources.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::str::FromStr;
@@ -25,6 +26,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 use cargo_metadata::cargo_platform::{Cfg, Platform};
 
+use crate::input::{Links, open_regular};
 use crate::lock::{Lockfile, PackageId, Source};
 use crate::process;
 
@@ -336,9 +338,19 @@ pub fn stub_manifest(id: &PackageId, original: &[u8], platforms: &[String]) -> R
     ))
 }
 
-/// Whether the package directory `dir` holds a stub.
+/// Whether the package directory `dir` holds a stub: its `Cargo.toml` is a regular file (not a
+/// link, a FIFO or a device: the vendor directory is hostile until checked) that starts with
+/// [`STUB_MARKER`]. Reads only the marker's length.
 pub fn is_stub(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.starts_with(STUB_MARKER))
+    let Ok(manifest) = open_regular(&dir.join("Cargo.toml"), Links::Refuse) else {
+        return false;
+    };
+    let mut start = Vec::with_capacity(STUB_MARKER.len());
+    manifest
+        .file
+        .take(STUB_MARKER.len() as u64)
+        .read_to_end(&mut start)
+        .is_ok_and(|_| start == STUB_MARKER.as_bytes())
 }
 
 #[cfg(test)]
@@ -683,6 +695,40 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         let parsed: toml::Table = stub.parse().unwrap();
         assert_eq!(parsed["lib"]["proc-macro"].as_bool(), Some(true));
         assert!(parsed["lib"].get("proc_macro").is_none());
+    }
+
+    #[test]
+    fn only_a_regular_manifest_starting_with_the_marker_is_a_stub() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            dir
+        };
+        let stub = dir("stub");
+        std::fs::write(
+            stub.join("Cargo.toml"),
+            format!("{STUB_MARKER} of x 1.0.0\n"),
+        )
+        .unwrap();
+        assert!(is_stub(&stub));
+        let full = dir("full");
+        std::fs::write(full.join("Cargo.toml"), "[package]\n").unwrap();
+        assert!(!is_stub(&full));
+        let link = dir("link");
+        std::os::unix::fs::symlink(stub.join("Cargo.toml"), link.join("Cargo.toml")).unwrap();
+        assert!(!is_stub(&link), "a link is never read");
+        let fifo = dir("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.join("Cargo.toml"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        assert!(!is_stub(&fifo), "a FIFO is never read (it would block)");
+        assert!(!is_stub(&dir("empty")));
     }
 
     #[test]
