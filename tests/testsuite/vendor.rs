@@ -1035,3 +1035,74 @@ fn platform_keeps_what_build_scripts_and_proc_macros_need_on_the_host() {
     assert!(dir.join("vendor/pm-helper/src/lib.rs").is_file());
     assert!(dir.join("vendor/build-helper/src/lib.rs").is_file());
 }
+
+/// A project switched to vendored sources is fetched from outside it (else cargo would fetch
+/// from vendor/); the rest of its cargo configuration still applies there. Mechanism: with
+/// `[net] git-fetch-with-cli = true` in the project's config, cargo fetches the (never fetched)
+/// git dependency with the `git` program, which logs its calls; before, the fetch from outside
+/// lost that setting and cargo used libgit2.
+#[test]
+fn fetching_outside_a_vendored_project_keeps_its_other_cargo_settings() {
+    let Some(p) = project() else { return };
+    let Some(real_git) = require_tool("git") else {
+        return;
+    };
+    // A clone at a path cargo has never fetched, at the same commit as the lockfile's.
+    let clone = p.temp.path().join("gitdep-clone");
+    run_expect(
+        Command::new(&real_git)
+            .args(["clone", "-q"])
+            .arg(&p.git_repo)
+            .arg(&clone),
+        0,
+    );
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        let path = p.dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            &format!("file://{}", p.git_repo.display()),
+            &format!("file://{}", clone.display()),
+        );
+        std::fs::write(&path, text).unwrap();
+    }
+    std::fs::create_dir_all(p.dir.join(".cargo")).unwrap();
+    std::fs::write(
+        p.dir.join(".cargo/config.toml"),
+        "[net]\ngit-fetch-with-cli = true\n\n[source.crates-io]\n\
+         replace-with = \"vendored-sources\"\n\n[source.vendored-sources]\ndirectory = \"vendor\"\n",
+    )
+    .unwrap();
+    let bin = p.empty_dir("logging-git");
+    let log = p.temp.path().join("git.log");
+    let wrapper = bin.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real_git.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&wrapper, permissions).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run_expect(
+        p.airlock()
+            .env("PATH", path)
+            .args(["vendor", "-q", "--format", "json"]),
+        0,
+    );
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.starts_with("fetch") && l.contains(&clone.display().to_string())),
+        "cargo did not fetch the git dependency with the git program:\n{calls}"
+    );
+    assert!(p.dir.join("vendor/airlock-gitdep/src/lib.rs").is_file());
+}

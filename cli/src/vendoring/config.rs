@@ -171,6 +171,62 @@ pub fn plan(root: &Path, config: &str) -> Result<ConfigPlan> {
     })
 }
 
+/// The project's cargo configuration (see [`config_path`]) without the sources that are
+/// directories (a vendor directory) and the `replace-with` keys that lead to them, for
+/// `cargo fetch` to run outside the project with the user's other settings (registries,
+/// mirrors, `[net]`, `[http]`) still in effect. A relative `local-registry` is made absolute,
+/// since cargo resolves it against the directory holding `.cargo/`. None when the project's
+/// configuration replaces no source with a directory.
+pub fn without_directory_sources(root: &Path) -> Result<Option<String>> {
+    let path = config_path(root);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let text = read_regular_to_string(&path, Links::Follow, MAX_TEXT_INPUT)?;
+    let mut doc: DocumentMut = text.parse().map_err(|e| {
+        crate::error::input(format!(
+            "{} is not valid TOML ({e}); fix it, then run again",
+            path.display()
+        ))
+    })?;
+    let Some(sources) = doc.get_mut("source").and_then(Item::as_table_like_mut) else {
+        return Ok(None);
+    };
+    let directories: Vec<String> = sources
+        .iter()
+        .filter(|(_, s)| s.get("directory").is_some())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if directories.is_empty() {
+        return Ok(None);
+    }
+    for name in &directories {
+        sources.remove(name);
+    }
+    let names: Vec<String> = sources.iter().map(|(name, _)| name.to_owned()).collect();
+    for name in names {
+        let Some(source) = sources.get_mut(&name).and_then(Item::as_table_like_mut) else {
+            continue;
+        };
+        let leads_to_directory = source
+            .get("replace-with")
+            .and_then(Item::as_str)
+            .is_some_and(|target| directories.iter().any(|d| d == target));
+        if leads_to_directory {
+            source.remove("replace-with");
+        }
+        let local = source.get("local-registry").and_then(Item::as_str);
+        if let Some(local) = local.filter(|l| Path::new(l).is_relative()) {
+            let absolute = root.join(local).to_string_lossy().into_owned();
+            source.insert("local-registry", Item::Value(absolute.into()));
+        }
+        if source.is_empty() {
+            sources.remove(&name);
+        }
+    }
+    Ok(Some(doc.to_string()))
+}
+
 /// Keys that say where a source's packages come from: an existing table with another value
 /// for one of them replaces the source differently.
 const SOURCE_KEYS: [&str; 8] = [
@@ -555,5 +611,40 @@ mod tests {
         assert_eq!(plan.path, dir.join("config"));
         assert!(plan.contents.starts_with("[build]\njobs = 3\n"));
         assert!(plan.changed);
+    }
+
+    #[test]
+    fn drops_directory_sources_and_keeps_everything_else_for_fetching() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".cargo")).unwrap();
+        let path = root.path().join(".cargo/config.toml");
+        assert_eq!(without_directory_sources(root.path()).unwrap(), None);
+        std::fs::write(&path, "[net]\ngit-fetch-with-cli = true\n").unwrap();
+        assert_eq!(without_directory_sources(root.path()).unwrap(), None);
+        let merged = format!(
+            "[net]\ngit-fetch-with-cli = true\n\n[source.company]\nlocal-registry = \"reg\"\n\
+             replace-with = \"vendored-sources\"\n\n{}",
+            crates_io_config("vendor")
+        );
+        std::fs::write(&path, merged).unwrap();
+        let text = without_directory_sources(root.path()).unwrap().unwrap();
+        let parsed: toml::Table = text.parse().unwrap();
+        assert_eq!(parsed["net"]["git-fetch-with-cli"].as_bool(), Some(true));
+        let sources = parsed["source"].as_table().unwrap();
+        assert_eq!(
+            sources.keys().collect::<Vec<_>>(),
+            ["company", "git+file:///tmp/dep?branch=main"],
+            "the vendored directory and what only led to it are gone: {text}"
+        );
+        assert!(
+            sources["git+file:///tmp/dep?branch=main"]
+                .get("replace-with")
+                .is_none()
+        );
+        assert_eq!(
+            sources["company"]["local-registry"].as_str(),
+            Some(root.path().join("reg").to_str().unwrap())
+        );
+        assert!(sources["company"].get("replace-with").is_none());
     }
 }

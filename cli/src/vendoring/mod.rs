@@ -334,29 +334,24 @@ fn fetch(ws: &Workspace) -> Result<()> {
         cmd.arg("--quiet");
     }
     // A project already switched to vendored sources would "fetch" from its vendor directory
-    // and leave cargo's cache empty: fetch from outside the project so only the user's own
-    // configuration applies (cargo reads `.cargo/config.toml` from the working directory).
+    // and leave cargo's cache empty: fetch from outside the project (cargo reads
+    // `.cargo/config.toml` from the working directory up), with the project's configuration
+    // minus those sources, so its registries, mirrors and network settings still apply.
     let outside = tempfile::tempdir().context("cannot create a temporary directory")?;
-    if replaces_sources_with_directory(ws.root()) {
+    if let Some(config) = config::without_directory_sources(ws.root())? {
         progress::detail(
-            "the project's .cargo/config.toml replaces sources; fetching from outside it",
+            "the project's cargo configuration replaces sources with a directory; fetching \
+             from outside the project with the rest of that configuration",
         );
+        let dir = outside.path().join(".cargo");
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        atomic::write_file(&dir.join("config.toml"), config.as_bytes())?;
         cmd.current_dir(outside.path());
     }
     process::run_inherit_stderr(&mut cmd).map_err(|e| {
         e.context("cannot fetch the locked crates; check the network, or run with --offline when cargo's cache already holds them")
     })?;
     Ok(())
-}
-
-fn replaces_sources_with_directory(root: &Path) -> bool {
-    ["config.toml", "config"].iter().any(|name| {
-        std::fs::read_to_string(root.join(".cargo").join(name))
-            .ok()
-            .and_then(|text| text.parse::<toml::Table>().ok())
-            .and_then(|t| t.get("source").and_then(|s| s.as_table()).cloned())
-            .is_some_and(|sources| sources.values().any(|s| s.get("directory").is_some()))
-    })
 }
 
 /// Every remote locked package's `.crate`, read from cargo's cache and proven against
