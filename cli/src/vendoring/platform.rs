@@ -67,8 +67,12 @@ impl TargetPlatform {
     /// and proc-macros run.
     pub fn host() -> Result<TargetPlatform> {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let output = process::run_captured(Command::new(rustc).arg("-vV"))
-            .context("cannot ask rustc for the host platform (`rustc -vV`)")?;
+        let output = process::run_captured(Command::new(rustc).arg("-vV")).map_err(|e| {
+            crate::error::environment(format!(
+                "cannot ask rustc for the host platform (`rustc -vV`: {e:#}); is a Rust \
+                 toolchain installed (rustup)?"
+            ))
+        })?;
         let text = String::from_utf8_lossy(&output.stdout);
         let triple = text
             .lines()
