@@ -7,7 +7,8 @@
 //! before anything is written; then all packages are extracted in parallel into a staged
 //! directory, hashing each file as it is written, with a `.cargo-checksum.json` each; the
 //! staged directory replaces the old one in one rename. Never edits the user's project except
-//! `.cargo/config.toml` when asked to.
+//! its cargo configuration file (`.cargo/config.toml`, or the legacy `.cargo/config`) when
+//! asked to.
 
 pub mod archive;
 pub mod bundle;
