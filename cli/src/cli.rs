@@ -287,7 +287,8 @@ pub struct VendorArgs {
     /// Keep sources only for crates this target needs; stubs for the others (repeatable).
     #[arg(long = "platform", value_name = "TRIPLE")]
     pub platforms: Vec<String>,
-    /// Write the source replacement to .cargo/config.toml instead of only printing it.
+    /// Merge the source replacement into the project's .cargo/config.toml (or the legacy
+    /// .cargo/config) instead of only printing it; a conflicting replacement is refused first.
     #[arg(long)]
     pub write_config: bool,
     /// Write an air-gap bundle (pristine .crate files, Cargo.lock, manifest) instead of a
