@@ -291,7 +291,8 @@ pub struct VendorArgs {
     /// Keep sources only for crates this target needs; stubs for the others (repeatable).
     #[arg(long = "platform", value_name = "TRIPLE")]
     pub platforms: Vec<String>,
-    /// Write the source replacement to .cargo/config.toml instead of only printing it.
+    /// Merge the source replacement into the project's .cargo/config.toml (or the legacy
+    /// .cargo/config) instead of only printing it; a conflicting replacement is refused first.
     #[arg(long)]
     pub write_config: bool,
     /// Write an air-gap bundle (pristine .crate files, Cargo.lock, manifest) instead of a
@@ -770,11 +771,14 @@ impl DistArgs {
 /// `cargo airlock init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Add a CI workflow (repeatable): github writes .github/workflows/release.yml, gitlab
-    /// writes .gitlab-ci.yml.
+    /// Add a CI workflow (repeatable): github writes .github/workflows/airlock-release.yml,
+    /// gitlab writes .gitlab/airlock-release.yml and includes it from a new .gitlab-ci.yml (an
+    /// existing one is left alone; the output says what to add).
     #[arg(long, value_enum, value_name = "SYSTEM")]
     pub ci: Vec<CiArg>,
-    /// Depend on a local airlock checkout instead of the crates.io release.
+    /// Depend on a local airlock checkout (written as a path relative to the workspace; with
+    /// --ci it must lie inside the workspace, e.g. a git submodule) instead of the source this
+    /// cargo-airlock was installed from.
     #[arg(long, value_name = "DIR")]
     pub airlock_path: Option<PathBuf>,
     /// Overwrite files that exist with other contents.

@@ -28,6 +28,8 @@ fn main() -> ExitCode {
             error::exit_kind(&err)
         }
     };
+    // An interrupt exits from its own thread once the staged outputs are removed.
+    airlock::atomic::wait_if_interrupted();
     ExitCode::from(kind.code() as u8)
 }
 

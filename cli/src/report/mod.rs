@@ -117,7 +117,16 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         report.binary = match (&given_binary, &platform.binary) {
             (Some(given), _) => Some(given.clone()),
             (None, Some((path, source, bytes))) => {
-                Some(binary::measure_binary(path, *source, bytes)?)
+                let what = format!(
+                    "{}: {path} ({}) stripped, with gzip -9 and zstd -19",
+                    report.platform,
+                    crate::render::human_bytes(bytes.len() as u64)
+                );
+                crate::progress::detail(format!("measuring {what}"));
+                let spinner = crate::progress::spinner("Measuring", what);
+                let measured = binary::measure_binary(path, *source, bytes);
+                spinner.finish_and_clear();
+                Some(measured?)
             }
             (None, None) => None,
         };
