@@ -573,13 +573,8 @@ impl PushArgs {
     pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::registry::PushOptions> {
         use airlock::registry::{ClientOptions, Credential, PushOptions, Secret};
         let (source, destination) = match self.args.as_slice() {
-            [destination] => {
-                let workspace =
-                    airlock::workspace::Workspace::load(global.manifest_path.as_deref())?;
-                let path = workspace.airlock_dir().join("image");
-                (airlock::oci::ImageRef { path, tag: None }, destination)
-            }
-            [source, destination] => (source.parse()?, destination),
+            [destination] => (None, destination),
+            [source, destination] => (Some(source.parse()?), destination),
             _ => return Err(airlock::error::input("expected [LAYOUT[:TAG]] DESTINATION")),
         };
         let credential = match &self.username {
@@ -602,6 +597,7 @@ impl PushArgs {
             None => None,
         };
         Ok(PushOptions {
+            manifest_path: global.manifest_path.clone(),
             source,
             destination: destination.parse()?,
             credential,

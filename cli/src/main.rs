@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         Ok(report) => emit(report.as_ref(), format),
         Err(err) => {
             eprintln!("error: {err:#}");
+            if let Some(hint) = error::hint(&err) {
+                eprintln!("hint: {hint}");
+            }
             error::exit_kind(&err)
         }
     };
@@ -64,9 +67,10 @@ fn emit(report: &dyn ErasedReport, format: Format) -> ExitKind {
     {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        // The report was made; the machine could not take it (a full disk behind `>`).
         Err(e) => {
             eprintln!("error: cannot write to stdout: {e}");
-            return ExitKind::Input;
+            return ExitKind::Environment;
         }
     }
     report.exit()

@@ -58,8 +58,12 @@ use upload::BlobSource;
 /// What `push` needs.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// The layout and, optionally, the tag of the image in it.
-    pub source: ImageRef,
+    /// The workspace's `Cargo.toml`, for the default layout (default: the current
+    /// directory's workspace).
+    pub manifest_path: Option<PathBuf>,
+    /// The layout and, optionally, the tag of the image in it; None: the layout `image`
+    /// writes by default (`target/airlock/image`) and its one image.
+    pub source: Option<ImageRef>,
     /// Where to push.
     pub destination: Reference,
     /// Credentials given explicitly (`--username` + `--password-stdin`); otherwise the
@@ -251,16 +255,22 @@ struct PlannedReferrer {
 
 /// Pushes `options.source` to `options.destination`.
 pub fn push(options: &PushOptions) -> Result<PushReport> {
-    let layout = Layout::open(&options.source.path)?;
-    let top = layout.resolve(options.source.tag.as_deref())?.clone();
+    let source = match &options.source {
+        Some(source) => source.clone(),
+        None => ImageRef {
+            path: crate::oci::image::default_layout(options.manifest_path.as_deref())?,
+            tag: None,
+        },
+    };
+    let layout = Layout::open(&source.path)?;
+    let top = layout.resolve(source.tag.as_deref())?.clone();
     let top_digest = layout::descriptor_digest(&top)?;
     let destination = &options.destination;
     if let Some(pinned) = &destination.digest
         && *pinned != top_digest
     {
         return Err(error::input(format!(
-            "{destination} pins {pinned}, but {} is {top_digest}",
-            options.source
+            "{destination} pins {pinned}, but {source} is {top_digest}"
         )));
     }
     // The tag: the destination's, else the source's, else `latest` (as docker push does);

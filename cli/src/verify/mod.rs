@@ -54,11 +54,52 @@ pub struct VerifyOptions {
     pub key: Option<PathBuf>,
 }
 
+/// Which check a [`CheckSummary`] is about (`check` in the JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// `--vendor DIR` against `Cargo.lock` (and pristine `.crate` files).
+    Vendor,
+    /// `--bundle FILE` against `Cargo.lock`.
+    Bundle,
+    /// `--sums SHA256SUMS` against the files beside it.
+    Sums,
+    /// `--manifest dist-manifest.json` against the release directory.
+    Manifest,
+    /// `--layout DIR`: blobs against their digests.
+    Layout,
+}
+
+impl CheckKind {
+    /// What the check counts in `items`, for the human table.
+    fn items(self) -> &'static str {
+        match self {
+            CheckKind::Vendor => "packages",
+            CheckKind::Bundle => "crates",
+            CheckKind::Sums => "entries",
+            CheckKind::Manifest => "artifacts and images",
+            CheckKind::Layout => "referenced blobs",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckKind::Vendor => "vendor",
+            CheckKind::Bundle => "bundle",
+            CheckKind::Sums => "sums",
+            CheckKind::Manifest => "manifest",
+            CheckKind::Layout => "layout",
+        })
+    }
+}
+
 /// What one check looked at.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckSummary {
-    /// `vendor` or `bundle` (later also `sums`, `manifest`, `layout`).
-    pub check: String,
+    /// Which check.
+    pub check: CheckKind,
     /// The directory or file checked.
     pub target: PathBuf,
     /// What it was checked against.
@@ -154,7 +195,7 @@ fn check_dependencies(
     if let Some(bundle) = &bundle {
         let (archives, found) = bundle.check(&lock);
         checks.push(CheckSummary {
-            check: "bundle".into(),
+            check: CheckKind::Bundle,
             target: bundle.path.clone(),
             against: lock.path().to_path_buf(),
             items: bundle.manifest.packages.len(),
@@ -249,17 +290,11 @@ impl CommandReport for VerifyReport {
                 check.target.display(),
                 check.against.display(),
                 check.items,
-                match check.check.as_str() {
-                    "bundle" => "crates",
-                    "sums" => "entries",
-                    "manifest" => "artifacts and images",
-                    "layout" => "referenced blobs",
-                    _ => "packages",
-                },
+                check.check.items(),
                 check.files,
                 human_bytes(check.bytes)
             );
-            if check.check == "vendor" {
+            if check.check == CheckKind::Vendor {
                 let _ = write!(
                     out,
                     ", {} compared with their .crate",
