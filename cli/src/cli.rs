@@ -879,19 +879,13 @@ pub struct SignArgs {
 impl SignArgs {
     /// The library's options.
     pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::signing::SignOptions> {
-        let target = match &self.target {
-            Some(text) => airlock::signing::SignTarget::parse(text)?,
-            None => {
-                let workspace =
-                    airlock::workspace::Workspace::load(global.manifest_path.as_deref())?;
-                airlock::signing::SignTarget::Layout(airlock::oci::ImageRef {
-                    path: workspace.airlock_dir().join("image"),
-                    tag: None,
-                })
-            }
-        };
         Ok(airlock::signing::SignOptions {
-            target,
+            manifest_path: global.manifest_path.clone(),
+            target: self
+                .target
+                .as_deref()
+                .map(airlock::signing::SignTarget::parse)
+                .transpose()?,
             key: self.key.clone(),
             passphrase: passphrase(self.password_stdin)?,
             signed_repository: self

@@ -170,8 +170,10 @@ impl SignTarget {
 /// What `sign` needs.
 #[derive(Debug)]
 pub struct SignOptions {
-    /// What to sign.
-    pub target: SignTarget,
+    /// The workspace's `Cargo.toml`, for the default target.
+    pub manifest_path: Option<PathBuf>,
+    /// What to sign (default: the layout `cargo airlock image` writes).
+    pub target: Option<SignTarget>,
     /// The cosign private key file.
     pub key: PathBuf,
     /// Its passphrase.
@@ -243,7 +245,14 @@ impl CommandReport for SignReport {
 pub fn sign(options: &SignOptions) -> Result<SignReport> {
     let key = SigningKey::load(&options.key, &options.passphrase)?;
     let identity = options.signed_repository.as_ref();
-    match &options.target {
+    let target = match &options.target {
+        Some(target) => target.clone(),
+        None => SignTarget::Layout(ImageRef {
+            path: crate::oci::image::default_layout(options.manifest_path.as_deref())?,
+            tag: None,
+        }),
+    };
+    match &target {
         SignTarget::File(path) => Ok(SignReport {
             key_id: key.public_key().key_id(),
             files: vec![file::sign_file(&key, path)?],

@@ -68,6 +68,8 @@ pub enum CheckKind {
     Manifest,
     /// `--layout DIR`: blobs against their digests.
     Layout,
+    /// `--layout DIR --key KEY.pub`: every image signed by the key.
+    Signatures,
 }
 
 impl CheckKind {
@@ -79,6 +81,7 @@ impl CheckKind {
             CheckKind::Sums => "entries",
             CheckKind::Manifest => "artifacts and images",
             CheckKind::Layout => "referenced blobs",
+            CheckKind::Signatures => "images",
         }
     }
 }
@@ -91,6 +94,7 @@ impl std::fmt::Display for CheckKind {
             CheckKind::Sums => "sums",
             CheckKind::Manifest => "manifest",
             CheckKind::Layout => "layout",
+            CheckKind::Signatures => "signatures",
         })
     }
 }
@@ -272,7 +276,7 @@ impl CommandReport for VerifyReport {
     fn human(&self) -> String {
         let mut out = String::new();
         for check in &self.checks {
-            if check.check == "signatures" {
+            if check.check == CheckKind::Signatures {
                 let _ = writeln!(
                     out,
                     "signatures: {} against {}: {} images, {} signatures",

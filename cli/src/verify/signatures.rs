@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::CheckSummary;
+use super::{CheckKind, CheckSummary};
 use crate::finding::{Finding, FindingKind};
 use crate::oci::layout::Layout;
 use crate::signing::PublicKey;
@@ -63,7 +63,7 @@ pub fn check_signatures(
         findings.push(finding);
     }
     let summary = CheckSummary {
-        check: "signatures".into(),
+        check: CheckKind::Signatures,
         target: root.to_path_buf(),
         against: key_path.to_path_buf(),
         items: verdict.images.len(),
