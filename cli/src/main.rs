@@ -49,6 +49,8 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
         Command::Report(args) => Box::new(airlock::report::report(&args.to_options(g)?)?),
         Command::Dist(args) => Box::new(airlock::release::dist(&args.to_options(g)?)?),
         Command::Init(args) => Box::new(airlock::init::init(&args.to_options(g))?),
+        Command::Keygen(args) => Box::new(airlock::signing::keygen(&args.to_options()?)?),
+        Command::Sign(args) => Box::new(airlock::signing::sign(&args.to_options(g)?)?),
     })
 }
 

@@ -14,5 +14,6 @@ mod init;
 mod inspect;
 mod push;
 mod report;
+mod signing;
 mod vendor;
 mod verify;

@@ -6,6 +6,7 @@
 
 mod layout;
 mod release;
+mod signatures;
 mod vendor_dir;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ pub struct VerifyOptions {
     pub manifest: Option<PathBuf>,
     /// An OCI image layout whose blobs to check against their digests.
     pub layout: Option<PathBuf>,
+    /// With `layout`: the public key every image of the layout must be signed with.
+    pub key: Option<PathBuf>,
 }
 
 /// Which check a [`CheckSummary`] is about (`check` in the JSON).
@@ -65,6 +68,8 @@ pub enum CheckKind {
     Manifest,
     /// `--layout DIR`: blobs against their digests.
     Layout,
+    /// `--layout DIR --key KEY.pub`: every image signed by the key.
+    Signatures,
 }
 
 impl CheckKind {
@@ -76,6 +81,7 @@ impl CheckKind {
             CheckKind::Sums => "entries",
             CheckKind::Manifest => "artifacts and images",
             CheckKind::Layout => "referenced blobs",
+            CheckKind::Signatures => "images",
         }
     }
 }
@@ -88,6 +94,7 @@ impl std::fmt::Display for CheckKind {
             CheckKind::Sums => "sums",
             CheckKind::Manifest => "manifest",
             CheckKind::Layout => "layout",
+            CheckKind::Signatures => "signatures",
         })
     }
 }
@@ -120,6 +127,9 @@ pub struct VerifyReport {
     pub checks: Vec<CheckSummary>,
     /// Every difference found, sorted by path.
     pub findings: Vec<Finding>,
+    /// With `--key`: each image of the layout and the repositories its valid signatures name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::signing::ImageVerdict>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -150,6 +160,18 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
             findings.extend(found);
         }
     }
+    let mut signatures = Vec::new();
+    if let Some(key) = &opts.key {
+        let Some(layout) = &opts.layout else {
+            return Err(crate::error::input(
+                "--key checks the signatures of a layout: give --layout DIR too",
+            ));
+        };
+        let (summary, found, verdicts) = signatures::check_signatures(layout, key)?;
+        checks.push(summary);
+        findings.extend(found);
+        signatures = verdicts;
+    }
     if opts.vendor.is_some() || opts.bundle.is_some() {
         check_dependencies(opts, &mut checks, &mut findings)?;
     }
@@ -159,6 +181,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         ok: findings.is_empty(),
         checks,
         findings,
+        signatures,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -253,6 +276,17 @@ impl CommandReport for VerifyReport {
     fn human(&self) -> String {
         let mut out = String::new();
         for check in &self.checks {
+            if check.check == CheckKind::Signatures {
+                let _ = writeln!(
+                    out,
+                    "signatures: {} against {}: {} images, {} signatures",
+                    check.target.display(),
+                    check.against.display(),
+                    check.items,
+                    check.files
+                );
+                continue;
+            }
             let _ = write!(
                 out,
                 "{}: {} against {}: {} {}, {} files ({})",
@@ -272,6 +306,19 @@ impl CommandReport for VerifyReport {
                 );
             }
             out.push('\n');
+        }
+        for image in self.signatures.iter().filter(|i| i.ok()) {
+            let _ = writeln!(
+                out,
+                "signed: {} {} for {}",
+                if image.tags.is_empty() {
+                    "-".to_owned()
+                } else {
+                    image.tags.join(",")
+                },
+                image.digest,
+                image.signed_repositories.join(", ")
+            );
         }
         if self.findings.is_empty() {
             out.push_str("ok: no differences\n");
