@@ -65,3 +65,40 @@ pub fn bytes_bar(len: u64, message: impl Into<String>) -> ProgressBar {
     }
     bar
 }
+
+/// A byte-counting progress bar for one piece of long work, saying what it works on:
+/// `   Measuring [=====>    ] 12.0 MiB/40.0 MiB layer 1/2 of linux/amd64 (…)`.
+pub fn bytes_bar_for(len: u64, verb: &str, what: impl Into<String>) -> ProgressBar {
+    styled(
+        Some(len),
+        "{prefix:>12.cyan.bold} [{bar:30}] {bytes}/{total_bytes} {wide_msg}",
+        verb,
+        what.into(),
+    )
+}
+
+/// A spinner with the time spent, for long work whose progress cannot be counted:
+/// `   Measuring ⠙ 1m02s linux/amd64: the binary stripped, with gzip -9 and zstd -19`.
+pub fn spinner(verb: &str, what: impl Into<String>) -> ProgressBar {
+    styled(
+        None,
+        "{prefix:>12.cyan.bold} {spinner} {elapsed} {wide_msg}",
+        verb,
+        what.into(),
+    )
+}
+
+/// A bar with its style set before the first frame is drawn; hidden off a terminal or quiet.
+fn styled(len: Option<u64>, template: &str, verb: &str, what: String) -> ProgressBar {
+    if verbosity() < 0 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(verb.to_owned());
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

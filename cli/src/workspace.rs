@@ -106,6 +106,26 @@ pub fn git_output(dir: &Path, args: &[&str]) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
+/// `to` relative to the directory `from` (both absolute and free of `..`, as cargo metadata or
+/// `canonicalize` give them), with `/` separators: `.`, `crates/app`, `../shared`. Written into
+/// files that travel (SBOMs, a generated `Cargo.toml`) instead of this machine's paths.
+pub fn relative_path(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_owned(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    }
+}
+
 /// Formats a Unix timestamp as RFC 3339 UTC (`2024-01-02T03:04:05Z`), as OCI `created`
 /// fields want it.
 pub fn rfc3339(epoch: u64) -> String {
@@ -144,6 +164,19 @@ pub fn parse_settings<T: serde::de::DeserializeOwned + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_name_no_absolute_location() {
+        assert_eq!(relative_path(Path::new("/w/p"), Path::new("/w/p")), ".");
+        assert_eq!(
+            relative_path(Path::new("/w/p"), Path::new("/w/p/crates/app")),
+            "crates/app"
+        );
+        assert_eq!(
+            relative_path(Path::new("/w/p/xtask"), Path::new("/w/shared/lib")),
+            "../../shared/lib"
+        );
+    }
 
     #[test]
     fn formats_rfc3339() {

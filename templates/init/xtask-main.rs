@@ -8,13 +8,16 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
-    match task.as_deref() {
+    let code = match task.as_deref() {
         Some("dist") => dist(),
         _ => {
             eprintln!("usage: cargo xtask dist");
             ExitCode::from(2)
         }
-    }
+    };
+    // On Ctrl-C airlock removes its staging directories, then exits with 130 itself.
+    airlock::atomic::wait_if_interrupted();
+    code
 }
 
 fn dist() -> ExitCode {

@@ -349,7 +349,8 @@ fn a_failed_dist_leaves_the_previous_release_untouched() {
     )
     .unwrap();
     let failed = dist(&project, &out, &args).output().unwrap();
-    assert_ne!(failed.status.code(), Some(0));
+    // A compile error is the input's fault: exit 2, as for any `cargo build` that fails.
+    assert_eq!(failed.status.code(), Some(2));
     assert_eq!(std::fs::read(out.join("SHA256SUMS")).unwrap(), before);
     let siblings: Vec<_> = std::fs::read_dir(&project)
         .unwrap()
@@ -405,5 +406,305 @@ fn airlocks_own_image_runs_in_runc() {
     assert_eq!(
         version.trim(),
         format!("cargo-airlock {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// A `cargo` for airlock's `CARGO` variable that runs the real one, except `cargo build`: that
+/// writes its pid to `$AIRLOCK_TEST_MARKER` and sleeps, so a test can signal a `dist` that is
+/// deterministically in the middle of its build, its staging directory already made.
+fn blocking_cargo(dir: &Path) -> PathBuf {
+    let script = dir.join("blocking-cargo");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n\
+         case \" $* \" in\n\
+         *\" build \"*) echo $$ > \"$AIRLOCK_TEST_MARKER.tmp\"; mv \"$AIRLOCK_TEST_MARKER.tmp\" \"$AIRLOCK_TEST_MARKER\"; exec sleep 120;;\n\
+         esac\n\
+         exec \"$AIRLOCK_TEST_REAL_CARGO\" \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+/// A `dist` blocked in its build step: the airlock child and the blocked cargo's pid.
+struct BlockedDist {
+    child: std::process::Child,
+    cargo_pid: String,
+}
+
+impl BlockedDist {
+    fn start(project: &Path, out: &Path, cargo: &Path, label: &str) -> BlockedDist {
+        let marker = project.join(format!("build-started-{label}"));
+        let mut child = dist(project, out, &["--target", "x86_64-unknown-linux-musl"])
+            .env("CARGO", cargo)
+            .env("AIRLOCK_TEST_REAL_CARGO", env!("CARGO"))
+            .env("AIRLOCK_TEST_MARKER", &marker)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !marker.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("dist exited with {status} before its build started");
+            }
+            assert!(std::time::Instant::now() < deadline, "build never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let cargo_pid = std::fs::read_to_string(&marker).unwrap().trim().to_owned();
+        BlockedDist { child, cargo_pid }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, `KILL`) and returns how the process ended.
+    fn signal(mut self, signal: &str) -> std::process::ExitStatus {
+        run_expect(
+            Command::new("kill")
+                .args(["-s", signal])
+                .arg(self.pid().to_string()),
+            0,
+        );
+        let status = self.child.wait().unwrap();
+        let _ = Command::new("kill").arg(&self.cargo_pid).status();
+        status
+    }
+}
+
+/// Names in `dir` that are staging directories of `dist` (`.dist.airlock-<pid>-…`).
+fn dist_staging(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".dist.airlock-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_interrupted_dist_removes_its_staging_and_keeps_the_old_release() {
+    let (guard, project) = copy_fixture("hello");
+    let cargo = blocking_cargo(guard.path());
+    let target = project.join("target");
+    let out = target.join("dist");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("SHA256SUMS"), "the previous release\n").unwrap();
+
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let blocked = BlockedDist::start(&project, &out, &cargo, signal);
+        let pid = blocked.pid();
+        let staging = dist_staging(&target);
+        assert_eq!(staging.len(), 1, "{staging:?}");
+        assert!(
+            staging[0].starts_with(&format!(".dist.airlock-{pid}-")),
+            "the owner's pid is in the name: {staging:?}"
+        );
+        let status = blocked.signal(signal);
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {status}");
+        assert_eq!(dist_staging(&target), Vec::<String>::new(), "SIG{signal}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("SHA256SUMS")).unwrap(),
+            "the previous release\n"
+        );
+    }
+}
+
+#[test]
+fn dist_removes_what_a_killed_run_left_but_never_a_running_ones_staging() {
+    let (guard, project) = copy_fixture("hello");
+    let cargo = blocking_cargo(guard.path());
+    let target = project.join("target");
+    let out = target.join("dist");
+
+    // SIGKILL leaves no chance to clean up: the staging directory stays, named for its owner.
+    let killed = BlockedDist::start(&project, &out, &cargo, "killed");
+    let killed_pid = killed.pid();
+    let status = killed.signal("KILL");
+    assert_eq!(status.code(), None);
+    let left = dist_staging(&target);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&format!(".dist.airlock-{killed_pid}-")));
+
+    // The next run removes it; a third run, started while the second still runs, keeps the
+    // second's.
+    let second = BlockedDist::start(&project, &out, &cargo, "second");
+    let third = BlockedDist::start(&project, &out, &cargo, "third");
+    let owners: Vec<String> = dist_staging(&target)
+        .iter()
+        .map(|n| n.split('-').nth(1).unwrap().to_owned())
+        .collect();
+    let mut expected = vec![second.pid().to_string(), third.pid().to_string()];
+    expected.sort();
+    let mut owners_sorted = owners.clone();
+    owners_sorted.sort();
+    assert_eq!(owners_sorted, expected, "{owners:?}");
+
+    assert_eq!(second.signal("TERM").code(), Some(143));
+    assert_eq!(third.signal("TERM").code(), Some(143));
+    assert_eq!(dist_staging(&target), Vec::<String>::new());
+    assert!(!out.exists(), "no release was ever written");
+}
+
+/// A git repository holding `fixtures/<fixture>`, committed once at a fixed date.
+fn fixture_in_git(fixture: &str) -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let origin = temp.path().join("origin");
+    copy_dir(&fixture_path(fixture), &origin);
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "release",
+        ],
+    ] {
+        run_expect(
+            Command::new("git")
+                .arg("-C")
+                .arg(&origin)
+                .args(args)
+                .env("GIT_AUTHOR_DATE", "2024-03-01T12:00:00Z")
+                .env("GIT_COMMITTER_DATE", "2024-03-01T12:00:00Z"),
+            0,
+        );
+    }
+    (temp, origin)
+}
+
+/// The bytes of `path`, decompressed when gzip or zstd (archives, layers), so a path inside a
+/// compressed binary is found too.
+fn readable_bytes(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(&bytes[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        bytes
+    }
+}
+
+#[test]
+fn releases_of_two_clones_are_identical_and_name_neither_checkout() {
+    for tool in ["git", "musl-gcc"] {
+        if require_tool(tool).is_none() {
+            return;
+        }
+    }
+    let (temp, origin) = fixture_in_git("with-c");
+    let clones = [
+        temp.path().join("c1"),
+        temp.path().join("a-second-clone-at-a-longer-path"),
+    ];
+    let mut releases = Vec::new();
+    for clone in &clones {
+        run_expect(
+            Command::new("git")
+                .args(["clone", "-q"])
+                .arg(&origin)
+                .arg(clone),
+            0,
+        );
+        let out = clone.join("target/dist");
+        // A fresh target directory in each clone (the helper removes CARGO_TARGET_DIR).
+        let report = run_json(&mut dist(
+            clone,
+            &out,
+            &["--target", "all", "--format", "json"],
+        ));
+        releases.push((out, report));
+    }
+    let (first, second) = (&releases[0], &releases[1]);
+    assert_eq!(
+        std::fs::read_to_string(first.0.join("SHA256SUMS")).unwrap(),
+        std::fs::read_to_string(second.0.join("SHA256SUMS")).unwrap()
+    );
+    assert_eq!(
+        first.1["manifest"]["images"],
+        second.1["manifest"]["images"]
+    );
+    for name in ["sbom.cdx.json", "sbom.spdx.json"] {
+        assert_eq!(
+            std::fs::read(first.0.join(name)).unwrap(),
+            std::fs::read(second.0.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    let needles: Vec<String> = clones
+        .iter()
+        .flat_map(|c| [c.clone(), c.canonicalize().unwrap()])
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    for (out, _) in &releases {
+        for entry in walkdir::WalkDir::new(out) {
+            let entry = entry.unwrap();
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let bytes = readable_bytes(entry.path());
+            for needle in &needles {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{} contains the checkout path {needle}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dist_report_step_says_what_it_measures() {
+    let (_guard, project) = copy_fixture("hello");
+    let out = project.join("target/dist");
+    let (_, stderr) = run_expect(
+        dist(
+            &project,
+            &out,
+            &["-v", "--target", "x86_64-unknown-linux-musl"],
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000"),
+        0,
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("dist-manifest.json")).unwrap()).unwrap();
+    let manifest_digest = manifest["images"][0]["manifests"]["linux/amd64"]
+        .as_str()
+        .unwrap();
+    let hex = manifest_digest.trim_start_matches("sha256:");
+    let image: Value =
+        serde_json::from_slice(&std::fs::read(out.join("image/blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    let layer = image["layers"][0]["digest"].as_str().unwrap();
+    // Each layer, named with its platform, size and the work done on it, then the binary.
+    assert!(
+        stderr.contains(&format!("measuring layer 1/1 of linux/amd64 ({layer}, "))
+            && stderr.contains("): recompressing with zstd -19"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("measuring linux/amd64: /usr/local/bin/hello (")
+            && stderr.contains("stripped, with gzip -9 and zstd -19"),
+        "{stderr}"
     );
 }

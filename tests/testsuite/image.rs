@@ -1088,3 +1088,31 @@ fn a_ca_bundle_that_is_a_fifo_is_refused_without_hanging() {
     );
     assert!(!layout.exists(), "nothing is written");
 }
+
+/// A disk that cannot take the output is the machine's problem (exit 3), not the input's, and
+/// the message names the file: a file-size limit (`ulimit -f`, with SIGXFSZ ignored so the
+/// write fails with EFBIG instead of killing the process) stands in for a full disk.
+#[test]
+fn a_write_that_the_disk_refuses_is_exit_3_naming_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = x86_64_hello();
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 64; exec '{}' image -q --binary '{}' --archive out.tar",
+        airlock_bin().display(),
+        binary.display()
+    );
+    let (_, stderr) = run_expect(
+        Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path()),
+        3,
+    );
+    assert!(stderr.contains("out.tar"), "{stderr}");
+    assert!(stderr.contains("hint: the disk"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a failed write left {left:?}");
+}

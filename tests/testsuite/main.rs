@@ -17,5 +17,6 @@ mod inspect;
 mod load;
 mod push;
 mod report;
+mod signing;
 mod vendor;
 mod verify;

@@ -416,3 +416,693 @@ fn escaping_entries_are_refused_and_leave_the_old_vendor_dir() {
         assert!(!Path::new("/tmp/airlock-absolute.rs").exists());
     }
 }
+
+/// The names of the stubs in a `vendor --format json` report.
+fn stub_names(report: &serde_json::Value) -> Vec<String> {
+    report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["stub"] == true)
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `cargo ARGS` in `dir` with a new empty `CARGO_HOME` (nothing cached, nothing fetched) and
+/// the test's environment's rustflags removed.
+fn cargo_with_empty_home(dir: &Path, home: &Path) -> Command {
+    std::fs::create_dir_all(home).unwrap();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(dir)
+        .env("CARGO_HOME", home)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR");
+    cmd
+}
+
+/// Replaces every package directory of `vendor` that is not a stub yet by the stub airlock
+/// makes of its manifest, with a checksum file as `vendor --platform` writes it.
+fn stub_every_package(vendor: &Path) -> usize {
+    let mut stubbed = 0;
+    for entry in std::fs::read_dir(vendor).unwrap() {
+        let dir = entry.unwrap().path();
+        let manifest = std::fs::read(dir.join("Cargo.toml")).unwrap();
+        if manifest.starts_with(airlock::vendoring::platform::STUB_MARKER.as_bytes()) {
+            continue;
+        }
+        let table: toml::Table = String::from_utf8_lossy(&manifest).parse().unwrap();
+        let id = airlock::lock::PackageId {
+            name: table["package"]["name"].as_str().unwrap().to_owned(),
+            version: table["package"]["version"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            source: airlock::lock::Source::Path,
+        };
+        let stub = airlock::vendoring::platform::stub_manifest(&id, &manifest, &[])
+            .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+        let checksums: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(".cargo-checksum.json")).unwrap())
+                .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("Cargo.toml"), &stub).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "").unwrap();
+        let files = serde_json::json!({
+            "Cargo.toml": sha256_hex(stub.as_bytes()),
+            "src/lib.rs": sha256_hex(b""),
+        });
+        std::fs::write(
+            dir.join(".cargo-checksum.json"),
+            serde_json::json!({ "files": files, "package": checksums["package"] }).to_string(),
+        )
+        .unwrap();
+        stubbed += 1;
+    }
+    stubbed
+}
+
+/// Regression: on a real lockfile, `--platform x86_64-unknown-linux-musl` stubbed
+/// `wasm-bindgen-shared` keeping `links` but no build script, and cargo refused to parse the
+/// stub, so nothing built. Here every crate of this repository's own `Cargo.lock` (about 200:
+/// `windows-sys`, wasm-only crates, `links` with build scripts, proc-macros) gets a stub that
+/// cargo parses, and the kept platform checks offline: manifests parse, build scripts (C code
+/// included) run and every kept source compiles, with an empty `CARGO_HOME`.
+#[test]
+fn stubs_of_a_real_lockfile_parse_and_the_kept_platform_checks_offline() {
+    let musl = "x86_64-unknown-linux-musl";
+    if require_tool("musl-gcc").is_none() {
+        return;
+    }
+    let (temp, dir) = this_workspace_skeleton();
+    let report = run_json(
+        airlock()
+            .current_dir(&dir)
+            .args(["vendor", "--platform", musl, "--write-config"])
+            .args(["--format", "json"]),
+    );
+    let stubs = stub_names(&report);
+    for (name, why) in [
+        ("wasm-bindgen-shared", "links without its build script"),
+        ("wasm-bindgen-macro", "a proc-macro"),
+        ("windows-sys", "Windows only"),
+    ] {
+        assert!(stubs.iter().any(|s| s == name), "{name} ({why}): {stubs:?}");
+    }
+    assert!(
+        !stubs.iter().any(|s| s == "ring"),
+        "ring is needed: {stubs:?}"
+    );
+    let locked = report["crates"].as_u64().unwrap();
+    assert!(locked > 150, "{report:#}");
+
+    // Every stub parses: cargo resolves the whole lockfile from vendor/ and lists each package.
+    let home = temp.path().join("empty-cargo-home");
+    let metadata = |dir: &Path| -> serde_json::Value {
+        let (stdout, _) = run_expect(
+            cargo_with_empty_home(dir, &home).args([
+                "metadata",
+                "--offline",
+                "--frozen",
+                "--format-version",
+                "1",
+            ]),
+            0,
+        );
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let listed = metadata(&dir);
+    let packages = listed["packages"].as_array().unwrap();
+    assert_eq!(
+        packages.len() as u64,
+        locked + 2,
+        "every locked package and the members"
+    );
+    let shared = packages
+        .iter()
+        .find(|p| p["name"] == "wasm-bindgen-shared")
+        .unwrap();
+    assert_eq!(shared["links"], serde_json::Value::Null);
+    assert_eq!(shared["targets"].as_array().unwrap().len(), 1, "{shared:#}");
+    let proc_macro = packages
+        .iter()
+        .find(|p| p["name"] == "wasm-bindgen-macro")
+        .unwrap();
+    assert_eq!(proc_macro["targets"][0]["kind"][0], "proc-macro");
+
+    // The stub of every other crate too (ring: links, a build script and C code; serde_derive
+    // and clap_derive: proc-macros; crates with [[bin]], [[example]], autobins...).
+    let all_stubs = temp.path().join("all-stubs");
+    copy_dir(&dir, &all_stubs);
+    let stubbed = stub_every_package(&all_stubs.join("vendor"));
+    assert_eq!(stubbed as u64 + stubs.len() as u64, locked);
+    let listed = metadata(&all_stubs);
+    assert_eq!(
+        listed["packages"].as_array().unwrap().len() as u64,
+        locked + 2
+    );
+
+    // The kept platform builds offline from vendor/ (`cargo check`: build scripts run and C
+    // code compiles, every kept crate is compiled to metadata; codegen would add nothing
+    // about the sources).
+    let target_dir = temp.path().join("target");
+    run_expect(
+        cargo_with_empty_home(&dir, &home)
+            .args(["check", "--offline", "--frozen", "--workspace", "--quiet"])
+            .args(["--target", musl])
+            .env("CARGO_TARGET_DIR", &target_dir),
+        0,
+    );
+    assert!(
+        target_dir
+            .join(musl)
+            .join("debug/.fingerprint")
+            .read_dir()
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("ring-")),
+        "ring was not compiled"
+    );
+    let verified = run_json(
+        airlock()
+            .current_dir(&dir)
+            .args(["verify", "--vendor", "vendor", "--format", "json"]),
+    );
+    assert_eq!(verified["ok"], true, "{verified:#}");
+}
+
+/// Regression: `vendor --write-config` refused (exit 2, after vendoring) a project that already
+/// had a `.cargo/config.toml`, as most do. The replacement is merged into the file now, its
+/// comments and tables kept, also when it lacks a final newline; running again changes nothing.
+#[test]
+fn write_config_merges_into_an_existing_config() {
+    let Some(p) = project() else { return };
+    let path = p.dir.join(".cargo/config.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let existing = "# team settings\n[alias]\nxt = \"run --package xtask --\" # keep me\n\n\
+                    [build]\njobs = 2";
+    std::fs::write(&path, existing).unwrap();
+    let report = run_json(
+        p.airlock()
+            .args(["vendor", "--write-config", "--format", "json"]),
+    );
+    assert_eq!(
+        report["config_written"].as_str().map(PathBuf::from),
+        Some(path.canonicalize().unwrap())
+    );
+    let merged = std::fs::read_to_string(&path).unwrap();
+    assert!(merged.starts_with(existing), "{merged}");
+    assert!(merged.contains("# keep me"), "{merged}");
+    let parsed: toml::Table = merged.parse().unwrap();
+    assert_eq!(parsed["build"]["jobs"].as_integer(), Some(2));
+    assert_eq!(
+        parsed["source"]["crates-io"]["replace-with"].as_str(),
+        Some("vendored-sources")
+    );
+    assert_eq!(
+        parsed["source"]["vendored-sources"]["directory"].as_str(),
+        Some("vendor")
+    );
+    let git_sources = parsed["source"]
+        .as_table()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("git+file://"))
+        .count();
+    assert_eq!(git_sources, 1, "{merged}");
+    // cargo reads the merged file: the build is offline, from vendor/, without the git repo.
+    std::fs::remove_dir_all(&p.git_repo).unwrap();
+    offline_build_and_run(&p, "merged");
+
+    run_expect(
+        p.airlock()
+            .args(["vendor", "--offline", "--write-config", "-q"]),
+        0,
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), merged);
+}
+
+/// cargo reads `.cargo/config` (the legacy name) when it exists: `--write-config` merges into
+/// it and creates no `config.toml` beside it, which cargo would ignore.
+#[test]
+fn write_config_merges_into_the_legacy_config_name() {
+    let Some(p) = project() else { return };
+    let legacy = p.dir.join(".cargo/config");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::write(&legacy, "[build]\njobs = 2").unwrap();
+    let report =
+        run_json(
+            p.airlock()
+                .args(["vendor", "--offline", "--write-config", "--format", "json"]),
+        );
+    assert_eq!(
+        report["config_written"].as_str().map(PathBuf::from),
+        Some(legacy.clone())
+    );
+    assert!(!p.dir.join(".cargo/config.toml").exists());
+    let text = std::fs::read_to_string(&legacy).unwrap();
+    assert!(text.starts_with("[build]\njobs = 2\n"), "{text}");
+    let home = p.empty_dir("empty-cargo-home-legacy");
+    run_expect(
+        cargo_with_empty_home(&p.dir, &home).args([
+            "metadata",
+            "--offline",
+            "--frozen",
+            "--format-version",
+            "1",
+        ]),
+        0,
+    );
+}
+
+/// A project whose config already replaces crates-io (a company mirror) is refused before
+/// anything is vendored: exit 2, the table named, the config and the vendor directory as they
+/// were.
+#[test]
+fn write_config_refuses_a_conflicting_replacement_before_vendoring() {
+    let Some(p) = project() else { return };
+    let path = p.dir.join(".cargo/config.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let existing = "[source.crates-io]\nreplace-with = \"company-mirror\"\n\n\
+                    [source.company-mirror]\nregistry = \"sparse+https://mirror.example.invalid/\"\n";
+    std::fs::write(&path, existing).unwrap();
+    std::fs::create_dir_all(p.dir.join("vendor/previous")).unwrap();
+    std::fs::write(p.dir.join("vendor/previous/marker"), "keep me").unwrap();
+    let (_, stderr) = run_expect(
+        p.airlock().args(["vendor", "--offline", "--write-config"]),
+        2,
+    );
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(
+            "[source.crates-io] replace-with = \"company-mirror\" (airlock writes \"vendored-sources\")"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nothing was vendored or written"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), existing);
+    assert_eq!(
+        tree(&p.dir.join("vendor")).into_keys().collect::<Vec<_>>(),
+        ["previous/marker"]
+    );
+}
+
+/// `--platform` for a Windows triple keeps the Windows crates with their full sources and
+/// stubs what only Unix needs; two `--platform` flags keep the union of what each needs.
+#[test]
+fn platform_windows_keeps_windows_crates_and_two_platforms_give_the_union() {
+    // A Unix-only dependency, so each platform leaves something out. The version airlock
+    // itself locks is in cargo's cache already.
+    let libc = repo_locked_version("libc");
+    let extra = format!("\n[target.'cfg(unix)'.dependencies]\nlibc = \"={libc}\"\n");
+    let Some(p) = project_with(&extra) else {
+        return;
+    };
+    run_expect(p.airlock().args(["vendor", "full", "-q"]), 0);
+    let full = tree(&p.dir.join("full"));
+    let vendor = |platforms: &[&str]| -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+        let mut cmd = p.airlock();
+        cmd.args(["vendor", "--offline", "--format", "json"]);
+        for platform in platforms {
+            cmd.args(["--platform", platform]);
+        }
+        let report = run_json(&mut cmd);
+        (stub_names(&report), tree(&p.dir.join("vendor")))
+    };
+    let package = |files: &std::collections::BTreeMap<String, String>, name: &str| {
+        let prefix = format!("{name}/");
+        files
+            .iter()
+            .filter(|(path, _)| path.starts_with(&prefix))
+            .map(|(path, digest)| (path.clone(), digest.clone()))
+            .collect::<Vec<_>>()
+    };
+    let (linux, windows) = ("x86_64-unknown-linux-gnu", "x86_64-pc-windows-msvc");
+
+    let (stubs, files) = vendor(&[linux]);
+    assert_eq!(stubs, ["winapi-util", "windows-link", "windows-sys"]);
+    assert_eq!(package(&files, "libc"), package(&full, "libc"));
+
+    let (stubs, files) = vendor(&[windows]);
+    assert_eq!(stubs, ["libc"]);
+    for name in ["winapi-util", "windows-sys", "windows-link", "same-file"] {
+        let kept = package(&files, name);
+        assert!(kept.len() > 3, "{name} is a stub: {kept:?}");
+        assert_eq!(
+            kept,
+            package(&full, name),
+            "{name} differs from a full vendor"
+        );
+    }
+    assert_eq!(
+        package(&files, "libc")
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect::<Vec<_>>(),
+        [
+            "libc/.cargo-checksum.json",
+            "libc/Cargo.toml",
+            "libc/src/lib.rs"
+        ]
+    );
+    let verified = run_json(
+        p.airlock()
+            .args(["verify", "--vendor", "vendor", "--format", "json"]),
+    );
+    assert_eq!(verified["ok"], true, "{verified:#}");
+
+    let (stubs, files) = vendor(&[linux, windows]);
+    assert_eq!(stubs, Vec::<String>::new());
+    assert_eq!(
+        files, full,
+        "the union of both platforms is every crate, in full"
+    );
+}
+
+/// `--platform aarch64-unknown-linux-musl` on an x86_64 machine: the stubs are the Windows
+/// crates, and `cargo airlock build --offline --frozen` (rust-lld links aarch64 with no cross
+/// toolchain) builds the fixture for aarch64 from the vendor directory alone, with an empty
+/// `CARGO_HOME` and the git repository gone; the binary runs under qemu.
+#[test]
+fn platform_aarch64_builds_offline_for_aarch64() {
+    let aarch64 = "aarch64-unknown-linux-musl";
+    let Some(qemu) = require_tool("qemu-aarch64-static") else {
+        return;
+    };
+    let Some(p) = project() else { return };
+    let report = run_json(p.airlock().args([
+        "vendor",
+        "--platform",
+        aarch64,
+        "--write-config",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        stub_names(&report),
+        ["winapi-util", "windows-link", "windows-sys"]
+    );
+    std::fs::remove_dir_all(&p.git_repo).unwrap();
+    let home = p.empty_dir("empty-cargo-home-aarch64");
+    run_expect(
+        p.airlock().env("CARGO_HOME", &home).args([
+            "build",
+            "--offline",
+            "--frozen",
+            "--target",
+            aarch64,
+            "-q",
+        ]),
+        0,
+    );
+    let binary = p.dir.join("target/airlock").join(aarch64).join("vendoring");
+    let (stdout, _) = run_expect(Command::new(qemu).arg(&binary), 0);
+    assert_eq!(
+        stdout,
+        "vendoring ok: hello from git same_file=true family=unix width=64\n"
+    );
+}
+
+/// The git repository moves past the locked commit (and cargo's git cache holds the new
+/// commit): the vendored source is still the locked commit's, byte for byte.
+#[test]
+fn git_dependency_is_vendored_at_the_locked_commit_after_the_repository_moved() {
+    let Some(p) = project() else { return };
+    let locked = git(&p.git_repo, &["rev-parse", "HEAD"]).trim().to_owned();
+    let lockfile = std::fs::read_to_string(p.dir.join("Cargo.lock")).unwrap();
+    assert!(lockfile.contains(&format!("#{locked}\"")), "{lockfile}");
+    let locked_lib = git(&p.git_repo, &["show", &format!("{locked}:src/lib.rs")]);
+
+    std::fs::write(
+        p.git_repo.join("src/lib.rs"),
+        "/// What the fixture prints.\npub fn greeting() -> &'static str {\n    \"moved past the lock\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(p.git_repo.join("src/added.rs"), "pub fn added() {}\n").unwrap();
+    let moved = git_commit_all(&p.git_repo, "moved past the lock");
+    assert_ne!(moved, locked);
+    // Another checkout of the project updates to the new commit, so cargo's git database
+    // (shared through CARGO_HOME) holds it: only the lockfile tells the two apart.
+    let other = p.temp.path().join("other");
+    copy_dir(&p.dir, &other);
+    run_expect(
+        Command::new(env!("CARGO"))
+            .args(["update", "--quiet", "-p", "airlock-gitdep"])
+            .current_dir(&other),
+        0,
+    );
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let has_moved = std::fs::read_dir(cargo_home.join("git/db"))
+        .unwrap()
+        .any(|db| {
+            Command::new("git")
+                .arg("--git-dir")
+                .arg(db.unwrap().path())
+                .args(["cat-file", "-e", &format!("{moved}^{{commit}}")])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        });
+    assert!(has_moved, "cargo's git database does not hold {moved}");
+
+    run_expect(p.airlock().args(["vendor", "--write-config", "-q"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("Cargo.lock")).unwrap(),
+        lockfile
+    );
+    let vendored = p.dir.join("vendor/airlock-gitdep");
+    assert_eq!(
+        std::fs::read_to_string(vendored.join("src/lib.rs")).unwrap(),
+        locked_lib
+    );
+    assert!(!vendored.join("src/added.rs").exists());
+    offline_build_and_run(&p, "locked-commit");
+}
+
+/// A crafted registry package for [`host_side_project`]: name, manifest body after
+/// `[package]`, and files.
+struct HostSideCrate {
+    name: &'static str,
+    manifest: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    dependencies: &'static [&'static str],
+}
+
+/// A project whose proc-macro and build script need, on a glibc host, dependencies that a
+/// musl target never does: `app` → `pm` (proc-macro) → `pm-helper` under
+/// `cfg(target_env = "gnu")`, and `app` → `sysish`, whose build script has `build-helper`
+/// under the same table. Crafted `.crate` files in a fake `CARGO_HOME`; returns (project,
+/// cargo home).
+fn host_side_project(temp: &Path) -> (PathBuf, PathBuf) {
+    let crates = [
+        HostSideCrate {
+            name: "pm",
+            manifest: "[lib]\nproc-macro = true\n\n\
+                       [target.'cfg(target_env = \"gnu\")'.dependencies]\npm-helper = \"=1.0.0\"\n",
+            files: &[(
+                "src/lib.rs",
+                "extern crate proc_macro;\n\
+                 #[proc_macro]\n\
+                 pub fn helper_name(_: proc_macro::TokenStream) -> proc_macro::TokenStream {\n\
+                 \x20   format!(\"{:?}\", pm_helper::NAME).parse().unwrap()\n}\n",
+            )],
+            dependencies: &["pm-helper"],
+        },
+        HostSideCrate {
+            name: "pm-helper",
+            manifest: "",
+            files: &[("src/lib.rs", "pub const NAME: &str = \"pm-helper\";\n")],
+            dependencies: &[],
+        },
+        HostSideCrate {
+            name: "sysish",
+            manifest: "build = \"build.rs\"\n\n\
+                       [target.'cfg(target_env = \"gnu\")'.build-dependencies]\n\
+                       build-helper = \"=1.0.0\"\n",
+            files: &[
+                ("src/lib.rs", "pub const OK: bool = true;\n"),
+                ("build.rs", "fn main() {\n    build_helper::run();\n}\n"),
+            ],
+            dependencies: &["build-helper"],
+        },
+        HostSideCrate {
+            name: "build-helper",
+            manifest: "",
+            files: &[("src/lib.rs", "pub fn run() {}\n")],
+            dependencies: &[],
+        },
+    ];
+
+    let dir = temp.join("host-side");
+    let cargo_home = temp.join("cargo-home");
+    let cache = cargo_home.join("registry/cache/index.crates.io-0123456789abcdef");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
+         [dependencies]\npm = \"=1.0.0\"\nsysish = \"=1.0.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        "pub const HELPER: &str = pm::helper_name!();\npub const OK: bool = sysish::OK;\n",
+    )
+    .unwrap();
+    let mut lock = "version = 4\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n\
+                    dependencies = [\"pm\", \"sysish\"]\n"
+        .to_owned();
+    for c in &crates {
+        let manifest = format!(
+            "[package]\nname = \"{}\"\nversion = \"1.0.0\"\nedition = \"2021\"\n{}",
+            c.name, c.manifest
+        );
+        let mut entries = vec![(
+            format!("{}-1.0.0/Cargo.toml", c.name),
+            manifest.into_bytes(),
+        )];
+        for (path, body) in c.files {
+            entries.push((format!("{}-1.0.0/{path}", c.name), body.as_bytes().to_vec()));
+        }
+        let entries: Vec<(&str, tar::EntryType, &[u8])> = entries
+            .iter()
+            .map(|(p, b)| (p.as_str(), tar::EntryType::Regular, b.as_slice()))
+            .collect();
+        let bytes = crate_file(&entries);
+        std::fs::write(cache.join(format!("{}-1.0.0.crate", c.name)), &bytes).unwrap();
+        lock.push_str(&format!(
+            "\n[[package]]\nname = \"{}\"\nversion = \"1.0.0\"\n\
+             source = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
+             checksum = \"{}\"\n",
+            c.name,
+            sha256_hex(&bytes)
+        ));
+        if !c.dependencies.is_empty() {
+            let deps: Vec<String> = c.dependencies.iter().map(|d| format!("\"{d}\"")).collect();
+            lock.push_str(&format!("dependencies = [{}]\n", deps.join(", ")));
+        }
+    }
+    std::fs::write(dir.join("Cargo.lock"), lock).unwrap();
+    (dir, cargo_home)
+}
+
+/// Regression: cargo evaluates the `cfg` of a build-dependency, and of every dependency of a
+/// proc-macro, for the host that runs them, but `--platform` evaluated them for the kept
+/// platform, so a musl platform on a glibc host stubbed what the proc-macro and the build
+/// script need there, and the build failed. Both helpers keep their sources now.
+#[test]
+fn platform_keeps_what_build_scripts_and_proc_macros_need_on_the_host() {
+    let musl = "x86_64-unknown-linux-musl";
+    if !host_triple().ends_with("-linux-gnu") {
+        eprintln!("skipped: the host is not a glibc Linux, whose `target_env` differs from musl's");
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let (dir, cargo_home) = host_side_project(temp.path());
+    let report = run_json(
+        airlock()
+            .current_dir(&dir)
+            .env("CARGO_HOME", &cargo_home)
+            .args(["vendor", "--offline", "--platform", musl, "--write-config"])
+            .args(["--format", "json"]),
+    );
+    run_expect(
+        cargo_with_empty_home(&dir, &temp.path().join("empty-cargo-home"))
+            .args([
+                "check",
+                "--offline",
+                "--frozen",
+                "--quiet",
+                "--target",
+                musl,
+            ])
+            .env("CARGO_TARGET_DIR", temp.path().join("target")),
+        0,
+    );
+    assert_eq!(stub_names(&report), Vec::<String>::new(), "{report:#}");
+    assert!(dir.join("vendor/pm-helper/src/lib.rs").is_file());
+    assert!(dir.join("vendor/build-helper/src/lib.rs").is_file());
+}
+
+/// A project switched to vendored sources is fetched from outside it (else cargo would fetch
+/// from vendor/); the rest of its cargo configuration still applies there. Mechanism: with
+/// `[net] git-fetch-with-cli = true` in the project's config, cargo fetches the (never fetched)
+/// git dependency with the `git` program, which logs its calls; before, the fetch from outside
+/// lost that setting and cargo used libgit2.
+#[test]
+fn fetching_outside_a_vendored_project_keeps_its_other_cargo_settings() {
+    let Some(p) = project() else { return };
+    let Some(real_git) = require_tool("git") else {
+        return;
+    };
+    // A clone at a path cargo has never fetched, at the same commit as the lockfile's.
+    let clone = p.temp.path().join("gitdep-clone");
+    run_expect(
+        Command::new(&real_git)
+            .args(["clone", "-q"])
+            .arg(&p.git_repo)
+            .arg(&clone),
+        0,
+    );
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        let path = p.dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            &format!("file://{}", p.git_repo.display()),
+            &format!("file://{}", clone.display()),
+        );
+        std::fs::write(&path, text).unwrap();
+    }
+    std::fs::create_dir_all(p.dir.join(".cargo")).unwrap();
+    std::fs::write(
+        p.dir.join(".cargo/config.toml"),
+        "[net]\ngit-fetch-with-cli = true\n\n[source.crates-io]\n\
+         replace-with = \"vendored-sources\"\n\n[source.vendored-sources]\ndirectory = \"vendor\"\n",
+    )
+    .unwrap();
+    let bin = p.empty_dir("logging-git");
+    let log = p.temp.path().join("git.log");
+    let wrapper = bin.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real_git.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&wrapper, permissions).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run_expect(
+        p.airlock()
+            .env("PATH", path)
+            .args(["vendor", "-q", "--format", "json"]),
+        0,
+    );
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.starts_with("fetch") && l.contains(&clone.display().to_string())),
+        "cargo did not fetch the git dependency with the git program:\n{calls}"
+    );
+    assert!(p.dir.join("vendor/airlock-gitdep/src/lib.rs").is_file());
+}

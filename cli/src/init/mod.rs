@@ -4,6 +4,13 @@
 //! `.cargo/config.toml` in place, keeping their formatting and comments (`toml_edit`).
 //!
 //! Checks everything before writing anything: a conflict leaves the workspace untouched.
+//! Workflows get names of their own (`airlock-release.yml`) so they sit beside a project's
+//! existing CI; an existing `.gitlab-ci.yml` is never edited (the report says what to add).
+//! Nothing written names this machine: see [`source`].
+
+mod source;
+
+pub use source::AirlockSource;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,6 +21,7 @@ use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 use crate::atomic;
 use crate::error;
+use crate::input::{self, Links};
 use crate::render::{self, Align, CommandReport};
 use crate::workspace::Workspace;
 
@@ -23,6 +31,13 @@ const CARGO_CONFIG: &str = include_str!("../../../templates/init/cargo-config.to
 const AIRLOCK_METADATA: &str = include_str!("../../../templates/init/airlock-metadata.toml");
 const GITHUB_RELEASE: &str = include_str!("../../../templates/ci/github-release.yml");
 const GITLAB_CI: &str = include_str!("../../../templates/ci/gitlab-ci.yml");
+const GITLAB_CI_INCLUDE: &str = include_str!("../../../templates/ci/gitlab-ci-include.yml");
+
+/// Where the GitLab job goes: a file of its own that `.gitlab-ci.yml` includes.
+const GITLAB_JOB_FILE: &str = ".gitlab/airlock-release.yml";
+
+/// Manifests, cargo configs and workflows are a few kilobytes; this bounds the read.
+const MAX_PROJECT_FILE: u64 = 16 << 20;
 
 /// The `cargo xtask` alias cargo needs to find the xtask package.
 const XTASK_ALIAS: &str = "run --package xtask --";
@@ -31,17 +46,17 @@ const XTASK_ALIAS: &str = "run --package xtask --";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ci {
-    /// `.github/workflows/release.yml`.
+    /// `.github/workflows/airlock-release.yml`.
     Github,
-    /// `.gitlab-ci.yml`.
+    /// `.gitlab/airlock-release.yml`, included from `.gitlab-ci.yml`.
     Gitlab,
 }
 
 impl Ci {
     fn path(self) -> &'static str {
         match self {
-            Ci::Github => ".github/workflows/release.yml",
-            Ci::Gitlab => ".gitlab-ci.yml",
+            Ci::Github => ".github/workflows/airlock-release.yml",
+            Ci::Gitlab => GITLAB_JOB_FILE,
         }
     }
 
@@ -60,7 +75,8 @@ pub struct InitOptions {
     pub manifest_path: Option<PathBuf>,
     /// CI workflows to add.
     pub ci: Vec<Ci>,
-    /// A local airlock checkout for the xtask's dependency (instead of the crates.io version).
+    /// A local airlock checkout for the xtask's dependency, instead of the source the running
+    /// binary was installed from.
     pub airlock_path: Option<PathBuf>,
     /// Overwrite files that exist with other contents.
     pub force: bool,
@@ -78,6 +94,8 @@ pub enum Action {
     Overwritten,
     /// The file already had what init would write.
     Unchanged,
+    /// The file is the project's own and was left alone; a note says what to add to it.
+    Kept,
 }
 
 impl fmt::Display for Action {
@@ -87,6 +105,7 @@ impl fmt::Display for Action {
             Action::Updated => "updated",
             Action::Overwritten => "overwritten",
             Action::Unchanged => "unchanged",
+            Action::Kept => "kept",
         })
     }
 }
@@ -107,6 +126,8 @@ pub struct InitReport {
     pub root: PathBuf,
     /// Every file, in the order written.
     pub files: Vec<InitFile>,
+    /// What the user still has to do by hand (a line to add to a file init does not edit).
+    pub notes: Vec<String>,
 }
 
 impl CommandReport for InitReport {
@@ -117,6 +138,9 @@ impl CommandReport for InitReport {
             .map(|f| vec![f.action.to_string(), f.path.clone()])
             .collect();
         let mut out = render::table(&[("action", Align::Left), ("file", Align::Left)], &rows);
+        for note in &self.notes {
+            out.push_str(&format!("\nnote: {note}\n"));
+        }
         out.push_str("\nnext: `cargo xtask dist` builds the release into target/dist\n");
         out
     }
@@ -133,8 +157,20 @@ struct Planned {
 pub fn init(options: &InitOptions) -> Result<InitReport> {
     let workspace = Workspace::load(options.manifest_path.as_deref())?;
     let root = workspace.root().to_path_buf();
-    let dependency = airlock_dependency(options.airlock_path.as_deref())?;
-    let install = install_command(options.airlock_path.as_deref())?;
+    // Canonical, as the airlock checkout's path is, so one can be made relative to the other.
+    let canonical_root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the workspace root {}", root.display()))?;
+    let source = match &options.airlock_path {
+        Some(path) => AirlockSource::checkout(path)?,
+        None => AirlockSource::installed()?,
+    };
+    let dependency = source.dependency(&canonical_root);
+    let install = if options.ci.is_empty() {
+        String::new()
+    } else {
+        source.ci_install(&canonical_root)?
+    };
     let first_bin = workspace
         .members()
         .iter()
@@ -147,15 +183,14 @@ pub fn init(options: &InitOptions) -> Result<InitReport> {
     let mut conflicts = Vec::new();
     let mut plan_file = |relative: &str, contents: String| -> Result<()> {
         let path = root.join(relative);
-        let action = match std::fs::read_to_string(&path) {
-            Ok(existing) if existing == contents => Action::Unchanged,
-            Ok(_) if options.force => Action::Overwritten,
-            Ok(_) => {
+        let action = match read_existing(&path)? {
+            Some(existing) if existing == contents => Action::Unchanged,
+            Some(_) if options.force => Action::Overwritten,
+            Some(_) => {
                 conflicts.push(relative.to_owned());
                 Action::Unchanged
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Action::Created,
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            None => Action::Created,
         };
         planned.push(Planned {
             relative: relative.to_owned(),
@@ -178,6 +213,12 @@ pub fn init(options: &InitOptions) -> Result<InitReport> {
         plan_file(ci.path(), text)?;
     }
 
+    let mut notes = Vec::new();
+    if options.ci.contains(&Ci::Gitlab) {
+        let (file, note) = plan_gitlab_include(&root)?;
+        planned.push(file);
+        notes.extend(note);
+    }
     planned.push(plan_cargo_config(&root, options.force, &mut conflicts)?);
     planned.push(plan_root_manifest(&root, &first_bin)?);
 
@@ -192,7 +233,7 @@ pub fn init(options: &InitOptions) -> Result<InitReport> {
 
     let mut files = Vec::new();
     for file in planned {
-        if file.action != Action::Unchanged {
+        if !matches!(file.action, Action::Unchanged | Action::Kept) {
             let path = root.join(&file.relative);
             atomic::write_file(&path, file.contents.as_bytes())?;
         }
@@ -201,66 +242,69 @@ pub fn init(options: &InitOptions) -> Result<InitReport> {
             action: file.action,
         });
     }
-    Ok(InitReport { root, files })
+    Ok(InitReport { root, files, notes })
 }
 
-/// The xtask's dependency on the airlock library, as an inline TOML table.
-fn airlock_dependency(airlock_path: Option<&Path>) -> Result<String> {
-    let mut table = toml_edit::InlineTable::new();
-    table.insert("package", Value::from("cargo-airlock"));
-    match airlock_path {
-        Some(path) => {
-            let cli = airlock_cli_dir(path)?;
-            table.insert("path", Value::from(cli.display().to_string()));
-        }
-        None => {
-            table.insert("version", Value::from(env!("CARGO_PKG_VERSION")));
-        }
+/// `.gitlab-ci.yml` including the job file: created when missing, kept when it already
+/// includes it. A project's own `.gitlab-ci.yml` is never edited (YAML has no comment-keeping
+/// editor here, and a project's pipeline is its own): the note says what to add.
+fn plan_gitlab_include(root: &Path) -> Result<(Planned, Option<String>)> {
+    let relative = ".gitlab-ci.yml".to_owned();
+    let path = root.join(&relative);
+    let Some(existing) = read_existing(&path)? else {
+        let created = Planned {
+            relative,
+            contents: GITLAB_CI_INCLUDE.to_owned(),
+            action: Action::Created,
+        };
+        return Ok((created, None));
+    };
+    if existing.contains(GITLAB_JOB_FILE) {
+        let unchanged = Planned {
+            relative,
+            contents: existing,
+            action: Action::Unchanged,
+        };
+        return Ok((unchanged, None));
     }
-    Ok(table.to_string().trim().to_owned())
+    let kept = Planned {
+        relative,
+        contents: existing,
+        action: Action::Kept,
+    };
+    let note = format!(
+        ".gitlab-ci.yml is your own and was left as it is: to run the release job, add \
+         `include: [{{ local: {GITLAB_JOB_FILE} }}]` to it (the job runs in the `deploy` stage)"
+    );
+    Ok((kept, Some(note)))
 }
 
-/// The `cli/` package directory of an airlock checkout (or the package directory itself).
-fn airlock_cli_dir(path: &Path) -> Result<PathBuf> {
-    let path = path
-        .canonicalize()
-        .map_err(|e| error::input(format!("--airlock-path {}: {e}", path.display())))?;
-    for candidate in [path.join("cli"), path.clone()] {
-        let manifest = candidate.join("Cargo.toml");
-        if std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("name = \"cargo-airlock\""))
-        {
-            return Ok(candidate);
-        }
+/// Appends `value` laid out as the array's last element is (one per line stays one per line).
+fn push_keeping_layout(array: &mut Array, value: &str) {
+    let decor = array.iter().last().map(|v| v.decor().clone());
+    array.push(value);
+    if let (Some(decor), Some(last)) = (decor, array.iter_mut().last()) {
+        *last.decor_mut() = decor;
     }
-    Err(error::input(format!(
-        "--airlock-path {}: no cargo-airlock package there (expected an airlock checkout or its cli/ directory)",
-        path.display()
-    )))
 }
 
-/// The CI step that installs the `cargo airlock` command.
-fn install_command(airlock_path: Option<&Path>) -> Result<String> {
-    Ok(match airlock_path {
-        Some(path) => format!(
-            "cargo install --locked --path {}",
-            airlock_cli_dir(path)?.display()
-        ),
-        None => format!(
-            "cargo install --locked cargo-airlock --version {}",
-            env!("CARGO_PKG_VERSION")
-        ),
-    })
+/// The text of a project file init may replace or edit, None when there is none. Read as
+/// hostile input: a FIFO or device in its place is an input error, not a hang.
+fn read_existing(path: &Path) -> Result<Option<String>> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Ok(_) => input::read_regular_to_string(path, Links::Follow, MAX_PROJECT_FILE).map(Some),
+    }
 }
 
 fn read_toml(path: &Path) -> Result<Option<DocumentMut>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .parse::<DocumentMut>()
-            .map(Some)
-            .map_err(|e| error::input(format!("{} is not valid TOML: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    let Some(text) = read_existing(path)? else {
+        return Ok(None);
+    };
+    text.parse::<DocumentMut>()
+        .map(Some)
+        .map_err(|e| error::input(format!("{} is not valid TOML: {e}", path.display())))
 }
 
 /// `.cargo/config.toml` with the `xtask` alias added (an existing different alias is a
@@ -323,7 +367,7 @@ fn plan_root_manifest(root: &Path, first_bin: &str) -> Result<Planned> {
         .as_array_mut()
         .with_context(|| format!("{}: `workspace.members` is not an array", path.display()))?;
     if !members.iter().any(|m| m.as_str() == Some("xtask")) {
-        members.push("xtask");
+        push_keeping_layout(members, "xtask");
         changed = true;
     }
     let has_settings = workspace
@@ -348,4 +392,37 @@ fn plan_root_manifest(root: &Path, first_bin: &str) -> Result<Planned> {
             Action::Unchanged
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xtask_joins_the_members_in_their_own_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        for (members, expected) in [
+            (
+                "members = [\n    \"alpha\",\n    \"beta\",\n]\n",
+                "members = [\n    \"alpha\",\n    \"beta\",\n    \"xtask\",\n]\n",
+            ),
+            (
+                "members = [\"alpha\", \"beta\"]\n",
+                "members = [\"alpha\", \"beta\", \"xtask\"]\n",
+            ),
+            ("members = []\n", "members = [\"xtask\"]\n"),
+        ] {
+            std::fs::write(
+                dir.path().join("Cargo.toml"),
+                format!("[workspace]\n{members}\n[workspace.metadata.airlock]\n"),
+            )
+            .unwrap();
+            let planned = plan_root_manifest(dir.path(), "app").unwrap();
+            assert!(
+                planned.contents.contains(expected),
+                "{members:?} became:\n{}",
+                planned.contents
+            );
+        }
+    }
 }

@@ -4,7 +4,10 @@
 //! `cyclonedx-bom`) and SPDX 2.3 JSON.
 //!
 //! Deterministic: no wall-clock time, no random serial numbers: the timestamp is the source
-//! date and the document identifiers are derived from the contents.
+//! date and the document identifiers are derived from the contents. Location-free: a path
+//! package (a workspace member) is identified by its directory relative to the workspace root,
+//! never by cargo's `path+file:///…` id, so checkouts in two directories give the same bytes
+//! and the build machine's paths are not published.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -36,7 +39,9 @@ pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 /// One package in the bill of materials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SbomPackage {
-    /// Cargo's package id (unique; the CycloneDX `bom-ref`).
+    /// The package's unique id (the CycloneDX `bom-ref`): cargo's package id for registry
+    /// and git packages, `path+<dir relative to the workspace root>#name@version` for path
+    /// packages.
     pub id: String,
     /// Package name.
     pub name: String,
@@ -110,6 +115,13 @@ impl Sbom {
         let nodes: BTreeMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
         let packages: BTreeMap<&PackageId, &Package> =
             metadata.packages.iter().map(|p| (&p.id, p)).collect();
+        let root = metadata.workspace_root.as_std_path();
+        let ids: BTreeMap<&PackageId, String> = metadata
+            .packages
+            .iter()
+            .map(|p| (&p.id, location_free_id(p, root)))
+            .collect();
+        let id_of = |id: &PackageId| ids.get(id).cloned().unwrap_or_else(|| id.repr.clone());
 
         let mut seen: BTreeSet<&PackageId> = BTreeSet::new();
         let mut queue: VecDeque<&PackageId> = roots.iter().collect();
@@ -129,13 +141,13 @@ impl Sbom {
                             matches!(k.kind, DependencyKind::Normal | DependencyKind::Build)
                         });
                     if shipped {
-                        depends_on.insert(dep.pkg.repr.clone());
+                        depends_on.insert(id_of(&dep.pkg));
                         queue.push_back(&dep.pkg);
                     }
                 }
             }
             out.push(SbomPackage {
-                id: id.repr.clone(),
+                id: id_of(id),
                 name: package.name.to_string(),
                 version: package.version.to_string(),
                 source: package.source.as_ref().map(|s| s.repr.clone()),
@@ -320,6 +332,26 @@ impl Sbom {
     }
 }
 
+/// The SBOM id of a package: cargo's id for registry and git packages; for path packages
+/// (source `None`), `path+<directory relative to the workspace root>#name@version`, because
+/// cargo's `path+file:///…` id is the checkout's absolute path.
+fn location_free_id(package: &Package, workspace_root: &std::path::Path) -> String {
+    if package.source.is_some() {
+        return package.id.repr.clone();
+    }
+    let dir = package
+        .manifest_path
+        .parent()
+        .map(|d| d.as_std_path())
+        .unwrap_or(workspace_root);
+    format!(
+        "path+{}#{}@{}",
+        crate::workspace::relative_path(workspace_root, dir),
+        package.name,
+        package.version
+    )
+}
+
 /// Normalises a Cargo `license` field into an SPDX expression; None when it is not one.
 fn normalise_license(license: &str) -> Option<String> {
     SpdxExpression::parse_lax(license.to_owned())
@@ -443,7 +475,7 @@ mod tests {
             source_date_epoch: 1_700_000_000,
             packages: vec![
                 SbomPackage {
-                    id: "path+file:///w/app#1.2.3".into(),
+                    id: "path+.#app@1.2.3".into(),
                     name: "app".into(),
                     version: "1.2.3".into(),
                     source: None,
@@ -508,5 +540,57 @@ mod tests {
         assert_eq!(rels[0]["relationshipType"], "DESCRIBES");
         assert_eq!(rels[1]["relationshipType"], "DEPENDS_ON");
         assert_eq!(rels[1]["relatedSpdxElement"], "SPDXRef-Package-1");
+    }
+
+    /// `cargo metadata` of a two-member workspace checked out at `root`.
+    fn metadata_at(root: &str) -> Metadata {
+        let json = serde_json::json!({
+            "packages": [
+                {"name": "app", "version": "1.0.0", "id": format!("path+file://{root}#app@1.0.0"),
+                 "source": null, "manifest_path": format!("{root}/Cargo.toml"),
+                 "dependencies": [], "targets": [], "features": {}, "license": "MIT"},
+                {"name": "lib", "version": "0.1.0", "id": format!("path+file://{root}/crates/lib#0.1.0"),
+                 "source": null, "manifest_path": format!("{root}/crates/lib/Cargo.toml"),
+                 "dependencies": [], "targets": [], "features": {}}
+            ],
+            "workspace_members": [format!("path+file://{root}#app@1.0.0"), format!("path+file://{root}/crates/lib#0.1.0")],
+            "resolve": {"nodes": [
+                {"id": format!("path+file://{root}#app@1.0.0"), "dependencies": [], "features": [],
+                 "deps": [{"name": "lib", "pkg": format!("path+file://{root}/crates/lib#0.1.0"),
+                           "dep_kinds": [{"kind": null, "target": null}]}]},
+                {"id": format!("path+file://{root}/crates/lib#0.1.0"), "dependencies": [], "features": [], "deps": []}
+            ], "root": null},
+            "target_directory": format!("{root}/target"),
+            "workspace_root": root,
+            "version": 1
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn sboms_of_two_checkouts_are_identical_and_name_no_checkout_path() {
+        let documents: Vec<(Vec<u8>, Vec<u8>)> = ["/home/ci/a", "/srv/builds/second-checkout"]
+            .iter()
+            .map(|root| {
+                let metadata = metadata_at(root);
+                let roots = vec![metadata.packages[0].id.clone()];
+                let sbom = Sbom::collect(&metadata, &roots, "app", "1.0.0", 0, &|_| None).unwrap();
+                assert_eq!(
+                    sbom.packages
+                        .iter()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>(),
+                    ["path+.#app@1.0.0", "path+crates/lib#lib@0.1.0"]
+                );
+                assert_eq!(sbom.packages[0].depends_on, ["path+crates/lib#lib@0.1.0"]);
+                (sbom.cyclonedx_json().unwrap(), sbom.spdx_json().unwrap())
+            })
+            .collect();
+        assert!(documents[0] == documents[1], "the SBOMs differ");
+        for document in [&documents[0].0, &documents[0].1] {
+            let text = String::from_utf8_lossy(document);
+            assert!(!text.contains("/home/ci"), "{text}");
+            assert!(!text.contains("file://"), "{text}");
+        }
     }
 }

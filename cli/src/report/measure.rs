@@ -19,7 +19,6 @@ use super::model::{BaseSplit, Codec, FileEntry, LayerReport, PlatformReport};
 use crate::digest::Sha256Digest;
 use crate::error;
 use crate::oci::base;
-use crate::oci::blob::VerifiedBlob;
 use crate::oci::layout::{self, ImageRef, Layout};
 use crate::oci::media::{LayerCodec, MediaKind};
 use crate::oci::walk::{self, Graph, WalkOptions};
@@ -164,7 +163,12 @@ fn measure_platform(
         let scan = match scanned.get(&key) {
             Some(scan) => scan.clone(),
             None => {
-                let scan = scan_layer(layout, layer, depth.recompress)?;
+                let label = LayerLabel {
+                    platform: &platform,
+                    position,
+                    count: manifest.layers().len(),
+                };
+                let scan = scan_layer(layout, layer, depth.recompress, &label)?;
                 scanned.insert(key, scan.clone());
                 scan
             }
@@ -366,7 +370,7 @@ impl<R: Read> Read for Tee<R> {
 }
 
 /// The decompressed stream of a layer blob.
-fn decompress<'a>(codec: Codec, blob: &'a mut VerifiedBlob) -> Result<Box<dyn Read + 'a>> {
+fn decompress<'a>(codec: Codec, blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     Ok(match codec {
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
         Codec::Zstd => {
@@ -376,7 +380,19 @@ fn decompress<'a>(codec: Codec, blob: &'a mut VerifiedBlob) -> Result<Box<dyn Re
     })
 }
 
-fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Result<LayerScan> {
+/// Which layer of which platform a scan is, for progress: `layer 1/2 of linux/amd64`.
+struct LayerLabel<'a> {
+    platform: &'a str,
+    position: usize,
+    count: usize,
+}
+
+fn scan_layer(
+    layout: &Layout,
+    descriptor: &Descriptor,
+    recompress: bool,
+    label: &LayerLabel<'_>,
+) -> Result<LayerScan> {
     let media_type = descriptor.media_type().to_string();
     let codec = codec_of(&media_type).ok_or_else(|| {
         error::input(format!(
@@ -386,6 +402,24 @@ fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Res
     })?;
     let mut blob = layout.blobs().open_verified(descriptor)?;
     let path = blob.path().to_path_buf();
+    // Recompressing with gzip -9 and zstd -19 takes minutes on a large layer: say which
+    // layer, and how far it is.
+    let work = match (recompress, codec) {
+        (false, _) => "reading",
+        (true, Codec::Gzip) => "recompressing with zstd -19",
+        (true, Codec::Zstd) => "recompressing with gzip -9",
+        (true, Codec::None) => "recompressing with gzip -9 and zstd -19",
+    };
+    let what = format!(
+        "layer {}/{} of {} ({}, {}): {work}",
+        label.position + 1,
+        label.count,
+        label.platform,
+        descriptor.digest(),
+        crate::render::human_bytes(descriptor.size())
+    );
+    crate::progress::detail(format!("measuring {what}"));
+    let progress = crate::progress::bytes_bar_for(descriptor.size(), "Measuring", what);
     let scan = {
         let mut recompressors = Vec::new();
         if recompress {
@@ -403,13 +437,14 @@ fn scan_layer(layout: &Layout, descriptor: &Descriptor, recompress: bool) -> Res
             }
         }
         let tee = Tee {
-            inner: decompress(codec, &mut blob)?,
+            inner: decompress(codec, progress.wrap_read(&mut blob))?,
             read: 0,
             hasher: Sha256::new(),
             recompressors,
         };
         read_tar(tee, codec, descriptor.size())
     };
+    progress.finish_and_clear();
     match scan {
         Ok(scan) => {
             blob.finish()?;

@@ -7,7 +7,8 @@
 //! before anything is written; then all packages are extracted in parallel into a staged
 //! directory, hashing each file as it is written, with a `.cargo-checksum.json` each; the
 //! staged directory replaces the old one in one rename. Never edits the user's project except
-//! `.cargo/config.toml` when asked to.
+//! its cargo configuration file (`.cargo/config.toml`, or the legacy `.cargo/config`) when
+//! asked to.
 
 pub mod archive;
 pub mod bundle;
@@ -131,6 +132,13 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let ws = Workspace::load(opts.manifest_path.as_deref())?;
     let lock = Lockfile::load(&ws.lockfile())?;
     check_unique(&lock)?;
+    // The source replacement is planned (and a conflicting one refused) before anything is
+    // fetched or vendored, so a refusal leaves the vendor directory and the config as they were.
+    let (cargo_config, config_plan) = if opts.bundle.is_some() {
+        (None, None)
+    } else {
+        plan_cargo_config(&ws, &lock, opts)?
+    };
     phase.done("workspace and Cargo.lock");
 
     let archives = match &opts.from_bundle {
@@ -164,8 +172,13 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let needed = if platforms.is_empty() {
         None
     } else {
-        let declared = declarations(&ws, &lock, &archives)?;
-        let needed = platform::needed_packages(&lock, &platforms, &declared);
+        let manifests = manifests(&ws, &lock, &archives)?;
+        let mut host_platforms = platforms.clone();
+        let host = TargetPlatform::host()?;
+        if !platforms.iter().any(|p| p.triple == host.triple) {
+            host_platforms.push(host);
+        }
+        let needed = platform::needed_packages(&lock, &platforms, &host_platforms, &manifests);
         phase.done("platform filter");
         Some(needed)
     };
@@ -213,17 +226,7 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     phase.done("swapped into place");
     packages.sort_by(|a, b| a.id.cmp(&b.id));
 
-    let sources: BTreeSet<Source> = lock
-        .remote_packages()
-        .map(|p| p.id.source.clone())
-        .collect();
-    let directory = config::relative_path(ws.root(), &opts.dir);
-    let cargo_config =
-        (!sources.is_empty()).then(|| config::render(&sources, &directory.to_string_lossy()));
-    let config_written = match (&cargo_config, opts.write_config) {
-        (Some(text), true) => Some(config::write(ws.root(), text)?),
-        _ => None,
-    };
+    let config_written = config_plan.map(|plan| plan.write()).transpose()?;
     Ok(VendorReport {
         dir: Some(opts.dir.clone()),
         bundle: None,
@@ -239,6 +242,30 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         cargo_config,
         config_written,
     })
+}
+
+/// The `.cargo/config.toml` source replacement for `lock`'s sources and `opts.dir`, and with
+/// `--write-config` the planned write (None when nothing is remote: no replacement is needed).
+fn plan_cargo_config(
+    ws: &Workspace,
+    lock: &Lockfile,
+    opts: &VendorOptions,
+) -> Result<(Option<String>, Option<config::ConfigPlan>)> {
+    let sources: BTreeSet<Source> = lock
+        .remote_packages()
+        .map(|p| p.id.source.clone())
+        .collect();
+    if sources.is_empty() {
+        return Ok((None, None));
+    }
+    let directory = config::relative_path(ws.root(), &opts.dir);
+    let text = config::render(&sources, &directory.to_string_lossy());
+    let plan = if opts.write_config {
+        Some(config::plan(ws.root(), &text)?)
+    } else {
+        None
+    };
+    Ok((Some(text), plan))
 }
 
 /// The time each step took, shown with `-v` (where a slow vendor spends its time).
@@ -309,29 +336,24 @@ fn fetch(ws: &Workspace) -> Result<()> {
         cmd.arg("--quiet");
     }
     // A project already switched to vendored sources would "fetch" from its vendor directory
-    // and leave cargo's cache empty: fetch from outside the project so only the user's own
-    // configuration applies (cargo reads `.cargo/config.toml` from the working directory).
+    // and leave cargo's cache empty: fetch from outside the project (cargo reads
+    // `.cargo/config.toml` from the working directory up), with the project's configuration
+    // minus those sources, so its registries, mirrors and network settings still apply.
     let outside = tempfile::tempdir().context("cannot create a temporary directory")?;
-    if replaces_sources_with_directory(ws.root()) {
+    if let Some(config) = config::without_directory_sources(ws.root())? {
         progress::detail(
-            "the project's .cargo/config.toml replaces sources; fetching from outside it",
+            "the project's cargo configuration replaces sources with a directory; fetching \
+             from outside the project with the rest of that configuration",
         );
+        let dir = outside.path().join(".cargo");
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        atomic::write_file(&dir.join("config.toml"), config.as_bytes())?;
         cmd.current_dir(outside.path());
     }
     process::run_inherit_stderr(&mut cmd).map_err(|e| {
         e.context("cannot fetch the locked crates; check the network, or run with --offline when cargo's cache already holds them")
     })?;
     Ok(())
-}
-
-fn replaces_sources_with_directory(root: &Path) -> bool {
-    ["config.toml", "config"].iter().any(|name| {
-        std::fs::read_to_string(root.join(".cargo").join(name))
-            .ok()
-            .and_then(|text| text.parse::<toml::Table>().ok())
-            .and_then(|t| t.get("source").and_then(|s| s.as_table()).cloned())
-            .is_some_and(|sources| sources.values().any(|s| s.get("directory").is_some()))
-    })
 }
 
 /// Every remote locked package's `.crate`, read from cargo's cache and proven against
@@ -485,15 +507,16 @@ fn write_bundle_report(
     })
 }
 
-/// The dependency declarations of every package whose manifest airlock can read: registry and
-/// git packages from their `.crate`, workspace members from `cargo metadata`.
-fn declarations(
+/// What the platform filter needs from every package's manifest (dependency declarations, and
+/// whether it is a proc-macro): registry and git packages from their `.crate`, workspace
+/// members from `cargo metadata`.
+fn manifests(
     ws: &Workspace,
     lock: &Lockfile,
     archives: &[CrateArchive],
-) -> Result<BTreeMap<PackageId, Vec<Declaration>>> {
-    let mut declared = BTreeMap::new();
-    let from_archives: Vec<(PackageId, Vec<Declaration>)> = archives
+) -> Result<platform::Manifests> {
+    let mut manifests = platform::Manifests::default();
+    let from_archives: Vec<(PackageId, Vec<Declaration>, bool)> = archives
         .par_iter()
         .map(|archive| {
             let manifest = archive
@@ -502,10 +525,19 @@ fn declarations(
             let table: toml::Table = String::from_utf8_lossy(&manifest)
                 .parse()
                 .with_context(|| format!("cannot parse the Cargo.toml of {}", archive.id))?;
-            Ok((archive.id.clone(), platform::declarations(&table)))
+            Ok((
+                archive.id.clone(),
+                platform::declarations(&table),
+                platform::is_proc_macro(&table),
+            ))
         })
         .collect::<Result<_>>()?;
-    declared.extend(from_archives);
+    for (id, declarations, proc_macro) in from_archives {
+        if proc_macro {
+            manifests.proc_macros.insert(id.clone());
+        }
+        manifests.declarations.insert(id, declarations);
+    }
     for member in &ws.metadata.packages {
         let Some(locked) = lock.packages().iter().find(|p| {
             p.id.source == Source::Path
@@ -520,11 +552,19 @@ fn declarations(
             .map(|d| Declaration {
                 package: d.name.clone(),
                 platform: d.target.clone(),
+                build: d.kind == cargo_metadata::DependencyKind::Build,
             })
             .collect();
-        declared.insert(locked.id.clone(), decls);
+        manifests.declarations.insert(locked.id.clone(), decls);
+        if member
+            .targets
+            .iter()
+            .any(|t| t.kind.contains(&cargo_metadata::TargetKind::ProcMacro))
+        {
+            manifests.proc_macros.insert(locked.id.clone());
+        }
     }
-    Ok(declared)
+    Ok(manifests)
 }
 
 /// Extracts one package and writes its checksum file; returns its files and 0 bytes left out.

@@ -7,11 +7,18 @@
 //! from `Cargo.lock`, which holds every feature's dependencies, so the result is a superset of
 //! what any feature selection builds.
 //!
+//! Build scripts and proc-macros run on the machine that builds, so cargo evaluates the `cfg`
+//! of build-dependencies, and of every dependency below a build-dependency or a proc-macro, for
+//! the host (cargo's `FeatureResolver::deps`: build-dependencies and `FeaturesFor::HostDep` use
+//! `CompileKind::Host`). Those host-side edges are evaluated for the host platforms (the kept
+//! platforms and the machine running `vendor`), the others for the kept platforms.
+//!
 //! A package no platform needs is replaced by a stub (as cargo-vendor-filterer does): its own
 //! manifest with every target but an empty library removed, and the package checksum kept, so
 //! `cargo build --offline --frozen` still resolves the whole lockfile without its sources.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::str::FromStr;
@@ -19,6 +26,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 use cargo_metadata::cargo_platform::{Cfg, Platform};
 
+use crate::input::{Links, open_regular};
 use crate::lock::{Lockfile, PackageId, Source};
 use crate::process;
 
@@ -55,6 +63,24 @@ impl TargetPlatform {
         })
     }
 
+    /// The platform of the machine running airlock (`rustc -vV`'s host), where build scripts
+    /// and proc-macros run.
+    pub fn host() -> Result<TargetPlatform> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let output = process::run_captured(Command::new(rustc).arg("-vV")).map_err(|e| {
+            crate::error::environment(format!(
+                "cannot ask rustc for the host platform (`rustc -vV`: {e:#}); is a Rust \
+                 toolchain installed (rustup)?"
+            ))
+        })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let triple = text
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .with_context(|| format!("`rustc -vV` names no host:\n{text}"))?;
+        TargetPlatform::query(triple.trim())
+    }
+
     /// A platform from known cfg lines (tests).
     pub fn from_cfg_lines(triple: &str, lines: &[&str]) -> Result<TargetPlatform> {
         Ok(TargetPlatform {
@@ -79,6 +105,30 @@ pub struct Declaration {
     pub package: String,
     /// `[target.<platform>.…]`, if any.
     pub platform: Option<Platform>,
+    /// Whether it is a build-dependency (built and evaluated for the host).
+    pub build: bool,
+}
+
+/// What the platform filter reads from the manifests of the locked packages.
+#[derive(Debug, Clone, Default)]
+pub struct Manifests {
+    /// Each package's dependency declarations; a package missing here (unknown manifest)
+    /// keeps every locked dependency.
+    pub declarations: BTreeMap<PackageId, Vec<Declaration>>,
+    /// Packages whose library is a proc-macro (built for the host).
+    pub proc_macros: BTreeSet<PackageId>,
+}
+
+/// Whether a manifest's `[lib]` is a proc-macro (`proc-macro`, or the old `proc_macro`).
+pub fn is_proc_macro(manifest: &toml::Table) -> bool {
+    manifest
+        .get("lib")
+        .and_then(|l| l.as_table())
+        .is_some_and(|lib| {
+            ["proc-macro", "proc_macro"]
+                .iter()
+                .any(|k| lib.get(*k).and_then(|v| v.as_bool()) == Some(true))
+        })
 }
 
 /// Every dependency declaration of a manifest (normal, build and dev; top level and per
@@ -106,6 +156,7 @@ pub fn declarations(manifest: &toml::Table) -> Vec<Declaration> {
                 found.push(Declaration {
                     package,
                     platform: platform.clone(),
+                    build: kind.starts_with("build"),
                 });
             }
         }
@@ -124,82 +175,165 @@ pub fn declarations(manifest: &toml::Table) -> Vec<Declaration> {
 }
 
 /// The locked packages some platform in `platforms` needs, starting from the workspace
-/// members (the path packages). `declared` gives a package's dependency declarations; None
-/// (unknown manifest) keeps every locked dependency of that package.
+/// members (the path packages). Host-side edges (see the module documentation) are evaluated
+/// for `host_platforms`, which should hold `platforms` too.
 pub fn needed_packages(
     lock: &Lockfile,
     platforms: &[TargetPlatform],
-    declared: &BTreeMap<PackageId, Vec<Declaration>>,
+    host_platforms: &[TargetPlatform],
+    manifests: &Manifests,
 ) -> BTreeSet<PackageId> {
-    let mut needed = BTreeSet::new();
-    let mut queue: VecDeque<&PackageId> = lock
+    let matches = |on: &[TargetPlatform], declaration: &Declaration| match &declaration.platform {
+        None => true,
+        Some(p) => on.iter().any(|t| t.matches(p)),
+    };
+    // (package, built for the host)
+    let mut seen: BTreeSet<(&PackageId, bool)> = BTreeSet::new();
+    let mut queue: VecDeque<(&PackageId, bool)> = lock
         .packages()
         .iter()
         .filter(|p| p.id.source == Source::Path)
-        .map(|p| &p.id)
+        .map(|p| (&p.id, manifests.proc_macros.contains(&p.id)))
         .collect();
-    while let Some(id) = queue.pop_front() {
-        if !needed.insert(id.clone()) {
+    while let Some((id, host)) = queue.pop_front() {
+        if !seen.insert((id, host)) {
             continue;
         }
         let Some(package) = lock.get(id) else {
             continue;
         };
-        let decls = declared.get(id);
+        let decls = manifests.declarations.get(id);
         for dep in &package.dependencies {
-            let keep = match decls {
-                None => true,
-                Some(decls) => {
-                    let mut for_dep = decls.iter().filter(|d| d.package == dep.name).peekable();
-                    // A lock edge with no matching declaration (renames cargo resolved
-                    // differently) is kept.
-                    for_dep.peek().is_none()
-                        || for_dep.any(|d| match &d.platform {
-                            None => true,
-                            Some(p) => platforms.iter().any(|t| t.matches(p)),
-                        })
-                }
+            let for_dep: Vec<&Declaration> = match decls {
+                None => Vec::new(),
+                Some(decls) => decls.iter().filter(|d| d.package == dep.name).collect(),
             };
-            if keep && !needed.contains(dep) {
-                queue.push_back(dep);
+            // The sides the dependency is built for: the dependent's, or the host for a
+            // build-dependency. An unknown manifest, or a lock edge no declaration names
+            // (a rename cargo resolved differently), keeps the dependency on the same side.
+            let mut sides = Vec::new();
+            if for_dep.is_empty() {
+                sides.push(host);
+            }
+            for declaration in for_dep {
+                let on_host = host || declaration.build;
+                let on = if on_host { host_platforms } else { platforms };
+                if matches(on, declaration) {
+                    sides.push(on_host);
+                }
+            }
+            for side in sides {
+                let side = side || manifests.proc_macros.contains(dep);
+                if !seen.contains(&(dep, side)) {
+                    queue.push_back((dep, side));
+                }
             }
         }
     }
-    needed
+    seen.into_iter().map(|(id, _)| id.clone()).collect()
 }
 
 /// The first line of every stub's `Cargo.toml`, so `verify` and people can tell stubs apart.
 pub const STUB_MARKER: &str = "# airlock vendor --platform: stub";
 
+/// `[package]` keys a stub keeps: its identity, and the descriptive fields SBOM and license
+/// tools read. Every other key can name a file the stub lacks (`build`, `readme`,
+/// `license-file`, `workspace`), a target it lacks (`default-run`: cargo refuses a manifest
+/// whose `default-run` names no binary), or needs a build script (`links`: cargo refuses
+/// `links` without one), so it goes.
+const STUB_PACKAGE_KEYS: [&str; 9] = [
+    "name",
+    "version",
+    "edition",
+    "description",
+    "license",
+    "authors",
+    "repository",
+    "homepage",
+    "documentation",
+];
+
+/// Top-level tables a stub keeps as they are. Dependencies (of every kind, per platform too)
+/// and features stay so cargo resolves the lockfile exactly as with the sources: features name
+/// dependencies, dev-dependencies included (cargo's `build_feature_map` accepts `dev-dep/feat`).
+const STUB_TABLES: [&str; 7] = [
+    "features",
+    "dependencies",
+    "build-dependencies",
+    "build_dependencies",
+    "dev-dependencies",
+    "dev_dependencies",
+    "target",
+];
+
 /// The `Cargo.toml` of a stub for `id`, made from the package's own (normalized) manifest:
-/// dependencies and features stay (so the lockfile still resolves), every target and the
-/// build script go, and an empty library takes their place.
+/// a manifest cargo parses in every case (`cargo metadata`, `cargo build` of the other
+/// packages), with the package's identity, dependencies and features, and one empty library
+/// (a proc-macro one when the package is a proc-macro), no build script and no other target.
 pub fn stub_manifest(id: &PackageId, original: &[u8], platforms: &[String]) -> Result<String> {
     let text =
         std::str::from_utf8(original).with_context(|| format!("{id}: Cargo.toml is not UTF-8"))?;
-    let mut manifest: toml::Table = text
+    let manifest: toml::Table = text
         .parse()
         .with_context(|| format!("{id}: cannot parse its Cargo.toml"))?;
-    for key in ["bin", "example", "test", "bench"] {
-        manifest.remove(key);
+    let original_package = manifest
+        .get("package")
+        .and_then(|p| p.as_table())
+        .with_context(|| format!("{id}: its Cargo.toml has no [package] table"))?;
+
+    let mut package = toml::Table::new();
+    for key in STUB_PACKAGE_KEYS {
+        if let Some(value) = original_package.get(key) {
+            package.insert(key.into(), value.clone());
+        }
     }
+    // The stub's own name and version are the locked ones, whatever the manifest says.
+    package.insert("name".into(), id.name.as_str().into());
+    package.insert("version".into(), id.version.to_string().into());
+    // No build script, and no target discovery: the stub's only target is its library.
+    package.insert("build".into(), false.into());
+    for key in ["autobins", "autoexamples", "autotests", "autobenches"] {
+        package.insert(key.into(), false.into());
+    }
+
+    let original_lib = manifest.get("lib").and_then(|l| l.as_table());
     let mut lib = toml::Table::new();
-    if let Some(name) = manifest
-        .get("lib")
+    if let Some(name) = original_lib
         .and_then(|l| l.get("name"))
         .and_then(|n| n.as_str())
     {
         lib.insert("name".into(), name.into());
     }
     lib.insert("path".into(), "src/lib.rs".into());
-    manifest.insert("lib".into(), lib.into());
-    if let Some(package) = manifest.get_mut("package").and_then(|p| p.as_table_mut()) {
-        package.insert("build".into(), false.into());
-        for key in ["readme", "license-file", "workspace", "include", "exclude"] {
-            package.remove(key);
+    // A proc-macro stays one, so `cargo metadata` (and every tool reading it) reports the
+    // same target kinds with the stub as with the sources.
+    if is_proc_macro(&manifest) {
+        lib.insert("proc-macro".into(), true.into());
+    }
+
+    // Sections in cargo's own order (`[package]` first), each serialized on its own so the
+    // output does not depend on the map's key order.
+    let mut sections: Vec<(&str, toml::Value)> = Vec::new();
+    if let Some(features) = manifest.get("cargo-features") {
+        sections.push(("cargo-features", features.clone()));
+    }
+    sections.push(("package", package.into()));
+    sections.push(("lib", lib.into()));
+    for key in STUB_TABLES {
+        if let Some(value) = manifest.get(key) {
+            sections.push((key, value.clone()));
         }
     }
-    let body = toml::to_string(&manifest).with_context(|| format!("{id}: cannot write stub"))?;
+    let mut body = String::new();
+    for (key, value) in sections {
+        let mut one = toml::Table::new();
+        one.insert(key.into(), value);
+        let text = toml::to_string(&one).with_context(|| format!("{id}: cannot write its stub"))?;
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(&text);
+    }
     Ok(format!(
         "{STUB_MARKER} of {} {}; no platform of [{}] needs its sources.\n{body}",
         id.name,
@@ -208,9 +342,19 @@ pub fn stub_manifest(id: &PackageId, original: &[u8], platforms: &[String]) -> R
     ))
 }
 
-/// Whether the package directory `dir` holds a stub.
+/// Whether the package directory `dir` holds a stub: its `Cargo.toml` is a regular file (not a
+/// link, a FIFO or a device: the vendor directory is hostile until checked) that starts with
+/// [`STUB_MARKER`]. Reads only the marker's length.
 pub fn is_stub(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.starts_with(STUB_MARKER))
+    let Ok(manifest) = open_regular(&dir.join("Cargo.toml"), Links::Refuse) else {
+        return false;
+    };
+    let mut start = Vec::with_capacity(STUB_MARKER.len());
+    manifest
+        .file
+        .take(STUB_MARKER.len() as u64)
+        .read_to_end(&mut start)
+        .is_ok_and(|_| start == STUB_MARKER.as_bytes())
 }
 
 #[cfg(test)]
@@ -270,8 +414,8 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         )
         .unwrap();
         let p = lock.packages();
-        let mut declared = BTreeMap::new();
-        declared.insert(
+        let mut declared = Manifests::default();
+        declared.declarations.insert(
             p[1].id.clone(),
             declarations(
                 &"[target.'cfg(windows)'.dependencies]\nwinapi-util = \"0.1\""
@@ -280,7 +424,12 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
             ),
         );
         let linux = TargetPlatform::from_cfg_lines("x86_64-unknown-linux-gnu", LINUX).unwrap();
-        let needed = needed_packages(&lock, &[linux], &declared);
+        let needed = needed_packages(
+            &lock,
+            std::slice::from_ref(&linux),
+            std::slice::from_ref(&linux),
+            &declared,
+        );
         assert!(needed.contains(&p[1].id));
         assert!(!needed.contains(&p[2].id));
         let windows = TargetPlatform::from_cfg_lines(
@@ -288,45 +437,308 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
             &["windows", "target_os=\"windows\""],
         )
         .unwrap();
-        assert!(needed_packages(&lock, &[windows], &declared).contains(&p[2].id));
+        assert!(
+            needed_packages(
+                &lock,
+                std::slice::from_ref(&windows),
+                std::slice::from_ref(&windows),
+                &declared
+            )
+            .contains(&p[2].id)
+        );
         // Unknown manifests keep everything.
         let linux = TargetPlatform::from_cfg_lines("x86_64-unknown-linux-gnu", LINUX).unwrap();
-        assert_eq!(needed_packages(&lock, &[linux], &BTreeMap::new()).len(), 3);
+        let unknown = Manifests::default();
+        assert_eq!(
+            needed_packages(
+                &lock,
+                std::slice::from_ref(&linux),
+                std::slice::from_ref(&linux),
+                &unknown
+            )
+            .len(),
+            3
+        );
     }
 
-    #[test]
-    fn stub_keeps_dependencies_and_drops_targets() {
+    fn stub(original: &str) -> toml::Table {
         let id = crate::vendoring::archive::tests::id("winapi-util", "0.1.11");
         let stub = stub_manifest(
             &id,
-            br#"[package]
+            original.as_bytes(),
+            &["x86_64-unknown-linux-gnu".into()],
+        )
+        .unwrap();
+        assert!(stub.starts_with(STUB_MARKER), "{stub}");
+        stub.parse().unwrap_or_else(|e| panic!("{e}\n{stub}"))
+    }
+
+    #[test]
+    fn stub_keeps_dependencies_and_features_and_drops_targets() {
+        let parsed = stub(
+            r#"[package]
 name = "winapi-util"
 version = "0.1.11"
+edition = "2021"
 build = "build.rs"
 readme = "README.md"
+license-file = "LICENSE"
+workspace = ".."
+default-run = "tool"
 links = "w"
+include = ["/src"]
+autolib = false
+
+[features]
+std = ["dep:serde", "serde?/std", "trybuild/diff"]
 
 [lib]
 name = "winapi_util"
 path = "src/other.rs"
+crate-type = ["cdylib"]
+
+[[bin]]
+name = "tool"
+path = "src/bin/tool.rs"
+required-features = ["std"]
+
+[[example]]
+name = "e"
+path = "examples/e.rs"
 
 [[bench]]
 name = "b"
 
+[dependencies.serde]
+version = "1"
+optional = true
+
+[dev-dependencies.trybuild]
+version = "1"
+
 [target.'cfg(windows)'.dependencies.windows-sys]
 version = "0.61"
+
+[badges.maintenance]
+status = "passively-maintained"
+
+[lints.rust]
+unsafe_code = "forbid"
 "#,
-            &["x86_64-unknown-linux-gnu".into()],
+        );
+        let package = parsed["package"].as_table().unwrap();
+        let keys: Vec<&str> = package.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "autobenches",
+                "autobins",
+                "autoexamples",
+                "autotests",
+                "build",
+                "edition",
+                "name",
+                "version"
+            ]
+        );
+        assert_eq!(package["build"].as_bool(), Some(false));
+        let lib = parsed["lib"].as_table().unwrap();
+        assert_eq!(lib.len(), 2, "{lib:?}");
+        assert_eq!(lib["path"].as_str(), Some("src/lib.rs"));
+        assert_eq!(lib["name"].as_str(), Some("winapi_util"));
+        for gone in ["bin", "example", "bench", "test", "badges", "lints"] {
+            assert!(parsed.get(gone).is_none(), "{gone} kept");
+        }
+        assert_eq!(
+            parsed["features"]["std"].as_array().unwrap().len(),
+            3,
+            "features stay as they are"
+        );
+        assert!(parsed["dependencies"]["serde"].is_table());
+        assert!(parsed["dev-dependencies"]["trybuild"].is_table());
+        assert!(parsed["target"]["cfg(windows)"]["dependencies"]["windows-sys"].is_table());
+    }
+
+    /// Build-dependencies, and everything below a build-dependency or a proc-macro, are built
+    /// for the host: cargo evaluates their `cfg` for the host, not for the kept platform.
+    #[test]
+    fn host_side_dependencies_are_evaluated_for_the_host() {
+        let lock = crate::lock::Lockfile::parse(
+            r#"version = 4
+[[package]]
+name = "app"
+version = "0.1.0"
+dependencies = ["gnu-only", "macros", "sys"]
+
+[[package]]
+name = "gnu-only"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "macros"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["macro-helper"]
+
+[[package]]
+name = "macro-helper"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "sys"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["build-helper"]
+
+[[package]]
+name = "build-helper"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["build-helper-dep"]
+
+[[package]]
+name = "build-helper-dep"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+"#,
+            Path::new("Cargo.lock"),
         )
         .unwrap();
-        assert!(stub.starts_with(STUB_MARKER));
+        let id = |name: &str| {
+            lock.packages()
+                .iter()
+                .find(|p| p.id.name == name)
+                .unwrap()
+                .id
+                .clone()
+        };
+        let gnu = "[target.'cfg(target_env = \"gnu\")'";
+        let mut manifests = Manifests::default();
+        for (package, manifest) in [
+            (
+                "app",
+                format!(
+                    "{gnu}.dependencies]\ngnu-only = \"1\"\n[dependencies]\nmacros = \"1\"\nsys = \"1\""
+                ),
+            ),
+            (
+                "macros",
+                format!("[lib]\nproc-macro = true\n{gnu}.dependencies]\nmacro-helper = \"1\""),
+            ),
+            (
+                "sys",
+                format!("{gnu}.build-dependencies]\nbuild-helper = \"1\""),
+            ),
+            (
+                "build-helper",
+                format!("{gnu}.dependencies]\nbuild-helper-dep = \"1\""),
+            ),
+        ] {
+            let table: toml::Table = manifest.parse().unwrap();
+            if is_proc_macro(&table) {
+                manifests.proc_macros.insert(id(package));
+            }
+            manifests
+                .declarations
+                .insert(id(package), declarations(&table));
+        }
+        let musl = TargetPlatform::from_cfg_lines(
+            "x86_64-unknown-linux-musl",
+            &["target_os=\"linux\"", "target_env=\"musl\""],
+        )
+        .unwrap();
+        let gnu_host = TargetPlatform::from_cfg_lines(
+            "x86_64-unknown-linux-gnu",
+            &["target_os=\"linux\"", "target_env=\"gnu\""],
+        )
+        .unwrap();
+        let names = |needed: BTreeSet<PackageId>| -> Vec<String> {
+            needed.into_iter().map(|p| p.name).collect()
+        };
+        let on_gnu_host = needed_packages(
+            &lock,
+            std::slice::from_ref(&musl),
+            &[musl.clone(), gnu_host],
+            &manifests,
+        );
+        assert_eq!(
+            names(on_gnu_host),
+            [
+                "app",
+                "build-helper",
+                "build-helper-dep",
+                "macro-helper",
+                "macros",
+                "sys"
+            ]
+        );
+        let on_musl_host = needed_packages(
+            &lock,
+            std::slice::from_ref(&musl),
+            std::slice::from_ref(&musl),
+            &manifests,
+        );
+        assert_eq!(names(on_musl_host), ["app", "macros", "sys"]);
+    }
+
+    #[test]
+    fn stub_keeps_a_proc_macro_and_puts_package_first() {
+        let id = crate::vendoring::archive::tests::id("wasm-bindgen-macro", "0.2.130");
+        let stub = stub_manifest(
+            &id,
+            b"[dependencies.quote]\nversion = \"1\"\n\n[lib]\nproc_macro = true\n\n\
+              [package]\nname = \"wasm-bindgen-macro\"\nversion = \"0.2.130\"\n",
+            &[],
+        )
+        .unwrap();
+        let mut lines = stub.lines();
+        assert!(lines.next().unwrap().starts_with(STUB_MARKER));
+        assert_eq!(lines.next(), Some("[package]"), "{stub}");
         let parsed: toml::Table = stub.parse().unwrap();
-        assert_eq!(parsed["package"]["build"].as_bool(), Some(false));
-        assert_eq!(parsed["package"]["links"].as_str(), Some("w"));
-        assert!(parsed["package"].get("readme").is_none());
-        assert_eq!(parsed["lib"]["path"].as_str(), Some("src/lib.rs"));
-        assert_eq!(parsed["lib"]["name"].as_str(), Some("winapi_util"));
-        assert!(parsed.get("bench").is_none());
-        assert!(parsed["target"]["cfg(windows)"]["dependencies"]["windows-sys"].is_table());
+        assert_eq!(parsed["lib"]["proc-macro"].as_bool(), Some(true));
+        assert!(parsed["lib"].get("proc_macro").is_none());
+    }
+
+    #[test]
+    fn only_a_regular_manifest_starting_with_the_marker_is_a_stub() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            dir
+        };
+        let stub = dir("stub");
+        std::fs::write(
+            stub.join("Cargo.toml"),
+            format!("{STUB_MARKER} of x 1.0.0\n"),
+        )
+        .unwrap();
+        assert!(is_stub(&stub));
+        let full = dir("full");
+        std::fs::write(full.join("Cargo.toml"), "[package]\n").unwrap();
+        assert!(!is_stub(&full));
+        let link = dir("link");
+        std::os::unix::fs::symlink(stub.join("Cargo.toml"), link.join("Cargo.toml")).unwrap();
+        assert!(!is_stub(&link), "a link is never read");
+        let fifo = dir("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.join("Cargo.toml"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        assert!(!is_stub(&fifo), "a FIFO is never read (it would block)");
+        assert!(!is_stub(&dir("empty")));
+    }
+
+    #[test]
+    fn stub_of_a_manifest_without_package_is_an_error() {
+        let id = crate::vendoring::archive::tests::id("winapi-util", "0.1.11");
+        let err = stub_manifest(&id, b"[lib]\n", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("winapi-util"), "{err:#}");
     }
 }

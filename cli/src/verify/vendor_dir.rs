@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::digest::{COPY_BUFFER_SIZE, Sha256Digest, hash_both, hash_file, hash_reader};
-use crate::input::{self, Links};
+use crate::input::{self, Links, MAX_TEXT_INPUT, read_regular_to_string};
 use crate::lock::{LockedPackage, Lockfile, PackageId, Source};
 use crate::vendoring::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
 use crate::vendoring::platform;
@@ -119,7 +119,7 @@ pub fn check(
         .map(|(package, name)| check_package(dir, name, package, pristine.get(&package.id)))
         .collect::<Result<_>>()?;
     let mut summary = CheckSummary {
-        check: "vendor".into(),
+        check: super::CheckKind::Vendor,
         target: dir.to_path_buf(),
         against: lock.path().to_path_buf(),
         items: matched.len(),
@@ -442,7 +442,10 @@ fn stub_files(archive: &CrateArchive, dir: &Path) -> Result<BTreeMap<String, Str
         .read_file("Cargo.toml")?
         .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
     let generated = platform::stub_manifest(&archive.id, &original, &[])?;
-    let on_disk = fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+    // Only the first line is taken; a manifest that cannot be read as a regular file compares
+    // as empty (and is reported as modified).
+    let on_disk = read_regular_to_string(&dir.join("Cargo.toml"), Links::Refuse, MAX_TEXT_INPUT)
+        .unwrap_or_default();
     let first_line = on_disk.lines().next().unwrap_or("");
     let body = generated.split_once('\n').map_or("", |(_, b)| b);
     let expected_manifest = format!("{first_line}\n{body}");
