@@ -4,14 +4,17 @@
 
 mod support;
 
+mod base;
 mod build;
 mod bundle;
 mod dist;
 mod doctor;
 mod hostile_inputs;
 mod image;
+mod include;
 mod init;
 mod inspect;
+mod load;
 mod push;
 mod report;
 mod signing;

@@ -49,6 +49,8 @@ pub struct DistOptions {
     pub locked: bool,
     /// Passed to cargo.
     pub offline: bool,
+    /// Load the image into this local engine (`--load podman|docker`).
+    pub load: Option<crate::oci::load::Runtime>,
 }
 
 /// How long one step took.

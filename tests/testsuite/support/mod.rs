@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+pub mod bases;
 pub mod deadline;
 pub mod layouts;
 pub mod project;
@@ -15,6 +16,7 @@ pub mod proxy;
 pub mod registry;
 pub mod runtime;
 
+pub use bases::*;
 pub use deadline::*;
 pub use layouts::*;
 pub use project::*;
