@@ -432,6 +432,21 @@ pub struct ImageArgs {
     /// User the process runs as [default: 65532:65532].
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// What to strip from each binary as it goes into the layer: none, debuginfo (DWARF; the
+    /// symbol table stays, so panics still name functions) or symbols (DWARF and the symbol
+    /// table). The binary on disk and your cargo profile are left as they are; what is removed
+    /// goes into a debug file beside (see --debug-dir) [default: debuginfo].
+    #[arg(long, value_name = "MODE", value_parser = parse_strip, default_value = "debuginfo")]
+    pub strip: airlock::elf::strip::StripMode,
+    /// Where the debug files go (`<bin>-<version>-<target>.debug`, found by gdb and lldb
+    /// through the binary's build-id or `.gnu_debuglink`) [default: target/airlock/debug, or
+    /// beside each --binary file outside a workspace].
+    #[arg(long, value_name = "DIR")]
+    pub debug_dir: Option<PathBuf>,
+}
+
+fn parse_strip(text: &str) -> Result<airlock::elf::strip::StripMode, String> {
+    text.parse().map_err(|e: anyhow::Error| e.to_string())
 }
 
 fn parse_compression(text: &str) -> Result<airlock::oci::layer::CompressionKind, String> {
@@ -498,6 +513,9 @@ impl ImageArgs {
             output,
             archive: self.archive.clone(),
             settings,
+            strip: self.strip,
+            debug_dir: self.debug_dir.clone(),
+            debug_names: BTreeMap::new(),
         })
     }
 }
@@ -699,6 +717,11 @@ pub struct DistArgs {
     /// Fail when the compressed image is larger than this (e.g. 20MiB).
     #[arg(long, value_name = "SIZE")]
     pub budget: Option<String>,
+    /// What to strip from the binaries in archives and the image: none, debuginfo or symbols;
+    /// what is removed ships beside as `<bin>-<version>-<target>.debug` [default: the
+    /// settings' `strip`, else debuginfo].
+    #[arg(long, value_name = "MODE", value_parser = parse_strip)]
+    pub strip: Option<airlock::elf::strip::StripMode>,
     /// Require Cargo.lock to be up to date (passed to cargo).
     #[arg(long)]
     pub locked: bool,
@@ -729,6 +752,7 @@ impl DistArgs {
             archives,
             no_image: self.no_image,
             budget,
+            strip: self.strip,
             locked: self.locked,
             offline: self.offline,
         })

@@ -14,5 +14,6 @@ mod init;
 mod inspect;
 mod push;
 mod report;
+mod strip;
 mod vendor;
 mod verify;

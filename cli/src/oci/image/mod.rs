@@ -10,8 +10,9 @@ mod binaries;
 mod output;
 mod project;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use oci_spec::image::{Descriptor, MediaType};
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::compile::BuildOptions;
 use crate::digest::Sha256Digest;
 use crate::elf::Linkage;
+use crate::elf::strip::StripMode;
 use crate::oci::archive::{self, ArchiveSummary, DockerManifestEntry};
 use crate::oci::document::{self, ConfigLayer, RuntimeConfig};
 use crate::oci::essentials::{self, Essential, Essentials, EssentialsOptions, NONROOT_UID};
@@ -32,7 +34,7 @@ use crate::render::{self, Align, CommandReport};
 use crate::tarball::{self, TarBuilder};
 use crate::target::{Arch, TargetTriple};
 use crate::workspace;
-use binaries::{Binaries, check_static, collect_binaries};
+use binaries::{Binaries, check_static, collect_binaries, strip_binaries};
 use output::{Output, layout_index, tagged_entry};
 pub use project::validate_repository;
 use project::{Project, essentials_options, repository};
@@ -42,6 +44,11 @@ pub const BIN_DIR: &str = "/usr/local/bin";
 
 /// `PATH` in every image (distroless's, minus the directories a scratch image never has).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The annotation on a binary layer's descriptor that records each binary's size as built,
+/// before stripping (`/usr/local/bin/app=33012345`, comma separated, sorted by path), so
+/// `report` can show what stripping saved. Written only when stripping changed a binary.
+pub const BUILT_SIZES_ANNOTATION: &str = "com.github.airlock-rs.airlock.built-sizes";
 
 /// The annotation containerd (and `docker load` on the containerd store) names a loaded image
 /// by; `org.opencontainers.image.ref.name` holds the tag only.
@@ -64,6 +71,15 @@ pub struct ImageOptions {
     pub archive: Option<PathBuf>,
     /// Settings from flags; they override `Cargo.toml`'s.
     pub settings: ImageSettings,
+    /// What stripping removes from each binary before it goes into the layer (the binary on
+    /// disk and the cargo profile stay as they are).
+    pub strip: StripMode,
+    /// Where the debug files go [default: `target/airlock/debug`, or beside each `--binary`
+    /// file outside a workspace].
+    pub debug_dir: Option<PathBuf>,
+    /// The debug file name of a `binaries` entry (what its `.gnu_debuglink` names), by path
+    /// [default: `<file name>-<arch>.debug`].
+    pub debug_names: BTreeMap<PathBuf, String>,
 }
 
 /// A binary going into the image.
@@ -75,12 +91,23 @@ pub struct ImageBinary {
     pub source: PathBuf,
     /// Its path in the image.
     pub path: String,
-    /// Its size in bytes.
+    /// Its size in bytes as shipped (in the layer).
     pub size: u64,
+    /// Its size as built (on disk, before stripping).
+    pub built_size: u64,
+    /// What stripping removed.
+    pub strip: StripMode,
+    /// The debug file written beside, when stripping removed anything.
+    pub debug_file: Option<PathBuf>,
+    /// Its GNU build-id (hex), which names the debug file for gdb and lldb.
+    pub build_id: Option<String>,
     /// Its linkage.
     pub linkage: Linkage,
     /// The target it was built for (None for `--binary` files).
     pub target: Option<TargetTriple>,
+    /// The bytes that go into the layer.
+    #[serde(skip)]
+    pub(crate) shipped: Option<Arc<Vec<u8>>>,
 }
 
 /// A blob's digest and size.
@@ -167,8 +194,9 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
     }
     let essentials_options = essentials_options(settings);
     let output = Output::open(options, &project)?;
-    let binaries = collect_binaries(options, &project)?;
+    let mut binaries = collect_binaries(options, &project)?;
     check_static(&binaries, options.allow_dynamic)?;
+    strip_binaries(&mut binaries, options, &project)?;
 
     let repository = repository(settings, project.package.as_ref(), &binaries)?;
     let tags = tags(settings, &project);
@@ -358,18 +386,38 @@ fn write_layers(
                 .map(|(_, list)| {
                     let mut tar = TarBuilder::new();
                     for binary in list {
-                        tar.file_from_disk(
-                            binary.path.trim_start_matches('/'),
-                            &binary.source,
-                            tarball::EXEC_MODE,
-                        );
+                        let path = binary.path.trim_start_matches('/');
+                        match &binary.shipped {
+                            Some(bytes) => tar.file(path, bytes.as_slice(), tarball::EXEC_MODE),
+                            None => tar.file_from_disk(path, &binary.source, tarball::EXEC_MODE),
+                        };
                     }
-                    layer::write_layer(writer, &tar, epoch, compression)
+                    let mut layer = layer::write_layer(writer, &tar, epoch, compression)?;
+                    if let Some(sizes) = built_sizes(list) {
+                        let annotations =
+                            HashMap::from([(BUILT_SIZES_ANNOTATION.to_owned(), sizes)]);
+                        layer.descriptor.set_annotations(Some(annotations));
+                    }
+                    Ok(layer)
                 })
                 .collect::<Result<Vec<_>>>()
         },
     );
     Ok((essentials?, binary_layers?))
+}
+
+/// The [`BUILT_SIZES_ANNOTATION`] value of a layer holding `binaries`, when stripping changed
+/// any of them.
+fn built_sizes(binaries: &[ImageBinary]) -> Option<String> {
+    if binaries.iter().all(|b| b.built_size == b.size) {
+        return None;
+    }
+    let sizes: BTreeMap<&str, u64> = binaries
+        .iter()
+        .map(|b| (b.path.as_str(), b.built_size))
+        .collect();
+    let entries: Vec<String> = sizes.iter().map(|(p, s)| format!("{p}={s}")).collect();
+    Some(entries.join(","))
 }
 
 /// One platform's image as written.
@@ -506,6 +554,42 @@ fn runtime_config(input: &PlatformInput<'_>) -> Result<RuntimeConfig> {
     })
 }
 
+/// Each binary as built and as shipped, what stripping saved, and where its debug file went.
+fn binaries_table(images: &[PlatformImage]) -> String {
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .flat_map(|image| {
+            image.binaries.iter().map(|b| {
+                vec![
+                    image.platform.clone(),
+                    b.path.clone(),
+                    render::human_bytes(b.built_size),
+                    render::human_bytes(b.size),
+                    format!(
+                        "{} ({})",
+                        render::human_bytes(b.built_size.saturating_sub(b.size)),
+                        b.strip
+                    ),
+                    b.debug_file
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+                ]
+            })
+        })
+        .collect();
+    render::table(
+        &[
+            ("platform", Align::Left),
+            ("binary", Align::Left),
+            ("built", Align::Right),
+            ("shipped", Align::Right),
+            ("stripping saved", Align::Right),
+            ("debug file", Align::Left),
+        ],
+        &rows,
+    )
+}
+
 fn list(items: &[Essential]) -> String {
     items
         .iter()
@@ -552,6 +636,7 @@ impl CommandReport for ImageReport {
         if let Some(index) = &self.index {
             out.push_str(&format!("index     {}\n", index.digest));
         }
+        out.push_str(&binaries_table(&self.images));
         if let Some(essentials) = &self.essentials {
             out.push_str(&format!("essentials: {}", list(&essentials.items)));
             if let Some(ca) = &essentials.ca_bundle {
