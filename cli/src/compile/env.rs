@@ -402,10 +402,22 @@ mod tests {
 
     #[test]
     fn build_id_goes_to_ld_directly_and_through_a_compiler_driver_with_wl() {
-        for direct in ["rust-lld", "/usr/bin/ld.lld", "ld", "ld.bfd", "x86_64-linux-musl-ld"] {
+        for direct in [
+            "rust-lld",
+            "/usr/bin/ld.lld",
+            "ld",
+            "ld.bfd",
+            "x86_64-linux-musl-ld",
+        ] {
             assert!(is_direct_linker(Path::new(direct)), "{direct}");
         }
-        for driver in ["cc", "musl-gcc", "/opt/zig-cc", "clang", "aarch64-linux-gnu-gcc"] {
+        for driver in [
+            "cc",
+            "musl-gcc",
+            "/opt/zig-cc",
+            "clang",
+            "aarch64-linux-gnu-gcc",
+        ] {
             assert!(!is_direct_linker(Path::new(driver)), "{driver}");
         }
     }

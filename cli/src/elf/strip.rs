@@ -389,6 +389,67 @@ mod tests {
     }
 
     #[test]
+    fn unknown_and_allocated_sections_ship_unchanged() {
+        // An embedded dependency list (`.dep-v0`, non-allocated here, as a linker may leave
+        // it) and `.comment` are not airlock's to remove, whatever the mode.
+        let data = own_binary();
+        let mut builder = Builder::read(data.as_slice()).unwrap();
+        let deps = builder.sections.add();
+        deps.name = b".dep-v0".as_slice().into();
+        deps.sh_type = elf::SHT_PROGBITS;
+        deps.sh_addralign = 1;
+        deps.data = SectionData::Data(b"compressed dependency list".to_vec().into());
+        let with_deps = write(builder, data.len()).unwrap();
+        use object::{Object, ObjectSection};
+        let contents = |bytes: &[u8], name: &str| {
+            let file = object::File::parse(bytes).unwrap();
+            file.section_by_name(name)
+                .map(|s| s.data().unwrap().to_vec())
+        };
+        let alloc = |bytes: &[u8]| {
+            let file = object::File::parse(bytes).unwrap();
+            file.sections()
+                .filter(|s| {
+                    matches!(s.flags(), object::SectionFlags::Elf { sh_flags, .. }
+                        if sh_flags.contains(elf::SHF_ALLOC))
+                })
+                .map(|s| (s.name().unwrap().to_owned(), s.data().unwrap().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        for mode in [StripMode::Debuginfo, StripMode::Symbols] {
+            let split = split_debug(&with_deps, mode, "x.debug").unwrap();
+            for name in [".dep-v0", ".comment"] {
+                assert_eq!(
+                    contents(&split.shipped, name),
+                    contents(&with_deps, name),
+                    "{name} in {mode} mode"
+                );
+            }
+            assert!(contents(&with_deps, ".dep-v0").is_some());
+            assert_eq!(contents(&split.shipped, ".debug_info"), None);
+            assert_eq!(alloc(&split.shipped), alloc(&with_deps), "{mode} mode");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_debuglink_is_the_name_padded_then_the_crc(
+            name in "[a-zA-Z0-9._-]{1,40}",
+            crc in proptest::prelude::any::<u32>(),
+        ) {
+            let link = gnu_debuglink(&name, crc, Endianness::Little);
+            proptest::prop_assert_eq!(link.len() % 4, 0);
+            proptest::prop_assert!(link.starts_with(name.as_bytes()));
+            let padding = &link[name.len()..link.len() - 4];
+            proptest::prop_assert!(!padding.is_empty() && padding.len() <= 4);
+            proptest::prop_assert!(padding.iter().all(|b| *b == 0));
+            proptest::prop_assert_eq!(&link[link.len() - 4..], &crc.to_le_bytes()[..]);
+            let big = gnu_debuglink(&name, crc, Endianness::Big);
+            proptest::prop_assert_eq!(&big[big.len() - 4..], &crc.to_be_bytes()[..]);
+        }
+    }
+
+    #[test]
     fn nothing_to_strip_ships_the_input_unchanged() {
         let stripped = strip_in_process(&own_binary()).unwrap();
         let split = split_debug(&stripped, StripMode::Symbols, "x.debug").unwrap();
