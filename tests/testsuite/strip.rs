@@ -360,3 +360,57 @@ fn dist_releases_stripped_archives_with_the_debug_files_beside() {
         serde_json::from_slice(&std::fs::read(out.join("size-report.json")).unwrap()).unwrap();
     assert_eq!(size["platforms"][0]["binary"]["built"], built.len() as u64);
 }
+
+#[test]
+fn a_refused_binary_leaves_no_debug_file() {
+    if require_tool("cc").is_none() {
+        return;
+    }
+    // A dynamic binary with debug info: stripping happens in memory, the refusal before any
+    // debug file is written.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("main.c");
+    std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+    let binary = dir.path().join("dynamic");
+    run_expect(
+        Command::new("cc")
+            .arg("-g")
+            .arg("-o")
+            .arg(&binary)
+            .arg(&source),
+        0,
+    );
+    let debug_dir = dir.path().join("debug");
+    let (_, stderr) = run_expect(
+        airlock()
+            .arg("image")
+            .arg("--binary")
+            .arg(&binary)
+            .arg("--output")
+            .arg(dir.path().join("layout"))
+            .arg("--debug-dir")
+            .arg(&debug_dir),
+        1,
+    );
+    assert!(stderr.contains("dynamically linked"), "{stderr}");
+    assert!(
+        !debug_dir.exists(),
+        "a debug file was written for a refused binary"
+    );
+    assert!(!dir.path().join("layout").exists());
+    // Allowed, it ships stripped, with its debug file beside.
+    run_expect(
+        airlock()
+            .arg("image")
+            .arg("--binary")
+            .arg(&binary)
+            .arg("--allow-dynamic")
+            .arg("--output")
+            .arg(dir.path().join("layout"))
+            .arg("--debug-dir")
+            .arg(&debug_dir),
+        0,
+    );
+    let arch = std::env::consts::ARCH;
+    assert!(debug_dir.join(format!("dynamic-{arch}.debug")).is_file());
+}

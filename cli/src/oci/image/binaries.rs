@@ -82,15 +82,19 @@ pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, E
         .collect()
 }
 
-/// Strips every binary in `mode` (the bytes that go into the layer) and writes each debug file
-/// into `debug_dir`, named `<bin>-<version>-<target>.debug` for built binaries (the name `dist`
+/// Debug files to write once the binaries are accepted: (path, contents).
+pub(super) type DebugFiles = Vec<(PathBuf, Vec<u8>)>;
+
+/// Strips every binary in `mode` (the bytes that go into the layer), in memory, and returns
+/// each debug file with its path in `debug_dir`, named `<bin>-<version>-<target>.debug` for built binaries (the name `dist`
 /// releases it under), `debug_names`' name or `<file name>-<arch>.debug` for `--binary` files.
 pub(super) fn strip_binaries(
     binaries: &mut Binaries,
     options: &ImageOptions,
     project: &Project,
-) -> Result<()> {
+) -> Result<DebugFiles> {
     let version = project.package.as_ref().map(|p| p.version.to_string());
+    let mut debug_files = DebugFiles::new();
     for (arch, list) in binaries.iter_mut() {
         for binary in list.iter_mut() {
             let debug_name = match (&binary.target, &version) {
@@ -103,8 +107,16 @@ pub(super) fn strip_binaries(
                     .cloned()
                     .unwrap_or_else(|| format!("{}-{arch}.debug", binary.name)),
             };
-            strip_binary(binary, options, project, &debug_name)?;
+            debug_files.extend(strip_binary(binary, options, project, &debug_name)?);
         }
+    }
+    Ok(debug_files)
+}
+
+/// Writes the debug files [`strip_binaries`] made.
+pub(super) fn write_debug_files(debug_files: &DebugFiles) -> Result<()> {
+    for (path, contents) in debug_files {
+        atomic::write_file(path, contents)?;
     }
     Ok(())
 }
@@ -114,7 +126,16 @@ fn strip_binary(
     options: &ImageOptions,
     project: &Project,
     debug_name: &str,
-) -> Result<()> {
+) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    if debug_name.contains('/')
+        || debug_name.contains('\0')
+        || matches!(debug_name, "" | "." | "..")
+    {
+        return Err(error::input(format!(
+            "`{debug_name}` is not a file name; the debug file of {} needs one",
+            binary.source.display()
+        )));
+    }
     let built = elf::read_binary(&binary.source)?;
     let split = strip::split_debug(&built, options.strip, debug_name).map_err(|e| {
         error::input(format!(
@@ -122,26 +143,27 @@ fn strip_binary(
             binary.source.display()
         ))
     })?;
+    // What ships is what is judged: the linkage of the bytes read here, not of an earlier read.
+    binary.linkage = elf::parse_elf(&binary.source, &split.shipped)?.linkage;
     binary.built_size = built.len() as u64;
     binary.size = split.shipped.len() as u64;
     binary.strip = options.strip;
     binary.build_id = split.build_id;
-    if let Some(debug) = &split.debug {
-        let dir = match (&options.debug_dir, &project.workspace) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(ws)) => ws.airlock_dir().join("debug"),
-            (None, None) => binary
-                .source
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        };
-        let path = dir.join(debug_name);
-        atomic::write_file(&path, debug)
-            .with_context(|| format!("cannot write the debug file of {}", binary.name))?;
-        binary.debug_file = Some(path);
-    }
     binary.shipped = Some(Arc::new(split.shipped));
-    Ok(())
+    let Some(debug) = split.debug else {
+        return Ok(None);
+    };
+    let dir = match (&options.debug_dir, &project.workspace) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(ws)) => ws.airlock_dir().join("debug"),
+        (None, None) => binary
+            .source
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    let path = dir.join(debug_name);
+    binary.debug_file = Some(path.clone());
+    Ok(Some((path, debug)))
 }
 
 pub(super) fn built_binaries(

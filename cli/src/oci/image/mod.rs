@@ -34,7 +34,7 @@ use crate::render::{self, Align, CommandReport};
 use crate::tarball::{self, TarBuilder};
 use crate::target::{Arch, TargetTriple};
 use crate::workspace;
-use binaries::{Binaries, check_static, collect_binaries, strip_binaries};
+use binaries::{Binaries, check_static, collect_binaries, strip_binaries, write_debug_files};
 use output::{Output, layout_index, tagged_entry};
 pub use project::validate_repository;
 use project::{Project, essentials_options, repository};
@@ -195,8 +195,9 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
     let essentials_options = essentials_options(settings);
     let output = Output::open(options, &project)?;
     let mut binaries = collect_binaries(options, &project)?;
+    let debug_files = strip_binaries(&mut binaries, options, &project)?;
     check_static(&binaries, options.allow_dynamic)?;
-    strip_binaries(&mut binaries, options, &project)?;
+    write_debug_files(&debug_files)?;
 
     let repository = repository(settings, project.package.as_ref(), &binaries)?;
     let tags = tags(settings, &project);
