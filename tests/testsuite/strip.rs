@@ -185,6 +185,30 @@ fn image_ships_the_stripped_binary_and_gdb_finds_its_debug_file() {
 }
 
 #[test]
+fn image_of_a_debug_profile_ships_it_stripped_by_default() {
+    // The case, with no flag at all: `debug = 1` in the release profile.
+    let (_guard, project) = copy_fixture("debuginfo");
+    let layout = project.join("layout");
+    run_expect(
+        airlock()
+            .args(["image", "--manifest-path"])
+            .arg(project.join("Cargo.toml"))
+            .arg("--output")
+            .arg(&layout),
+        0,
+    );
+    let (shipped, _) = file_in_top_layer(&layout, "0.2.0", "usr/local/bin/traced");
+    let info = elf_info(&shipped);
+    assert!(
+        !info.debug_info,
+        "the layer's binary carries its debug info"
+    );
+    let debug = project.join("target/airlock/debug").join(DEBUG_X86);
+    let debug = std::fs::read(&debug).unwrap_or_else(|e| panic!("{}: {e}", debug.display()));
+    assert!(elf_info(&debug).debug_info);
+}
+
+#[test]
 fn strip_none_ships_the_binary_as_built() {
     let (_guard, project) = copy_fixture("debuginfo");
     let layout = project.join("layout");

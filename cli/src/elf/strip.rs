@@ -209,6 +209,13 @@ pub fn gnu_debuglink(debug_file_name: &str, crc: u32, endian: Endianness) -> Vec
     contents
 }
 
+/// The name a built binary's debug file ships under, beside its archive
+/// (`<bin>-<version>-<target>.debug`): `image` and `dist` name it alike, so the
+/// `.gnu_debuglink` in the image's binary names the file the release carries.
+pub fn debug_file_name(bin: &str, version: &str, target: &impl fmt::Display) -> String {
+    format!("{bin}-{version}-{target}.debug")
+}
+
 /// Where gdb and lldb look for the debug file of a binary with this build-id (hex), below a
 /// `debug-file-directory`: `.build-id/<first two digits>/<the rest>.debug`.
 pub fn build_id_path(build_id: &str) -> String {

@@ -251,11 +251,6 @@ struct Shipped {
     debug_name: String,
 }
 
-/// The name a binary's debug file is released under.
-fn debug_file_name(binary: &compile::BuiltBinary) -> String {
-    format!("{}-{}-{}.debug", binary.name, binary.version, binary.target)
-}
-
 /// Strips every built binary in the plan's mode and writes the debug files into the release.
 fn strip_binaries(
     plan: &Plan,
@@ -265,7 +260,7 @@ fn strip_binaries(
     let mut shipped = Vec::new();
     let mut artifacts = Vec::new();
     for binary in &built.binaries {
-        let debug_name = debug_file_name(binary);
+        let debug_name = elf::strip::debug_file_name(&binary.name, &binary.version, &binary.target);
         let bytes = elf::read_binary(&binary.path)?;
         let split = elf::strip::split_debug(&bytes, plan.strip, &debug_name).map_err(|e| {
             error::input(format!(

@@ -99,7 +99,7 @@ pub(super) fn strip_binaries(
         for binary in list.iter_mut() {
             let debug_name = match (&binary.target, &version) {
                 (Some(target), Some(version)) => {
-                    format!("{}-{version}-{target}.debug", binary.name)
+                    strip::debug_file_name(&binary.name, version, target)
                 }
                 _ => options
                     .debug_names
