@@ -464,9 +464,24 @@ pub struct ImageArgs {
     /// DOCKER_HOST's unix socket).
     #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
     pub load: Option<airlock::oci::load::Runtime>,
+    /// What to strip from each binary as it goes into the layer: none, debuginfo (DWARF; the
+    /// symbol table stays, so panics still name functions) or symbols (DWARF and the symbol
+    /// table). The binary on disk and your cargo profile are left as they are; what is removed
+    /// goes into a debug file beside (see --debug-dir) [default: debuginfo].
+    #[arg(long, value_name = "MODE", value_parser = parse_strip, default_value = "debuginfo")]
+    pub strip: airlock::elf::strip::StripMode,
+    /// Where the debug files go (`<bin>-<version>-<target>.debug`, found by gdb and lldb
+    /// through the binary's build-id or `.gnu_debuglink`) [default: target/airlock/debug, or
+    /// beside each --binary file outside a workspace].
+    #[arg(long, value_name = "DIR")]
+    pub debug_dir: Option<PathBuf>,
 }
 
 fn parse_runtime(text: &str) -> Result<airlock::oci::load::Runtime, String> {
+    text.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+fn parse_strip(text: &str) -> Result<airlock::elf::strip::StripMode, String> {
     text.parse().map_err(|e: anyhow::Error| e.to_string())
 }
 
@@ -559,6 +574,9 @@ impl ImageArgs {
                 airlock::registry::pull::RegistryPuller::new(client),
             )),
             load: self.load,
+            strip: self.strip,
+            debug_dir: self.debug_dir.clone(),
+            debug_names: BTreeMap::new(),
         })
     }
 }
@@ -780,6 +798,11 @@ pub struct DistArgs {
     /// Fail when the compressed image is larger than this (e.g. 20MiB).
     #[arg(long, value_name = "SIZE")]
     pub budget: Option<String>,
+    /// What to strip from the binaries in archives and the image: none, debuginfo or symbols;
+    /// what is removed ships beside as `<bin>-<version>-<target>.debug` [default: the
+    /// settings' `strip`, else debuginfo].
+    #[arg(long, value_name = "MODE", value_parser = parse_strip)]
+    pub strip: Option<airlock::elf::strip::StripMode>,
     /// Require Cargo.lock to be up to date (passed to cargo).
     #[arg(long)]
     pub locked: bool,
@@ -813,6 +836,7 @@ impl DistArgs {
             archives,
             no_image: self.no_image,
             budget,
+            strip: self.strip,
             locked: self.locked,
             offline: self.offline,
             load: self.load,

@@ -85,6 +85,9 @@ pub enum ArtifactKind {
     ImageArchive,
     /// The size report (Markdown, JSON or SVG).
     Report,
+    /// The debug information stripped from a binary (`<bin>-<version>-<target>.debug`), found
+    /// by gdb and lldb through the shipped binary's build-id or `.gnu_debuglink`.
+    DebugInfo,
 }
 
 /// One file of a release.

@@ -18,5 +18,6 @@ mod load;
 mod push;
 mod report;
 mod signing;
+mod strip;
 mod vendor;
 mod verify;

@@ -84,6 +84,9 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
         let key = format!("CARGO_TARGET_{}_RUSTFLAGS", target.env_key());
         let mut flags = user_rustflags(&key, target, inputs.config, &inherited);
         flags.extend(static_flags(target));
+        if target.is_musl() {
+            flags.push(build_id_flag(tools, inputs.config));
+        }
         flags.extend(remaps.iter().cloned());
         env.set(key, flags.join(" "));
         if target.is_musl() {
@@ -142,6 +145,37 @@ fn inherited_rustflags() -> InheritedFlags {
         };
     }
     InheritedFlags::default()
+}
+
+/// The linker flag that writes a GNU build-id (`.note.gnu.build-id`), which links a stripped
+/// binary to its debug file for gdb and lldb. `sha1` hashes the output, so it is as
+/// reproducible as the binary; rust-lld writes none unless asked, and musl-gcc and zig cc pass
+/// the flag through. An `ld`-like linker takes it directly; a compiler driver needs `-Wl,`.
+pub fn build_id_flag(tools: &TargetTools, config: &CargoConfig) -> String {
+    let key = format!("CARGO_TARGET_{}_LINKER", tools.target.env_key());
+    let chosen = std::env::var_os(&key)
+        .map(PathBuf::from)
+        .or_else(|| config.target_linker(&tools.target).map(PathBuf::from));
+    let direct = match (&chosen, &tools.linker) {
+        (Some(linker), _) => is_direct_linker(linker),
+        (None, Ok(Linker::RustLld(_))) => true,
+        (None, _) => false,
+    };
+    if direct {
+        "-Clink-arg=--build-id=sha1".to_owned()
+    } else {
+        "-Clink-arg=-Wl,--build-id=sha1".to_owned()
+    }
+}
+
+/// Whether rustc drives `linker` as `ld` itself rather than as a C compiler: rustc infers the
+/// flavour from the file name the same way (`ld`, `ld.lld`, `rust-lld`, `ld.bfd`, `ld.gold`).
+fn is_direct_linker(linker: &Path) -> bool {
+    let stem = linker
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    stem == "ld" || stem.starts_with("ld.") || stem.ends_with("-ld") || stem.contains("lld")
 }
 
 /// The user's flags for `target`, before airlock's: their `CARGO_TARGET_<T>_RUSTFLAGS`, or
@@ -363,6 +397,28 @@ mod tests {
             program: PathBuf::from("/usr/bin/python3"),
             prefix_args: vec!["-m".into(), "ziglang".into()],
             version: "0.0.0".into(),
+        }
+    }
+
+    #[test]
+    fn build_id_goes_to_ld_directly_and_through_a_compiler_driver_with_wl() {
+        for direct in [
+            "rust-lld",
+            "/usr/bin/ld.lld",
+            "ld",
+            "ld.bfd",
+            "x86_64-linux-musl-ld",
+        ] {
+            assert!(is_direct_linker(Path::new(direct)), "{direct}");
+        }
+        for driver in [
+            "cc",
+            "musl-gcc",
+            "/opt/zig-cc",
+            "clang",
+            "aarch64-linux-gnu-gcc",
+        ] {
+            assert!(!is_direct_linker(Path::new(driver)), "{driver}");
         }
     }
 

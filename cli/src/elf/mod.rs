@@ -6,6 +6,7 @@
 //! never runs them.
 
 mod parse;
+pub mod strip;
 
 use std::path::{Path, PathBuf};
 

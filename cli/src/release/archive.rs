@@ -99,8 +99,8 @@ fn is_release_document(path: &Path) -> bool {
 pub struct ArchiveSpec {
     /// The top directory inside the archive (`<bin>-<version>-<target>`).
     pub top_dir: String,
-    /// The binary, stored as `<top>/<bin name>` with mode 0755.
-    pub binary: PathBuf,
+    /// The binary as it ships (stripped), stored as `<top>/<bin name>` with mode 0755.
+    pub binary: Vec<u8>,
     /// The binary's name inside the archive.
     pub binary_name: String,
     /// Documents stored as `<top>/<file name>` with mode 0644.
@@ -113,9 +113,9 @@ pub struct ArchiveSpec {
 pub fn write_archive(dest: &Path, format: ArchiveFormat, spec: &ArchiveSpec) -> Result<()> {
     let mut tar = TarBuilder::new();
     tar.dir(&spec.top_dir, tarball::EXEC_MODE);
-    tar.file_from_disk(
+    tar.file(
         &format!("{}/{}", spec.top_dir, spec.binary_name),
-        &spec.binary,
+        spec.binary.as_slice(),
         tarball::EXEC_MODE,
     );
     for doc in &spec.documents {
@@ -175,13 +175,11 @@ mod tests {
     #[test]
     fn archives_are_real_and_deterministic() {
         let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("app");
-        std::fs::write(&bin, b"\x7fELF fake").unwrap();
         let readme = dir.path().join("README.md");
         std::fs::write(&readme, b"# app").unwrap();
         let spec = ArchiveSpec {
             top_dir: "app-1.0.0-x86_64-unknown-linux-musl".into(),
-            binary: bin,
+            binary: b"\x7fELF fake".to_vec(),
             binary_name: "app".into(),
             documents: vec![readme],
             mtime: 1_700_000_000,

@@ -1,5 +1,6 @@
 //! `cargo airlock dist`: the whole release chain from `[workspace.metadata.airlock]`, each
-//! step overridable by flags: build for every target → prove static → archives → SBOMs →
+//! step overridable by flags: build for every target → prove static → strip (the debug files
+//! ship beside) → archives → SBOMs →
 //! image (with the SBOMs attached) → size report → `SHA256SUMS` → `dist-manifest.json`.
 //!
 //! Everything is written into a staged directory and swapped into place at the end: a failed
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::elf::strip::StripMode;
 use crate::error::ExitKind;
 use crate::records::{Artifact, DistManifest};
 use crate::render::{self, Align, CommandReport};
@@ -45,6 +47,9 @@ pub struct DistOptions {
     pub no_image: bool,
     /// Fail when the compressed image is larger than this many bytes.
     pub budget: Option<u64>,
+    /// What to strip from the binaries in archives and the image (default: the settings',
+    /// else debuginfo); the debug files ship beside.
+    pub strip: Option<StripMode>,
     /// Passed to cargo.
     pub locked: bool,
     /// Passed to cargo.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::archive::ArchiveFormat;
+use crate::elf::strip::StripMode;
 use crate::target::TargetTriple;
 
 /// The workspace-level release settings.
@@ -34,6 +35,8 @@ pub struct DistTable {
     pub archives: Vec<ArchiveFormat>,
     /// Whether to build an image.
     pub image: bool,
+    /// What to strip from the binaries that ship (`none`, `debuginfo`, `symbols`).
+    pub strip: Option<StripMode>,
 }
 
 impl Default for DistTable {
@@ -42,6 +45,7 @@ impl Default for DistTable {
             out_dir: None,
             archives: Vec::new(),
             image: true,
+            strip: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::{DistOptions, DistReport, StepTiming, format_duration};
 use crate::atomic::{self, StagedDir};
 use crate::compile::{self, BuildOptions, BuildReport};
 use crate::digest;
+use crate::elf::{self, strip::StripMode};
 use crate::error;
 use crate::lock::Lockfile;
 use crate::oci::artifact::{self, ArtifactFile};
@@ -37,6 +38,7 @@ struct Plan {
     archives: Vec<ArchiveFormat>,
     image: bool,
     budget: Option<u64>,
+    strip: StripMode,
     source_date_epoch: u64,
 }
 
@@ -90,6 +92,7 @@ fn plan(options: &DistOptions) -> Result<Plan> {
         packages,
         bins: pick(&options.bins, &settings.bins),
         image: settings.dist.image && !options.no_image,
+        strip: options.strip.or(settings.dist.strip).unwrap_or_default(),
         workspace,
         out_dir,
         targets,
@@ -144,9 +147,14 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
         &format!("{} target(s)", plan.targets.len()),
         || build_binaries(&plan, options),
     )?;
-    let mut artifacts = steps.run("Archiving", "binaries with their documents", || {
-        write_archives(&plan, &built, &out)
-    })?;
+    let (shipped, mut artifacts) = steps.run(
+        "Stripping",
+        &format!("{} (debug files beside)", plan.strip),
+        || strip_binaries(&plan, &built, &out),
+    )?;
+    artifacts.extend(steps.run("Archiving", "binaries with their documents", || {
+        write_archives(&plan, &built, &shipped, &out)
+    })?);
     artifacts.extend(steps.run("SBOM", "CycloneDX and SPDX", || {
         write_sboms(&plan, &built, &out, options)
     })?);
@@ -155,7 +163,7 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
     if plan.image {
         let (record, archive) =
             steps.run("Image", "scratch OCI image with the SBOMs attached", || {
-                write_image(&plan, &built, &out, &artifacts, options.load)
+                write_image(&plan, &built, &shipped, &out, &artifacts, options.load)
             })?;
         artifacts.push(archive);
         let (report_artifacts, report_problems) =
@@ -235,7 +243,55 @@ fn artifact(
     })
 }
 
-fn write_archives(plan: &Plan, built: &BuildReport, out: &Path) -> Result<Vec<Artifact>> {
+/// One released binary as it ships.
+struct Shipped {
+    /// The stripped bytes (archives hold these, and the image the same bytes).
+    bytes: Vec<u8>,
+    /// The name of its debug file, which its `.gnu_debuglink` names.
+    debug_name: String,
+}
+
+/// Strips every built binary in the plan's mode and writes the debug files into the release.
+fn strip_binaries(
+    plan: &Plan,
+    built: &BuildReport,
+    out: &Path,
+) -> Result<(Vec<Shipped>, Vec<Artifact>)> {
+    let mut shipped = Vec::new();
+    let mut artifacts = Vec::new();
+    for binary in &built.binaries {
+        let debug_name = elf::strip::debug_file_name(&binary.name, &binary.version, &binary.target);
+        let bytes = elf::read_binary(&binary.path)?;
+        let split = elf::strip::split_debug(&bytes, plan.strip, &debug_name).map_err(|e| {
+            error::input(format!(
+                "{}: cannot strip it in process ({e:#}); pass --strip none to release it as built",
+                binary.path.display()
+            ))
+        })?;
+        if let Some(debug) = &split.debug {
+            let path = out.join(&debug_name);
+            atomic::write_file(&path, debug)?;
+            artifacts.push(artifact(
+                out,
+                &path,
+                ArtifactKind::DebugInfo,
+                Some(&binary.target),
+            )?);
+        }
+        shipped.push(Shipped {
+            bytes: split.shipped,
+            debug_name,
+        });
+    }
+    Ok((shipped, artifacts))
+}
+
+fn write_archives(
+    plan: &Plan,
+    built: &BuildReport,
+    shipped: &[Shipped],
+    out: &Path,
+) -> Result<Vec<Artifact>> {
     let packages: BTreeMap<&str, &cargo_metadata::Package> = plan
         .workspace
         .members()
@@ -243,7 +299,7 @@ fn write_archives(plan: &Plan, built: &BuildReport, out: &Path) -> Result<Vec<Ar
         .map(|p| (p.name.as_str(), p))
         .collect();
     let mut artifacts = Vec::new();
-    for binary in &built.binaries {
+    for (binary, shipped) in built.binaries.iter().zip(shipped) {
         let package_dir = packages
             .get(binary.package.as_str())
             .and_then(|p| p.manifest_path.parent())
@@ -251,7 +307,7 @@ fn write_archives(plan: &Plan, built: &BuildReport, out: &Path) -> Result<Vec<Ar
             .unwrap_or_else(|| plan.workspace.root().to_path_buf());
         let spec = ArchiveSpec {
             top_dir: format!("{}-{}-{}", binary.name, binary.version, binary.target),
-            binary: binary.path.clone(),
+            binary: shipped.bytes.clone(),
             binary_name: binary.name.clone(),
             documents: archive::release_documents(&package_dir, plan.workspace.root())?,
             mtime: plan.source_date_epoch,
@@ -350,6 +406,7 @@ fn lock_checksums(path: &Path) -> Result<BTreeMap<(String, String, String), dige
 fn write_image(
     plan: &Plan,
     built: &BuildReport,
+    shipped: &[Shipped],
     out: &Path,
     artifacts: &[Artifact],
     load: Option<crate::oci::load::Runtime>,
@@ -374,6 +431,16 @@ fn write_image(
             crate::registry::pull::RegistryPuller::new(crate::registry::ClientOptions::standard()),
         )),
         load,
+        // The image strips the same bytes the same way, so its layers hold exactly what the
+        // archives hold, and rewrites the same debug files.
+        strip: plan.strip,
+        debug_dir: Some(out.to_path_buf()),
+        debug_names: built
+            .binaries
+            .iter()
+            .zip(shipped)
+            .map(|(b, s)| (b.path.clone(), s.debug_name.clone()))
+            .collect(),
     })?;
     let tag = report
         .tags

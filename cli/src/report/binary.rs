@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::measure::{GZIP_LEVEL, ZSTD_LEVEL};
 use super::model::{BinaryReport, BinarySource};
-use super::strip;
+use crate::elf::strip;
 
 /// Measures `bytes`, the binary at `path` (in the image, or on disk).
 pub fn measure_binary(path: &str, source: BinarySource, bytes: &[u8]) -> Result<BinaryReport> {
@@ -25,6 +25,7 @@ pub fn measure_binary(path: &str, source: BinarySource, bytes: &[u8]) -> Result<
         path: path.to_owned(),
         source,
         size: bytes.len() as u64,
+        built: None,
         stripped,
         strip_method,
         already_stripped: elf.as_ref().is_some_and(|e| e.stripped),

@@ -63,8 +63,8 @@ pub struct MeasuredPlatform {
     pub report: PlatformReport,
     /// The OCI architecture (`amd64`, `arm64`).
     pub architecture: String,
-    /// The binary found in the layers: its path in the image, how it was chosen, its bytes.
-    pub binary: Option<(String, super::model::BinarySource, Vec<u8>)>,
+    /// The binary found in the layers.
+    pub binary: Option<FoundBinary>,
 }
 
 /// Opens `image` and measures every platform in it.
@@ -627,6 +627,29 @@ fn normalize(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// The binary an image runs, read from its layer.
+#[derive(Debug, Clone)]
+pub struct FoundBinary {
+    /// Its path in the image.
+    pub path: String,
+    /// How it was chosen.
+    pub source: super::model::BinarySource,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its size as built, when its layer records one (`image` stripped it).
+    pub built: Option<u64>,
+}
+
+/// The size as built that `annotations` (a binary layer's) record for `path`. A layout is
+/// hostile input: a malformed value means no figure, never an error.
+fn built_size(annotations: Option<&HashMap<String, String>>, path: &str) -> Option<u64> {
+    let value = annotations?.get(crate::oci::image::BUILT_SIZES_ANNOTATION)?;
+    value.split(',').find_map(|entry| {
+        let (p, size) = entry.rsplit_once('=')?;
+        (p == path).then(|| size.parse().ok()).flatten()
+    })
+}
+
 /// The binary the image runs: its entrypoint (or command) when the layers hold it, else the
 /// largest executable ELF file.
 fn find_binary(
@@ -634,7 +657,7 @@ fn find_binary(
     layers: &[Descriptor],
     scans: &[LayerScan],
     config: &ImageConfiguration,
-) -> Result<Option<(String, super::model::BinarySource, Vec<u8>)>> {
+) -> Result<Option<FoundBinary>> {
     use super::model::BinarySource;
     let view = merged_view(scans);
     let runs = config.config().as_ref().and_then(|c| {
@@ -681,7 +704,13 @@ fn find_binary(
         return Ok(None);
     };
     let bytes = read_file_from_layer(layout, &layers[layer], &path)?;
-    Ok(Some((path, source, bytes)))
+    let built = built_size(layers[layer].annotations().as_ref(), &path);
+    Ok(Some(FoundBinary {
+        path,
+        source,
+        bytes,
+        built,
+    }))
 }
 
 /// Reads one regular file out of a layer.

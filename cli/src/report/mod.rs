@@ -17,7 +17,6 @@ pub mod measure;
 pub mod model;
 mod render;
 pub mod schema;
-pub mod strip;
 mod svg;
 
 use std::io::Write as _;
@@ -110,17 +109,20 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         let mut report = platform.report.clone();
         report.binary = match (&given_binary, &platform.binary) {
             (Some(given), _) => Some(given.clone()),
-            (None, Some((path, source, bytes))) => {
+            (None, Some(found)) => {
                 let what = format!(
-                    "{}: {path} ({}) stripped, with gzip -9 and zstd -19",
+                    "{}: {} ({}) stripped, with gzip -9 and zstd -19",
                     report.platform,
-                    crate::render::human_bytes(bytes.len() as u64)
+                    found.path,
+                    crate::render::human_bytes(found.bytes.len() as u64)
                 );
                 crate::progress::detail(format!("measuring {what}"));
                 let spinner = crate::progress::spinner("Measuring", what);
-                let measured = binary::measure_binary(path, *source, bytes);
+                let measured = binary::measure_binary(&found.path, found.source, &found.bytes);
                 spinner.finish_and_clear();
-                Some(measured?)
+                let mut measured = measured?;
+                measured.built = found.built;
+                Some(measured)
             }
             (None, None) => None,
         };

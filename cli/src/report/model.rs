@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::strip::StripMethod;
+use crate::elf::strip::StripMethod;
 
 /// The version of this JSON shape; a baseline written by another version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -168,6 +168,10 @@ pub struct BinaryReport {
     pub source: BinarySource,
     /// Its size as shipped.
     pub size: u64,
+    /// Its size as built, before `image` stripped it (recorded on the layer); none when the
+    /// image does not say (not stripped, or not made by airlock).
+    #[serde(default)]
+    pub built: Option<u64>,
     /// Its size with symbols and debug info removed (`strip --strip-all`).
     pub stripped: Option<u64>,
     /// How `stripped` was measured.

@@ -40,12 +40,24 @@ fn binary_line(b: &BinaryReport) -> String {
         super::model::BinarySource::File => "--binary",
         super::model::BinarySource::GlibcBuild => "--with-gnu build",
     };
-    let mut line = format!(
-        "binary {} ({source}): {} ({} bytes)",
-        b.path,
-        human_bytes(b.size),
-        b.size
-    );
+    let mut line = match b.built {
+        Some(built) => format!(
+            "binary {} ({source}): built {} ({built} bytes), shipped {} ({} bytes), stripping \
+             saved {} ({} bytes)",
+            b.path,
+            human_bytes(built),
+            human_bytes(b.size),
+            b.size,
+            human_bytes(built.saturating_sub(b.size)),
+            built.saturating_sub(b.size)
+        ),
+        None => format!(
+            "binary {} ({source}): {} ({} bytes)",
+            b.path,
+            human_bytes(b.size),
+            b.size
+        ),
+    };
     match (b.stripped, b.already_stripped) {
         (Some(s), false) => {
             let _ = write!(line, ", stripped {} ({s} bytes)", human_bytes(s));

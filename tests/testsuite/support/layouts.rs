@@ -159,3 +159,39 @@ pub fn test_layout(dir: &Path, seed: u64) -> TestLayout {
 pub fn digest_of(image: &TestImage) -> Sha256Digest {
     Sha256Digest::try_from(image.descriptor.digest()).unwrap()
 }
+
+/// The bytes of `path` (no leading `/`) in the last layer of the image `tag` of an airlock
+/// layout with one platform, and that layer's descriptor.
+pub fn file_in_top_layer(layout: &Path, tag: &str, path: &str) -> (Vec<u8>, serde_json::Value) {
+    use std::io::Read;
+    let blob = |digest: &serde_json::Value| {
+        let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+        std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no tag {tag} in {index}"));
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&entry["digest"])).unwrap();
+    let layer = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let bytes = blob(&layer["digest"]);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some(path) {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            return (data, layer);
+        }
+    }
+    panic!("{path} is not in the top layer of {}", layout.display())
+}

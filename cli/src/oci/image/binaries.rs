@@ -1,15 +1,19 @@
 //! The binaries an image holds: built by `airlock::compile` or given with `--binary`, grouped
-//! by architecture, and proven static.
+//! by architecture, proven static, and stripped as they go into the layer (the debug file
+//! written beside, never into the image).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cargo_metadata::Package;
 
 use super::project::Project;
 use super::{BIN_DIR, ImageBinary, ImageOptions};
+use crate::atomic;
 use crate::compile::{self, BuildOptions};
+use crate::elf::strip::{self, StripMode};
 use crate::elf::{self, ElfInfo};
 use crate::error;
 use crate::oci::document;
@@ -76,6 +80,90 @@ pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, E
             Ok((image_binary(name, file, &info, None), info))
         })
         .collect()
+}
+
+/// Debug files to write once the binaries are accepted: (path, contents).
+pub(super) type DebugFiles = Vec<(PathBuf, Vec<u8>)>;
+
+/// Strips every binary in `mode` (the bytes that go into the layer), in memory, and returns
+/// each debug file with its path in `debug_dir`, named `<bin>-<version>-<target>.debug` for built binaries (the name `dist`
+/// releases it under), `debug_names`' name or `<file name>-<arch>.debug` for `--binary` files.
+pub(super) fn strip_binaries(
+    binaries: &mut Binaries,
+    options: &ImageOptions,
+    project: &Project,
+) -> Result<DebugFiles> {
+    let version = project.package.as_ref().map(|p| p.version.to_string());
+    let mut debug_files = DebugFiles::new();
+    for (arch, list) in binaries.iter_mut() {
+        for binary in list.iter_mut() {
+            let debug_name = match (&binary.target, &version) {
+                (Some(target), Some(version)) => {
+                    strip::debug_file_name(&binary.name, version, target)
+                }
+                _ => options
+                    .debug_names
+                    .get(&binary.source)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{}-{arch}.debug", binary.name)),
+            };
+            debug_files.extend(strip_binary(binary, options, project, &debug_name)?);
+        }
+    }
+    Ok(debug_files)
+}
+
+/// Writes the debug files [`strip_binaries`] made.
+pub(super) fn write_debug_files(debug_files: &DebugFiles) -> Result<()> {
+    for (path, contents) in debug_files {
+        atomic::write_file(path, contents)?;
+    }
+    Ok(())
+}
+
+fn strip_binary(
+    binary: &mut ImageBinary,
+    options: &ImageOptions,
+    project: &Project,
+    debug_name: &str,
+) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    if debug_name.contains('/')
+        || debug_name.contains('\0')
+        || matches!(debug_name, "" | "." | "..")
+    {
+        return Err(error::input(format!(
+            "`{debug_name}` is not a file name; the debug file of {} needs one",
+            binary.source.display()
+        )));
+    }
+    let built = elf::read_binary(&binary.source)?;
+    let split = strip::split_debug(&built, options.strip, debug_name).map_err(|e| {
+        error::input(format!(
+            "{}: cannot strip it in process ({e:#}); pass --strip none to ship it as built",
+            binary.source.display()
+        ))
+    })?;
+    // What ships is what is judged: the linkage of the bytes read here, not of an earlier read.
+    binary.linkage = elf::parse_elf(&binary.source, &split.shipped)?.linkage;
+    binary.built_size = built.len() as u64;
+    binary.size = split.shipped.len() as u64;
+    binary.strip = options.strip;
+    binary.build_id = split.build_id;
+    binary.shipped = Some(Arc::new(split.shipped));
+    let Some(debug) = split.debug else {
+        return Ok(None);
+    };
+    let dir = match (&options.debug_dir, &project.workspace) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(ws)) => ws.airlock_dir().join("debug"),
+        (None, None) => binary
+            .source
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    let path = dir.join(debug_name);
+    binary.debug_file = Some(path.clone());
+    Ok(Some((path, debug)))
 }
 
 pub(super) fn built_binaries(
@@ -174,8 +262,13 @@ pub(super) fn image_binary(
         name,
         source: source.to_path_buf(),
         size: info.size,
+        built_size: info.size,
+        strip: StripMode::None,
+        debug_file: None,
+        build_id: None,
         linkage: info.linkage,
         target,
+        shipped: None,
     }
 }
 

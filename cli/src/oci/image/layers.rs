@@ -44,17 +44,32 @@ pub(super) struct LayerInputs<'a> {
     pub(super) compression: Compression,
 }
 
-/// The binary layer of one platform: each binary at its path, executable.
+/// The binary layer of one platform: each binary at its path, executable, as it ships (the
+/// stripped bytes when stripping changed it, else streamed from disk).
 pub(super) fn binary_tar(binaries: &[ImageBinary]) -> TarBuilder {
     let mut tar = TarBuilder::new();
     for binary in binaries {
-        tar.file_from_disk(
-            binary.path.trim_start_matches('/'),
-            &binary.source,
-            tarball::EXEC_MODE,
-        );
+        let path = binary.path.trim_start_matches('/');
+        match &binary.shipped {
+            Some(bytes) => tar.file(path, bytes.as_slice(), tarball::EXEC_MODE),
+            None => tar.file_from_disk(path, &binary.source, tarball::EXEC_MODE),
+        };
     }
     tar
+}
+
+/// A platform's binary layer, annotated with the sizes as built when stripping changed them.
+fn binary_layer(
+    list: &[ImageBinary],
+    compress: impl Fn(&TarBuilder) -> Result<Layer>,
+) -> Result<Layer> {
+    let mut layer = compress(&binary_tar(list))?;
+    if let Some(sizes) = super::built_sizes(list) {
+        let annotations =
+            std::collections::HashMap::from([(super::BUILT_SIZES_ANNOTATION.to_owned(), sizes)]);
+        layer.descriptor.set_annotations(Some(annotations));
+    }
+    Ok(layer)
 }
 
 /// Checks that no two layers of airlock's claim one path, builds the trees, then compresses
@@ -127,7 +142,7 @@ pub(super) fn write_layers(writer: &LayoutWriter, inputs: &LayerInputs<'_>) -> R
                     inputs
                         .binaries
                         .par_iter()
-                        .map(|(_, list)| compress(&binary_tar(list)))
+                        .map(|(_, list)| binary_layer(list, compress))
                         .collect::<Result<Vec<_>>>()
                 },
             )

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::compile::BuildOptions;
 use crate::digest::Sha256Digest;
 use crate::elf::Linkage;
+use crate::elf::strip::StripMode;
 use crate::oci::archive::{self, ArchiveSummary, DockerManifestEntry};
 use crate::oci::base::{self, Base, BaseOptions, BasePlatform, BaseSummary, RegistrySource};
 use crate::oci::document::{self, ConfigLayer, RuntimeConfig};
@@ -37,7 +38,7 @@ use crate::progress;
 use crate::render::{self, Align, CommandReport};
 use crate::target::{Arch, TargetTriple};
 use crate::workspace;
-use binaries::{check_static, collect_binaries};
+use binaries::{check_static, collect_binaries, strip_binaries, write_debug_files};
 use layers::{LayerInputs, OwnLayers, list, write_layers};
 use output::{Output, layout_index, tagged_entry};
 pub use project::validate_repository;
@@ -61,6 +62,11 @@ pub const BIN_DIR: &str = "/usr/local/bin";
 
 /// `PATH` in every image (distroless's, minus the directories a scratch image never has).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The annotation on a binary layer's descriptor that records each binary's size as built,
+/// before stripping (`/usr/local/bin/app=33012345`, comma separated, sorted by path), so
+/// `report` can show what stripping saved. Written only when stripping changed a binary.
+pub const BUILT_SIZES_ANNOTATION: &str = "com.github.airlock-rs.airlock.built-sizes";
 
 /// The annotation containerd (and `docker load` on the containerd store) names a loaded image
 /// by; `org.opencontainers.image.ref.name` holds the tag only.
@@ -90,6 +96,15 @@ pub struct ImageOptions {
     pub registry: Option<Arc<dyn RegistrySource>>,
     /// Load the finished image into this engine.
     pub load: Option<Runtime>,
+    /// What stripping removes from each binary before it goes into the layer (the binary on
+    /// disk and the cargo profile stay as they are).
+    pub strip: StripMode,
+    /// Where the debug files go [default: `target/airlock/debug`, or beside each `--binary`
+    /// file outside a workspace].
+    pub debug_dir: Option<PathBuf>,
+    /// The debug file name of a `binaries` entry (what its `.gnu_debuglink` names), by path
+    /// [default: `<file name>-<arch>.debug`].
+    pub debug_names: BTreeMap<PathBuf, String>,
 }
 
 /// A binary going into the image.
@@ -101,12 +116,23 @@ pub struct ImageBinary {
     pub source: PathBuf,
     /// Its path in the image.
     pub path: String,
-    /// Its size in bytes.
+    /// Its size in bytes as shipped (in the layer).
     pub size: u64,
+    /// Its size as built (on disk, before stripping).
+    pub built_size: u64,
+    /// What stripping removed.
+    pub strip: StripMode,
+    /// The debug file written beside, when stripping removed anything.
+    pub debug_file: Option<PathBuf>,
+    /// Its GNU build-id (hex), which names the debug file for gdb and lldb.
+    pub build_id: Option<String>,
     /// Its linkage.
     pub linkage: Linkage,
     /// The target it was built for (None for `--binary` files).
     pub target: Option<TargetTriple>,
+    /// The bytes that go into the layer.
+    #[serde(skip)]
+    pub(crate) shipped: Option<Arc<Vec<u8>>>,
 }
 
 /// A blob's digest and size.
@@ -203,8 +229,10 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
     }
     let essentials_options = essentials_options(settings);
     let output = Output::open(options, &project)?;
-    let binaries = collect_binaries(options, &project)?;
+    let mut binaries = collect_binaries(options, &project)?;
+    let debug_files = strip_binaries(&mut binaries, options, &project)?;
     check_static(&binaries, options.allow_dynamic)?;
+    write_debug_files(&debug_files)?;
 
     let repository = repository(settings, project.package.as_ref(), &binaries)?;
     let tags = tags(settings, &project);
@@ -469,6 +497,20 @@ struct PlatformInput<'a> {
     created: &'a str,
 }
 
+/// The [`BUILT_SIZES_ANNOTATION`] value of a layer holding `binaries`, when stripping changed
+/// any of them.
+pub(super) fn built_sizes(binaries: &[ImageBinary]) -> Option<String> {
+    if binaries.iter().all(|b| b.built_size == b.size) {
+        return None;
+    }
+    let sizes: BTreeMap<&str, u64> = binaries
+        .iter()
+        .map(|b| (b.path.as_str(), b.built_size))
+        .collect();
+    let entries: Vec<String> = sizes.iter().map(|(p, s)| format!("{p}={s}")).collect();
+    Some(entries.join(","))
+}
+
 /// One platform's image as written.
 struct PlatformOutput {
     image: PlatformImage,
@@ -666,6 +708,42 @@ fn runtime_config(input: &PlatformInput<'_>) -> Result<RuntimeConfig> {
     })
 }
 
+/// Each binary as built and as shipped, what stripping saved, and where its debug file went.
+fn binaries_table(images: &[PlatformImage]) -> String {
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .flat_map(|image| {
+            image.binaries.iter().map(|b| {
+                vec![
+                    image.platform.clone(),
+                    b.path.clone(),
+                    render::human_bytes(b.built_size),
+                    render::human_bytes(b.size),
+                    format!(
+                        "{} ({})",
+                        render::human_bytes(b.built_size.saturating_sub(b.size)),
+                        b.strip
+                    ),
+                    b.debug_file
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+                ]
+            })
+        })
+        .collect();
+    render::table(
+        &[
+            ("platform", Align::Left),
+            ("binary", Align::Left),
+            ("built", Align::Right),
+            ("shipped", Align::Right),
+            ("stripping saved", Align::Right),
+            ("debug file", Align::Left),
+        ],
+        &rows,
+    )
+}
+
 impl CommandReport for ImageReport {
     fn human(&self) -> String {
         let mut out = String::new();
@@ -704,6 +782,7 @@ impl CommandReport for ImageReport {
         if let Some(index) = &self.index {
             out.push_str(&format!("index     {}\n", index.digest));
         }
+        out.push_str(&binaries_table(&self.images));
         if let Some(base) = &self.base {
             let layers: Vec<String> = self
                 .images
