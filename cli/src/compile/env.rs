@@ -304,9 +304,7 @@ pub fn cc_wrapper(target: &TargetTriple, compiler: &CCompiler, prefix_maps: &[St
             command.extend(zig.prefix_args.iter().cloned());
             command.push("cc".to_owned());
             command.push("-target".to_owned());
-            command.push(Zig::musl_target(
-                target.arch().unwrap_or(crate::target::Arch::X86_64),
-            ));
+            command.push(Zig::target_for(target));
             // zig enables UBSan for unoptimised C, whose runtime the Rust link lacks.
             command.push("-fno-sanitize=undefined".to_owned());
         }

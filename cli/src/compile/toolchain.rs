@@ -78,8 +78,8 @@ impl RustToolchain {
         }
         Err(error::input(format!(
             "unknown target triple `{target}`: {} does not know it (`rustc --print target-list` \
-             lists the known ones; airlock ships x86_64-unknown-linux-musl and \
-             aarch64-unknown-linux-musl, `--target all`)",
+             lists the known ones; `--target all` is x86_64 and aarch64 musl, `--target \
+             every` adds armv7, riscv64gc, powerpc64le and i686 musl)",
             self.version
         )))
     }
@@ -151,9 +151,10 @@ impl Zig {
         parts.join(" ")
     }
 
-    /// zig's name for the musl target of `arch` (`aarch64-linux-musl`).
-    pub fn musl_target(arch: Arch) -> String {
-        format!("{}-linux-musl", arch.triple_name())
+    /// zig's `-target` for `target` (`arm-linux-musleabihf`); the Rust triple itself when
+    /// airlock does not know it, which zig then refuses with its own message.
+    pub fn target_for(target: &TargetTriple) -> String {
+        target.zig_target().unwrap_or_else(|| target.to_string())
     }
 }
 
@@ -344,12 +345,13 @@ fn choose_c_compiler(
     if let Some(path) = musl_gcc {
         return Ok(CCompiler::MuslGcc(path));
     }
-    if target.arch().is_none() {
+    if target.zig_target().is_none() {
         return Err(Missing {
             what: format!("a C compiler for {target}"),
             needed_for: "crates that compile C code (the `cc` crate)".to_owned(),
             install: format!(
-                "airlock sets up x86_64 and aarch64 only; set CC_{} to a musl cross compiler",
+                "airlock sets up {} musl only; set CC_{} to a musl cross compiler",
+                Arch::list(),
                 target.as_str().replace('-', "_")
             ),
         });
