@@ -4,6 +4,7 @@
 
 mod support;
 
+mod arches;
 mod build;
 mod bundle;
 mod dist;

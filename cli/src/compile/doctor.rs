@@ -1,13 +1,15 @@
-//! `cargo airlock doctor`: for each target, what this machine has and lacks (rustup target,
-//! linker, C compiler, zig, rust-lld, qemu), with the command that installs each missing
-//! piece. Asks [`super::toolchain`] exactly what `build` asks, so the two agree.
+//! `cargo airlock doctor`: for each target, what this machine has and lacks (the standard
+//! library, prebuilt or from source; linker, C compiler, zig, rust-lld, qemu), with
+//! the command that installs each missing piece. Asks [`super::toolchain`] exactly what
+//! `build` asks, so the two agree.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::toolchain::{self, CCompiler, Linker, Missing, RustToolchain, TargetTools, Zig};
+use super::cargo::BUILD_STD;
+use super::toolchain::{self, CCompiler, Linker, Missing, RustToolchain, StdLib, TargetTools, Zig};
 use crate::error::ExitKind;
 use crate::render::{self, Align, CommandReport};
 use crate::target::TargetTriple;
@@ -73,6 +75,9 @@ pub struct TargetReport {
     pub ready: bool,
     /// The rows.
     pub checks: Vec<ToolCheck>,
+    /// What airlock does differently for this target, and why (a standard library built from
+    /// source).
+    pub notes: Vec<String>,
 }
 
 /// The result of `doctor`.
@@ -115,58 +120,19 @@ pub fn doctor(options: &DoctorOptions) -> Result<DoctorReport> {
 
 fn target_report(tools: &TargetTools) -> TargetReport {
     let target = &tools.target;
+    let from_source = matches!(tools.rust_target, Ok(StdLib::FromSource(_)));
     let mut checks = vec![check(
         "rustup target",
         &tools.rust_target,
-        |dir| ("installed".to_owned(), dir.clone()),
+        |std| match std {
+            StdLib::Prebuilt(dir) => ("installed".to_owned(), dir.clone()),
+            StdLib::FromSource(src) => ("none; std built from rust-src".to_owned(), src.clone()),
+        },
         format!("the standard library for {target}"),
         true,
     )];
     if target.is_musl() {
-        checks.push(check(
-            "linker",
-            &tools.linker,
-            |linker| match linker {
-                Linker::SystemCc(path) => ("cc, self-contained musl".to_owned(), path.clone()),
-                Linker::RustLld(path) => ("rust-lld".to_owned(), path.clone()),
-            },
-            "linking static binaries".to_owned(),
-            true,
-        ));
-        checks.push(check(
-            "C compiler",
-            &tools.c_compiler,
-            |compiler| match compiler {
-                CCompiler::MuslGcc(path) => ("musl-gcc".to_owned(), path.clone()),
-                CCompiler::Zig(zig) => (format!("zig cc {}", zig.version), zig.program.clone()),
-            },
-            "C code of `cc`-crate build scripts (ring, zstd-sys, …)".to_owned(),
-            true,
-        ));
-        if tools.native {
-            checks.push(optional(
-                "zig",
-                tools
-                    .zig
-                    .as_ref()
-                    .map(|z| (format!("zig {}", z.version), z.program.clone())),
-                "fallback C compiler when musl-gcc is missing",
-                toolchain::install::ZIG,
-            ));
-        }
-        checks.push(optional(
-            "rust-lld",
-            tools
-                .rust_lld
-                .as_ref()
-                .map(|p| ("in the toolchain".to_owned(), p.clone())),
-            if tools.native {
-                "the linker when `cc` is missing"
-            } else {
-                "cross linking"
-            },
-            toolchain::install::RUST_LLD,
-        ));
+        checks.extend(musl_checks(tools, from_source));
     }
     if let Some(qemu) = &tools.qemu {
         checks.push(check(
@@ -184,7 +150,77 @@ fn target_report(tools: &TargetTools) -> TargetReport {
         native: tools.native,
         ready,
         checks,
+        notes: notes(tools, from_source),
     }
+}
+
+fn musl_checks(tools: &TargetTools, from_source: bool) -> Vec<ToolCheck> {
+    let mut checks = vec![
+        check(
+            "linker",
+            &tools.linker,
+            |linker| match linker {
+                Linker::SystemCc(path) => ("cc, self-contained musl".to_owned(), path.clone()),
+                Linker::RustLld(path) => ("rust-lld".to_owned(), path.clone()),
+                Linker::Zig(zig) => (format!("zig cc {}", zig.version), zig.program.clone()),
+            },
+            "linking static binaries".to_owned(),
+            true,
+        ),
+        check(
+            "C compiler",
+            &tools.c_compiler,
+            |compiler| match compiler {
+                CCompiler::MuslGcc(path) => ("musl-gcc".to_owned(), path.clone()),
+                CCompiler::Zig(zig) => (format!("zig cc {}", zig.version), zig.program.clone()),
+            },
+            "C code of `cc`-crate build scripts (ring, zstd-sys, …)".to_owned(),
+            true,
+        ),
+    ];
+    if tools.native {
+        checks.push(optional(
+            "zig",
+            tools
+                .zig
+                .as_ref()
+                .map(|z| (format!("zig {}", z.version), z.program.clone())),
+            "fallback C compiler when musl-gcc is missing",
+            toolchain::install::ZIG,
+        ));
+    }
+    if !from_source {
+        checks.push(optional(
+            "rust-lld",
+            tools
+                .rust_lld
+                .as_ref()
+                .map(|p| ("in the toolchain".to_owned(), p.clone())),
+            if tools.native {
+                "the linker when `cc` is missing"
+            } else {
+                "cross linking"
+            },
+            toolchain::install::RUST_LLD,
+        ));
+    }
+    checks
+}
+
+/// What airlock does for this target that a reader would not guess from the rows.
+fn notes(tools: &TargetTools, from_source: bool) -> Vec<String> {
+    let target = &tools.target;
+    let mut notes = Vec::new();
+    if from_source {
+        notes.push(format!(
+            "rustup has no standard library installed for {target}, so `build` has cargo build \
+             it from the toolchain's rust-src ({BUILD_STD}, with RUSTC_BOOTSTRAP=1 on a stable \
+             toolchain) and zig link it with its own musl C runtime, libc and libunwind; the \
+             first build takes minutes. `{}` gives a prebuilt one, where rustup's mirror has it",
+            toolchain::install::rust_target(target.as_str())
+        ));
+    }
+    notes
 }
 
 fn check<T>(
@@ -281,6 +317,9 @@ impl CommandReport for DoctorReport {
                 out.push_str("  ");
                 out.push_str(line);
                 out.push('\n');
+            }
+            for note in &target.notes {
+                out.push_str(&format!("  note: {note}\n"));
             }
         }
         let missing: Vec<String> = self

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::cargo_config::{self, CargoConfig};
-use super::toolchain::{CCompiler, Linker, TargetTools, Zig};
+use super::toolchain::{CCompiler, LinkSetup, Linker, StdLib, TargetTools, Zig};
 use crate::atomic;
 use crate::progress;
 use crate::target::TargetTriple;
@@ -50,6 +50,8 @@ impl CargoEnv {
 
 /// What the environment is built from.
 pub struct EnvInputs<'a> {
+    /// `rust-src` of the toolchain, remapped for standard libraries built from source.
+    pub rust_src_remap: Option<(PathBuf, String)>,
     /// The workspace root (remapped to [`WORKSPACE_PREFIX`]).
     pub workspace_root: &'a Path,
     /// The target directory.
@@ -81,13 +83,24 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
     }
     for (tools, compiles_c) in &inputs.targets {
         let target = &tools.target;
+        let link = tools.link_setup();
+        let self_contained = link.as_ref().is_none_or(|l| l.self_contained);
         let key = format!("CARGO_TARGET_{}_RUSTFLAGS", target.env_key());
         let mut flags = user_rustflags(&key, target, inputs.config, &inherited);
-        flags.extend(static_flags(target));
+        flags.extend(static_flags(target, self_contained));
         flags.extend(remaps.iter().cloned());
+        if matches!(tools.rust_target, Ok(StdLib::FromSource(_)))
+            && let Some((src, to)) = &inputs.rust_src_remap
+        {
+            // std built here would record the local rust-src path; rustup's prebuilt std
+            // records `/rustc/<commit>`, so the binary says the same either way.
+            flags.push(format!("--remap-path-prefix={}={to}", src.display()));
+        }
         env.set(key, flags.join(" "));
         if target.is_musl() {
-            set_linker(&mut env, tools, inputs.config);
+            if let Some(link) = &link {
+                set_linker(&mut env, tools, link, inputs)?;
+            }
             if *compiles_c {
                 set_c_toolchain(&mut env, tools, inputs)?;
             }
@@ -97,13 +110,18 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
 }
 
 /// The flags that make a musl binary fully static: the C runtime linked in (`+crt-static`)
-/// from the toolchain's own musl objects (`link-self-contained`), so no system musl is
-/// needed. Other targets keep their default linkage, which the ELF check then judges.
-pub fn static_flags(target: &TargetTriple) -> Vec<String> {
+/// from the toolchain's own musl objects (`link-self-contained=yes`), so no system musl is
+/// needed; or, when zig links (`self_contained` false), from zig's, so rustc must not add the
+/// toolchain's too (`_start` would be defined twice). Other targets keep their default
+/// linkage, which the ELF check then judges.
+pub fn static_flags(target: &TargetTriple, self_contained: bool) -> Vec<String> {
     if target.is_musl() {
         vec![
             "-Ctarget-feature=+crt-static".to_owned(),
-            "-Clink-self-contained=yes".to_owned(),
+            format!(
+                "-Clink-self-contained={}",
+                if self_contained { "yes" } else { "no" }
+            ),
         ]
     } else {
         Vec::new()
@@ -208,17 +226,33 @@ fn remap_flags(inputs: &EnvInputs<'_>) -> Vec<String> {
 }
 
 /// `CARGO_TARGET_<T>_LINKER`, unless the user chose a linker (variable or config file).
-fn set_linker(env: &mut CargoEnv, tools: &TargetTools, config: &CargoConfig) {
+fn set_linker(
+    env: &mut CargoEnv,
+    tools: &TargetTools,
+    link: &LinkSetup,
+    inputs: &EnvInputs<'_>,
+) -> Result<()> {
     let key = format!("CARGO_TARGET_{}_LINKER", tools.target.env_key());
-    if std::env::var_os(&key).is_some() || config.target_linker(&tools.target).is_some() {
+    if std::env::var_os(&key).is_some() || inputs.config.target_linker(&tools.target).is_some() {
         progress::detail(format!("keeping your linker for {}", tools.target));
-        return;
+        return Ok(());
     }
-    match &tools.linker {
-        Ok(Linker::RustLld(path)) => env.set(key, path.as_os_str()),
+    if link.needs_wrapper() {
+        let path = toolchain_dir(inputs, &tools.target).join("linker");
+        write_script(&path, &link_wrapper(&tools.target, link))?;
+        env.set(key, path.as_os_str());
+        return Ok(());
+    }
+    match &link.linker {
+        Linker::RustLld(path) => env.set(key, path.as_os_str()),
         // Rust's default for musl targets: `cc` with the self-contained objects.
-        Ok(Linker::SystemCc(_)) | Err(_) => {}
+        Linker::SystemCc(_) | Linker::Zig(_) => {}
     }
+    Ok(())
+}
+
+fn toolchain_dir(inputs: &EnvInputs<'_>, target: &TargetTriple) -> PathBuf {
+    inputs.airlock_dir.join("toolchain").join(target.as_str())
 }
 
 /// `CC_<triple>` and `AR_<triple>` for the `cc` crate, unless the user set their own.
@@ -233,7 +267,7 @@ fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'
         .iter()
         .any(|k| std::env::var_os(k).is_some())
     };
-    let dir = inputs.airlock_dir.join("toolchain").join(target.as_str());
+    let dir = toolchain_dir(inputs, target);
     let prefix_maps = file_prefix_maps(inputs);
     if !user_set("CC")
         && let Ok(compiler) = &tools.c_compiler
@@ -280,9 +314,14 @@ fn file_prefix_maps(inputs: &EnvInputs<'_>) -> Vec<String> {
     maps
 }
 
+/// cc-rs passes `--target=<rust triple>` to clang-like compilers, which zig rejects (it parses
+/// `aarch64-unknown-linux-musl` as an unknown OS): the wrappers drop it.
+const DROP_TARGET_FLAG: &str = "# cc-rs passes --target=<rust triple>, which zig rejects: drop it.\n\
+     for arg do\n  shift\n  case \"$arg\" in\n    --target=*) ;;\n    \
+     *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n";
+
 /// The C compiler wrapper: musl-gcc, or zig cc for the target's architecture with the
-/// `--target=` flags cc-rs adds for clang-like compilers removed (zig parses the Rust triple
-/// `aarch64-unknown-linux-musl` as an unknown OS and fails).
+/// `--target=` flags cc-rs adds for clang-like compilers removed.
 pub fn cc_wrapper(target: &TargetTriple, compiler: &CCompiler, prefix_maps: &[String]) -> String {
     let mut script = format!(
         "#!/bin/sh\n# Written by cargo-airlock: the C compiler for {target} ({}).\n",
@@ -295,31 +334,86 @@ pub fn cc_wrapper(target: &TargetTriple, compiler: &CCompiler, prefix_maps: &[St
     match compiler {
         CCompiler::MuslGcc(path) => command.push(path.display().to_string()),
         CCompiler::Zig(zig) => {
-            script.push_str(
-                "# cc-rs passes --target=<rust triple>, which zig rejects: drop it.\n\
-                 for arg do\n  shift\n  case \"$arg\" in\n    --target=*) ;;\n    \
-                 *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n",
-            );
-            command.push(zig.program.display().to_string());
-            command.extend(zig.prefix_args.iter().cloned());
-            command.push("cc".to_owned());
-            command.push("-target".to_owned());
-            command.push(Zig::target_for(target));
-            // zig enables UBSan for unoptimised C, whose runtime the Rust link lacks.
-            command.push("-fno-sanitize=undefined".to_owned());
+            script.push_str(DROP_TARGET_FLAG);
+            command = zig_command(zig, "cc", target);
         }
     }
     command.extend(prefix_maps.iter().cloned());
-    script.push_str("exec ");
-    script.push_str(
-        &command
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    script.push_str(" \"$@\"\n");
+    script.push_str(&format!("exec {} \"$@\"\n", shell_words(&command)));
     script
+}
+
+/// `zig cc -target <arch>-linux-musl…`, with the UBSan zig turns on for unoptimised C off
+/// (its runtime is not in the Rust link).
+fn zig_command(zig: &Zig, mode: &str, target: &TargetTriple) -> Vec<String> {
+    let mut command = vec![zig.program.display().to_string()];
+    command.extend(zig.prefix_args.iter().cloned());
+    command.extend([
+        mode.to_owned(),
+        "-target".to_owned(),
+        Zig::target_for(target),
+        "-fno-sanitize=undefined".to_owned(),
+    ]);
+    command
+}
+
+/// The linker wrapper (`CARGO_TARGET_<T>_LINKER`) for targets zig links: rustc calls it as a
+/// `cc`-style driver. rustc's self-contained musl objects are dropped (zig brings its own C
+/// runtime, libc and libunwind; both would define `_start`), and so is the linker emulation
+/// rustc names for some targets (`-Wl,-melf_i386`, which zig refuses: its `-target` already
+/// says it).
+pub fn link_wrapper(target: &TargetTriple, link: &LinkSetup) -> String {
+    let mut script = format!(
+        "#!/bin/sh\n# Written by cargo-airlock: the linker for {target}: {}.\n",
+        describe_driver(&link.linker)
+    );
+    match &link.linker {
+        Linker::Zig(zig) => script.push_str(&zig_link(zig, "cc", target, "")),
+        Linker::SystemCc(path) | Linker::RustLld(path) => script.push_str(&format!(
+            "exec {} \"$@\"\n",
+            shell_quote(&path.display().to_string())
+        )),
+    }
+    script
+}
+
+fn describe_driver(linker: &Linker) -> &'static str {
+    match linker {
+        Linker::SystemCc(_) => "cc",
+        Linker::RustLld(_) => "rust-lld",
+        Linker::Zig(_) => "zig cc",
+    }
+}
+
+/// The lines that link with `zig <mode>`: drop what zig supplies itself, then exec.
+fn zig_link(zig: &Zig, mode: &str, target: &TargetTriple, indent: &str) -> String {
+    let mut command = vec![zig.program.display().to_string()];
+    command.extend(zig.prefix_args.iter().cloned());
+    command.extend([
+        mode.to_owned(),
+        "-target".to_owned(),
+        Zig::target_for(target),
+    ]);
+    format!(
+        "{indent}for arg do\n\
+         {indent}  shift\n\
+         {indent}  case \"$arg\" in\n\
+         {indent}    */self-contained/*.o|-Wl,-melf_*) ;;\n\
+         {indent}    *) set -- \"$@\" \"$arg\" ;;\n\
+         {indent}  esac\n\
+         {indent}done\n\
+         {indent}exec {} \"$@\"{}\n",
+        shell_words(&command),
+        if indent.is_empty() { "" } else { " ;;" }
+    )
+}
+
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn ar_wrapper(zig: &Zig) -> String {
@@ -328,11 +422,7 @@ fn ar_wrapper(zig: &Zig) -> String {
     command.push("ar".to_owned());
     format!(
         "#!/bin/sh\n# Written by cargo-airlock: zig's ar (llvm-ar), which reads every architecture.\nexec {} \"$@\"\n",
-        command
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        shell_words(&command)
     )
 }
 
@@ -413,8 +503,91 @@ mod tests {
     fn static_flags_only_for_musl() {
         let musl: TargetTriple = "x86_64-unknown-linux-musl".parse().unwrap();
         let gnu: TargetTriple = "x86_64-unknown-linux-gnu".parse().unwrap();
-        assert!(static_flags(&musl).contains(&"-Ctarget-feature=+crt-static".to_owned()));
-        assert!(static_flags(&gnu).is_empty());
+        assert_eq!(
+            static_flags(&musl, true),
+            ["-Ctarget-feature=+crt-static", "-Clink-self-contained=yes"]
+        );
+        // zig links: its own C runtime, so none of the toolchain's.
+        let armv7: TargetTriple = "armv7-unknown-linux-musleabihf".parse().unwrap();
+        assert_eq!(
+            static_flags(&armv7, false),
+            ["-Ctarget-feature=+crt-static", "-Clink-self-contained=no"]
+        );
+        assert!(static_flags(&gnu, true).is_empty());
+    }
+
+    /// An executable that prints its name's tag and its arguments, one per line.
+    fn fake_driver(dir: &Path, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho '[{name}]'\nfor a do echo \"$a\"; done\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// Runs the script `text` (written to `dir/linker`) with `args`; returns what it ran.
+    fn run_script(dir: &Path, text: &str, args: &[&str]) -> Vec<String> {
+        let path = dir.join("linker");
+        write_script(&path, text).unwrap();
+        let out = std::process::Command::new(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn link_wrapper_links_with_zig_cc_without_rusts_c_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let zig = Zig {
+            program: fake_driver(dir.path(), "zig"),
+            prefix_args: vec![],
+            ..zig()
+        };
+        let i686: TargetTriple = "i686-unknown-linux-musl".parse().unwrap();
+        let link = LinkSetup {
+            linker: Linker::Zig(zig),
+            self_contained: false,
+        };
+        let script = link_wrapper(&i686, &link);
+        let crt = "/sysroot/lib/rustlib/i686-unknown-linux-musl/lib/self-contained/crt1.o";
+        assert_eq!(
+            run_script(
+                dir.path(),
+                &script,
+                &[
+                    "-m32",
+                    "-Wl,-melf_i386",
+                    crt,
+                    "main.o",
+                    "-lunwind",
+                    "-lc",
+                    "-o",
+                    "out b"
+                ]
+            ),
+            [
+                "[zig]",
+                "cc",
+                "-target",
+                "x86-linux-musl",
+                "-m32",
+                "main.o",
+                "-lunwind",
+                "-lc",
+                "-o",
+                "out b"
+            ]
+        );
     }
 
     #[test]

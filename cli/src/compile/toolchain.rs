@@ -1,7 +1,8 @@
-//! What this machine has for each target: the Rust toolchain and its installed targets, the
-//! linker, the C compiler (musl-gcc natively, zig cc across architectures and as fallback),
-//! and qemu for running foreign binaries. `build` and `doctor` ask the same questions here,
-//! so they always agree.
+//! What this machine has for each target: the Rust toolchain and where each target's standard
+//! library comes from (rustup's prebuilt one, or built from the toolchain's rust-src when
+//! rustup has none), the linker, the C compiler (musl-gcc natively, zig cc across
+//! architectures and as fallback), and qemu for running foreign binaries. `build` and
+//! `doctor` ask the same questions here, so they always agree.
 //!
 //! Only probes; never installs or writes anything.
 
@@ -27,6 +28,9 @@ pub struct RustToolchain {
     pub host: String,
     /// `rustc --version`.
     pub version: String,
+    /// The commit rustc was built from (`commit-hash` of `rustc -vV`): its prebuilt standard
+    /// library records its sources under `/rustc/<commit>`.
+    pub commit_hash: Option<String>,
     /// Every target rustc knows (`rustc --print target-list`).
     pub known_targets: Vec<String>,
 }
@@ -57,6 +61,11 @@ impl RustToolchain {
             .unwrap_or(std::env::consts::ARCH)
             .to_owned();
         let version = verbose.lines().next().unwrap_or("rustc").to_owned();
+        let commit_hash = verbose
+            .lines()
+            .find_map(|l| l.strip_prefix("commit-hash: "))
+            .filter(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()) && !hash.is_empty())
+            .map(str::to_owned);
         let sysroot = PathBuf::from(run(&["--print", "sysroot"])?);
         let known_targets = run(&["--print", "target-list"])?
             .lines()
@@ -67,6 +76,7 @@ impl RustToolchain {
             sysroot,
             host,
             version,
+            commit_hash,
             known_targets,
         })
     }
@@ -84,7 +94,7 @@ impl RustToolchain {
         )))
     }
 
-    /// The directory holding `target`'s standard library, when it is installed.
+    /// The directory holding `target`'s prebuilt standard library, when rustup installed it.
     pub fn target_libdir(&self, target: &TargetTriple) -> Option<PathBuf> {
         let dir = self
             .sysroot
@@ -97,6 +107,39 @@ impl RustToolchain {
             name.starts_with("libstd-") || name.starts_with("libcore-")
         });
         has_std.then_some(dir)
+    }
+
+    /// The standard library's sources (`rustup component add rust-src`), when installed:
+    /// what `-Zbuild-std` compiles.
+    pub fn rust_src(&self) -> Option<PathBuf> {
+        let src = self.sysroot.join("lib/rustlib/src/rust");
+        src.join("library/std/Cargo.toml").is_file().then_some(src)
+    }
+
+    /// Where `target`'s standard library comes from: rustup's prebuilt one; else, for a musl
+    /// target whose architecture airlock knows (so zig can supply its C runtime), the
+    /// toolchain's own sources, built by cargo.
+    pub fn std_lib(&self, target: &TargetTriple) -> Result<StdLib, Missing> {
+        if let Some(dir) = self.target_libdir(target) {
+            return Ok(StdLib::Prebuilt(dir));
+        }
+        let buildable = target.is_musl() && target.zig_target().is_some();
+        match self.rust_src() {
+            Some(src) if buildable => Ok(StdLib::FromSource(src)),
+            _ if buildable => Err(Missing {
+                what: format!(
+                    "the {target} standard library (no rustup target, and no rust-src to build it \
+                     from)"
+                ),
+                needed_for: format!("every build for {target}"),
+                install: install::rust_target_or_src(target.as_str()),
+            }),
+            _ => Err(Missing {
+                what: format!("the {target} standard library (rustup target)"),
+                needed_for: format!("every build for {target}"),
+                install: install::rust_target(target.as_str()),
+            }),
+        }
     }
 
     /// The `rust-lld` shipped with the toolchain.
@@ -158,6 +201,25 @@ impl Zig {
     }
 }
 
+/// Where a target's standard library comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdLib {
+    /// rustup's prebuilt one (`rustup target add`), in this directory, with its own
+    /// self-contained musl C runtime, libc and libunwind.
+    Prebuilt(PathBuf),
+    /// None is installed: cargo builds it from the toolchain's rust-src (this directory) with
+    /// `-Zbuild-std`, and zig supplies the musl C runtime, libc and libunwind rustup's
+    /// package would have carried. For musl targets whose rust-std rustup cannot download.
+    FromSource(PathBuf),
+}
+
+impl StdLib {
+    /// Whether cargo must build it (`-Zbuild-std`).
+    pub fn from_source(&self) -> bool {
+        matches!(self, StdLib::FromSource(_))
+    }
+}
+
 /// The linker airlock points cargo at for a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Linker {
@@ -166,6 +228,37 @@ pub enum Linker {
     SystemCc(PathBuf),
     /// The toolchain's `rust-lld`, linking directly (cross targets, or when `cc` is missing).
     RustLld(PathBuf),
+    /// `zig cc`, with zig's own musl C runtime, libc and libunwind: for a standard library
+    /// built from source, which has no self-contained objects.
+    Zig(Zig),
+}
+
+impl Linker {
+    /// A short description for tables and `-v`.
+    pub fn describe(&self) -> String {
+        match self {
+            Linker::SystemCc(path) => format!("cc ({}), self-contained musl", path.display()),
+            Linker::RustLld(path) => format!("rust-lld ({})", path.display()),
+            Linker::Zig(zig) => format!("zig cc {} ({}), zig's musl", zig.version, zig.display()),
+        }
+    }
+}
+
+/// How a target's binaries are linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSetup {
+    /// The linker.
+    pub linker: Linker,
+    /// Whether rustc links the toolchain's self-contained musl objects
+    /// (`-Clink-self-contained=yes`); off when zig links, which brings its own.
+    pub self_contained: bool,
+}
+
+impl LinkSetup {
+    /// Whether cargo's linker must be airlock's wrapper script (zig links).
+    pub fn needs_wrapper(&self) -> bool {
+        matches!(self.linker, Linker::Zig(_))
+    }
 }
 
 /// The C compiler airlock gives `cc`-crate build scripts for a target.
@@ -224,6 +317,18 @@ pub mod install {
         format!("rustup target add {target}")
     }
 
+    /// The rustup target, or the sources airlock builds the standard library from when
+    /// rustup's mirror has no prebuilt one for the target.
+    pub fn rust_target_or_src(target: &str) -> String {
+        format!(
+            "{} (or, where rustup has no prebuilt std for it: {RUST_SRC})",
+            rust_target(target)
+        )
+    }
+
+    /// The standard library's sources.
+    pub const RUST_SRC: &str = "rustup component add rust-src";
+
     /// qemu user-mode emulators.
     pub const QEMU: &str = "apt-get install qemu-user-static";
 }
@@ -235,8 +340,8 @@ pub struct TargetTools {
     pub target: TargetTriple,
     /// Whether it is the toolchain host's architecture (its binaries run natively here).
     pub native: bool,
-    /// The target's standard library directory, or what to install.
-    pub rust_target: Result<PathBuf, Missing>,
+    /// Where the target's standard library comes from, or what to install.
+    pub rust_target: Result<StdLib, Missing>,
     /// The linker airlock will set (musl targets), or what to install.
     pub linker: Result<Linker, Missing>,
     /// The C compiler for `cc` build scripts (musl targets), or what to install.
@@ -262,13 +367,14 @@ impl TargetTools {
             .ok()
             .and_then(|t| t.arch());
         let native = target.arch().is_some() && target.arch() == host_arch;
-        let rust_target = rust.target_libdir(target).ok_or_else(|| Missing {
-            what: format!("the {target} standard library (rustup target)"),
-            needed_for: format!("every build for {target}"),
-            install: install::rust_target(target.as_str()),
-        });
+        let rust_target = rust.std_lib(target);
         let rust_lld = rust.rust_lld();
-        let linker = choose_linker(target, native, rust_lld.as_deref());
+        let from_source = rust_target.as_ref().is_ok_and(StdLib::from_source);
+        let linker = if from_source {
+            zig_linker(target, zig)
+        } else {
+            choose_linker(target, native, rust_lld.as_deref())
+        };
         let c_compiler = choose_c_compiler(target, native, zig);
         let archiver = match &c_compiler {
             Ok(CCompiler::MuslGcc(_)) => process::find_on_path("ar"),
@@ -313,6 +419,29 @@ impl TargetTools {
         }
         missing
     }
+
+    /// How this target links: the linker, and whether rustc adds the toolchain's
+    /// self-contained musl objects (not when zig links: it brings its own).
+    pub fn link_setup(&self) -> Option<LinkSetup> {
+        let linker = self.linker.as_ref().ok()?.clone();
+        let self_contained = !matches!(linker, Linker::Zig(_));
+        Some(LinkSetup {
+            linker,
+            self_contained,
+        })
+    }
+}
+
+/// zig as the linker of a target whose standard library is built from source.
+fn zig_linker(target: &TargetTriple, zig: Option<&Zig>) -> Result<Linker, Missing> {
+    zig.cloned().map(Linker::Zig).ok_or_else(|| Missing {
+        what: "zig".to_owned(),
+        needed_for: format!(
+            "linking {target}: its standard library is built from source, and zig supplies the \
+             musl C runtime, libc and libunwind"
+        ),
+        install: install::ZIG.to_owned(),
+    })
 }
 
 fn choose_linker(
@@ -384,4 +513,108 @@ pub fn environment_error(missing: &[(&TargetTriple, Vec<&Missing>)]) -> anyhow::
     }
     text.push_str("\n`cargo airlock doctor` shows everything each target needs");
     error::environment(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triple(text: &str) -> TargetTriple {
+        text.parse().unwrap()
+    }
+
+    /// A toolchain whose sysroot is `dir`: a prebuilt x86_64 musl std, and rust-src when
+    /// `with_src`.
+    fn toolchain(dir: &Path, with_src: bool) -> RustToolchain {
+        let lib = dir.join("lib/rustlib/x86_64-unknown-linux-musl/lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("libstd-0123.rlib"), b"").unwrap();
+        if with_src {
+            let std = dir.join("lib/rustlib/src/rust/library/std");
+            std::fs::create_dir_all(&std).unwrap();
+            std::fs::write(std.join("Cargo.toml"), b"").unwrap();
+        }
+        RustToolchain {
+            rustc: "rustc".into(),
+            sysroot: dir.to_path_buf(),
+            host: "x86_64-unknown-linux-gnu".into(),
+            version: "rustc 1.95.0".into(),
+            commit_hash: None,
+            known_targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn std_is_prebuilt_or_from_source_or_names_what_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let rust = toolchain(dir.path(), true);
+        assert!(matches!(
+            rust.std_lib(&triple("x86_64-unknown-linux-musl")),
+            Ok(StdLib::Prebuilt(_))
+        ));
+        assert_eq!(
+            rust.std_lib(&triple("armv7-unknown-linux-musleabihf")),
+            Ok(StdLib::FromSource(dir.path().join("lib/rustlib/src/rust")))
+        );
+        // zig cannot supply a C runtime airlock does not know how to ask for, nor glibc's.
+        for unknown in ["s390x-unknown-linux-musl", "armv7-unknown-linux-gnueabihf"] {
+            let missing = rust.std_lib(&triple(unknown)).unwrap_err();
+            assert_eq!(missing.install, format!("rustup target add {unknown}"));
+        }
+
+        let bare = tempfile::tempdir().unwrap();
+        let rust = toolchain(bare.path(), false);
+        let missing = rust
+            .std_lib(&triple("riscv64gc-unknown-linux-musl"))
+            .unwrap_err();
+        assert_eq!(
+            missing.install,
+            "rustup target add riscv64gc-unknown-linux-musl (or, where rustup has no prebuilt \
+             std for it: rustup component add rust-src)"
+        );
+    }
+
+    fn zig() -> Zig {
+        Zig {
+            program: PathBuf::from("/usr/bin/zig"),
+            prefix_args: Vec::new(),
+            version: "0.0.0".into(),
+        }
+    }
+
+    fn tools(target: &str, std: StdLib, linker: Linker) -> TargetTools {
+        TargetTools {
+            target: triple(target),
+            native: target.starts_with("x86_64"),
+            rust_target: Ok(std),
+            linker: Ok(linker),
+            c_compiler: Ok(CCompiler::Zig(zig())),
+            archiver: None,
+            zig: Some(zig()),
+            rust_lld: None,
+            qemu: None,
+        }
+    }
+
+    #[test]
+    fn zig_links_a_standard_library_built_from_source() {
+        let lld = Linker::RustLld(PathBuf::from("/rust-lld"));
+        let arm = tools(
+            "aarch64-unknown-linux-musl",
+            StdLib::Prebuilt(PathBuf::from("/std")),
+            lld.clone(),
+        );
+        let prebuilt = arm.link_setup().unwrap();
+        assert_eq!((&prebuilt.linker, prebuilt.self_contained), (&lld, true));
+        assert!(!prebuilt.needs_wrapper());
+
+        let riscv = tools(
+            "riscv64gc-unknown-linux-musl",
+            StdLib::FromSource(PathBuf::from("/src")),
+            Linker::Zig(zig()),
+        );
+        let from_source = riscv.link_setup().unwrap();
+        assert_eq!(from_source.linker, Linker::Zig(zig()));
+        assert!(!from_source.self_contained && from_source.needs_wrapper());
+    }
 }
