@@ -1,4 +1,4 @@
-//! Every architecture airlock knows, end to end: the C fixture built static with
+//! Every architecture airlock knows, end to end: the C and C++ fixtures built static with
 //! `--target every` (standard libraries built from rust-src where rustup has none installed,
 //! linked by zig), each binary run under its qemu, and one image index with every platform.
 
@@ -45,8 +45,7 @@ const EVERY: [(&str, &str, &str, &str); 6] = [
     ("i686-unknown-linux-musl", "x86", "i686", "linux/386"),
 ];
 
-/// zig compiles C code for every cross target and links every standard library built from
-/// source.
+/// zig links every cross target with C code and every standard library built from source.
 fn have_zig() -> bool {
     let found = airlock::compile::toolchain::Zig::find().is_some();
     if !found {
@@ -149,6 +148,40 @@ fn c_fixture_builds_static_for_every_target_and_runs_under_qemu() {
             assert!(!contains(&bytes, sysroot.as_bytes()), "{target}: {sysroot}");
             assert!(contains(&bytes, b"/rustc/"), "{target}");
         }
+    }
+}
+
+#[test]
+fn cpp_fixture_links_its_cpp_runtime_statically_for_every_target() {
+    if !have_zig() {
+        return;
+    }
+    let build = fixture_build("with-cpp", "every");
+    assert_eq!(build.report["problems"], serde_json::json!([]));
+    for (target, consts_arch, arch, _) in EVERY {
+        assert_static_for(build, target, "with-cpp", arch);
+        let binary = build.binary(target, "with-cpp");
+        // std::string and std::vector, std::stoul throwing and its exception caught, and an
+        // exception thrown through two C++ frames: libc++, libc++abi and the unwinder work.
+        for (args, says) in [
+            (&[][..], "words=2 first=airlock last-number=42"),
+            (&["a b c"][..], "words=3 first=a last-number=not a number"),
+            (&[" "][..], "caught: no words in \" \""),
+        ] {
+            if let Some(out) = run_for_target(target, &binary, args) {
+                assert_eq!(out, format!("with-cpp 0.1.0 on {consts_arch}: {says}\n"));
+            }
+        }
+        // The C++ compiler was zig c++ with libc++ (no musl g++ here), and the link that
+        // asked for libc++ went to zig c++ whatever linked the rest.
+        let toolchain = build.dir.join("target/airlock/toolchain").join(target);
+        let triple: airlock::TargetTriple = target.parse().unwrap();
+        let zig_cxx = format!("'c++' '-target' '{}'", triple.zig_target().unwrap());
+        let cxx = std::fs::read_to_string(toolchain.join("c++")).unwrap();
+        assert!(cxx.contains(&zig_cxx), "{target}: {cxx}");
+        let linker = std::fs::read_to_string(toolchain.join("linker")).unwrap();
+        assert!(linker.contains("-lc++|"), "{target}: {linker}");
+        assert!(linker.contains(&zig_cxx), "{target}: {linker}");
     }
 }
 

@@ -179,5 +179,6 @@ fn every_target_is_ready_and_says_where_its_standard_library_comes_from() {
         if !target["native"].as_bool().unwrap() && require_tool(qemu).is_some() {
             assert_eq!(check(target, "qemu")["status"], "ok", "{target:#}");
         }
+        assert_eq!(check(target, "C++ compiler")["status"], "ok", "{target:#}");
     }
 }

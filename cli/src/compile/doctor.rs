@@ -1,5 +1,5 @@
 //! `cargo airlock doctor`: for each target, what this machine has and lacks (the standard
-//! library, prebuilt or from source; linker, C compiler, zig, rust-lld, qemu), with
+//! library, prebuilt or from source; linker, C and C++ compilers, zig, rust-lld, qemu), with
 //! the command that installs each missing piece. Asks [`super::toolchain`] exactly what
 //! `build` asks, so the two agree.
 
@@ -9,7 +9,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::cargo::BUILD_STD;
-use super::toolchain::{self, CCompiler, Linker, Missing, RustToolchain, StdLib, TargetTools, Zig};
+use super::toolchain::{
+    self, CCompiler, CxxCompiler, Linker, Missing, RustToolchain, StdLib, TargetTools, Zig,
+};
 use crate::error::ExitKind;
 use crate::render::{self, Align, CommandReport};
 use crate::target::TargetTriple;
@@ -76,7 +78,7 @@ pub struct TargetReport {
     /// The rows.
     pub checks: Vec<ToolCheck>,
     /// What airlock does differently for this target, and why (a standard library built from
-    /// source).
+    /// source, zig linking C or C++ code).
     pub notes: Vec<String>,
 }
 
@@ -177,6 +179,22 @@ fn musl_checks(tools: &TargetTools, from_source: bool) -> Vec<ToolCheck> {
             "C code of `cc`-crate build scripts (ring, zstd-sys, …)".to_owned(),
             true,
         ),
+        // Whether a build compiles C++ is known only when its build scripts run: never
+        // required here, and `build` fails with cc-rs' own message when it is missing.
+        check(
+            "C++ compiler",
+            &tools.cxx_compiler,
+            |compiler| match compiler {
+                CxxCompiler::MuslGxx(path) => ("musl g++, libstdc++".to_owned(), path.clone()),
+                CxxCompiler::Zig(zig) => (
+                    format!("zig c++ {}, libc++", zig.version),
+                    zig.program.clone(),
+                ),
+            },
+            "C++ code of `cc`-crate build scripts (`cpp(true)`: cxx, …) and its static link"
+                .to_owned(),
+            false,
+        ),
     ];
     if tools.native {
         checks.push(optional(
@@ -185,7 +203,7 @@ fn musl_checks(tools: &TargetTools, from_source: bool) -> Vec<ToolCheck> {
                 .zig
                 .as_ref()
                 .map(|z| (format!("zig {}", z.version), z.program.clone())),
-            "fallback C compiler when musl-gcc is missing",
+            "fallback C compiler when musl-gcc is missing; C++ compiler",
             toolchain::install::ZIG,
         ));
     }
@@ -219,6 +237,25 @@ fn notes(tools: &TargetTools, from_source: bool) -> Vec<String> {
              first build takes minutes. `{}` gives a prebuilt one, where rustup's mirror has it",
             toolchain::install::rust_target(target.as_str())
         ));
+    }
+    if let Some(link) = tools.link_setup(true)
+        && target.is_musl()
+    {
+        match (&link.linker, &link.cxx, &tools.linker) {
+            (Linker::Zig(_), _, Ok(Linker::RustLld(_))) => notes.push(
+                "builds that compile C code link with zig cc instead of rust-lld (zig c++ when \
+                 the link needs a C++ standard library)"
+                    .to_owned(),
+            ),
+            (Linker::SystemCc(_), Some(cxx), _) => notes.push(format!(
+                "links that need a C++ standard library go to {}",
+                match cxx {
+                    CxxCompiler::MuslGxx(_) => "musl g++ (libstdc++)",
+                    CxxCompiler::Zig(_) => "zig c++ (libc++)",
+                }
+            )),
+            _ => {}
+        }
     }
     notes
 }

@@ -1,6 +1,6 @@
 //! The environment `cargo build` runs in: static linking forced per target through
-//! `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` (merged with the user's own flags), the linker and C
-//! compiler per target (wrapper scripts under `target/airlock/toolchain/`), and the
+//! `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` (merged with the user's own flags), the linker and the C
+//! and C++ compilers per target (wrapper scripts under `target/airlock/toolchain/`), and the
 //! reproducibility settings (`SOURCE_DATE_EPOCH`, path remapping).
 //!
 //! Never sets `RUSTFLAGS` or touches the environment of anything but the cargo it prepares.
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::cargo_config::{self, CargoConfig};
-use super::toolchain::{CCompiler, LinkSetup, Linker, StdLib, TargetTools, Zig};
+use super::toolchain::{CCompiler, CxxCompiler, LinkSetup, Linker, StdLib, TargetTools, Zig};
 use crate::atomic;
 use crate::progress;
 use crate::target::TargetTriple;
@@ -83,7 +83,7 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
     }
     for (tools, compiles_c) in &inputs.targets {
         let target = &tools.target;
-        let link = tools.link_setup();
+        let link = tools.link_setup(*compiles_c);
         let self_contained = link.as_ref().is_none_or(|l| l.self_contained);
         let key = format!("CARGO_TARGET_{}_RUSTFLAGS", target.env_key());
         let mut flags = user_rustflags(&key, target, inputs.config, &inherited);
@@ -255,7 +255,8 @@ fn toolchain_dir(inputs: &EnvInputs<'_>, target: &TargetTriple) -> PathBuf {
     inputs.airlock_dir.join("toolchain").join(target.as_str())
 }
 
-/// `CC_<triple>` and `AR_<triple>` for the `cc` crate, unless the user set their own.
+/// `CC_<triple>`, `CXX_<triple>`, `CXXSTDLIB_<triple>` and `AR_<triple>` for the `cc` crate,
+/// unless the user set their own.
 fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'_>) -> Result<()> {
     let target = &tools.target;
     let underscored = target.as_str().replace('-', "_");
@@ -276,6 +277,17 @@ fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'
         let path = dir.join("cc");
         write_script(&path, &script)?;
         env.set(format!("CC_{underscored}"), path.as_os_str());
+    }
+    if !user_set("CXX")
+        && let Ok(compiler) = &tools.cxx_compiler
+    {
+        let path = dir.join("c++");
+        write_script(&path, &cxx_wrapper(target, compiler, &prefix_maps))?;
+        env.set(format!("CXX_{underscored}"), path.as_os_str());
+        if !user_set("CXXSTDLIB") {
+            // cc-rs links libstdc++ by default; zig c++ has LLVM's libc++ instead.
+            env.set(format!("CXXSTDLIB_{underscored}"), compiler.stdlib());
+        }
     }
     if !user_set("AR") {
         let archiver = match (&tools.c_compiler, &tools.archiver) {
@@ -343,7 +355,33 @@ pub fn cc_wrapper(target: &TargetTriple, compiler: &CCompiler, prefix_maps: &[St
     script
 }
 
-/// `zig cc -target <arch>-linux-musl…`, with the UBSan zig turns on for unoptimised C off
+/// The C++ compiler wrapper: a musl g++, or zig c++ (libc++) for the target's architecture.
+pub fn cxx_wrapper(
+    target: &TargetTriple,
+    compiler: &CxxCompiler,
+    prefix_maps: &[String],
+) -> String {
+    let mut script = format!(
+        "#!/bin/sh\n# Written by cargo-airlock: the C++ compiler for {target} ({}).\n",
+        match compiler {
+            CxxCompiler::MuslGxx(_) => "musl g++, libstdc++",
+            CxxCompiler::Zig(_) => "zig c++, libc++",
+        }
+    );
+    let mut command: Vec<String> = Vec::new();
+    match compiler {
+        CxxCompiler::MuslGxx(path) => command.push(path.display().to_string()),
+        CxxCompiler::Zig(zig) => {
+            script.push_str(DROP_TARGET_FLAG);
+            command = zig_command(zig, "c++", target);
+        }
+    }
+    command.extend(prefix_maps.iter().cloned());
+    script.push_str(&format!("exec {} \"$@\"\n", shell_words(&command)));
+    script
+}
+
+/// `zig cc|c++ -target <arch>-linux-musl…`, with the UBSan zig turns on for unoptimised C off
 /// (its runtime is not in the Rust link).
 fn zig_command(zig: &Zig, mode: &str, target: &TargetTriple) -> Vec<String> {
     let mut command = vec![zig.program.display().to_string()];
@@ -357,16 +395,47 @@ fn zig_command(zig: &Zig, mode: &str, target: &TargetTriple) -> Vec<String> {
     command
 }
 
-/// The linker wrapper (`CARGO_TARGET_<T>_LINKER`) for targets zig links: rustc calls it as a
-/// `cc`-style driver. rustc's self-contained musl objects are dropped (zig brings its own C
-/// runtime, libc and libunwind; both would define `_start`), and so is the linker emulation
-/// rustc names for some targets (`-Wl,-melf_i386`, which zig refuses: its `-target` already
-/// says it).
+/// Arguments that ask the linker for a C++ standard library: what cc-rs emits for
+/// `cpp(true)` (`cargo:rustc-link-lib=c++` or `stdc++`), also as verbatim archive names.
+const CXX_LIBRARY_ARGS: &str = "-lc++|-lc++abi|-lstdc++|-l:libc++.a|-l:libstdc++.a";
+
+/// The linker wrapper (`CARGO_TARGET_<T>_LINKER`): rustc calls it as a `cc`-style driver; it
+/// sends links that ask for a C++ standard library to the C++ compiler, the others to the
+/// target's linker. When zig links, rustc's self-contained musl objects are dropped (zig
+/// brings its own C runtime, libc and libunwind; both would define `_start`), and so are
+/// `-lstdc++` (zig c++ links libc++) and the linker emulation rustc names for some targets
+/// (`-Wl,-melf_i386`, which zig refuses: its `-target` already says it).
+///
+/// rustc passes arguments in a response file (`@file`) only when the command line is over
+/// the system's limit; such a link is not inspected and goes to the target's linker.
 pub fn link_wrapper(target: &TargetTriple, link: &LinkSetup) -> String {
     let mut script = format!(
-        "#!/bin/sh\n# Written by cargo-airlock: the linker for {target}: {}.\n",
-        describe_driver(&link.linker)
+        "#!/bin/sh\n# Written by cargo-airlock: the linker for {target}: {}{}.\n",
+        describe_driver(&link.linker),
+        match &link.cxx {
+            Some(cxx) => format!(
+                ", or {} when the link needs a C++ standard library",
+                match cxx {
+                    CxxCompiler::MuslGxx(_) => "musl g++",
+                    CxxCompiler::Zig(_) => "zig c++",
+                }
+            ),
+            None => String::new(),
+        }
     );
+    if let Some(cxx) = &link.cxx {
+        script.push_str(&format!(
+            "for arg do\n  case \"$arg\" in\n    {CXX_LIBRARY_ARGS})\n"
+        ));
+        match cxx {
+            CxxCompiler::Zig(zig) => script.push_str(&zig_link(zig, "c++", target, "      ")),
+            CxxCompiler::MuslGxx(path) => script.push_str(&format!(
+                "      exec {} \"$@\" ;;\n",
+                shell_quote(&path.display().to_string())
+            )),
+        }
+        script.push_str("  esac\ndone\n");
+    }
     match &link.linker {
         Linker::Zig(zig) => script.push_str(&zig_link(zig, "cc", target, "")),
         Linker::SystemCc(path) | Linker::RustLld(path) => script.push_str(&format!(
@@ -398,7 +467,7 @@ fn zig_link(zig: &Zig, mode: &str, target: &TargetTriple, indent: &str) -> Strin
         "{indent}for arg do\n\
          {indent}  shift\n\
          {indent}  case \"$arg\" in\n\
-         {indent}    */self-contained/*.o|-Wl,-melf_*) ;;\n\
+         {indent}    */self-contained/*.o|-lstdc++|-l:libstdc++.a|-Wl,-melf_*) ;;\n\
          {indent}    *) set -- \"$@\" \"$arg\" ;;\n\
          {indent}  esac\n\
          {indent}done\n\
@@ -546,47 +615,121 @@ mod tests {
     }
 
     #[test]
-    fn link_wrapper_links_with_zig_cc_without_rusts_c_runtime() {
+    fn link_wrapper_sends_cxx_links_to_zig_cxx_without_rusts_c_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let cc = fake_driver(dir.path(), "cc");
+        let zig = Zig {
+            program: fake_driver(dir.path(), "zig"),
+            prefix_args: vec![],
+            ..zig()
+        };
+        let target: TargetTriple = "x86_64-unknown-linux-musl".parse().unwrap();
+        let native = LinkSetup {
+            linker: Linker::SystemCc(cc),
+            cxx: Some(CxxCompiler::Zig(zig.clone())),
+            self_contained: true,
+        };
+        let script = link_wrapper(&target, &native);
+        let crt = "/sysroot/lib/rustlib/x86_64-unknown-linux-musl/lib/self-contained/rcrt1.o";
+        // Without a C++ library, cc gets exactly what rustc passed, C runtime included.
+        assert_eq!(
+            run_script(dir.path(), &script, &[crt, "main.o", "-lc", "-o", "out"]),
+            ["[cc]", crt, "main.o", "-lc", "-o", "out"]
+        );
+        // With one, zig c++ links: rustc's C runtime objects and -lstdc++ are left to zig.
+        assert_eq!(
+            run_script(
+                dir.path(),
+                &script,
+                &[crt, "main.o", "-lstdc++", "-lc", "-o", "out b"]
+            ),
+            [
+                "[zig]",
+                "c++",
+                "-target",
+                "x86_64-linux-musl",
+                "main.o",
+                "-lc",
+                "-o",
+                "out b"
+            ]
+        );
+
+        // A cross target whose C code zig compiles: zig cc for the rest, zig c++ for C++.
+        let armv7: TargetTriple = "armv7-unknown-linux-musleabihf".parse().unwrap();
+        let cross = LinkSetup {
+            linker: Linker::Zig(zig.clone()),
+            cxx: Some(CxxCompiler::Zig(zig)),
+            self_contained: false,
+        };
+        let script = link_wrapper(&armv7, &cross);
+        assert_eq!(
+            run_script(
+                dir.path(),
+                &script,
+                &["-Wl,-melf_i386", "main.o", "-lunwind", "-lc"]
+            ),
+            [
+                "[zig]",
+                "cc",
+                "-target",
+                "arm-linux-musleabihf",
+                "main.o",
+                "-lunwind",
+                "-lc"
+            ]
+        );
+        assert_eq!(
+            run_script(dir.path(), &script, &["main.o", "-lc++", "-lc"]),
+            [
+                "[zig]",
+                "c++",
+                "-target",
+                "arm-linux-musleabihf",
+                "main.o",
+                "-lc++",
+                "-lc"
+            ]
+        );
+    }
+
+    #[test]
+    fn cxx_wrapper_is_zig_cxx_for_the_target_without_cc_rs_target_flag() {
         let dir = tempfile::tempdir().unwrap();
         let zig = Zig {
             program: fake_driver(dir.path(), "zig"),
             prefix_args: vec![],
             ..zig()
         };
-        let i686: TargetTriple = "i686-unknown-linux-musl".parse().unwrap();
-        let link = LinkSetup {
-            linker: Linker::Zig(zig),
-            self_contained: false,
-        };
-        let script = link_wrapper(&i686, &link);
-        let crt = "/sysroot/lib/rustlib/i686-unknown-linux-musl/lib/self-contained/crt1.o";
+        let riscv: TargetTriple = "riscv64gc-unknown-linux-musl".parse().unwrap();
+        let script = cxx_wrapper(
+            &riscv,
+            &CxxCompiler::Zig(zig),
+            &["-ffile-prefix-map=/w=/build".into()],
+        );
         assert_eq!(
             run_script(
                 dir.path(),
                 &script,
-                &[
-                    "-m32",
-                    "-Wl,-melf_i386",
-                    crt,
-                    "main.o",
-                    "-lunwind",
-                    "-lc",
-                    "-o",
-                    "out b"
-                ]
+                &["--target=riscv64gc-unknown-linux-musl", "-c", "a.cpp"]
             ),
             [
                 "[zig]",
-                "cc",
+                "c++",
                 "-target",
-                "x86-linux-musl",
-                "-m32",
-                "main.o",
-                "-lunwind",
-                "-lc",
-                "-o",
-                "out b"
+                "riscv64-linux-musl",
+                "-fno-sanitize=undefined",
+                "-ffile-prefix-map=/w=/build",
+                "-c",
+                "a.cpp"
             ]
+        );
+        let gxx = fake_driver(dir.path(), "x86_64-linux-musl-g++");
+        let x86: TargetTriple = "x86_64-unknown-linux-musl".parse().unwrap();
+        let script = cxx_wrapper(&x86, &CxxCompiler::MuslGxx(gxx), &[]);
+        assert_eq!(
+            run_script(dir.path(), &script, &["-c", "a.cpp"]),
+            ["[x86_64-linux-musl-g++]", "-c", "a.cpp"]
         );
     }
 

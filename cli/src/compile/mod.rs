@@ -219,11 +219,15 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         progress::detail(format!("{key}={}", value.to_string_lossy()));
     }
     for tools in &tools {
-        if let Some(link) = tools.link_setup() {
+        if let Some(link) = tools.link_setup(c_code[&tools.target]) {
             progress::detail(format!(
-                "linker for {}: {}",
+                "linker for {}: {}{}",
                 tools.target,
-                link.linker.describe()
+                link.linker.describe(),
+                link.cxx
+                    .as_ref()
+                    .map(|cxx| format!("; links needing a C++ library: {}", cxx.describe()))
+                    .unwrap_or_default()
             ));
         }
     }

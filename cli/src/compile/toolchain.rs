@@ -1,8 +1,8 @@
 //! What this machine has for each target: the Rust toolchain and where each target's standard
 //! library comes from (rustup's prebuilt one, or built from the toolchain's rust-src when
-//! rustup has none), the linker, the C compiler (musl-gcc natively, zig cc across
-//! architectures and as fallback), and qemu for running foreign binaries. `build` and
-//! `doctor` ask the same questions here, so they always agree.
+//! rustup has none), the linker, the C and C++ compilers (musl-gcc or a musl g++ natively,
+//! zig across architectures and as fallback), and qemu for running foreign binaries. `build`
+//! and `doctor` ask the same questions here, so they always agree.
 //!
 //! Only probes; never installs or writes anything.
 
@@ -228,8 +228,9 @@ pub enum Linker {
     SystemCc(PathBuf),
     /// The toolchain's `rust-lld`, linking directly (cross targets, or when `cc` is missing).
     RustLld(PathBuf),
-    /// `zig cc`, with zig's own musl C runtime, libc and libunwind: for a standard library
-    /// built from source, which has no self-contained objects.
+    /// `zig cc` (`zig c++` when the link needs a C++ standard library), with zig's own musl C
+    /// runtime, libc and libunwind: for a standard library built from source, which has no
+    /// self-contained objects, and for cross builds that compile C code with zig.
     Zig(Zig),
 }
 
@@ -244,20 +245,24 @@ impl Linker {
     }
 }
 
-/// How a target's binaries are linked.
+/// How a target's binaries are linked once everything about the build is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkSetup {
-    /// The linker.
+    /// The linker for links without a C++ standard library.
     pub linker: Linker,
+    /// What links when the link asks for a C++ standard library (`-lc++`, `-lstdc++`): the C++
+    /// compiler as linker driver. `None` when the build compiles no C code, or none is found.
+    pub cxx: Option<CxxCompiler>,
     /// Whether rustc links the toolchain's self-contained musl objects
     /// (`-Clink-self-contained=yes`); off when zig links, which brings its own.
     pub self_contained: bool,
 }
 
 impl LinkSetup {
-    /// Whether cargo's linker must be airlock's wrapper script (zig links).
+    /// Whether cargo's linker must be airlock's wrapper script: zig links, or C++ links go to
+    /// another driver than the rest.
     pub fn needs_wrapper(&self) -> bool {
-        matches!(self.linker, Linker::Zig(_))
+        matches!(self.linker, Linker::Zig(_)) || self.cxx.is_some()
     }
 }
 
@@ -276,6 +281,35 @@ impl CCompiler {
         match self {
             CCompiler::MuslGcc(path) => format!("musl-gcc ({})", path.display()),
             CCompiler::Zig(zig) => format!("zig cc {} ({})", zig.version, zig.display()),
+        }
+    }
+}
+
+/// The C++ compiler airlock gives `cc`-crate build scripts (`cpp(true)`) for a target, which
+/// also links the binaries whose link needs its C++ standard library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CxxCompiler {
+    /// A g++ that targets musl (`x86_64-linux-musl-g++` from musl-cross-make, or `g++` on a
+    /// musl host such as Alpine), for the host's own architecture: libstdc++, static.
+    MuslGxx(PathBuf),
+    /// `zig c++ -target <arch>-linux-musl`, for any architecture: LLVM's libc++, static.
+    Zig(Zig),
+}
+
+impl CxxCompiler {
+    /// A short description for tables.
+    pub fn describe(&self) -> String {
+        match self {
+            CxxCompiler::MuslGxx(path) => format!("musl g++ ({}), libstdc++", path.display()),
+            CxxCompiler::Zig(zig) => format!("zig c++ {} ({}), libc++", zig.version, zig.display()),
+        }
+    }
+
+    /// The C++ standard library it links, as cc-rs' `CXXSTDLIB` names it.
+    pub fn stdlib(&self) -> &'static str {
+        match self {
+            CxxCompiler::MuslGxx(_) => "stdc++",
+            CxxCompiler::Zig(_) => "c++",
         }
     }
 }
@@ -342,10 +376,14 @@ pub struct TargetTools {
     pub native: bool,
     /// Where the target's standard library comes from, or what to install.
     pub rust_target: Result<StdLib, Missing>,
-    /// The linker airlock will set (musl targets), or what to install.
+    /// The linker airlock will set for builds without C code (musl targets), or what to
+    /// install. [`TargetTools::link_setup`] says what links a build with C or C++ code.
     pub linker: Result<Linker, Missing>,
     /// The C compiler for `cc` build scripts (musl targets), or what to install.
     pub c_compiler: Result<CCompiler, Missing>,
+    /// The C++ compiler for `cc` build scripts with `cpp(true)` (musl targets), or what to
+    /// install. Not known to be needed before the build runs, so never required.
+    pub cxx_compiler: Result<CxxCompiler, Missing>,
     /// `ar` for the C compiler's static archives.
     pub archiver: Option<PathBuf>,
     /// zig, when found (the C compiler for cross targets, the fallback natively).
@@ -376,6 +414,8 @@ impl TargetTools {
             choose_linker(target, native, rust_lld.as_deref())
         };
         let c_compiler = choose_c_compiler(target, native, zig);
+        let host_is_musl = rust.host.ends_with("-musl");
+        let cxx_compiler = choose_cxx_compiler(target, native, host_is_musl, zig);
         let archiver = match &c_compiler {
             Ok(CCompiler::MuslGcc(_)) => process::find_on_path("ar"),
             _ => None,
@@ -395,6 +435,7 @@ impl TargetTools {
             rust_target,
             linker,
             c_compiler,
+            cxx_compiler,
             archiver,
             zig: zig.cloned(),
             rust_lld,
@@ -420,13 +461,29 @@ impl TargetTools {
         missing
     }
 
-    /// How this target links: the linker, and whether rustc adds the toolchain's
-    /// self-contained musl objects (not when zig links: it brings its own).
-    pub fn link_setup(&self) -> Option<LinkSetup> {
+    /// How a build of this target links, given whether it compiles C code (and so maybe
+    /// C++: that is only known when the build scripts run, so it is decided per link by
+    /// airlock's linker wrapper from the libraries the link asks for).
+    ///
+    /// - a standard library built from source: zig, always (it has no self-contained objects);
+    /// - C code on a cross target: zig, which compiled it, also links, so that a C++ standard
+    ///   library can be linked when asked for (rust-lld has none);
+    /// - C code natively: `cc` as before, and the C++ compiler for links that need libc++ or
+    ///   libstdc++;
+    /// - no C code: `cc` natively, rust-lld across architectures.
+    pub fn link_setup(&self, compiles_c: bool) -> Option<LinkSetup> {
         let linker = self.linker.as_ref().ok()?.clone();
+        let cxx = compiles_c
+            .then(|| self.cxx_compiler.as_ref().ok().cloned())
+            .flatten();
+        let linker = match (linker, &cxx) {
+            (Linker::RustLld(_), Some(CxxCompiler::Zig(zig))) => Linker::Zig(zig.clone()),
+            (linker, _) => linker,
+        };
         let self_contained = !matches!(linker, Linker::Zig(_));
         Some(LinkSetup {
             linker,
+            cxx,
             self_contained,
         })
     }
@@ -501,6 +558,49 @@ fn choose_c_compiler(
             },
         }),
     }
+}
+
+fn choose_cxx_compiler(
+    target: &TargetTriple,
+    native: bool,
+    host_is_musl: bool,
+    zig: Option<&Zig>,
+) -> Result<CxxCompiler, Missing> {
+    if native {
+        let cross_named = musl_cross_prefix(target).map(|prefix| format!("{prefix}-g++"));
+        let found = cross_named
+            .and_then(process::find_on_path)
+            .or_else(|| host_is_musl.then(|| process::find_on_path("g++")).flatten());
+        if let Some(path) = found {
+            return Ok(CxxCompiler::MuslGxx(path));
+        }
+    }
+    match zig {
+        Some(zig) if target.zig_target().is_some() => Ok(CxxCompiler::Zig(zig.clone())),
+        _ => Err(Missing {
+            what: format!("a C++ compiler for {target} (zig)"),
+            needed_for: "crates that compile C++ (`cc` with `cpp(true)`)".to_owned(),
+            install: if target.zig_target().is_some() {
+                install::ZIG.to_owned()
+            } else {
+                format!(
+                    "set CXX_{} to a musl cross compiler",
+                    target.as_str().replace('-', "_")
+                )
+            },
+        }),
+    }
+}
+
+/// musl-cross-make's prefix for `target` (`x86_64-linux-musl`, `arm-linux-musleabihf`).
+fn musl_cross_prefix(target: &TargetTriple) -> Option<String> {
+    let arch = match target.arch()? {
+        Arch::Armv7 => "arm",
+        Arch::Riscv64 => "riscv64",
+        other => other.name(),
+    };
+    let env = target.as_str().rsplit('-').next()?;
+    Some(format!("{arch}-linux-{env}"))
 }
 
 /// The environment error `build` returns when targets lack what their build needs.
@@ -582,13 +682,18 @@ mod tests {
         }
     }
 
-    fn tools(target: &str, std: StdLib, linker: Linker) -> TargetTools {
+    fn tools(target: &str, std: StdLib, linker: Linker, cxx: Option<CxxCompiler>) -> TargetTools {
         TargetTools {
             target: triple(target),
             native: target.starts_with("x86_64"),
             rust_target: Ok(std),
             linker: Ok(linker),
             c_compiler: Ok(CCompiler::Zig(zig())),
+            cxx_compiler: cxx.ok_or_else(|| Missing {
+                what: "zig".into(),
+                needed_for: "C++".into(),
+                install: install::ZIG.into(),
+            }),
             archiver: None,
             zig: Some(zig()),
             rust_lld: None,
@@ -597,24 +702,68 @@ mod tests {
     }
 
     #[test]
-    fn zig_links_a_standard_library_built_from_source() {
+    fn zig_links_when_it_must_and_cc_or_rust_lld_otherwise() {
+        let prebuilt = StdLib::Prebuilt(PathBuf::from("/std"));
         let lld = Linker::RustLld(PathBuf::from("/rust-lld"));
+        let cc = Linker::SystemCc(PathBuf::from("/usr/bin/cc"));
+        let cxx = Some(CxxCompiler::Zig(zig()));
+
+        // No C code: nothing changes, whatever compilers there are.
         let arm = tools(
             "aarch64-unknown-linux-musl",
-            StdLib::Prebuilt(PathBuf::from("/std")),
+            prebuilt.clone(),
             lld.clone(),
+            cxx.clone(),
         );
-        let prebuilt = arm.link_setup().unwrap();
-        assert_eq!((&prebuilt.linker, prebuilt.self_contained), (&lld, true));
-        assert!(!prebuilt.needs_wrapper());
+        let pure = arm.link_setup(false).unwrap();
+        assert_eq!(
+            (&pure.linker, &pure.cxx, pure.self_contained),
+            (&lld, &None, true)
+        );
+        assert!(!pure.needs_wrapper());
 
+        // C code across architectures: zig links (rust-lld has no C++ library to offer).
+        let with_c = arm.link_setup(true).unwrap();
+        assert_eq!(with_c.linker, Linker::Zig(zig()));
+        assert_eq!(with_c.cxx, cxx);
+        assert!(!with_c.self_contained);
+
+        // C code natively: cc stays, C++ links go to zig c++.
+        let x86 = tools(
+            "x86_64-unknown-linux-musl",
+            prebuilt,
+            cc.clone(),
+            cxx.clone(),
+        );
+        let native = x86.link_setup(true).unwrap();
+        assert_eq!((&native.linker, native.self_contained), (&cc, true));
+        assert!(native.needs_wrapper());
+
+        // A standard library built from source: zig links, without the toolchain's objects.
         let riscv = tools(
             "riscv64gc-unknown-linux-musl",
             StdLib::FromSource(PathBuf::from("/src")),
             Linker::Zig(zig()),
+            None,
         );
-        let from_source = riscv.link_setup().unwrap();
+        let from_source = riscv.link_setup(false).unwrap();
         assert_eq!(from_source.linker, Linker::Zig(zig()));
         assert!(!from_source.self_contained && from_source.needs_wrapper());
+    }
+
+    #[test]
+    fn musl_cross_compilers_are_named_as_musl_cross_make_names_them() {
+        assert_eq!(
+            musl_cross_prefix(&triple("x86_64-unknown-linux-musl")).as_deref(),
+            Some("x86_64-linux-musl")
+        );
+        assert_eq!(
+            musl_cross_prefix(&triple("armv7-unknown-linux-musleabihf")).as_deref(),
+            Some("arm-linux-musleabihf")
+        );
+        assert_eq!(
+            musl_cross_prefix(&triple("i686-unknown-linux-musl")).as_deref(),
+            Some("i686-linux-musl")
+        );
     }
 }
