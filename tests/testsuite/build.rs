@@ -230,6 +230,49 @@ fn two_builds_in_different_directories_are_byte_identical() {
 }
 
 #[test]
+fn a_linker_of_your_own_keeps_the_toolchains_musl_objects() {
+    // C code on a cross target would link with zig (without the toolchain's self-contained
+    // musl objects); your own linker is kept, and so are those objects it needs.
+    let (_guard, dir) = copy_fixture("with-c");
+    let rust = airlock::compile::toolchain::RustToolchain::probe(&dir).unwrap();
+    let Some(lld) = rust.rust_lld() else {
+        skip_or_fail("the toolchain has no rust-lld");
+        return;
+    };
+    let (stdout, stderr) = run_expect(
+        airlock()
+            .current_dir(&dir)
+            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", &lld)
+            .args(["build", "-v", "--format", "json", "--target", ARM]),
+        0,
+    );
+    assert!(
+        stderr.contains(&format!("keeping your linker for {ARM}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS=-Ctarget-feature=+crt-static -Clink-self-contained=yes"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER="),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["binaries"][0]["elf"]["linkage"], "static");
+    let binary = dir.join("target/airlock").join(ARM).join("with-c");
+    if let Some(out) = run_binary(ARM, &binary, &["own"]) {
+        assert_eq!(
+            out,
+            format!(
+                "with-c 0.2.0 on aarch64: adler32(own)={:08x}\n",
+                adler32(b"own")
+            )
+        );
+    }
+}
+
+#[test]
 fn user_rustflags_survive_and_still_build_static() {
     // RUSTFLAGS would make cargo ignore airlock's per-target flags: airlock folds it into
     // CARGO_TARGET_<T>_RUSTFLAGS. -Cstrip=symbols is visible in the result.

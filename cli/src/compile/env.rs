@@ -84,14 +84,19 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
     for (tools, compiles_c) in &inputs.targets {
         let target = &tools.target;
         let link = tools.link_setup(*compiles_c);
-        let self_contained = link.as_ref().is_none_or(|l| l.self_contained);
+        let from_source = matches!(tools.rust_target, Ok(StdLib::FromSource(_)));
+        // A linker of your own gets the toolchain's musl objects as before, unless there are
+        // none (a standard library built from source).
+        let self_contained = if user_linker(tools, inputs.config) {
+            !from_source
+        } else {
+            link.as_ref().is_none_or(|l| l.self_contained)
+        };
         let key = format!("CARGO_TARGET_{}_RUSTFLAGS", target.env_key());
         let mut flags = user_rustflags(&key, target, inputs.config, &inherited);
         flags.extend(static_flags(target, self_contained));
         flags.extend(remaps.iter().cloned());
-        if matches!(tools.rust_target, Ok(StdLib::FromSource(_)))
-            && let Some((src, to)) = &inputs.rust_src_remap
-        {
+        if from_source && let Some((src, to)) = &inputs.rust_src_remap {
             // std built here would record the local rust-src path; rustup's prebuilt std
             // records `/rustc/<commit>`, so the binary says the same either way.
             flags.push(format!("--remap-path-prefix={}={to}", src.display()));
@@ -233,7 +238,7 @@ fn set_linker(
     inputs: &EnvInputs<'_>,
 ) -> Result<()> {
     let key = format!("CARGO_TARGET_{}_LINKER", tools.target.env_key());
-    if std::env::var_os(&key).is_some() || inputs.config.target_linker(&tools.target).is_some() {
+    if user_linker(tools, inputs.config) {
         progress::detail(format!("keeping your linker for {}", tools.target));
         return Ok(());
     }
@@ -249,6 +254,12 @@ fn set_linker(
         Linker::SystemCc(_) | Linker::Zig(_) => {}
     }
     Ok(())
+}
+
+/// Whether you chose the target's linker (`CARGO_TARGET_<T>_LINKER` or `target.<triple>.linker`).
+fn user_linker(tools: &TargetTools, config: &CargoConfig) -> bool {
+    let key = format!("CARGO_TARGET_{}_LINKER", tools.target.env_key());
+    std::env::var_os(key).is_some() || config.target_linker(&tools.target).is_some()
 }
 
 fn toolchain_dir(inputs: &EnvInputs<'_>, target: &TargetTriple) -> PathBuf {
