@@ -109,31 +109,24 @@ pub enum Command {
     Sign(SignArgs),
 }
 
-/// Targets: repeatable `--target`, where `all` means every musl target airlock ships.
+/// Targets: repeatable `--target`, where `all` and `every` name sets of musl targets.
 #[derive(Debug, Args, Clone, Default)]
 pub struct TargetArgs {
-    /// Target triple to build for (repeatable; `all` = x86_64 and aarch64 musl; default: the
-    /// host's musl triple).
+    /// Target triple to build for (repeatable; `all` = x86_64 and aarch64 musl; `every` = those
+    /// and armv7, riscv64gc, powerpc64le and i686 musl; default: the host's musl triple).
     #[arg(long = "target", value_name = "TRIPLE")]
     pub targets: Vec<String>,
 }
 
 impl TargetArgs {
-    /// The triples, with `all` expanded and duplicates removed, in the order given.
+    /// The triples, with `all` and `every` expanded and duplicates removed, in the order given.
     pub fn triples(&self) -> Result<Vec<TargetTriple>> {
         let mut triples: Vec<TargetTriple> = Vec::new();
         for value in &self.targets {
-            let expanded = if value == "all" {
-                TargetTriple::all_musl()
-            } else {
-                vec![
-                    value
-                        .parse()
-                        .map_err(|e: airlock::target::ParseTargetError| {
-                            airlock::error::input(e.to_string())
-                        })?,
-                ]
-            };
+            let expanded =
+                TargetTriple::expand(value).map_err(|e: airlock::target::ParseTargetError| {
+                    airlock::error::input(e.to_string())
+                })?;
             for t in expanded {
                 if !triples.contains(&t) {
                     triples.push(t);
@@ -261,7 +254,7 @@ impl InspectArgs {
 /// `cargo airlock doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Targets to check (default: `all`, every musl target airlock ships).
+    /// Targets to check (default: `all`; `every` for every musl target airlock knows).
     #[command(flatten)]
     pub targets: TargetArgs,
 }

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The CPU architectures airlock builds for.
+/// The CPU architectures airlock builds for: every Linux architecture rustup ships a musl
+/// standard library for that qemu can run and zig can link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
@@ -11,45 +12,109 @@ pub enum Arch {
     X86_64,
     /// 64-bit ARM.
     Aarch64,
+    /// 32-bit ARMv7-A, hard float.
+    Armv7,
+    /// 64-bit RISC-V with the G and C extensions.
+    Riscv64,
+    /// 64-bit POWER, little-endian.
+    Powerpc64le,
+    /// 32-bit x86 (SSE2).
+    I686,
 }
 
 impl Arch {
+    /// Every architecture, in the order images list their platforms.
+    pub const ALL: [Arch; 6] = [
+        Arch::X86_64,
+        Arch::Aarch64,
+        Arch::Armv7,
+        Arch::Riscv64,
+        Arch::Powerpc64le,
+        Arch::I686,
+    ];
+
+    /// The names of every architecture, for messages (`x86_64, aarch64, … and i686`).
+    pub fn list() -> String {
+        let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
+        match names.split_last() {
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+
     /// The architecture of the machine running airlock, if it is one airlock targets.
     pub fn host() -> Option<Arch> {
         match std::env::consts::ARCH {
             "x86_64" => Some(Arch::X86_64),
             "aarch64" => Some(Arch::Aarch64),
+            "arm" => Some(Arch::Armv7),
+            "riscv64" => Some(Arch::Riscv64),
+            "powerpc64" if cfg!(target_endian = "little") => Some(Arch::Powerpc64le),
+            "x86" => Some(Arch::I686),
             _ => None,
         }
     }
 
-    /// The OCI / Go name (`amd64`, `arm64`) used in image platforms.
+    /// The name airlock reports (`x86_64`, `armv7`, `riscv64`; the JSON `arch` field).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+            Arch::Armv7 => "armv7",
+            Arch::Riscv64 => "riscv64",
+            Arch::Powerpc64le => "powerpc64le",
+            Arch::I686 => "i686",
+        }
+    }
+
+    /// The OCI / Go name (`amd64`, `arm64`, `arm`, `riscv64`, `ppc64le`, `386`) used in image
+    /// platforms (image-spec `image-index.md`, `platform.architecture`: Go's `GOARCH`).
     pub fn oci_name(self) -> &'static str {
         match self {
             Arch::X86_64 => "amd64",
             Arch::Aarch64 => "arm64",
+            Arch::Armv7 => "arm",
+            Arch::Riscv64 => "riscv64",
+            Arch::Powerpc64le => "ppc64le",
+            Arch::I686 => "386",
         }
     }
 
-    /// The OCI platform variant (`v8` for arm64, none for amd64).
+    /// The OCI platform variant (`v8` for arm64, `v7` for arm, none for the others), as the
+    /// image spec's platform variants list them.
     pub fn oci_variant(self) -> Option<&'static str> {
         match self {
-            Arch::X86_64 => None,
             Arch::Aarch64 => Some("v8"),
+            Arch::Armv7 => Some("v7"),
+            Arch::X86_64 | Arch::Riscv64 | Arch::Powerpc64le | Arch::I686 => None,
         }
     }
 
-    /// The name in target triples (`x86_64`, `aarch64`).
+    /// The architecture part of its Rust triples (`x86_64`, `armv7`, `riscv64gc`).
     pub fn triple_name(self) -> &'static str {
         match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
+            Arch::Riscv64 => "riscv64gc",
+            other => other.name(),
         }
     }
 
     /// The static musl triple for this architecture.
     pub fn musl_triple(self) -> TargetTriple {
-        TargetTriple(format!("{}-unknown-linux-musl", self.triple_name()))
+        let env = match self {
+            Arch::Armv7 => "musleabihf",
+            _ => "musl",
+        };
+        TargetTriple(format!("{}-unknown-linux-{env}", self.triple_name()))
+    }
+
+    /// zig's name for the architecture (`-target <name>-linux-musl`).
+    pub fn zig_name(self) -> &'static str {
+        match self {
+            Arch::Armv7 => "arm",
+            Arch::Riscv64 => "riscv64",
+            Arch::I686 => "x86",
+            other => other.name(),
+        }
     }
 
     /// The qemu user-mode emulator that runs this architecture's binaries elsewhere.
@@ -57,13 +122,17 @@ impl Arch {
         match self {
             Arch::X86_64 => "qemu-x86_64-static",
             Arch::Aarch64 => "qemu-aarch64-static",
+            Arch::Armv7 => "qemu-arm-static",
+            Arch::Riscv64 => "qemu-riscv64-static",
+            Arch::Powerpc64le => "qemu-ppc64le-static",
+            Arch::I686 => "qemu-i386-static",
         }
     }
 }
 
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.triple_name())
+        f.write_str(self.name())
     }
 }
 
@@ -82,12 +151,26 @@ impl TargetTriple {
         Arch::host().unwrap_or(Arch::X86_64).musl_triple()
     }
 
-    /// The triples `all` stands for: every architecture airlock ships, musl.
+    /// The triples `all` stands for: the two architectures most servers run, musl.
     pub fn all_musl() -> Vec<TargetTriple> {
         [Arch::X86_64, Arch::Aarch64]
             .into_iter()
             .map(Arch::musl_triple)
             .collect()
+    }
+
+    /// The triples `every` stands for: every architecture airlock knows, musl.
+    pub fn every_musl() -> Vec<TargetTriple> {
+        Arch::ALL.into_iter().map(Arch::musl_triple).collect()
+    }
+
+    /// Expands `all` and `every`, or parses one triple.
+    pub fn expand(value: &str) -> Result<Vec<TargetTriple>, ParseTargetError> {
+        match value {
+            "all" => Ok(TargetTriple::all_musl()),
+            "every" => Ok(TargetTriple::every_musl()),
+            triple => Ok(vec![triple.parse()?]),
+        }
     }
 
     /// The triple as written.
@@ -100,13 +183,28 @@ impl TargetTriple {
         match self.0.split('-').next() {
             Some("x86_64") => Some(Arch::X86_64),
             Some("aarch64") => Some(Arch::Aarch64),
+            Some("armv7") => Some(Arch::Armv7),
+            Some("riscv64gc") => Some(Arch::Riscv64),
+            Some("powerpc64le") => Some(Arch::Powerpc64le),
+            Some("i686") => Some(Arch::I686),
             _ => None,
         }
     }
 
-    /// Whether this is a musl target (static by default with airlock's flags).
+    /// zig's `-target` for this triple (`arm-linux-musleabihf`), when airlock knows the
+    /// architecture and the triple is a Linux musl one.
+    pub fn zig_target(&self) -> Option<String> {
+        let env = self.0.rsplit('-').next().filter(|_| self.is_musl())?;
+        Some(format!("{}-linux-{env}", self.arch()?.zig_name()))
+    }
+
+    /// Whether this is a musl target (static by default with airlock's flags): its
+    /// environment is `musl`, or an ARM ABI of it (`musleabihf`, `musleabi`).
     pub fn is_musl(&self) -> bool {
-        self.0.ends_with("-musl")
+        self.0
+            .rsplit('-')
+            .next()
+            .is_some_and(|env| env.starts_with("musl"))
     }
 
     /// Whether binaries for this target run natively here.
@@ -168,10 +266,57 @@ mod tests {
         assert_eq!(t.env_key(), "AARCH64_UNKNOWN_LINUX_MUSL");
         assert_eq!(t.arch().unwrap().oci_name(), "arm64");
         assert!("linux".parse::<TargetTriple>().is_err());
+        assert_eq!(t.zig_target().as_deref(), Some("aarch64-linux-musl"));
+        let gnu: TargetTriple = "x86_64-unknown-linux-gnu".parse().unwrap();
+        assert_eq!(gnu.zig_target(), None);
         assert!(
             "x86_64-unknown-linux-gnu; rm"
                 .parse::<TargetTriple>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn every_arch_round_trips_through_its_musl_triple() {
+        let every: Vec<String> = TargetTriple::every_musl()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            every,
+            [
+                "x86_64-unknown-linux-musl",
+                "aarch64-unknown-linux-musl",
+                "armv7-unknown-linux-musleabihf",
+                "riscv64gc-unknown-linux-musl",
+                "powerpc64le-unknown-linux-musl",
+                "i686-unknown-linux-musl",
+            ]
+        );
+        for arch in Arch::ALL {
+            assert_eq!(arch.musl_triple().arch(), Some(arch));
+            assert!(arch.musl_triple().is_musl(), "{arch}");
+        }
+        let zig: Vec<String> = TargetTriple::every_musl()
+            .iter()
+            .filter_map(TargetTriple::zig_target)
+            .collect();
+        assert_eq!(
+            zig,
+            [
+                "x86_64-linux-musl",
+                "aarch64-linux-musl",
+                "arm-linux-musleabihf",
+                "riscv64-linux-musl",
+                "powerpc64le-linux-musl",
+                "x86-linux-musl",
+            ]
+        );
+        assert_eq!(
+            TargetTriple::expand("all").unwrap(),
+            TargetTriple::all_musl()
+        );
+        assert_eq!(TargetTriple::expand("every").unwrap().len(), 6);
+        assert!(TargetTriple::expand("every thing").is_err());
     }
 }

@@ -230,6 +230,49 @@ fn two_builds_in_different_directories_are_byte_identical() {
 }
 
 #[test]
+fn a_linker_of_your_own_keeps_the_toolchains_musl_objects() {
+    // C code on a cross target would link with zig (without the toolchain's self-contained
+    // musl objects); your own linker is kept, and so are those objects it needs.
+    let (_guard, dir) = copy_fixture("with-c");
+    let rust = airlock::compile::toolchain::RustToolchain::probe(&dir).unwrap();
+    let Some(lld) = rust.rust_lld() else {
+        skip_or_fail("the toolchain has no rust-lld");
+        return;
+    };
+    let (stdout, stderr) = run_expect(
+        airlock()
+            .current_dir(&dir)
+            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", &lld)
+            .args(["build", "-v", "--format", "json", "--target", ARM]),
+        0,
+    );
+    assert!(
+        stderr.contains(&format!("keeping your linker for {ARM}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS=-Ctarget-feature=+crt-static -Clink-self-contained=yes"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER="),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["binaries"][0]["elf"]["linkage"], "static");
+    let binary = dir.join("target/airlock").join(ARM).join("with-c");
+    if let Some(out) = run_binary(ARM, &binary, &["own"]) {
+        assert_eq!(
+            out,
+            format!(
+                "with-c 0.2.0 on aarch64: adler32(own)={:08x}\n",
+                adler32(b"own")
+            )
+        );
+    }
+}
+
+#[test]
 fn user_rustflags_survive_and_still_build_static() {
     // RUSTFLAGS would make cargo ignore airlock's per-target flags: airlock folds it into
     // CARGO_TARGET_<T>_RUSTFLAGS. -Cstrip=symbols is visible in the result.
@@ -346,15 +389,71 @@ fn missing_toolchain_pieces_are_exit_3_with_the_install_command() {
     assert_eq!(report["binaries"][0]["elf"]["arch"], "aarch64");
     assert_ne!(report["binaries"][0]["elf"]["linkage"], "dynamic");
 
-    // A target rustc knows but that is not installed.
+    // A target rustc knows but that is not installed, on an architecture airlock cannot
+    // build a standard library for.
     let (_, stderr) = run_expect(
         airlock()
             .current_dir(&dir)
+            .args(["build", "--target", "s390x-unknown-linux-musl"]),
+        3,
+    );
+    assert!(
+        stderr.contains("s390x-unknown-linux-musl: the s390x-unknown-linux-musl standard library (rustup target) is missing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("install it with `rustup target add s390x-unknown-linux-musl`"),
+        "{stderr}"
+    );
+    assert!(!dir.join("target").exists(), "cargo ran");
+
+    // One airlock could build from rust-src, on a toolchain without rust-src either: both
+    // ways out are named, and cargo never runs.
+    let (_rustc_guard, rustc) = rustc_with_bare_sysroot(false);
+    let (_, stderr) = run_expect(
+        airlock().current_dir(&dir).env("RUSTC", &rustc).args([
+            "build",
+            "--target",
+            "riscv64gc-unknown-linux-musl",
+        ]),
+        3,
+    );
+    assert!(
+        stderr.contains(
+            "riscv64gc-unknown-linux-musl: the riscv64gc-unknown-linux-musl standard library \
+             (no rustup target, and no rust-src to build it from) is missing"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "`rustup target add riscv64gc-unknown-linux-musl (or, where rustup has no prebuilt \
+             std for it: rustup component add rust-src)`"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.join("target").exists(), "cargo ran");
+
+    // With rust-src, std is built from it, and zig must link even pure Rust.
+    let (_rustc_guard, rustc) = rustc_with_bare_sysroot(true);
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&hello)
+            .env("RUSTC", &rustc)
+            .env("PATH", &path)
             .args(["build", "--target", "riscv64gc-unknown-linux-musl"]),
         3,
     );
     assert!(
-        stderr.contains("rustup target add riscv64gc-unknown-linux-musl"),
+        stderr.contains(
+            "riscv64gc-unknown-linux-musl: zig is missing (needed for linking \
+             riscv64gc-unknown-linux-musl: its standard library is built from source, and zig \
+             supplies the musl C runtime, libc and libunwind)"
+        ),
         "{stderr}"
+    );
+    assert!(
+        !hello.join("target/riscv64gc-unknown-linux-musl").exists(),
+        "cargo ran"
     );
 }

@@ -97,16 +97,88 @@ fn missing_zig_is_exit_3_with_its_install_command() {
 #[test]
 fn uninstalled_and_unknown_targets() {
     let (stdout, _) = run_expect(
-        airlock().args(["doctor", "--target", "riscv64gc-unknown-linux-musl"]),
+        airlock().args(["doctor", "--target", "s390x-unknown-linux-musl"]),
         3,
     );
     assert!(
-        stdout.contains("rustup target add riscv64gc-unknown-linux-musl"),
+        stdout.contains(
+            "error: s390x-unknown-linux-musl: rustup target missing; install with `rustup target \
+             add s390x-unknown-linux-musl`"
+        ),
         "{stdout}"
+    );
+    // Without a prebuilt std and without rust-src, both fixes are named.
+    let (_guard, rustc) = rustc_with_bare_sysroot(false);
+    let (stdout, _) = run_expect(
+        airlock()
+            .env("RUSTC", &rustc)
+            .args(["doctor", "--format", "json"])
+            .args(["--target", "riscv64gc-unknown-linux-musl"]),
+        3,
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let std = check(&report["targets"][0], "rustup target");
+    assert_eq!(std["status"], "missing");
+    assert_eq!(
+        std["install"],
+        "rustup target add riscv64gc-unknown-linux-musl (or, where rustup has no prebuilt std \
+         for it: rustup component add rust-src)"
     );
     let (_, stderr) = run_expect(airlock().args(["doctor", "--target", "nope-nope-nope"]), 2);
     assert!(
         stderr.contains("unknown target triple `nope-nope-nope`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn every_target_is_ready_and_says_where_its_standard_library_comes_from() {
+    if airlock::compile::toolchain::Zig::find().is_none() {
+        skip_or_fail("zig (python3 -m ziglang) is not installed");
+        return;
+    }
+    let report = run_json(airlock().args(["doctor", "--format", "json", "--target", "every"]));
+    let targets = report["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "x86_64-unknown-linux-musl",
+            ARM,
+            "armv7-unknown-linux-musleabihf",
+            "riscv64gc-unknown-linux-musl",
+            "powerpc64le-unknown-linux-musl",
+            "i686-unknown-linux-musl",
+        ]
+    );
+    let rust = airlock::compile::toolchain::RustToolchain::probe(&std::env::current_dir().unwrap())
+        .unwrap();
+    for target in targets {
+        assert_eq!(target["ready"], true, "{target:#}");
+        let triple: airlock::TargetTriple = target["target"].as_str().unwrap().parse().unwrap();
+        let std = check(target, "rustup target");
+        let linker = check(target, "linker")["found"].as_str().unwrap();
+        let notes = target["notes"].as_array().unwrap();
+        if rust.target_libdir(&triple).is_some() {
+            assert_eq!(std["found"], "installed", "{target:#}");
+        } else {
+            assert_eq!(std["found"], "none; std built from rust-src", "{target:#}");
+            assert!(linker.starts_with("zig cc"), "{target:#}");
+            assert!(
+                notes[0]
+                    .as_str()
+                    .unwrap()
+                    .contains("-Zbuild-std=std,panic_abort, with RUSTC_BOOTSTRAP=1"),
+                "{target:#}"
+            );
+        }
+        let qemu = triple.arch().unwrap().qemu_binary();
+        if !target["native"].as_bool().unwrap() && require_tool(qemu).is_some() {
+            assert_eq!(check(target, "qemu")["status"], "ok", "{target:#}");
+        }
+        assert_eq!(check(target, "C++ compiler")["status"], "ok", "{target:#}");
+    }
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod arches;
 mod base;
 mod build;
 mod bundle;

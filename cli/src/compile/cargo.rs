@@ -1,6 +1,8 @@
-//! The one `cargo build` call: every target at once (`--target` repeated, so cargo schedules
-//! all of them on its own jobserver), `--message-format=json-render-diagnostics` so the
-//! binaries' paths come from cargo itself, diagnostics passed through to stderr.
+//! The `cargo build` call: every target at once (`--target` repeated, so cargo schedules all
+//! of them on its own jobserver), `--message-format=json-render-diagnostics` so the binaries'
+//! paths come from cargo itself, diagnostics passed through to stderr. Targets whose standard
+//! library is built from source get a second call with `-Zbuild-std`, which would otherwise
+//! rebuild std for every target of the call.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -29,14 +31,36 @@ pub struct CargoBinary {
     pub path: PathBuf,
 }
 
-/// The `cargo build` command line for `plan` on `targets`.
-pub fn command(
-    manifest_path: &Path,
-    plan: &Plan,
-    targets: &[TargetTriple],
-    options: &BuildOptions,
-    env: &CargoEnv,
-) -> Command {
+/// One `cargo build` run: `plan` on `targets`.
+pub struct CargoRun<'a> {
+    /// The workspace's `Cargo.toml`.
+    pub manifest_path: &'a Path,
+    /// The binaries.
+    pub plan: &'a Plan,
+    /// The targets of this run.
+    pub targets: &'a [TargetTriple],
+    /// The build's options.
+    pub options: &'a BuildOptions,
+    /// The environment.
+    pub env: &'a CargoEnv,
+    /// Build the standard library from rust-src (`-Zbuild-std`).
+    pub std_from_source: bool,
+}
+
+/// The standard-library crates `-Zbuild-std` builds: `std` and both panic runtimes' needs
+/// (`panic_abort` for profiles with `panic = "abort"`; `panic_unwind` comes with `std`).
+pub const BUILD_STD: &str = "-Zbuild-std=std,panic_abort";
+
+/// The `cargo build` command line for one run.
+pub fn command(run: &CargoRun<'_>) -> Command {
+    let CargoRun {
+        manifest_path,
+        plan,
+        targets,
+        options,
+        env,
+        std_from_source,
+    } = *run;
     let mut cmd = process::cargo();
     cmd.arg("build")
         .arg("--message-format=json-render-diagnostics")
@@ -46,6 +70,9 @@ pub fn command(
         .arg(options.profile.as_deref().unwrap_or("release"));
     for target in targets {
         cmd.arg("--target").arg(target.as_str());
+    }
+    if std_from_source {
+        cmd.arg(BUILD_STD);
     }
     for package in plan.packages() {
         cmd.arg("--package").arg(package);
@@ -81,19 +108,32 @@ pub fn command(
         _ => {}
     }
     env.apply(&mut cmd);
+    if std_from_source {
+        // `-Z` flags on a stable toolchain: the std sources are the compiler's own (rust-src
+        // of the same toolchain), which is what RUSTC_BOOTSTRAP is for.
+        cmd.env("RUSTC_BOOTSTRAP", "1");
+    }
     cmd
 }
 
 /// Runs `cmd` and returns the executables it reports, in the order cargo finished them.
 /// `target_dir` tells which target each one belongs to (`<target_dir>/<triple>/…`).
 pub fn run(mut cmd: Command, target_dir: &Path) -> Result<Vec<CargoBinary>> {
-    progress::detail(process::display(&cmd));
+    let bootstrap = cmd
+        .get_envs()
+        .any(|(key, value)| key == "RUSTC_BOOTSTRAP" && value.is_some());
+    let shown = format!(
+        "{}{}",
+        if bootstrap { "RUSTC_BOOTSTRAP=1 " } else { "" },
+        process::display(&cmd)
+    );
+    progress::detail(&shown);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("cannot run `{}`", process::display(&cmd)))?;
+        .with_context(|| format!("cannot run `{shown}`"))?;
     let stdout = child
         .stdout
         .take()
@@ -123,8 +163,7 @@ pub fn run(mut cmd: Command, target_dir: &Path) -> Result<Vec<CargoBinary>> {
     let status = child.wait().context("cannot wait for cargo")?;
     if !status.success() {
         anyhow::bail!(
-            "`cargo build` failed ({status}); cargo's errors are above\n  command: {}",
-            process::display(&cmd)
+            "`cargo build` failed ({status}); cargo's errors are above\n  command: {shown}"
         );
     }
     Ok(binaries)

@@ -1,13 +1,17 @@
-//! `cargo airlock doctor`: for each target, what this machine has and lacks (rustup target,
-//! linker, C compiler, zig, rust-lld, qemu), with the command that installs each missing
-//! piece. Asks [`super::toolchain`] exactly what `build` asks, so the two agree.
+//! `cargo airlock doctor`: for each target, what this machine has and lacks (the standard
+//! library, prebuilt or from source; linker, C and C++ compilers, zig, rust-lld, qemu), with
+//! the command that installs each missing piece. Asks [`super::toolchain`] exactly what
+//! `build` asks, so the two agree.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::toolchain::{self, CCompiler, Linker, Missing, RustToolchain, TargetTools, Zig};
+use super::cargo::BUILD_STD;
+use super::toolchain::{
+    self, CCompiler, CxxCompiler, Linker, Missing, RustToolchain, StdLib, TargetTools, Zig,
+};
 use crate::error::ExitKind;
 use crate::render::{self, Align, CommandReport};
 use crate::target::TargetTriple;
@@ -73,6 +77,9 @@ pub struct TargetReport {
     pub ready: bool,
     /// The rows.
     pub checks: Vec<ToolCheck>,
+    /// What airlock does differently for this target, and why (a standard library built from
+    /// source, zig linking C or C++ code).
+    pub notes: Vec<String>,
 }
 
 /// The result of `doctor`.
@@ -115,58 +122,19 @@ pub fn doctor(options: &DoctorOptions) -> Result<DoctorReport> {
 
 fn target_report(tools: &TargetTools) -> TargetReport {
     let target = &tools.target;
+    let from_source = matches!(tools.rust_target, Ok(StdLib::FromSource(_)));
     let mut checks = vec![check(
         "rustup target",
         &tools.rust_target,
-        |dir| ("installed".to_owned(), dir.clone()),
+        |std| match std {
+            StdLib::Prebuilt(dir) => ("installed".to_owned(), dir.clone()),
+            StdLib::FromSource(src) => ("none; std built from rust-src".to_owned(), src.clone()),
+        },
         format!("the standard library for {target}"),
         true,
     )];
     if target.is_musl() {
-        checks.push(check(
-            "linker",
-            &tools.linker,
-            |linker| match linker {
-                Linker::SystemCc(path) => ("cc, self-contained musl".to_owned(), path.clone()),
-                Linker::RustLld(path) => ("rust-lld".to_owned(), path.clone()),
-            },
-            "linking static binaries".to_owned(),
-            true,
-        ));
-        checks.push(check(
-            "C compiler",
-            &tools.c_compiler,
-            |compiler| match compiler {
-                CCompiler::MuslGcc(path) => ("musl-gcc".to_owned(), path.clone()),
-                CCompiler::Zig(zig) => (format!("zig cc {}", zig.version), zig.program.clone()),
-            },
-            "C code of `cc`-crate build scripts (ring, zstd-sys, …)".to_owned(),
-            true,
-        ));
-        if tools.native {
-            checks.push(optional(
-                "zig",
-                tools
-                    .zig
-                    .as_ref()
-                    .map(|z| (format!("zig {}", z.version), z.program.clone())),
-                "fallback C compiler when musl-gcc is missing",
-                toolchain::install::ZIG,
-            ));
-        }
-        checks.push(optional(
-            "rust-lld",
-            tools
-                .rust_lld
-                .as_ref()
-                .map(|p| ("in the toolchain".to_owned(), p.clone())),
-            if tools.native {
-                "the linker when `cc` is missing"
-            } else {
-                "cross linking"
-            },
-            toolchain::install::RUST_LLD,
-        ));
+        checks.extend(musl_checks(tools, from_source));
     }
     if let Some(qemu) = &tools.qemu {
         checks.push(check(
@@ -184,7 +152,112 @@ fn target_report(tools: &TargetTools) -> TargetReport {
         native: tools.native,
         ready,
         checks,
+        notes: notes(tools, from_source),
     }
+}
+
+fn musl_checks(tools: &TargetTools, from_source: bool) -> Vec<ToolCheck> {
+    let mut checks = vec![
+        check(
+            "linker",
+            &tools.linker,
+            |linker| match linker {
+                Linker::SystemCc(path) => ("cc, self-contained musl".to_owned(), path.clone()),
+                Linker::RustLld(path) => ("rust-lld".to_owned(), path.clone()),
+                Linker::Zig(zig) => (format!("zig cc {}", zig.version), zig.program.clone()),
+            },
+            "linking static binaries".to_owned(),
+            true,
+        ),
+        check(
+            "C compiler",
+            &tools.c_compiler,
+            |compiler| match compiler {
+                CCompiler::MuslGcc(path) => ("musl-gcc".to_owned(), path.clone()),
+                CCompiler::Zig(zig) => (format!("zig cc {}", zig.version), zig.program.clone()),
+            },
+            "C code of `cc`-crate build scripts (ring, zstd-sys, …)".to_owned(),
+            true,
+        ),
+        // Whether a build compiles C++ is known only when its build scripts run: never
+        // required here, and `build` fails with cc-rs' own message when it is missing.
+        check(
+            "C++ compiler",
+            &tools.cxx_compiler,
+            |compiler| match compiler {
+                CxxCompiler::MuslGxx(path) => ("musl g++, libstdc++".to_owned(), path.clone()),
+                CxxCompiler::Zig(zig) => (
+                    format!("zig c++ {}, libc++", zig.version),
+                    zig.program.clone(),
+                ),
+            },
+            "C++ code of `cc`-crate build scripts (`cpp(true)`: cxx, …) and its static link"
+                .to_owned(),
+            false,
+        ),
+    ];
+    if tools.native {
+        checks.push(optional(
+            "zig",
+            tools
+                .zig
+                .as_ref()
+                .map(|z| (format!("zig {}", z.version), z.program.clone())),
+            "fallback C compiler when musl-gcc is missing; C++ compiler",
+            toolchain::install::ZIG,
+        ));
+    }
+    if !from_source {
+        checks.push(optional(
+            "rust-lld",
+            tools
+                .rust_lld
+                .as_ref()
+                .map(|p| ("in the toolchain".to_owned(), p.clone())),
+            if tools.native {
+                "the linker when `cc` is missing"
+            } else {
+                "cross linking"
+            },
+            toolchain::install::RUST_LLD,
+        ));
+    }
+    checks
+}
+
+/// What airlock does for this target that a reader would not guess from the rows.
+fn notes(tools: &TargetTools, from_source: bool) -> Vec<String> {
+    let target = &tools.target;
+    let mut notes = Vec::new();
+    if from_source {
+        notes.push(format!(
+            "rustup has no standard library installed for {target}, so `build` has cargo build \
+             it from the toolchain's rust-src ({BUILD_STD}, with RUSTC_BOOTSTRAP=1 on a stable \
+             toolchain) and zig link it with its own musl C runtime, libc and libunwind; the \
+             first build takes minutes. `{}` gives a prebuilt one, where rustup's mirror has it",
+            toolchain::install::rust_target(target.as_str())
+        ));
+    }
+    if let Some(link) = tools.link_setup(true)
+        && target.is_musl()
+    {
+        match (&link.linker, &link.cxx, &tools.linker) {
+            (Linker::Zig(_), _, Ok(Linker::RustLld(_))) => notes.push(
+                "builds that compile C code link with zig cc instead of rust-lld (zig c++ when \
+                 the link needs a C++ standard library)"
+                    .to_owned(),
+            ),
+            (Linker::SystemCc(_), Some(cxx), _) => notes.push(format!(
+                "links that need a C++ standard library go to {}",
+                match cxx {
+                    CxxCompiler::MuslGxx(_) => "musl g++ (libstdc++)",
+                    CxxCompiler::Zig(_) => "zig c++ (libc++)",
+                }
+            )),
+            _ => {}
+        }
+    }
+    notes
 }
 
 fn check<T>(
@@ -281,6 +354,9 @@ impl CommandReport for DoctorReport {
                 out.push_str("  ");
                 out.push_str(line);
                 out.push('\n');
+            }
+            for note in &target.notes {
+                out.push_str(&format!("  note: {note}\n"));
             }
         }
         let missing: Vec<String> = self

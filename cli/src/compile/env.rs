@@ -1,6 +1,6 @@
 //! The environment `cargo build` runs in: static linking forced per target through
-//! `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` (merged with the user's own flags), the linker and C
-//! compiler per target (wrapper scripts under `target/airlock/toolchain/`), and the
+//! `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` (merged with the user's own flags), the linker and the C
+//! and C++ compilers per target (wrapper scripts under `target/airlock/toolchain/`), and the
 //! reproducibility settings (`SOURCE_DATE_EPOCH`, path remapping).
 //!
 //! Never sets `RUSTFLAGS` or touches the environment of anything but the cargo it prepares.
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::cargo_config::{self, CargoConfig};
-use super::toolchain::{CCompiler, Linker, TargetTools, Zig};
+use super::toolchain::{CCompiler, CxxCompiler, LinkSetup, Linker, StdLib, TargetTools, Zig};
 use crate::atomic;
 use crate::progress;
 use crate::target::TargetTriple;
@@ -50,6 +50,8 @@ impl CargoEnv {
 
 /// What the environment is built from.
 pub struct EnvInputs<'a> {
+    /// `rust-src` of the toolchain, remapped for standard libraries built from source.
+    pub rust_src_remap: Option<(PathBuf, String)>,
     /// The workspace root (remapped to [`WORKSPACE_PREFIX`]).
     pub workspace_root: &'a Path,
     /// The target directory.
@@ -81,16 +83,32 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
     }
     for (tools, compiles_c) in &inputs.targets {
         let target = &tools.target;
+        let link = tools.link_setup(*compiles_c);
+        let from_source = matches!(tools.rust_target, Ok(StdLib::FromSource(_)));
+        // A linker of your own gets the toolchain's musl objects as before, unless there are
+        // none (a standard library built from source).
+        let self_contained = if user_linker(tools, inputs.config) {
+            !from_source
+        } else {
+            link.as_ref().is_none_or(|l| l.self_contained)
+        };
         let key = format!("CARGO_TARGET_{}_RUSTFLAGS", target.env_key());
         let mut flags = user_rustflags(&key, target, inputs.config, &inherited);
-        flags.extend(static_flags(target));
+        flags.extend(static_flags(target, self_contained));
         if target.is_musl() {
-            flags.push(build_id_flag(tools, inputs.config));
+            flags.push(build_id_flag(tools, link.as_ref(), inputs.config));
         }
         flags.extend(remaps.iter().cloned());
+        if from_source && let Some((src, to)) = &inputs.rust_src_remap {
+            // std built here would record the local rust-src path; rustup's prebuilt std
+            // records `/rustc/<commit>`, so the binary says the same either way.
+            flags.push(format!("--remap-path-prefix={}={to}", src.display()));
+        }
         env.set(key, flags.join(" "));
         if target.is_musl() {
-            set_linker(&mut env, tools, inputs.config);
+            if let Some(link) = &link {
+                set_linker(&mut env, tools, link, inputs)?;
+            }
             if *compiles_c {
                 set_c_toolchain(&mut env, tools, inputs)?;
             }
@@ -100,13 +118,18 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
 }
 
 /// The flags that make a musl binary fully static: the C runtime linked in (`+crt-static`)
-/// from the toolchain's own musl objects (`link-self-contained`), so no system musl is
-/// needed. Other targets keep their default linkage, which the ELF check then judges.
-pub fn static_flags(target: &TargetTriple) -> Vec<String> {
+/// from the toolchain's own musl objects (`link-self-contained=yes`), so no system musl is
+/// needed; or, when zig links (`self_contained` false), from zig's, so rustc must not add the
+/// toolchain's too (`_start` would be defined twice). Other targets keep their default
+/// linkage, which the ELF check then judges.
+pub fn static_flags(target: &TargetTriple, self_contained: bool) -> Vec<String> {
     if target.is_musl() {
         vec![
             "-Ctarget-feature=+crt-static".to_owned(),
-            "-Clink-self-contained=yes".to_owned(),
+            format!(
+                "-Clink-self-contained={}",
+                if self_contained { "yes" } else { "no" }
+            ),
         ]
     } else {
         Vec::new()
@@ -151,14 +174,20 @@ fn inherited_rustflags() -> InheritedFlags {
 /// binary to its debug file for gdb and lldb. `sha1` hashes the output, so it is as
 /// reproducible as the binary; rust-lld writes none unless asked, and musl-gcc and zig cc pass
 /// the flag through. An `ld`-like linker takes it directly; a compiler driver needs `-Wl,`.
-pub fn build_id_flag(tools: &TargetTools, config: &CargoConfig) -> String {
+pub fn build_id_flag(
+    tools: &TargetTools,
+    link: Option<&LinkSetup>,
+    config: &CargoConfig,
+) -> String {
     let key = format!("CARGO_TARGET_{}_LINKER", tools.target.env_key());
     let chosen = std::env::var_os(&key)
         .map(PathBuf::from)
         .or_else(|| config.target_linker(&tools.target).map(PathBuf::from));
-    let direct = match (&chosen, &tools.linker) {
+    // The linker that really links: airlock's link setup turns rust-lld into zig when the
+    // build compiles C++ with zig, and zig is a compiler driver.
+    let direct = match (&chosen, link.map(|l| &l.linker)) {
         (Some(linker), _) => is_direct_linker(linker),
-        (None, Ok(Linker::RustLld(_))) => true,
+        (None, Some(Linker::RustLld(_))) => true,
         (None, _) => false,
     };
     if direct {
@@ -242,20 +271,43 @@ fn remap_flags(inputs: &EnvInputs<'_>) -> Vec<String> {
 }
 
 /// `CARGO_TARGET_<T>_LINKER`, unless the user chose a linker (variable or config file).
-fn set_linker(env: &mut CargoEnv, tools: &TargetTools, config: &CargoConfig) {
+fn set_linker(
+    env: &mut CargoEnv,
+    tools: &TargetTools,
+    link: &LinkSetup,
+    inputs: &EnvInputs<'_>,
+) -> Result<()> {
     let key = format!("CARGO_TARGET_{}_LINKER", tools.target.env_key());
-    if std::env::var_os(&key).is_some() || config.target_linker(&tools.target).is_some() {
+    if user_linker(tools, inputs.config) {
         progress::detail(format!("keeping your linker for {}", tools.target));
-        return;
+        return Ok(());
     }
-    match &tools.linker {
-        Ok(Linker::RustLld(path)) => env.set(key, path.as_os_str()),
+    if link.needs_wrapper() {
+        let path = toolchain_dir(inputs, &tools.target).join("linker");
+        write_script(&path, &link_wrapper(&tools.target, link))?;
+        env.set(key, path.as_os_str());
+        return Ok(());
+    }
+    match &link.linker {
+        Linker::RustLld(path) => env.set(key, path.as_os_str()),
         // Rust's default for musl targets: `cc` with the self-contained objects.
-        Ok(Linker::SystemCc(_)) | Err(_) => {}
+        Linker::SystemCc(_) | Linker::Zig(_) => {}
     }
+    Ok(())
 }
 
-/// `CC_<triple>` and `AR_<triple>` for the `cc` crate, unless the user set their own.
+/// Whether you chose the target's linker (`CARGO_TARGET_<T>_LINKER` or `target.<triple>.linker`).
+fn user_linker(tools: &TargetTools, config: &CargoConfig) -> bool {
+    let key = format!("CARGO_TARGET_{}_LINKER", tools.target.env_key());
+    std::env::var_os(key).is_some() || config.target_linker(&tools.target).is_some()
+}
+
+fn toolchain_dir(inputs: &EnvInputs<'_>, target: &TargetTriple) -> PathBuf {
+    inputs.airlock_dir.join("toolchain").join(target.as_str())
+}
+
+/// `CC_<triple>`, `CXX_<triple>`, `CXXSTDLIB_<triple>` and `AR_<triple>` for the `cc` crate,
+/// unless the user set their own.
 fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'_>) -> Result<()> {
     let target = &tools.target;
     let underscored = target.as_str().replace('-', "_");
@@ -267,7 +319,7 @@ fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'
         .iter()
         .any(|k| std::env::var_os(k).is_some())
     };
-    let dir = inputs.airlock_dir.join("toolchain").join(target.as_str());
+    let dir = toolchain_dir(inputs, target);
     let prefix_maps = file_prefix_maps(inputs);
     if !user_set("CC")
         && let Ok(compiler) = &tools.c_compiler
@@ -276,6 +328,17 @@ fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'
         let path = dir.join("cc");
         write_script(&path, &script)?;
         env.set(format!("CC_{underscored}"), path.as_os_str());
+    }
+    if !user_set("CXX")
+        && let Ok(compiler) = &tools.cxx_compiler
+    {
+        let path = dir.join("c++");
+        write_script(&path, &cxx_wrapper(target, compiler, &prefix_maps))?;
+        env.set(format!("CXX_{underscored}"), path.as_os_str());
+        if !user_set("CXXSTDLIB") {
+            // cc-rs links libstdc++ by default; zig c++ has LLVM's libc++ instead.
+            env.set(format!("CXXSTDLIB_{underscored}"), compiler.stdlib());
+        }
     }
     if !user_set("AR") {
         let archiver = match (&tools.c_compiler, &tools.archiver) {
@@ -314,9 +377,14 @@ fn file_prefix_maps(inputs: &EnvInputs<'_>) -> Vec<String> {
     maps
 }
 
+/// cc-rs passes `--target=<rust triple>` to clang-like compilers, which zig rejects (it parses
+/// `aarch64-unknown-linux-musl` as an unknown OS): the wrappers drop it.
+const DROP_TARGET_FLAG: &str = "# cc-rs passes --target=<rust triple>, which zig rejects: drop it.\n\
+     for arg do\n  shift\n  case \"$arg\" in\n    --target=*) ;;\n    \
+     *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n";
+
 /// The C compiler wrapper: musl-gcc, or zig cc for the target's architecture with the
-/// `--target=` flags cc-rs adds for clang-like compilers removed (zig parses the Rust triple
-/// `aarch64-unknown-linux-musl` as an unknown OS and fails).
+/// `--target=` flags cc-rs adds for clang-like compilers removed.
 pub fn cc_wrapper(target: &TargetTriple, compiler: &CCompiler, prefix_maps: &[String]) -> String {
     let mut script = format!(
         "#!/bin/sh\n# Written by cargo-airlock: the C compiler for {target} ({}).\n",
@@ -329,33 +397,143 @@ pub fn cc_wrapper(target: &TargetTriple, compiler: &CCompiler, prefix_maps: &[St
     match compiler {
         CCompiler::MuslGcc(path) => command.push(path.display().to_string()),
         CCompiler::Zig(zig) => {
-            script.push_str(
-                "# cc-rs passes --target=<rust triple>, which zig rejects: drop it.\n\
-                 for arg do\n  shift\n  case \"$arg\" in\n    --target=*) ;;\n    \
-                 *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n",
-            );
-            command.push(zig.program.display().to_string());
-            command.extend(zig.prefix_args.iter().cloned());
-            command.push("cc".to_owned());
-            command.push("-target".to_owned());
-            command.push(Zig::musl_target(
-                target.arch().unwrap_or(crate::target::Arch::X86_64),
-            ));
-            // zig enables UBSan for unoptimised C, whose runtime the Rust link lacks.
-            command.push("-fno-sanitize=undefined".to_owned());
+            script.push_str(DROP_TARGET_FLAG);
+            command = zig_command(zig, "cc", target);
         }
     }
     command.extend(prefix_maps.iter().cloned());
-    script.push_str("exec ");
-    script.push_str(
-        &command
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    script.push_str(" \"$@\"\n");
+    script.push_str(&format!("exec {} \"$@\"\n", shell_words(&command)));
     script
+}
+
+/// The C++ compiler wrapper: a musl g++, or zig c++ (libc++) for the target's architecture.
+pub fn cxx_wrapper(
+    target: &TargetTriple,
+    compiler: &CxxCompiler,
+    prefix_maps: &[String],
+) -> String {
+    let mut script = format!(
+        "#!/bin/sh\n# Written by cargo-airlock: the C++ compiler for {target} ({}).\n",
+        match compiler {
+            CxxCompiler::MuslGxx(_) => "musl g++, libstdc++",
+            CxxCompiler::Zig(_) => "zig c++, libc++",
+        }
+    );
+    let mut command: Vec<String> = Vec::new();
+    match compiler {
+        CxxCompiler::MuslGxx(path) => command.push(path.display().to_string()),
+        CxxCompiler::Zig(zig) => {
+            script.push_str(DROP_TARGET_FLAG);
+            command = zig_command(zig, "c++", target);
+        }
+    }
+    command.extend(prefix_maps.iter().cloned());
+    script.push_str(&format!("exec {} \"$@\"\n", shell_words(&command)));
+    script
+}
+
+/// `zig cc|c++ -target <arch>-linux-musl…`, with the UBSan zig turns on for unoptimised C off
+/// (its runtime is not in the Rust link).
+fn zig_command(zig: &Zig, mode: &str, target: &TargetTriple) -> Vec<String> {
+    let mut command = vec![zig.program.display().to_string()];
+    command.extend(zig.prefix_args.iter().cloned());
+    command.extend([
+        mode.to_owned(),
+        "-target".to_owned(),
+        Zig::target_for(target),
+        "-fno-sanitize=undefined".to_owned(),
+    ]);
+    command
+}
+
+/// Arguments that ask the linker for a C++ standard library: what cc-rs emits for
+/// `cpp(true)` (`cargo:rustc-link-lib=c++` or `stdc++`), also as verbatim archive names.
+const CXX_LIBRARY_ARGS: &str = "-lc++|-lc++abi|-lstdc++|-l:libc++.a|-l:libstdc++.a";
+
+/// The linker wrapper (`CARGO_TARGET_<T>_LINKER`): rustc calls it as a `cc`-style driver; it
+/// sends links that ask for a C++ standard library to the C++ compiler, the others to the
+/// target's linker. When zig links, rustc's self-contained musl objects are dropped (zig
+/// brings its own C runtime, libc and libunwind; both would define `_start`), and so are
+/// `-lstdc++` (zig c++ links libc++) and the linker emulation rustc names for some targets
+/// (`-Wl,-melf_i386`, which zig refuses: its `-target` already says it).
+///
+/// rustc passes arguments in a response file (`@file`) only when the command line is over
+/// the system's limit; such a link is not inspected and goes to the target's linker.
+pub fn link_wrapper(target: &TargetTriple, link: &LinkSetup) -> String {
+    let mut script = format!(
+        "#!/bin/sh\n# Written by cargo-airlock: the linker for {target}: {}{}.\n",
+        describe_driver(&link.linker),
+        match &link.cxx {
+            Some(cxx) => format!(
+                ", or {} when the link needs a C++ standard library",
+                match cxx {
+                    CxxCompiler::MuslGxx(_) => "musl g++",
+                    CxxCompiler::Zig(_) => "zig c++",
+                }
+            ),
+            None => String::new(),
+        }
+    );
+    if let Some(cxx) = &link.cxx {
+        script.push_str(&format!(
+            "for arg do\n  case \"$arg\" in\n    {CXX_LIBRARY_ARGS})\n"
+        ));
+        match cxx {
+            CxxCompiler::Zig(zig) => script.push_str(&zig_link(zig, "c++", target, "      ")),
+            CxxCompiler::MuslGxx(path) => script.push_str(&format!(
+                "      exec {} \"$@\" ;;\n",
+                shell_quote(&path.display().to_string())
+            )),
+        }
+        script.push_str("  esac\ndone\n");
+    }
+    match &link.linker {
+        Linker::Zig(zig) => script.push_str(&zig_link(zig, "cc", target, "")),
+        Linker::SystemCc(path) | Linker::RustLld(path) => script.push_str(&format!(
+            "exec {} \"$@\"\n",
+            shell_quote(&path.display().to_string())
+        )),
+    }
+    script
+}
+
+fn describe_driver(linker: &Linker) -> &'static str {
+    match linker {
+        Linker::SystemCc(_) => "cc",
+        Linker::RustLld(_) => "rust-lld",
+        Linker::Zig(_) => "zig cc",
+    }
+}
+
+/// The lines that link with `zig <mode>`: drop what zig supplies itself, then exec.
+fn zig_link(zig: &Zig, mode: &str, target: &TargetTriple, indent: &str) -> String {
+    let mut command = vec![zig.program.display().to_string()];
+    command.extend(zig.prefix_args.iter().cloned());
+    command.extend([
+        mode.to_owned(),
+        "-target".to_owned(),
+        Zig::target_for(target),
+    ]);
+    format!(
+        "{indent}for arg do\n\
+         {indent}  shift\n\
+         {indent}  case \"$arg\" in\n\
+         {indent}    */self-contained/*.o|-lstdc++|-l:libstdc++.a|-Wl,-melf_*) ;;\n\
+         {indent}    *) set -- \"$@\" \"$arg\" ;;\n\
+         {indent}  esac\n\
+         {indent}done\n\
+         {indent}exec {} \"$@\"{}\n",
+        shell_words(&command),
+        if indent.is_empty() { "" } else { " ;;" }
+    )
+}
+
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn ar_wrapper(zig: &Zig) -> String {
@@ -364,11 +542,7 @@ fn ar_wrapper(zig: &Zig) -> String {
     command.push("ar".to_owned());
     format!(
         "#!/bin/sh\n# Written by cargo-airlock: zig's ar (llvm-ar), which reads every architecture.\nexec {} \"$@\"\n",
-        command
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        shell_words(&command)
     )
 }
 
@@ -471,8 +645,165 @@ mod tests {
     fn static_flags_only_for_musl() {
         let musl: TargetTriple = "x86_64-unknown-linux-musl".parse().unwrap();
         let gnu: TargetTriple = "x86_64-unknown-linux-gnu".parse().unwrap();
-        assert!(static_flags(&musl).contains(&"-Ctarget-feature=+crt-static".to_owned()));
-        assert!(static_flags(&gnu).is_empty());
+        assert_eq!(
+            static_flags(&musl, true),
+            ["-Ctarget-feature=+crt-static", "-Clink-self-contained=yes"]
+        );
+        // zig links: its own C runtime, so none of the toolchain's.
+        let armv7: TargetTriple = "armv7-unknown-linux-musleabihf".parse().unwrap();
+        assert_eq!(
+            static_flags(&armv7, false),
+            ["-Ctarget-feature=+crt-static", "-Clink-self-contained=no"]
+        );
+        assert!(static_flags(&gnu, true).is_empty());
+    }
+
+    /// An executable that prints its name's tag and its arguments, one per line.
+    fn fake_driver(dir: &Path, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho '[{name}]'\nfor a do echo \"$a\"; done\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// Runs the script `text` (written to `dir/linker`) with `args`; returns what it ran.
+    fn run_script(dir: &Path, text: &str, args: &[&str]) -> Vec<String> {
+        let path = dir.join("linker");
+        write_script(&path, text).unwrap();
+        let out = std::process::Command::new(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn link_wrapper_sends_cxx_links_to_zig_cxx_without_rusts_c_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let cc = fake_driver(dir.path(), "cc");
+        let zig = Zig {
+            program: fake_driver(dir.path(), "zig"),
+            prefix_args: vec![],
+            ..zig()
+        };
+        let target: TargetTriple = "x86_64-unknown-linux-musl".parse().unwrap();
+        let native = LinkSetup {
+            linker: Linker::SystemCc(cc),
+            cxx: Some(CxxCompiler::Zig(zig.clone())),
+            self_contained: true,
+        };
+        let script = link_wrapper(&target, &native);
+        let crt = "/sysroot/lib/rustlib/x86_64-unknown-linux-musl/lib/self-contained/rcrt1.o";
+        // Without a C++ library, cc gets exactly what rustc passed, C runtime included.
+        assert_eq!(
+            run_script(dir.path(), &script, &[crt, "main.o", "-lc", "-o", "out"]),
+            ["[cc]", crt, "main.o", "-lc", "-o", "out"]
+        );
+        // With one, zig c++ links: rustc's C runtime objects and -lstdc++ are left to zig.
+        assert_eq!(
+            run_script(
+                dir.path(),
+                &script,
+                &[crt, "main.o", "-lstdc++", "-lc", "-o", "out b"]
+            ),
+            [
+                "[zig]",
+                "c++",
+                "-target",
+                "x86_64-linux-musl",
+                "main.o",
+                "-lc",
+                "-o",
+                "out b"
+            ]
+        );
+
+        // A cross target whose C code zig compiles: zig cc for the rest, zig c++ for C++.
+        let armv7: TargetTriple = "armv7-unknown-linux-musleabihf".parse().unwrap();
+        let cross = LinkSetup {
+            linker: Linker::Zig(zig.clone()),
+            cxx: Some(CxxCompiler::Zig(zig)),
+            self_contained: false,
+        };
+        let script = link_wrapper(&armv7, &cross);
+        assert_eq!(
+            run_script(
+                dir.path(),
+                &script,
+                &["-Wl,-melf_i386", "main.o", "-lunwind", "-lc"]
+            ),
+            [
+                "[zig]",
+                "cc",
+                "-target",
+                "arm-linux-musleabihf",
+                "main.o",
+                "-lunwind",
+                "-lc"
+            ]
+        );
+        assert_eq!(
+            run_script(dir.path(), &script, &["main.o", "-lc++", "-lc"]),
+            [
+                "[zig]",
+                "c++",
+                "-target",
+                "arm-linux-musleabihf",
+                "main.o",
+                "-lc++",
+                "-lc"
+            ]
+        );
+    }
+
+    #[test]
+    fn cxx_wrapper_is_zig_cxx_for_the_target_without_cc_rs_target_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let zig = Zig {
+            program: fake_driver(dir.path(), "zig"),
+            prefix_args: vec![],
+            ..zig()
+        };
+        let riscv: TargetTriple = "riscv64gc-unknown-linux-musl".parse().unwrap();
+        let script = cxx_wrapper(
+            &riscv,
+            &CxxCompiler::Zig(zig),
+            &["-ffile-prefix-map=/w=/build".into()],
+        );
+        assert_eq!(
+            run_script(
+                dir.path(),
+                &script,
+                &["--target=riscv64gc-unknown-linux-musl", "-c", "a.cpp"]
+            ),
+            [
+                "[zig]",
+                "c++",
+                "-target",
+                "riscv64-linux-musl",
+                "-fno-sanitize=undefined",
+                "-ffile-prefix-map=/w=/build",
+                "-c",
+                "a.cpp"
+            ]
+        );
+        let gxx = fake_driver(dir.path(), "x86_64-linux-musl-g++");
+        let x86: TargetTriple = "x86_64-unknown-linux-musl".parse().unwrap();
+        let script = cxx_wrapper(&x86, &CxxCompiler::MuslGxx(gxx), &[]);
+        assert_eq!(
+            run_script(dir.path(), &script, &["-c", "a.cpp"]),
+            ["[x86_64-linux-musl-g++]", "-c", "a.cpp"]
+        );
     }
 
     #[test]

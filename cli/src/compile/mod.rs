@@ -5,7 +5,9 @@
 //! `build` runs cargo and never touches the user's `RUSTFLAGS`: static linking is forced per
 //! target through `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`. The steps, one file each: [`plan`]
 //! (which binaries, which dependencies), [`toolchain`] (what the machine has), `env` (what
-//! cargo runs with), `cargo` (the build), `collect` (copy, inspect, judge).
+//! cargo runs with), `cargo` (the build: one run for the targets with rustup's prebuilt
+//! standard library, one with `-Zbuild-std` for those whose std is built from source),
+//! `collect` (copy, inspect, judge).
 
 mod cargo;
 pub mod cargo_config;
@@ -178,10 +180,34 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         ));
     }
 
+    let from_source: Vec<TargetTriple> = tools
+        .iter()
+        .filter(|t| matches!(t.rust_target, Ok(toolchain::StdLib::FromSource(_))))
+        .map(|t| t.target.clone())
+        .collect();
+    for target in &from_source {
+        progress::status(
+            "Note",
+            format!(
+                "{target}: rustup has no standard library installed for it, so cargo builds std \
+                 from the toolchain's rust-src ({}, with RUSTC_BOOTSTRAP=1 on a stable \
+                 toolchain) and zig links it (musl C runtime, libc, libunwind); the first build \
+                 takes minutes. `rustup target add {target}` gives a prebuilt one, where \
+                 rustup's mirror has it",
+                cargo::BUILD_STD
+            ),
+        );
+    }
+
     let source_date_epoch = workspace.source_date_epoch()?;
     let config = cargo_config::CargoConfig::load(&std::env::current_dir()?)?;
     let airlock_dir = workspace.airlock_dir();
+    let rust_src_remap = rust.rust_src().map(|src| {
+        let commit = rust.commit_hash.as_deref().unwrap_or("unknown");
+        (src, format!("/rustc/{commit}"))
+    });
     let cargo_env = env::prepare(&env::EnvInputs {
+        rust_src_remap,
         workspace_root: workspace.root(),
         target_dir: workspace.target_dir(),
         airlock_dir: &airlock_dir,
@@ -192,15 +218,57 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     for (key, value) in &cargo_env.set {
         progress::detail(format!("{key}={}", value.to_string_lossy()));
     }
+    for tools in &tools {
+        if let Some(link) = tools.link_setup(c_code[&tools.target]) {
+            progress::detail(format!(
+                "linker for {}: {}{}",
+                tools.target,
+                link.linker.describe(),
+                link.cxx
+                    .as_ref()
+                    .map(|cxx| format!("; links needing a C++ library: {}", cxx.describe()))
+                    .unwrap_or_default()
+            ));
+        }
+    }
 
     let names: Vec<&str> = plan.binaries.iter().map(|b| b.name.as_str()).collect();
-    let target_names: Vec<&str> = targets.iter().map(TargetTriple::as_str).collect();
-    progress::status(
-        "Building",
-        format!("{} for {}", names.join(", "), target_names.join(", ")),
-    );
-    let cmd = cargo::command(&manifest_path, &plan, &targets, options, &cargo_env);
-    let produced = cargo::run(cmd, workspace.target_dir())?;
+    let prebuilt: Vec<TargetTriple> = targets
+        .iter()
+        .filter(|t| !from_source.contains(t))
+        .cloned()
+        .collect();
+    let mut produced = Vec::new();
+    // -Zbuild-std applies to every target of a cargo run: targets with a prebuilt std get
+    // their own run, so their std is never rebuilt.
+    for (group, std_from_source) in [(&prebuilt, false), (&from_source, true)] {
+        if group.is_empty() {
+            continue;
+        }
+        let target_names: Vec<&str> = group.iter().map(TargetTriple::as_str).collect();
+        progress::status(
+            "Building",
+            format!(
+                "{} for {}{}",
+                names.join(", "),
+                target_names.join(", "),
+                if std_from_source {
+                    " (std from source)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let cmd = cargo::command(&cargo::CargoRun {
+            manifest_path: &manifest_path,
+            plan: &plan,
+            targets: group,
+            options,
+            env: &cargo_env,
+            std_from_source,
+        });
+        produced.extend(cargo::run(cmd, workspace.target_dir())?);
+    }
     let (binaries, problems) = collect::collect(
         &plan,
         &produced,

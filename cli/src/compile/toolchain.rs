@@ -1,7 +1,8 @@
-//! What this machine has for each target: the Rust toolchain and its installed targets, the
-//! linker, the C compiler (musl-gcc natively, zig cc across architectures and as fallback),
-//! and qemu for running foreign binaries. `build` and `doctor` ask the same questions here,
-//! so they always agree.
+//! What this machine has for each target: the Rust toolchain and where each target's standard
+//! library comes from (rustup's prebuilt one, or built from the toolchain's rust-src when
+//! rustup has none), the linker, the C and C++ compilers (musl-gcc or a musl g++ natively,
+//! zig across architectures and as fallback), and qemu for running foreign binaries. `build`
+//! and `doctor` ask the same questions here, so they always agree.
 //!
 //! Only probes; never installs or writes anything.
 
@@ -27,6 +28,9 @@ pub struct RustToolchain {
     pub host: String,
     /// `rustc --version`.
     pub version: String,
+    /// The commit rustc was built from (`commit-hash` of `rustc -vV`): its prebuilt standard
+    /// library records its sources under `/rustc/<commit>`.
+    pub commit_hash: Option<String>,
     /// Every target rustc knows (`rustc --print target-list`).
     pub known_targets: Vec<String>,
 }
@@ -57,6 +61,11 @@ impl RustToolchain {
             .unwrap_or(std::env::consts::ARCH)
             .to_owned();
         let version = verbose.lines().next().unwrap_or("rustc").to_owned();
+        let commit_hash = verbose
+            .lines()
+            .find_map(|l| l.strip_prefix("commit-hash: "))
+            .filter(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()) && !hash.is_empty())
+            .map(str::to_owned);
         let sysroot = PathBuf::from(run(&["--print", "sysroot"])?);
         let known_targets = run(&["--print", "target-list"])?
             .lines()
@@ -67,6 +76,7 @@ impl RustToolchain {
             sysroot,
             host,
             version,
+            commit_hash,
             known_targets,
         })
     }
@@ -78,13 +88,13 @@ impl RustToolchain {
         }
         Err(error::input(format!(
             "unknown target triple `{target}`: {} does not know it (`rustc --print target-list` \
-             lists the known ones; airlock ships x86_64-unknown-linux-musl and \
-             aarch64-unknown-linux-musl, `--target all`)",
+             lists the known ones; `--target all` is x86_64 and aarch64 musl, `--target \
+             every` adds armv7, riscv64gc, powerpc64le and i686 musl)",
             self.version
         )))
     }
 
-    /// The directory holding `target`'s standard library, when it is installed.
+    /// The directory holding `target`'s prebuilt standard library, when rustup installed it.
     pub fn target_libdir(&self, target: &TargetTriple) -> Option<PathBuf> {
         let dir = self
             .sysroot
@@ -97,6 +107,39 @@ impl RustToolchain {
             name.starts_with("libstd-") || name.starts_with("libcore-")
         });
         has_std.then_some(dir)
+    }
+
+    /// The standard library's sources (`rustup component add rust-src`), when installed:
+    /// what `-Zbuild-std` compiles.
+    pub fn rust_src(&self) -> Option<PathBuf> {
+        let src = self.sysroot.join("lib/rustlib/src/rust");
+        src.join("library/std/Cargo.toml").is_file().then_some(src)
+    }
+
+    /// Where `target`'s standard library comes from: rustup's prebuilt one; else, for a musl
+    /// target whose architecture airlock knows (so zig can supply its C runtime), the
+    /// toolchain's own sources, built by cargo.
+    pub fn std_lib(&self, target: &TargetTriple) -> Result<StdLib, Missing> {
+        if let Some(dir) = self.target_libdir(target) {
+            return Ok(StdLib::Prebuilt(dir));
+        }
+        let buildable = target.is_musl() && target.zig_target().is_some();
+        match self.rust_src() {
+            Some(src) if buildable => Ok(StdLib::FromSource(src)),
+            _ if buildable => Err(Missing {
+                what: format!(
+                    "the {target} standard library (no rustup target, and no rust-src to build it \
+                     from)"
+                ),
+                needed_for: format!("every build for {target}"),
+                install: install::rust_target_or_src(target.as_str()),
+            }),
+            _ => Err(Missing {
+                what: format!("the {target} standard library (rustup target)"),
+                needed_for: format!("every build for {target}"),
+                install: install::rust_target(target.as_str()),
+            }),
+        }
     }
 
     /// The `rust-lld` shipped with the toolchain.
@@ -151,9 +194,29 @@ impl Zig {
         parts.join(" ")
     }
 
-    /// zig's name for the musl target of `arch` (`aarch64-linux-musl`).
-    pub fn musl_target(arch: Arch) -> String {
-        format!("{}-linux-musl", arch.triple_name())
+    /// zig's `-target` for `target` (`arm-linux-musleabihf`); the Rust triple itself when
+    /// airlock does not know it, which zig then refuses with its own message.
+    pub fn target_for(target: &TargetTriple) -> String {
+        target.zig_target().unwrap_or_else(|| target.to_string())
+    }
+}
+
+/// Where a target's standard library comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdLib {
+    /// rustup's prebuilt one (`rustup target add`), in this directory, with its own
+    /// self-contained musl C runtime, libc and libunwind.
+    Prebuilt(PathBuf),
+    /// None is installed: cargo builds it from the toolchain's rust-src (this directory) with
+    /// `-Zbuild-std`, and zig supplies the musl C runtime, libc and libunwind rustup's
+    /// package would have carried. For musl targets whose rust-std rustup cannot download.
+    FromSource(PathBuf),
+}
+
+impl StdLib {
+    /// Whether cargo must build it (`-Zbuild-std`).
+    pub fn from_source(&self) -> bool {
+        matches!(self, StdLib::FromSource(_))
     }
 }
 
@@ -165,6 +228,42 @@ pub enum Linker {
     SystemCc(PathBuf),
     /// The toolchain's `rust-lld`, linking directly (cross targets, or when `cc` is missing).
     RustLld(PathBuf),
+    /// `zig cc` (`zig c++` when the link needs a C++ standard library), with zig's own musl C
+    /// runtime, libc and libunwind: for a standard library built from source, which has no
+    /// self-contained objects, and for cross builds that compile C code with zig.
+    Zig(Zig),
+}
+
+impl Linker {
+    /// A short description for tables and `-v`.
+    pub fn describe(&self) -> String {
+        match self {
+            Linker::SystemCc(path) => format!("cc ({}), self-contained musl", path.display()),
+            Linker::RustLld(path) => format!("rust-lld ({})", path.display()),
+            Linker::Zig(zig) => format!("zig cc {} ({}), zig's musl", zig.version, zig.display()),
+        }
+    }
+}
+
+/// How a target's binaries are linked once everything about the build is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSetup {
+    /// The linker for links without a C++ standard library.
+    pub linker: Linker,
+    /// What links when the link asks for a C++ standard library (`-lc++`, `-lstdc++`): the C++
+    /// compiler as linker driver. `None` when the build compiles no C code, or none is found.
+    pub cxx: Option<CxxCompiler>,
+    /// Whether rustc links the toolchain's self-contained musl objects
+    /// (`-Clink-self-contained=yes`); off when zig links, which brings its own.
+    pub self_contained: bool,
+}
+
+impl LinkSetup {
+    /// Whether cargo's linker must be airlock's wrapper script: zig links, or C++ links go to
+    /// another driver than the rest.
+    pub fn needs_wrapper(&self) -> bool {
+        matches!(self.linker, Linker::Zig(_)) || self.cxx.is_some()
+    }
 }
 
 /// The C compiler airlock gives `cc`-crate build scripts for a target.
@@ -182,6 +281,35 @@ impl CCompiler {
         match self {
             CCompiler::MuslGcc(path) => format!("musl-gcc ({})", path.display()),
             CCompiler::Zig(zig) => format!("zig cc {} ({})", zig.version, zig.display()),
+        }
+    }
+}
+
+/// The C++ compiler airlock gives `cc`-crate build scripts (`cpp(true)`) for a target, which
+/// also links the binaries whose link needs its C++ standard library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CxxCompiler {
+    /// A g++ that targets musl (`x86_64-linux-musl-g++` from musl-cross-make, or `g++` on a
+    /// musl host such as Alpine), for the host's own architecture: libstdc++, static.
+    MuslGxx(PathBuf),
+    /// `zig c++ -target <arch>-linux-musl`, for any architecture: LLVM's libc++, static.
+    Zig(Zig),
+}
+
+impl CxxCompiler {
+    /// A short description for tables.
+    pub fn describe(&self) -> String {
+        match self {
+            CxxCompiler::MuslGxx(path) => format!("musl g++ ({}), libstdc++", path.display()),
+            CxxCompiler::Zig(zig) => format!("zig c++ {} ({}), libc++", zig.version, zig.display()),
+        }
+    }
+
+    /// The C++ standard library it links, as cc-rs' `CXXSTDLIB` names it.
+    pub fn stdlib(&self) -> &'static str {
+        match self {
+            CxxCompiler::MuslGxx(_) => "stdc++",
+            CxxCompiler::Zig(_) => "c++",
         }
     }
 }
@@ -223,6 +351,18 @@ pub mod install {
         format!("rustup target add {target}")
     }
 
+    /// The rustup target, or the sources airlock builds the standard library from when
+    /// rustup's mirror has no prebuilt one for the target.
+    pub fn rust_target_or_src(target: &str) -> String {
+        format!(
+            "{} (or, where rustup has no prebuilt std for it: {RUST_SRC})",
+            rust_target(target)
+        )
+    }
+
+    /// The standard library's sources.
+    pub const RUST_SRC: &str = "rustup component add rust-src";
+
     /// qemu user-mode emulators.
     pub const QEMU: &str = "apt-get install qemu-user-static";
 }
@@ -234,12 +374,16 @@ pub struct TargetTools {
     pub target: TargetTriple,
     /// Whether it is the toolchain host's architecture (its binaries run natively here).
     pub native: bool,
-    /// The target's standard library directory, or what to install.
-    pub rust_target: Result<PathBuf, Missing>,
-    /// The linker airlock will set (musl targets), or what to install.
+    /// Where the target's standard library comes from, or what to install.
+    pub rust_target: Result<StdLib, Missing>,
+    /// The linker airlock will set for builds without C code (musl targets), or what to
+    /// install. [`TargetTools::link_setup`] says what links a build with C or C++ code.
     pub linker: Result<Linker, Missing>,
     /// The C compiler for `cc` build scripts (musl targets), or what to install.
     pub c_compiler: Result<CCompiler, Missing>,
+    /// The C++ compiler for `cc` build scripts with `cpp(true)` (musl targets), or what to
+    /// install. Not known to be needed before the build runs, so never required.
+    pub cxx_compiler: Result<CxxCompiler, Missing>,
     /// `ar` for the C compiler's static archives.
     pub archiver: Option<PathBuf>,
     /// zig, when found (the C compiler for cross targets, the fallback natively).
@@ -261,14 +405,17 @@ impl TargetTools {
             .ok()
             .and_then(|t| t.arch());
         let native = target.arch().is_some() && target.arch() == host_arch;
-        let rust_target = rust.target_libdir(target).ok_or_else(|| Missing {
-            what: format!("the {target} standard library (rustup target)"),
-            needed_for: format!("every build for {target}"),
-            install: install::rust_target(target.as_str()),
-        });
+        let rust_target = rust.std_lib(target);
         let rust_lld = rust.rust_lld();
-        let linker = choose_linker(target, native, rust_lld.as_deref());
+        let from_source = rust_target.as_ref().is_ok_and(StdLib::from_source);
+        let linker = if from_source {
+            zig_linker(target, zig)
+        } else {
+            choose_linker(target, native, rust_lld.as_deref())
+        };
         let c_compiler = choose_c_compiler(target, native, zig);
+        let host_is_musl = rust.host.ends_with("-musl");
+        let cxx_compiler = choose_cxx_compiler(target, native, host_is_musl, zig);
         let archiver = match &c_compiler {
             Ok(CCompiler::MuslGcc(_)) => process::find_on_path("ar"),
             _ => None,
@@ -288,6 +435,7 @@ impl TargetTools {
             rust_target,
             linker,
             c_compiler,
+            cxx_compiler,
             archiver,
             zig: zig.cloned(),
             rust_lld,
@@ -312,6 +460,45 @@ impl TargetTools {
         }
         missing
     }
+
+    /// How a build of this target links, given whether it compiles C code (and so maybe
+    /// C++: that is only known when the build scripts run, so it is decided per link by
+    /// airlock's linker wrapper from the libraries the link asks for).
+    ///
+    /// - a standard library built from source: zig, always (it has no self-contained objects);
+    /// - C code on a cross target: zig, which compiled it, also links, so that a C++ standard
+    ///   library can be linked when asked for (rust-lld has none);
+    /// - C code natively: `cc` as before, and the C++ compiler for links that need libc++ or
+    ///   libstdc++;
+    /// - no C code: `cc` natively, rust-lld across architectures.
+    pub fn link_setup(&self, compiles_c: bool) -> Option<LinkSetup> {
+        let linker = self.linker.as_ref().ok()?.clone();
+        let cxx = compiles_c
+            .then(|| self.cxx_compiler.as_ref().ok().cloned())
+            .flatten();
+        let linker = match (linker, &cxx) {
+            (Linker::RustLld(_), Some(CxxCompiler::Zig(zig))) => Linker::Zig(zig.clone()),
+            (linker, _) => linker,
+        };
+        let self_contained = !matches!(linker, Linker::Zig(_));
+        Some(LinkSetup {
+            linker,
+            cxx,
+            self_contained,
+        })
+    }
+}
+
+/// zig as the linker of a target whose standard library is built from source.
+fn zig_linker(target: &TargetTriple, zig: Option<&Zig>) -> Result<Linker, Missing> {
+    zig.cloned().map(Linker::Zig).ok_or_else(|| Missing {
+        what: "zig".to_owned(),
+        needed_for: format!(
+            "linking {target}: its standard library is built from source, and zig supplies the \
+             musl C runtime, libc and libunwind"
+        ),
+        install: install::ZIG.to_owned(),
+    })
 }
 
 fn choose_linker(
@@ -344,12 +531,13 @@ fn choose_c_compiler(
     if let Some(path) = musl_gcc {
         return Ok(CCompiler::MuslGcc(path));
     }
-    if target.arch().is_none() {
+    if target.zig_target().is_none() {
         return Err(Missing {
             what: format!("a C compiler for {target}"),
             needed_for: "crates that compile C code (the `cc` crate)".to_owned(),
             install: format!(
-                "airlock sets up x86_64 and aarch64 only; set CC_{} to a musl cross compiler",
+                "airlock sets up {} musl only; set CC_{} to a musl cross compiler",
+                Arch::list(),
                 target.as_str().replace('-', "_")
             ),
         });
@@ -372,6 +560,49 @@ fn choose_c_compiler(
     }
 }
 
+fn choose_cxx_compiler(
+    target: &TargetTriple,
+    native: bool,
+    host_is_musl: bool,
+    zig: Option<&Zig>,
+) -> Result<CxxCompiler, Missing> {
+    if native {
+        let cross_named = musl_cross_prefix(target).map(|prefix| format!("{prefix}-g++"));
+        let found = cross_named
+            .and_then(process::find_on_path)
+            .or_else(|| host_is_musl.then(|| process::find_on_path("g++")).flatten());
+        if let Some(path) = found {
+            return Ok(CxxCompiler::MuslGxx(path));
+        }
+    }
+    match zig {
+        Some(zig) if target.zig_target().is_some() => Ok(CxxCompiler::Zig(zig.clone())),
+        _ => Err(Missing {
+            what: format!("a C++ compiler for {target} (zig)"),
+            needed_for: "crates that compile C++ (`cc` with `cpp(true)`)".to_owned(),
+            install: if target.zig_target().is_some() {
+                install::ZIG.to_owned()
+            } else {
+                format!(
+                    "set CXX_{} to a musl cross compiler",
+                    target.as_str().replace('-', "_")
+                )
+            },
+        }),
+    }
+}
+
+/// musl-cross-make's prefix for `target` (`x86_64-linux-musl`, `arm-linux-musleabihf`).
+fn musl_cross_prefix(target: &TargetTriple) -> Option<String> {
+    let arch = match target.arch()? {
+        Arch::Armv7 => "arm",
+        Arch::Riscv64 => "riscv64",
+        other => other.name(),
+    };
+    let env = target.as_str().rsplit('-').next()?;
+    Some(format!("{arch}-linux-{env}"))
+}
+
 /// The environment error `build` returns when targets lack what their build needs.
 pub fn environment_error(missing: &[(&TargetTriple, Vec<&Missing>)]) -> anyhow::Error {
     let mut text = String::from("this machine cannot build every requested target:");
@@ -382,4 +613,157 @@ pub fn environment_error(missing: &[(&TargetTriple, Vec<&Missing>)]) -> anyhow::
     }
     text.push_str("\n`cargo airlock doctor` shows everything each target needs");
     error::environment(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triple(text: &str) -> TargetTriple {
+        text.parse().unwrap()
+    }
+
+    /// A toolchain whose sysroot is `dir`: a prebuilt x86_64 musl std, and rust-src when
+    /// `with_src`.
+    fn toolchain(dir: &Path, with_src: bool) -> RustToolchain {
+        let lib = dir.join("lib/rustlib/x86_64-unknown-linux-musl/lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("libstd-0123.rlib"), b"").unwrap();
+        if with_src {
+            let std = dir.join("lib/rustlib/src/rust/library/std");
+            std::fs::create_dir_all(&std).unwrap();
+            std::fs::write(std.join("Cargo.toml"), b"").unwrap();
+        }
+        RustToolchain {
+            rustc: "rustc".into(),
+            sysroot: dir.to_path_buf(),
+            host: "x86_64-unknown-linux-gnu".into(),
+            version: "rustc 1.95.0".into(),
+            commit_hash: None,
+            known_targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn std_is_prebuilt_or_from_source_or_names_what_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let rust = toolchain(dir.path(), true);
+        assert!(matches!(
+            rust.std_lib(&triple("x86_64-unknown-linux-musl")),
+            Ok(StdLib::Prebuilt(_))
+        ));
+        assert_eq!(
+            rust.std_lib(&triple("armv7-unknown-linux-musleabihf")),
+            Ok(StdLib::FromSource(dir.path().join("lib/rustlib/src/rust")))
+        );
+        // zig cannot supply a C runtime airlock does not know how to ask for, nor glibc's.
+        for unknown in ["s390x-unknown-linux-musl", "armv7-unknown-linux-gnueabihf"] {
+            let missing = rust.std_lib(&triple(unknown)).unwrap_err();
+            assert_eq!(missing.install, format!("rustup target add {unknown}"));
+        }
+
+        let bare = tempfile::tempdir().unwrap();
+        let rust = toolchain(bare.path(), false);
+        let missing = rust
+            .std_lib(&triple("riscv64gc-unknown-linux-musl"))
+            .unwrap_err();
+        assert_eq!(
+            missing.install,
+            "rustup target add riscv64gc-unknown-linux-musl (or, where rustup has no prebuilt \
+             std for it: rustup component add rust-src)"
+        );
+    }
+
+    fn zig() -> Zig {
+        Zig {
+            program: PathBuf::from("/usr/bin/zig"),
+            prefix_args: Vec::new(),
+            version: "0.0.0".into(),
+        }
+    }
+
+    fn tools(target: &str, std: StdLib, linker: Linker, cxx: Option<CxxCompiler>) -> TargetTools {
+        TargetTools {
+            target: triple(target),
+            native: target.starts_with("x86_64"),
+            rust_target: Ok(std),
+            linker: Ok(linker),
+            c_compiler: Ok(CCompiler::Zig(zig())),
+            cxx_compiler: cxx.ok_or_else(|| Missing {
+                what: "zig".into(),
+                needed_for: "C++".into(),
+                install: install::ZIG.into(),
+            }),
+            archiver: None,
+            zig: Some(zig()),
+            rust_lld: None,
+            qemu: None,
+        }
+    }
+
+    #[test]
+    fn zig_links_when_it_must_and_cc_or_rust_lld_otherwise() {
+        let prebuilt = StdLib::Prebuilt(PathBuf::from("/std"));
+        let lld = Linker::RustLld(PathBuf::from("/rust-lld"));
+        let cc = Linker::SystemCc(PathBuf::from("/usr/bin/cc"));
+        let cxx = Some(CxxCompiler::Zig(zig()));
+
+        // No C code: nothing changes, whatever compilers there are.
+        let arm = tools(
+            "aarch64-unknown-linux-musl",
+            prebuilt.clone(),
+            lld.clone(),
+            cxx.clone(),
+        );
+        let pure = arm.link_setup(false).unwrap();
+        assert_eq!(
+            (&pure.linker, &pure.cxx, pure.self_contained),
+            (&lld, &None, true)
+        );
+        assert!(!pure.needs_wrapper());
+
+        // C code across architectures: zig links (rust-lld has no C++ library to offer).
+        let with_c = arm.link_setup(true).unwrap();
+        assert_eq!(with_c.linker, Linker::Zig(zig()));
+        assert_eq!(with_c.cxx, cxx);
+        assert!(!with_c.self_contained);
+
+        // C code natively: cc stays, C++ links go to zig c++.
+        let x86 = tools(
+            "x86_64-unknown-linux-musl",
+            prebuilt,
+            cc.clone(),
+            cxx.clone(),
+        );
+        let native = x86.link_setup(true).unwrap();
+        assert_eq!((&native.linker, native.self_contained), (&cc, true));
+        assert!(native.needs_wrapper());
+
+        // A standard library built from source: zig links, without the toolchain's objects.
+        let riscv = tools(
+            "riscv64gc-unknown-linux-musl",
+            StdLib::FromSource(PathBuf::from("/src")),
+            Linker::Zig(zig()),
+            None,
+        );
+        let from_source = riscv.link_setup(false).unwrap();
+        assert_eq!(from_source.linker, Linker::Zig(zig()));
+        assert!(!from_source.self_contained && from_source.needs_wrapper());
+    }
+
+    #[test]
+    fn musl_cross_compilers_are_named_as_musl_cross_make_names_them() {
+        assert_eq!(
+            musl_cross_prefix(&triple("x86_64-unknown-linux-musl")).as_deref(),
+            Some("x86_64-linux-musl")
+        );
+        assert_eq!(
+            musl_cross_prefix(&triple("armv7-unknown-linux-musleabihf")).as_deref(),
+            Some("arm-linux-musleabihf")
+        );
+        assert_eq!(
+            musl_cross_prefix(&triple("i686-unknown-linux-musl")).as_deref(),
+            Some("i686-linux-musl")
+        );
+    }
 }

@@ -281,4 +281,29 @@ mod tests {
         assert_eq!(platform_name(Arch::Aarch64), "linux/arm64/v8");
         assert_eq!(platform(Arch::X86_64).unwrap().variant(), &None);
     }
+
+    #[test]
+    fn every_arch_has_its_oci_platform() {
+        let names: Vec<String> = Arch::ALL.into_iter().map(platform_name).collect();
+        assert_eq!(
+            names,
+            [
+                "linux/amd64",
+                "linux/arm64/v8",
+                "linux/arm/v7",
+                "linux/riscv64",
+                "linux/ppc64le",
+                "linux/386"
+            ]
+        );
+        for arch in Arch::ALL {
+            let value = serde_json::to_value(platform(arch).unwrap()).unwrap();
+            assert_eq!(value["architecture"], arch.oci_name());
+            assert_eq!(value["os"], "linux");
+            assert_eq!(
+                value.get("variant").and_then(|v| v.as_str()),
+                arch.oci_variant()
+            );
+        }
+    }
 }

@@ -227,3 +227,32 @@ pub fn path_without_zig() -> (tempfile::TempDir, std::ffi::OsString) {
     let path = bin.path().as_os_str().to_owned();
     (bin, path)
 }
+
+/// A `RUSTC` for airlock's own probes: the real rustc, except that `--print sysroot` names a
+/// directory with no target's standard library in it, and rust-src only when `with_src`.
+/// Returns the guard and the script's path.
+pub fn rustc_with_bare_sysroot(with_src: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let rustc = airlock::process::find_on_path("rustc").unwrap();
+    let sysroot = dir.path().join("sysroot");
+    std::fs::create_dir_all(&sysroot).unwrap();
+    if with_src {
+        let std = sysroot.join("lib/rustlib/src/rust/library/std");
+        std::fs::create_dir_all(&std).unwrap();
+        std::fs::write(std.join("Cargo.toml"), "[package]\nname = \"std\"\n").unwrap();
+    }
+    let script = dir.path().join("rustc");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --print ] && [ \"$2\" = sysroot ]; then\n  echo '{}'\n  \
+             exit 0\nfi\nexec '{}' \"$@\"\n",
+            sysroot.display(),
+            rustc.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, script)
+}

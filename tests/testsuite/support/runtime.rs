@@ -67,3 +67,23 @@ fn runc_run_with(bundle: &Path, edit: impl FnOnce(&mut Vec<String>)) -> String {
     );
     stdout
 }
+
+/// Runs `binary`, built for `target`, with `args` and returns its stdout: natively when the
+/// target is this machine's architecture, else under its qemu user-mode emulator (None, with
+/// the test skipped or failed as [`require_tool`](super::require_tool) decides, when that is
+/// missing).
+pub fn run_for_target(target: &str, binary: &Path, args: &[&str]) -> Option<String> {
+    let triple: airlock::TargetTriple = target.parse().unwrap();
+    let arch = triple
+        .arch()
+        .unwrap_or_else(|| panic!("airlock knows no architecture for {target}"));
+    let mut cmd = if Some(arch) == airlock::Arch::host() {
+        Command::new(binary)
+    } else {
+        let mut cmd = Command::new(super::require_tool(arch.qemu_binary())?);
+        cmd.arg(binary);
+        cmd
+    };
+    let (stdout, _) = run_expect(cmd.args(args), 0);
+    Some(stdout)
+}

@@ -39,9 +39,10 @@ pub(super) fn collect_binaries(options: &ImageOptions, project: &Project) -> Res
     for (binary, info) in found {
         let arch = info.arch.ok_or_else(|| {
             error::input(format!(
-                "{} is a {} binary; airlock builds images for x86_64 and aarch64",
+                "{} is a {} binary; airlock builds images for {}",
                 binary.source.display(),
-                info.machine
+                info.machine,
+                Arch::list()
             ))
         })?;
         let list = binaries.entry(arch).or_default();
@@ -188,7 +189,8 @@ pub(super) fn built_binaries(
     for target in &targets {
         let arch = target.arch().ok_or_else(|| {
             error::input(format!(
-                "airlock builds images for x86_64 and aarch64, not for `{target}`"
+                "airlock builds images for {}, not for `{target}`",
+                Arch::list()
             ))
         })?;
         if !arches.insert(arch) {
