@@ -1,6 +1,8 @@
 //! `keygen`, `sign`, `verify --layout --key` and `push --sign`, checked by independent
-//! verifiers: openssl for file signatures, Python's `cryptography` + PyNaCl for the key
-//! format, `securesystemslib` for DSSE, skopeo (containers/image) for image signatures.
+//! implementations: openssl for file signatures, Python's `cryptography` + PyNaCl for cosign
+//! 1.x's key format, `securesystemslib` for DSSE, and containers/image itself
+//! (`skopeo-sigstore`, skopeo 1.18) for image signatures both ways: its policies judge
+//! airlock's signatures, and airlock verifies its signatures and reads its keys.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -515,193 +517,53 @@ fn verify_layout_key_accepts_signed_images_and_names_each_tampering() {
     verify_layout(&resigned.path, &other_public, 0);
 }
 
-/// An independent reader of cosign signatures in a registry, written from containers/image's
-/// documented rules (`containers-policy.json(5)`, `sigstoreSigned` with `signedIdentity`), as
-/// skopeo would apply them with `use-sigstore-attachments: true`: resolve the image's manifest
-/// digest, read the `sha256-<hex>.sig` manifest and its layers, verify each signature over its
-/// payload with the public key (Python's `cryptography`), parse the payload strictly, and
-/// match `docker-manifest-digest` and `docker-reference`. Exits 0 when a signature is accepted,
-/// 1 with the reasons when none is.
-const POLICY_CHECK: &str = r#"
-import base64, hashlib, json, sys, urllib.request, urllib.error
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+/// What skopeo's policy should say: accepted, or rejected with a reason containing the text.
+#[derive(Debug, Clone, Copy)]
+enum Expect<'a> {
+    Accepted,
+    Rejected(&'a str),
+}
 
-registry, image, key_path, identity = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-OCI = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+/// skopeo's rejection when a signature is valid but its `docker-reference` is not accepted.
+fn identity_refused(signed: &str) -> String {
+    format!("Signature for identity \"{signed}\" is not accepted")
+}
 
-def get(path, accept):
-    request = urllib.request.Request(f"http://{registry}/v2/{path}", headers={"Accept": accept})
-    try:
-        return urllib.request.urlopen(request).read()
-    except urllib.error.HTTPError as e:
-        if e.code == 404:
-            return None
-        raise
+/// skopeo's rejection of a signature that is not by the policy's key.
+const ANOTHER_KEY: &str = "cryptographic signature verification failed";
 
-name, _, rest = image.partition("/")[2], None, None
-repository_ref = image.split("/", 1)[1]
-if "@" in repository_ref:
-    repository, digest_ref = repository_ref.split("@")
-    tag, reference = None, digest_ref
-else:
-    repository, tag = repository_ref.rsplit(":", 1)
-    reference = tag
-full_name = f"{registry}/{repository}"
-manifest = get(f"{repository}/manifests/{reference}", OCI)
-digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-sig_manifest = get(f"{repository}/manifests/sha256-{digest[7:]}.sig", "application/vnd.oci.image.manifest.v1+json")
-if sig_manifest is None:
-    sys.exit(f"rejected: no signatures for {digest}")
-key = serialization.load_pem_public_key(open(key_path, "rb").read())
-
-def identity_ok(signed):
-    if ":" in signed.rsplit("/", 1)[-1] or "@" in signed:
-        signed_name, signed_is_name_only = signed, False
-    else:
-        signed_name, signed_is_name_only = signed, True
-    kind = identity.get("type", "matchRepoDigestOrExact")
-    if kind == "matchRepository":
-        return signed_name == full_name
-    if kind == "exactRepository":
-        return signed_name == identity["dockerRepository"]
-    intended_name = full_name
-    if kind == "remapIdentity":
-        prefix = identity["prefix"]
-        if intended_name == prefix or intended_name.startswith(prefix + "/"):
-            intended_name = identity["signedPrefix"] + intended_name[len(prefix):]
-    elif kind != "matchRepoDigestOrExact":
-        sys.exit(f"unknown signedIdentity {kind}")
-    # matchRepoDigestOrExact: a tagged image needs exactly name:tag; a digest reference the
-    # same repository. A signature naming only a repository never matches a tag.
-    if signed_is_name_only and tag is not None:
-        return False
-    if tag is not None:
-        return signed == f"{intended_name}:{tag}"
-    return signed_name == intended_name
-
-reasons = []
-for layer in json.loads(sig_manifest)["layers"]:
-    if layer["mediaType"] != "application/vnd.dev.cosign.simplesigning.v1+json":
-        continue
-    payload = get(f"{repository}/blobs/{layer['digest']}", "*/*")
-    assert "sha256:" + hashlib.sha256(payload).hexdigest() == layer["digest"]
-    signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
-    try:
-        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-    except Exception:
-        reasons.append("signature by another key")
-        continue
-    document = json.loads(payload)
-    critical = document["critical"]
-    assert set(document) == {"critical", "optional"}
-    assert set(critical) == {"identity", "image", "type"}
-    assert critical["type"] == "cosign container image signature"
-    if critical["image"]["docker-manifest-digest"] != digest:
-        reasons.append("signature of another image")
-        continue
-    signed = critical["identity"]["docker-reference"]
-    if not identity_ok(signed):
-        reasons.append(f"identity {signed} not accepted by {identity}")
-        continue
-    print(f"accepted: {digest} signed for {signed}")
-    sys.exit(0)
-sys.exit("rejected: " + "; ".join(reasons))
-"#;
-
-/// Whether the policy checker accepts `image` (`registry/repository:tag` or `@digest`).
-fn policy_accepts(
-    python: &Path,
-    registry: &Registry,
+/// Asserts what containers/image's `sigstoreSigned` policy with `key` and `identity` says of
+/// `image`, and, for a rejection, that it is for the expected reason.
+#[track_caller]
+fn assert_policy(
+    skopeo: &SkopeoSigstore,
     image: &str,
     key: &Path,
     identity: serde_json::Value,
-) -> (bool, String) {
-    let out = Command::new(python)
-        .args(["-c", POLICY_CHECK, &registry.addr(), image])
-        .arg(key)
-        .arg(identity.to_string())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expected: Expect<'_>,
+) {
+    let verdict = skopeo.policy_allows(image, key, identity.clone());
+    let ok = match (expected, &verdict) {
+        (Expect::Accepted, Ok(())) => true,
+        (Expect::Rejected(reason), Err(message)) => message.contains(reason),
+        _ => false,
+    };
     assert!(
-        text.contains("accepted:") || text.contains("rejected:"),
-        "the checker failed: {text}"
+        ok,
+        "skopeo on {image} with {identity}: {verdict:?}, expected {expected:?}"
     );
-    (out.status.success(), text)
 }
 
-/// skopeo copy under a `policy.json` requiring `sigstoreSigned` with `key` and `identity`,
-/// `use-sigstore-attachments: true` for the registry. None when this skopeo cannot check
-/// sigstore signatures at all (Debian builds it with sigstore disabled), with the reason.
-fn skopeo_accepts(
-    dir: &Path,
-    registry: &Registry,
-    image: &str,
-    key: &Path,
-    identity: serde_json::Value,
-) -> Option<bool> {
-    let skopeo = airlock::process::find_on_path("skopeo")?;
-    let registries_d = dir.join("registries.d");
-    std::fs::create_dir_all(&registries_d).unwrap();
-    std::fs::write(
-        registries_d.join("airlock-test.yaml"),
-        format!(
-            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
-            registry.addr()
-        ),
-    )
-    .unwrap();
-    let policy = dir.join("policy.json");
-    std::fs::write(
-        &policy,
-        serde_json::json!({
-            "default": [{"type": "reject"}],
-            "transports": {
-                "docker": {registry.addr(): [{
-                    "type": "sigstoreSigned",
-                    "keyPath": key,
-                    "signedIdentity": identity,
-                }]},
-                "dir": {"": [{"type": "insecureAcceptAnything"}]},
-            },
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let dest = tempfile::tempdir().unwrap();
-    let out = Command::new(skopeo)
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--registries.d")
-        .arg(&registries_d)
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", dest.path().join("image").display()))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("sigstore disabled") {
-        eprintln!(
-            "skopeo check skipped: this skopeo is built with sigstore disabled (Debian's \
-             \"Debian-local change\"), so it can neither sign nor verify sigstore signatures; \
-             the independent Python reader checked the same rules"
-        );
-        return None;
-    }
-    Some(out.status.success())
-}
-
+/// Every row of the README's `signedIdentity` table, decided by containers/image itself
+/// (skopeo 1.18 with `use-sigstore-attachments`), for airlock's signatures pushed to a
+/// registry: signed at push time for the destination, and signed outside for another name.
 #[test]
 fn push_sign_and_moved_images_meet_signed_identity_policies() {
-    let Some(python) = python_with(&["cryptography"]) else {
+    let Some(registry) = Registry::start(false) else {
         return;
     };
-    let Some(registry) = Registry::start(false) else {
+    let host = registry.addr();
+    let Some(skopeo) = SkopeoSigstore::require(&host) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -709,7 +571,10 @@ fn push_sign_and_moved_images_meet_signed_identity_policies() {
     let (_, other_public) = keygen(dir.path(), "other");
     let test = test_layout(dir.path(), 11);
     let home = dir.path().join("home");
-    let host = registry.addr();
+    let match_repository = || serde_json::json!({"type": "matchRepository"});
+    let exact_repository =
+        |name: &str| serde_json::json!({"type": "exactRepository", "dockerRepository": name});
+    let repo_digest_or_exact = || serde_json::json!({"type": "matchRepoDigestOrExact"});
 
     // Exact: signed at push time for the destination itself.
     let (stdout, stderr) = run_expect(
@@ -745,46 +610,54 @@ fn push_sign_and_moved_images_meet_signed_identity_policies() {
 
     let exact = format!("{host}/team/hello:1.0");
     let by_digest = format!("{host}/team/hello@{single}");
-    for (image, key, identity, accepted) in [
+    let signed_for = identity_refused(&format!("{host}/team/hello"));
+    for (image, key, identity, expected) in [
+        (&exact, &public, match_repository(), Expect::Accepted),
+        (&by_digest, &public, match_repository(), Expect::Accepted),
         (
             &exact,
             &public,
-            serde_json::json!({"type": "matchRepository"}),
-            true,
-        ),
-        (
-            &exact,
-            &public,
-            serde_json::json!({"type": "exactRepository", "dockerRepository": format!("{host}/team/hello")}),
-            true,
+            exact_repository(&format!("{host}/team/hello")),
+            Expect::Accepted,
         ),
         (
             &exact,
             &other_public,
-            serde_json::json!({"type": "matchRepository"}),
-            false,
+            match_repository(),
+            Expect::Rejected(ANOTHER_KEY),
         ),
-        // The default rule wants `name:tag` in the signature; cosign-style signatures name
-        // the repository only, so a tag pull needs matchRepository, a digest pull does not.
+        // The default rule never accepts a signature that names only a repository, as
+        // airlock's and cosign's do, not even for a digest pull: containers/image's
+        // `matchRepoDigestOrExact` wants `name:tag` or `name@digest` in the signature.
         (
             &exact,
             &public,
-            serde_json::json!({"type": "matchRepoDigestOrExact"}),
-            false,
+            repo_digest_or_exact(),
+            Expect::Rejected(&signed_for),
         ),
         (
             &by_digest,
             &public,
-            serde_json::json!({"type": "matchRepoDigestOrExact"}),
-            true,
+            repo_digest_or_exact(),
+            Expect::Rejected(&signed_for),
         ),
     ] {
-        let (ok, text) = policy_accepts(&python, &registry, image, key, identity.clone());
-        assert_eq!(ok, accepted, "{image} with {identity}: {text}");
-        if let Some(ok) = skopeo_accepts(dir.path(), &registry, image, key, identity.clone()) {
-            assert_eq!(ok, accepted, "skopeo: {image} with {identity}");
-        }
+        assert_policy(&skopeo, image, key, identity, expected);
     }
+    // The policy reads the signature from cosign's tag: an image pushed without one is refused.
+    run_expect(
+        push_cmd(&home)
+            .arg(format!("oci:{}:single", test.path.display()))
+            .arg(format!("{host}/team/unsigned:1.0")),
+        0,
+    );
+    assert_policy(
+        &skopeo,
+        &format!("{host}/team/unsigned:1.0"),
+        &public,
+        match_repository(),
+        Expect::Rejected("A signature was required, but no signature exists"),
+    );
 
     // Moved: signed outside the air gap for its outside name, pushed inside under another.
     run_expect(
@@ -811,30 +684,32 @@ fn push_sign_and_moved_images_meet_signed_identity_policies() {
     );
     let moved = format!("{host}/mirror/hello:1.0");
     let moved_digest = format!("{host}/mirror/hello@{single}");
-    let remap = serde_json::json!({
-        "type": "remapIdentity",
-        "prefix": format!("{host}/mirror"),
-        "signedPrefix": "registry.example.com/team",
-    });
-    for (image, identity, accepted) in [
+    let remap = || {
+        serde_json::json!({
+            "type": "remapIdentity",
+            "prefix": format!("{host}/mirror"),
+            "signedPrefix": "registry.example.com/team",
+        })
+    };
+    let outside = identity_refused("registry.example.com/team/hello");
+    for (image, identity, expected) in [
+        (&moved, match_repository(), Expect::Rejected(&outside)),
         (
             &moved,
-            serde_json::json!({"type": "matchRepository"}),
-            false,
+            exact_repository("registry.example.com/team/hello"),
+            Expect::Accepted,
         ),
         (
-            &moved,
-            serde_json::json!({"type": "exactRepository", "dockerRepository": "registry.example.com/team/hello"}),
-            true,
+            &moved_digest,
+            exact_repository("registry.example.com/team/hello"),
+            Expect::Accepted,
         ),
-        (&moved_digest, remap.clone(), true),
-        (&moved, remap.clone(), false),
+        // remapIdentity applies matchRepoDigestOrExact to the remapped name: a signature naming
+        // only a repository is refused, for tag and digest pulls alike.
+        (&moved_digest, remap(), Expect::Rejected(&outside)),
+        (&moved, remap(), Expect::Rejected(&outside)),
     ] {
-        let (ok, text) = policy_accepts(&python, &registry, image, &public, identity.clone());
-        assert_eq!(ok, accepted, "{image} with {identity}: {text}");
-        if let Some(ok) = skopeo_accepts(dir.path(), &registry, image, &public, identity.clone()) {
-            assert_eq!(ok, accepted, "skopeo: {image} with {identity}");
-        }
+        assert_policy(&skopeo, image, &public, identity, expected);
     }
 
     // Signing again at push time adds the destination's signature beside the outside one.
@@ -847,14 +722,20 @@ fn push_sign_and_moved_images_meet_signed_identity_policies() {
             .arg(format!("{host}/mirror/hello:1.0")),
     );
     assert_eq!(report["attachments"][0]["layers"], 2);
-    let (ok, text) = policy_accepts(
-        &python,
-        &registry,
+    assert_policy(
+        &skopeo,
         &moved,
         &public,
-        serde_json::json!({"type": "matchRepository"}),
+        match_repository(),
+        Expect::Accepted,
     );
-    assert!(ok, "{text}");
+    assert_policy(
+        &skopeo,
+        &moved,
+        &public,
+        exact_repository("registry.example.com/team/hello"),
+        Expect::Accepted,
+    );
 
     // An index: the index and each platform's manifest are signed, children first.
     let report = run_json(
@@ -878,14 +759,22 @@ fn push_sign_and_moved_images_meet_signed_identity_policies() {
         .collect();
     expected.push(test.multi_digest.to_string());
     assert_eq!(subjects, expected);
-    let (ok, text) = policy_accepts(
-        &python,
-        &registry,
+    assert_policy(
+        &skopeo,
         &format!("{host}/team/multi:1.0"),
         &public,
-        serde_json::json!({"type": "matchRepository"}),
+        match_repository(),
+        Expect::Accepted,
     );
-    assert!(ok, "{text}");
+    for child in &test.multi_children {
+        assert_policy(
+            &skopeo,
+            &format!("{host}/team/multi@{}", digest_of(child)),
+            &public,
+            match_repository(),
+            Expect::Accepted,
+        );
+    }
 
     // A wrong passphrase stops the push before anything reaches the registry.
     let (_, stderr) = run_expect(
@@ -1028,91 +917,147 @@ fn dsse_envelopes_interoperate_with_securesystemslib() {
     run_expect(airlock().arg("verify").arg("--layout").arg(&test.path), 0);
 }
 
-/// Another signer, in Python's `cryptography`: signs the image tagged `argv[2]` in the layout
-/// `argv[1]` as containers/image signs (its payload, with `optional.creator` and
-/// `optional.timestamp`, for the identity `argv[3]`), stores the signature as cosign's
-/// `sha256-<hex>.sig` image manifest, and writes its public key to `argv[4]`.
-const PYTHON_SIGNER: &str = r#"
-import base64, hashlib, json, os, sys, time
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
-layout, tag, identity, public_out = sys.argv[1:5]
-index = json.load(open(os.path.join(layout, "index.json")))
-entry = next(m for m in index["manifests"]
-             if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
-digest = entry["digest"]
-
-def put(data):
-    d = "sha256:" + hashlib.sha256(data).hexdigest()
-    with open(os.path.join(layout, "blobs", "sha256", d[7:]), "wb") as f:
-        f.write(data)
-    return {"digest": d, "size": len(data)}
-
-key = ec.generate_private_key(ec.SECP256R1())
-payload = json.dumps({
-    "critical": {"identity": {"docker-reference": identity},
-                 "image": {"docker-manifest-digest": digest},
-                 "type": "cosign container image signature"},
-    "optional": {"creator": "containers/image 5.23.1", "timestamp": int(time.time())},
-}).encode()
-signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
-layer = dict(put(payload), mediaType="application/vnd.dev.cosign.simplesigning.v1+json",
-             annotations={"dev.cosignproject.cosign/signature": signature})
-config = dict(put(json.dumps({"architecture": "", "os": "", "config": {},
-                               "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode()),
-              mediaType="application/vnd.oci.image.config.v1+json")
-manifest = dict(put(json.dumps({"schemaVersion": 2,
-                                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                "config": config, "layers": [layer]}).encode()),
-                mediaType="application/vnd.oci.image.manifest.v1+json",
-                annotations={"org.opencontainers.image.ref.name": f"sha256-{digest[7:]}.sig"})
-index["manifests"].append(manifest)
-json.dump(index, open(os.path.join(layout, "index.json"), "w"))
-open(public_out, "wb").write(key.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-"#;
-
+/// The other way round: containers/image signs (`skopeo copy --sign-by-sigstore-private-key`
+/// with a key from `cargo airlock keygen`), and airlock verifies. The image and its `.sig` tag
+/// come back into a layout through skopeo, which writes the signature as a plain image entry
+/// (no `artifactType`); airlock takes it for the image's signature, not for a second image,
+/// and `push` carries it to another repository, where skopeo's `remapIdentity` accepts it
+/// (containers/image signs `name:tag`, which that rule wants).
 #[test]
-fn a_signature_made_by_another_signer_verifies() {
-    let Some(python) = python_with(&["cryptography"]) else {
+fn an_image_signed_by_skopeo_verifies_and_travels_with_airlock() {
+    let Some(registry) = Registry::start(false) else {
+        return;
+    };
+    let host = registry.addr();
+    let Some(skopeo) = SkopeoSigstore::require(&host) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (_, ours) = keygen(dir.path(), "cosign");
-    let test = test_layout(dir.path(), 5);
-    let theirs = dir.path().join("theirs.pub");
-    let out = Command::new(python)
-        .args(["-c", PYTHON_SIGNER])
-        .arg(&test.path)
-        .args(["single", "registry.example.com/team/hello"])
-        .arg(&theirs)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    // Only `single` is signed: `multi` is named as unsigned.
-    let report = verify_layout(&test.path, &theirs, 1);
-    let found = findings(&report);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].0, "signature-missing");
-    assert_eq!(found[0].1, format!("oci:{}:multi", test.path.display()));
-    let signed = report["signatures"]
+    let (key, public) = keygen(dir.path(), "cosign");
+    let (_, other_public) = keygen(dir.path(), "other");
+    let test = test_layout(dir.path(), 17);
+    let single = digest_of(&test.single);
+    skopeo.copy_and_sign(
+        &format!("oci:{}:single", test.path.display()),
+        &format!("{host}/team/skopeo:1.0"),
+        &key,
+        PASSPHRASE,
+    );
+    let pulled = dir.path().join("pulled");
+    skopeo.pull_with_signature(&format!("{host}/team/skopeo"), "1.0", &single, &pulled);
+    let signature_tag = format!("sha256-{}.sig", single.hex());
+    let index = read_index(&pulled);
+    let entry = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["tags"] == serde_json::json!(["single"]))
+        .find(|e| ref_name(e) == Some(&signature_tag))
         .unwrap();
+    assert_eq!(entry["artifactType"], serde_json::Value::Null, "{index:#}");
+
+    // skopeo's signature names the tag it signed for: airlock never signs a tag, so the
+    // payload is containers/image's own.
+    let report = verify_layout(&pulled, &public, 0);
     assert_eq!(
-        signed["signed_repositories"],
-        serde_json::json!(["registry.example.com/team/hello"])
+        report["signatures"],
+        serde_json::json!([{
+            "digest": single.to_string(),
+            "tags": ["1.0"],
+            "signed_repositories": [format!("{host}/team/skopeo:1.0")],
+            "rejected": [],
+        }]),
     );
-    // Our key did not sign it.
-    let report = verify_layout(&test.path, &ours, 1);
-    assert!(
-        findings(&report)
-            .iter()
-            .any(|(kind, path, _)| kind == "signature-invalid"
-                && path == &format!("oci:{}:single", test.path.display()))
+    let report = verify_layout(&pulled, &other_public, 1);
+    let found = findings(&report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "signature-invalid");
+    assert_eq!(found[0].1, format!("oci:{}:1.0", pulled.display()));
+    assert!(found[0].2.contains("is not by the key"), "{found:?}");
+
+    // Pushed on without a tag: the layout's one image, with skopeo's signature along.
+    let report = run_json(
+        push_cmd(&dir.path().join("home"))
+            .args(["--format", "json"])
+            .arg(&pulled)
+            .arg(format!("{host}/mirror/skopeo:1.0")),
+    );
+    assert_eq!(
+        report["reference"],
+        format!("{host}/mirror/skopeo@{single}")
+    );
+    assert_eq!(report["attachments"][0]["tag"], signature_tag.as_str());
+    let remap = serde_json::json!({
+        "type": "remapIdentity",
+        "prefix": format!("{host}/mirror"),
+        "signedPrefix": format!("{host}/team"),
+    });
+    let moved = format!("{host}/mirror/skopeo:1.0");
+    assert_policy(&skopeo, &moved, &public, remap.clone(), Expect::Accepted);
+    assert_policy(
+        &skopeo,
+        &format!("{host}/team/skopeo:1.0"),
+        &public,
+        serde_json::json!({"type": "matchRepoDigestOrExact"}),
+        Expect::Accepted,
+    );
+    assert_policy(
+        &skopeo,
+        &moved,
+        &other_public,
+        remap,
+        Expect::Rejected(ANOTHER_KEY),
+    );
+}
+
+/// A key made by containers/image (`skopeo generate-sigstore-key`, cosign's encrypted format)
+/// signs with `cargo airlock sign --key`, and skopeo accepts the signature with its public key.
+#[test]
+fn a_key_made_by_skopeo_signs_and_skopeo_accepts_the_signature() {
+    let Some(registry) = Registry::start(false) else {
+        return;
+    };
+    let host = registry.addr();
+    let Some(skopeo) = SkopeoSigstore::require(&host) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, airlock_public) = keygen(dir.path(), "cosign");
+    let (private, public) = skopeo.generate_key(&dir.path().join("skopeo"), "skopeo-Pass-9");
+    let test = test_layout(dir.path(), 19);
+    let image = format!("oci:{}:single", test.path.display());
+    run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", "skopeo-Pass-9")
+            .args(["sign", "--signed-repository"])
+            .arg(format!("{host}/team/from-skopeo"))
+            .arg("--key")
+            .arg(&private)
+            .arg(&image),
+        0,
+    );
+    verify_layout(&test.path, &public, 1); // `multi` is not signed
+    let report = run_json(
+        push_cmd(&dir.path().join("home"))
+            .args(["--format", "json"])
+            .arg(&image)
+            .arg(format!("{host}/team/from-skopeo:1.0")),
+    );
+    assert_eq!(report["attachments"][0]["layers"], 1);
+    let pushed = format!("{host}/team/from-skopeo:1.0");
+    let identity = serde_json::json!({"type": "matchRepository"});
+    assert_policy(
+        &skopeo,
+        &pushed,
+        &public,
+        identity.clone(),
+        Expect::Accepted,
+    );
+    assert_policy(
+        &skopeo,
+        &pushed,
+        &airlock_public,
+        identity,
+        Expect::Rejected(ANOTHER_KEY),
     );
 }
 

@@ -179,9 +179,9 @@ impl Layout {
 
     /// The one tag resolver: the `index.json` entry for `tag`; without a tag, the only image.
     ///
-    /// Artifacts attached to an image (SBOMs, signatures: entries with an `artifactType`) are
-    /// not images, and one image under several tags (`1.2.0` and `latest`) is still one image;
-    /// a layout holding nothing but artifacts of one digest resolves to it. A tag on two
+    /// What is attached to an image (SBOMs, signatures, attestations: [`is_attachment`]) is
+    /// not an image, and one image under several tags (`1.2.0` and `latest`) is still one
+    /// image; a layout holding nothing but attachments of one digest resolves to it. A tag on two
     /// entries that name different digests is ambiguous. The error lists the tags there are.
     pub fn resolve(&self, tag: Option<&str>) -> Result<&Descriptor> {
         let manifests = self.index.manifests();
@@ -191,10 +191,8 @@ impl Layout {
                 .filter(|d| ref_name(d) == Some(tag))
                 .collect(),
             None => {
-                let images: Vec<&Descriptor> = manifests
-                    .iter()
-                    .filter(|d| d.artifact_type().is_none())
-                    .collect();
+                let images: Vec<&Descriptor> =
+                    manifests.iter().filter(|d| !is_attachment(d)).collect();
                 if images.is_empty() {
                     manifests.iter().collect()
                 } else {
@@ -248,6 +246,32 @@ pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
         .as_ref()
         .and_then(|a| a.get(REF_NAME))
         .map(String::as_str)
+}
+
+/// The suffixes of cosign's tags for what it attaches to an image, `sha256-<hex>.<suffix>`:
+/// signatures, attestations and SBOMs (cosign `pkg/oci/remote`'s `SignatureTagSuffix`,
+/// `AttestationTagSuffix`, `SBOMTagSuffix`).
+pub const ATTACHMENT_TAG_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// The image digest and suffix an attachment tag names: cosign's `sha256-<hex>.sig`, `.att`
+/// and `.sbom`, or the distribution spec's referrers tag `sha256-<hex>` ("Referrers Tag
+/// Schema"), whose suffix is empty. None for any other tag.
+pub fn attachment_tag(tag: &str) -> Option<(Sha256Digest, &str)> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let (hex, suffix) = rest.split_once('.').unwrap_or((rest, ""));
+    if !suffix.is_empty() && !ATTACHMENT_TAG_SUFFIXES.contains(&suffix) {
+        return None;
+    }
+    Some((Sha256Digest::from_hex(hex).ok()?, suffix))
+}
+
+/// Whether an `index.json` entry is attached to an image rather than an image itself: the one
+/// classification every command uses. An entry with an `artifactType` is an artifact (SBOMs,
+/// signature and attestation referrers); so is an entry under an attachment tag
+/// ([`attachment_tag`]), since tools that copy cosign's tags into a layout (skopeo) write
+/// them as plain image manifests with no `artifactType`.
+pub fn is_attachment(entry: &Descriptor) -> bool {
+    entry.artifact_type().is_some() || ref_name(entry).is_some_and(|t| attachment_tag(t).is_some())
 }
 
 /// The descriptor's digest as a [`Sha256Digest`]; other algorithms are refused.
@@ -496,6 +520,68 @@ mod tests {
         let err = layout.resolve(Some("v1")).unwrap_err();
         assert!(err.to_string().contains("tags 2 images `v1`"), "{err}");
         assert!(layout.resolve(None).is_err());
+    }
+
+    /// What skopeo writes when a cosign signature tag is copied into a layout
+    /// (`skopeo copy docker://R:sha256-<hex>.sig oci:DIR:sha256-<hex>.sig`): a plain image
+    /// manifest entry, no `artifactType`, only the tag says what it is.
+    #[test]
+    fn resolves_the_one_image_past_attachments_known_only_by_their_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).unwrap();
+        let image = Sha256Digest::of(b"i");
+        let entry = |content: &[u8], tag: String| {
+            with_ref_name(
+                Descriptor::new(MediaType::ImageManifest, 1, Sha256Digest::of(content)),
+                &tag,
+            )
+        };
+        let write = |entries: Vec<Descriptor>| {
+            let index = ImageIndexBuilder::default()
+                .schema_version(2u32)
+                .manifests(entries)
+                .build()
+                .unwrap();
+            std::fs::write(
+                dir.path().join("index.json"),
+                canonical_json(&index).unwrap(),
+            )
+            .unwrap();
+            Layout::open(dir.path()).unwrap()
+        };
+        let hex = image.hex();
+        let mut referrers_tag = entry(b"r", format!("sha256-{hex}"));
+        referrers_tag.set_media_type(MediaType::ImageIndex);
+        let attached = vec![
+            entry(b"s", format!("sha256-{hex}.sig")),
+            entry(b"a", format!("sha256-{hex}.att")),
+            entry(b"b", format!("sha256-{hex}.sbom")),
+            referrers_tag,
+        ];
+        let mut entries = vec![entry(b"i", "1.0".to_owned())];
+        entries.extend(attached.iter().cloned());
+        let layout = write(entries);
+        assert_eq!(
+            descriptor_digest(layout.resolve(None).unwrap()).unwrap(),
+            image
+        );
+        for entry in &attached {
+            assert!(is_attachment(entry), "{entry:?}");
+        }
+
+        // Tags that only look like cosign's name images: two of them are ambiguous.
+        for tag in [
+            format!("sha256-{hex}.exe"),
+            format!("sha256-{}.sig", &hex[..63]),
+            format!("sha512-{hex}.sig"),
+            "sig".to_owned(),
+        ] {
+            let other = entry(tag.as_bytes(), tag.clone());
+            assert!(!is_attachment(&other), "{tag}");
+            let layout = write(vec![entry(b"i", "1.0".to_owned()), other]);
+            let err = layout.resolve(None).unwrap_err();
+            assert!(err.to_string().contains("several images"), "{tag}: {err}");
+        }
     }
 
     #[test]

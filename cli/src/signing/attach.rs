@@ -22,6 +22,7 @@ use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType
 
 use crate::digest::Sha256Digest;
 use crate::oci::json::canonical_json;
+use crate::oci::layout::attachment_tag;
 use crate::signing::dsse::{self, Envelope};
 use crate::signing::key::{PublicKey, SigningKey};
 use crate::signing::payload::{SignedRepository, SimpleSigning};
@@ -79,14 +80,15 @@ impl AttachmentKind {
             .find(|k| k.artifact_type() == artifact_type)
     }
 
-    /// The kind and image digest a tag names, when it is `sha256-<hex>.sig` or `.att`.
+    /// The kind and image digest a tag names, when it is `sha256-<hex>.sig` or `.att` (read
+    /// by `oci`'s attachment-tag parser, so it agrees with what every command takes for an
+    /// image).
     pub fn parse_tag(tag: &str) -> Option<(AttachmentKind, Sha256Digest)> {
-        let rest = tag.strip_prefix("sha256-")?;
-        let (hex, suffix) = rest.split_once('.')?;
+        let (digest, suffix) = attachment_tag(tag)?;
         let kind = [AttachmentKind::Signature, AttachmentKind::Attestation]
             .into_iter()
             .find(|k| k.suffix() == suffix)?;
-        Some((kind, Sha256Digest::from_hex(hex).ok()?))
+        Some((kind, digest))
     }
 }
 

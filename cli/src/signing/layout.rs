@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::digest::Sha256Digest;
 use crate::error;
-use crate::oci::layout::{self, Layout, LayoutWriter, descriptor_digest, ref_name};
+use crate::oci::layout::{self, Layout, LayoutWriter, descriptor_digest, is_attachment, ref_name};
 use crate::oci::prune;
 use crate::oci::walk::{self, WalkOptions};
 use crate::signing::attach::{
@@ -326,14 +326,6 @@ fn default_identity(layout: &Layout, entry: &Descriptor) -> Result<SignedReposit
             shown()
         )
     })
-}
-
-/// Whether an `index.json` entry is attached to an image rather than one: it has an
-/// `artifactType` (SBOMs, airlock's signatures), or its tag is cosign's `sha256-<hex>.sig` /
-/// `.att` (signatures copied into a layout by other tools carry no `artifactType`).
-fn is_attachment(entry: &Descriptor) -> bool {
-    entry.artifact_type().is_some()
-        || ref_name(entry).is_some_and(|tag| AttachmentKind::parse_tag(tag).is_some())
 }
 
 fn is_kind(entry: &Descriptor, kind: AttachmentKind) -> bool {

@@ -15,6 +15,7 @@ pub mod project;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
+pub mod skopeo;
 
 pub use bases::*;
 pub use deadline::*;
@@ -23,6 +24,7 @@ pub use project::*;
 pub use proxy::*;
 pub use registry::*;
 pub use runtime::*;
+pub use skopeo::*;
 
 /// The `cargo-airlock` binary built for this test run.
 pub fn airlock_bin() -> PathBuf {
