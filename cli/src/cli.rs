@@ -172,6 +172,10 @@ pub struct BuildArgs {
     /// Run without accessing the network (passed to cargo).
     #[arg(long)]
     pub offline: bool,
+    /// Do not embed each binary's dependency list (a `.dep-v0` section in cargo-auditable's
+    /// format, which rust-audit-info, cargo audit bin, syft and trivy read).
+    #[arg(long)]
+    pub no_embed_deps: bool,
 }
 
 /// `cargo airlock build`: the build flags other commands share, and its own.
@@ -211,6 +215,7 @@ impl BuildArgs {
             frozen: self.frozen,
             offline: self.offline,
             allow_dynamic: false,
+            no_embed_deps: self.no_embed_deps,
         })
     }
 }

@@ -8,6 +8,7 @@ mod build;
 mod bundle;
 mod dist;
 mod doctor;
+mod embedded_deps;
 mod hostile_inputs;
 mod image;
 mod init;

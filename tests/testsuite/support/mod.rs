@@ -14,6 +14,7 @@ pub mod project;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
+pub mod tools;
 
 pub use deadline::*;
 pub use layouts::*;
@@ -21,6 +22,7 @@ pub use project::*;
 pub use proxy::*;
 pub use registry::*;
 pub use runtime::*;
+pub use tools::*;
 
 /// The `cargo-airlock` binary built for this test run.
 pub fn airlock_bin() -> PathBuf {
