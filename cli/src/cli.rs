@@ -342,6 +342,10 @@ pub struct VerifyArgs {
     /// An OCI image layout: every blob against its digest, every referenced blob present.
     #[arg(long, value_name = "DIR", group = "what")]
     pub layout: Option<PathBuf>,
+    /// A release directory (`dist`'s output): rebuild it from its provenance in a clean
+    /// checkout of the recorded revision and compare every artifact byte for byte.
+    #[arg(long, value_name = "DIR", group = "what")]
+    pub rebuild: Option<PathBuf>,
     /// The Cargo.lock to check against (default: the workspace's).
     #[arg(long, value_name = "PATH")]
     pub lockfile: Option<PathBuf>,
@@ -363,6 +367,7 @@ impl VerifyArgs {
             sums: self.sums.clone(),
             manifest: self.manifest.clone(),
             layout: self.layout.clone(),
+            rebuild: self.rebuild.clone(),
         }
     }
 }

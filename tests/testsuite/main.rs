@@ -13,6 +13,7 @@ mod hostile_inputs;
 mod image;
 mod init;
 mod inspect;
+mod provenance;
 mod push;
 mod report;
 mod vendor;

@@ -1,11 +1,13 @@
 //! `cargo airlock dist`: the whole release chain from `[workspace.metadata.airlock]`, each
 //! step overridable by flags: build for every target → prove static → archives → SBOMs →
-//! image (with the SBOMs attached) → size report → `SHA256SUMS` → `dist-manifest.json`.
+//! image (with the SBOMs attached) → size report → SLSA provenance (attached to the image) →
+//! `SHA256SUMS` → `dist-manifest.json`.
 //!
 //! Everything is written into a staged directory and swapped into place at the end: a failed
 //! step leaves the previous release directory as it was.
 
 pub mod archive;
+pub mod provenance;
 pub mod sbom;
 
 mod settings;

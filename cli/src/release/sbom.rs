@@ -1,5 +1,6 @@
 //! Software bills of materials for a release: every package that goes into the shipped
-//! binaries (normal and build dependencies, not dev-only ones), with version, source, license
+//! binaries (normal and build dependencies, not dev-only ones; when the binaries carry their
+//! embedded dependency lists, exactly the packages those name), with version, source, license
 //! and the `.crate` checksum where `Cargo.lock` has one; as CycloneDX 1.5 JSON (through
 //! `cyclonedx-bom`) and SPDX 2.3 JSON.
 //!
@@ -167,6 +168,18 @@ impl Sbom {
             source_date_epoch,
             packages: out,
         })
+    }
+
+    /// Keeps the packages that `shipped` names by (name, version): the dependency lists
+    /// embedded in the released binaries, so the bill of materials says what is really in
+    /// them. Edges to dropped packages go too; roots always stay.
+    pub fn retain_shipped(&mut self, shipped: &BTreeSet<(String, String)>) {
+        self.packages
+            .retain(|p| p.is_root || shipped.contains(&(p.name.clone(), p.version.clone())));
+        let kept: BTreeSet<String> = self.packages.iter().map(|p| p.id.clone()).collect();
+        for package in &mut self.packages {
+            package.depends_on.retain(|id| kept.contains(id));
+        }
     }
 
     /// A stable identifier of this bill of materials: a UUID (version 5 layout) from the
@@ -524,6 +537,18 @@ mod tests {
             sample().cyclonedx_json().unwrap(),
             sample().cyclonedx_json().unwrap()
         );
+    }
+
+    #[test]
+    fn only_what_the_binaries_hold_is_kept() {
+        let mut sbom = sample();
+        sbom.retain_shipped(&BTreeSet::from([("app".into(), "1.2.3".into())]));
+        assert_eq!(sbom.packages.len(), 1);
+        assert!(sbom.packages[0].depends_on.is_empty());
+        let mut sbom = sample();
+        sbom.retain_shipped(&BTreeSet::from([("itoa".into(), "1.0.11".into())]));
+        assert_eq!(sbom.packages.len(), 2);
+        assert_eq!(sbom.packages[0].depends_on.len(), 1);
     }
 
     #[test]

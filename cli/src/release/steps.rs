@@ -1,13 +1,14 @@
 //! The steps of `dist`, in order, each timed and announced on stderr.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use cargo_metadata::{MetadataCommand, PackageId};
 
 use super::archive::{self, ArchiveFormat, ArchiveSpec};
+use super::provenance::{self, Envelope, ResourceDescriptor, Statement};
 use super::sbom::{self, Sbom};
 use super::settings::DistSettings;
 use super::{DistOptions, DistReport, StepTiming, format_duration};
@@ -133,6 +134,7 @@ impl Steps {
 
 /// `cargo airlock dist`.
 pub fn dist(options: &DistOptions) -> Result<DistReport> {
+    let started = SystemTime::now();
     let plan = plan(options)?;
     let staged = StagedDir::new(&plan.out_dir)?;
     let out = staged.path().to_path_buf();
@@ -167,8 +169,19 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
         images.push(record);
     }
 
+    let (provenance_artifact, attestation) =
+        steps.run("Provenance", "SLSA v1 statement in a DSSE envelope", || {
+            write_provenance(&plan, &built, &out, &artifacts, images.first(), started)
+        })?;
+    if let (Some(image), Some(attestation)) = (images.first_mut(), attestation) {
+        image.attestations.push(attestation);
+    }
+
+    // The provenance records when the run happened, so it differs from run to run: SHA256SUMS
+    // covers exactly the reproducible files (the provenance's own subjects and the records).
     let sums_artifact = steps.run("Checksums", "SHA256SUMS", || write_sums(&out, &artifacts))?;
     artifacts.push(sums_artifact);
+    artifacts.push(provenance_artifact);
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
 
     let manifest = DistManifest {
@@ -317,6 +330,26 @@ fn write_sboms(
                 .copied()
         },
     )?;
+    let mut sbom = sbom;
+    // What the binaries say they hold, read back from the files: the SBOM lists that, not
+    // what the metadata of all targets together could reach.
+    let mut shipped = BTreeSet::new();
+    for binary in &built.binaries {
+        if let Some(list) = binary.elf.dependencies.list() {
+            shipped.extend(
+                list.packages
+                    .iter()
+                    .map(|p| (p.name.clone(), p.version.clone())),
+            );
+        }
+    }
+    if built
+        .binaries
+        .iter()
+        .all(|b| b.elf.dependencies.list().is_some())
+    {
+        sbom.retain_shipped(&shipped);
+    }
     let cdx = out.join("sbom.cdx.json");
     atomic::write_file(&cdx, &sbom.cyclonedx_json()?)?;
     let spdx = out.join("sbom.spdx.json");
@@ -419,6 +452,7 @@ fn write_image(
             .map(|i| (i.platform.clone(), i.manifest.digest))
             .collect(),
         sboms,
+        attestations: Vec::new(),
     };
     Ok((
         record,
@@ -488,6 +522,183 @@ fn write_report(
         artifacts.push(artifact(out, &path, ArtifactKind::Report, None)?);
     }
     Ok((artifacts, report.problems.clone()))
+}
+
+/// `provenance.intoto.jsonl`: the SLSA v1 provenance of everything written so far, in a DSSE
+/// envelope; attached to the image (when there is one) as a referrer in cosign's attestation
+/// form, whose digest is returned.
+fn write_provenance(
+    plan: &Plan,
+    built: &BuildReport,
+    out: &Path,
+    artifacts: &[Artifact],
+    image: Option<&ImageRecord>,
+    started: SystemTime,
+) -> Result<(Artifact, Option<digest::Sha256Digest>)> {
+    let statement = provenance_statement(plan, built, artifacts, image, started)?;
+    let envelope = Envelope::wrap(&statement)?;
+    let line = envelope.to_line()?;
+    let path = out.join(provenance::FILE_NAME);
+    atomic::write_file(&path, &line)?;
+    let attestation = match image {
+        Some(image) => Some(attach_attestation(plan, out, image, &line)?),
+        None => None,
+    };
+    Ok((
+        artifact(out, &path, ArtifactKind::Provenance, None)?,
+        attestation,
+    ))
+}
+
+fn sha256_subject(name: String, digest: &digest::Sha256Digest) -> ResourceDescriptor {
+    ResourceDescriptor {
+        name: Some(name),
+        digest: BTreeMap::from([("sha256".to_owned(), digest.hex())]),
+        ..ResourceDescriptor::default()
+    }
+}
+
+/// The subjects of a release: every archive (the image archive too), every binary as
+/// `<triple>/<bin>`, and the image (`image:<tag>`, and `image:<tag>:<platform>` per manifest).
+pub(crate) fn provenance_subjects(
+    built: &BuildReport,
+    artifacts: &[Artifact],
+    image: Option<&ImageRecord>,
+) -> Result<Vec<ResourceDescriptor>> {
+    let mut subjects = Vec::new();
+    for a in artifacts
+        .iter()
+        .filter(|a| matches!(a.kind, ArtifactKind::Archive | ArtifactKind::ImageArchive))
+    {
+        subjects.push(sha256_subject(a.path.clone(), &a.sha256));
+    }
+    for binary in &built.binaries {
+        let (sha256, _) = digest::hash_file(&binary.path)?;
+        subjects.push(sha256_subject(
+            format!("{}/{}", binary.target, binary.name),
+            &sha256,
+        ));
+    }
+    if let Some(image) = image {
+        subjects.push(sha256_subject(
+            format!("image:{}", image.tag),
+            &image.digest,
+        ));
+        for (platform, digest) in &image.manifests {
+            if *digest != image.digest {
+                subjects.push(sha256_subject(
+                    format!("image:{}:{platform}", image.tag),
+                    digest,
+                ));
+            }
+        }
+    }
+    subjects.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(subjects)
+}
+
+fn provenance_statement(
+    plan: &Plan,
+    built: &BuildReport,
+    artifacts: &[Artifact],
+    image: Option<&ImageRecord>,
+    started: SystemTime,
+) -> Result<Statement> {
+    let repository = plan
+        .workspace
+        .members()
+        .into_iter()
+        .filter(|p| plan.packages.iter().any(|n| n == p.name.as_str()))
+        .find_map(|p| p.repository.clone());
+    let source = provenance::source_of(plan.workspace.root(), repository);
+    if source.dirty {
+        progress::warn(
+            "the checkout has uncommitted changes: the provenance says so, and a rebuild from \
+             its revision will not give the same artifacts",
+        );
+    }
+    let epoch = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    Ok(Statement {
+        statement_type: provenance::STATEMENT_TYPE.to_owned(),
+        subject: provenance_subjects(built, artifacts, image)?,
+        predicate_type: provenance::PREDICATE_TYPE.to_owned(),
+        predicate: provenance::Provenance {
+            build_definition: provenance::BuildDefinition {
+                build_type: provenance::BUILD_TYPE.to_owned(),
+                resolved_dependencies: provenance::resolved_dependencies(
+                    &source,
+                    &plan.workspace.lockfile(),
+                )?,
+                external_parameters: provenance::ExternalParameters {
+                    source,
+                    targets: plan.targets.iter().map(|t| t.to_string()).collect(),
+                    profile: built.profile.clone(),
+                    packages: plan.packages.clone(),
+                    bins: plan.bins.clone(),
+                    features: Vec::new(),
+                    archives: plan
+                        .archives
+                        .iter()
+                        .map(|a| a.extension().to_owned())
+                        .collect(),
+                    image: plan.image,
+                },
+                internal_parameters: provenance::InternalParameters {
+                    source_date_epoch: plan.source_date_epoch,
+                    toolchain: provenance::toolchain(plan.workspace.root())?,
+                    airlock: format!("cargo-airlock {version}"),
+                },
+            },
+            run_details: provenance::RunDetails {
+                builder: provenance::Builder {
+                    id: provenance::BUILDER_ID.to_owned(),
+                    version: BTreeMap::from([("cargo-airlock".to_owned(), version.to_owned())]),
+                },
+                metadata: provenance::RunMetadata {
+                    started_on: workspace::rfc3339(epoch(started)),
+                    finished_on: workspace::rfc3339(epoch(SystemTime::now())),
+                },
+            },
+        },
+    })
+}
+
+/// Attaches the envelope to the image as cosign stores attestations: a manifest whose layer
+/// is the DSSE envelope (`application/vnd.dsse.envelope.v1+json`), with the image as its
+/// `subject`, so `push` carries it as a referrer.
+fn attach_attestation(
+    plan: &Plan,
+    out: &Path,
+    image: &ImageRecord,
+    envelope_line: &[u8],
+) -> Result<digest::Sha256Digest> {
+    let layout = Layout::open(&out.join(&image.layout))?;
+    let subject = layout.resolve(Some(&image.tag))?.clone();
+    let writer = LayoutWriter::update(&layout)?;
+    let envelope = envelope_line.strip_suffix(b"\n").unwrap_or(envelope_line);
+    let descriptor = artifact::attach(
+        &writer,
+        &subject,
+        provenance::ENVELOPE_MEDIA_TYPE,
+        &[ArtifactFile {
+            media_type: provenance::ENVELOPE_MEDIA_TYPE,
+            title: provenance::FILE_NAME,
+            bytes: envelope,
+        }],
+        &workspace::rfc3339(plan.source_date_epoch),
+    )?;
+    let digest = layout::descriptor_digest(&descriptor)?;
+    let mut index = layout.index().clone();
+    let mut entries = index.manifests().clone();
+    entries.push(descriptor);
+    index.set_manifests(entries);
+    writer.finish(&index)?;
+    Ok(digest)
 }
 
 fn write_sums(out: &Path, artifacts: &[Artifact]) -> Result<Artifact> {

@@ -1,10 +1,13 @@
 //! `cargo airlock verify`: what is on disk (vendor directories, bundles, `SHA256SUMS`, OCI
-//! layouts) against what it claims to be, naming every file that differs. Reads only.
+//! layouts, a release and its provenance) against what it claims to be, naming every file that
+//! differs. Reads only what it checks (`--rebuild` builds in a temporary directory).
 //!
 //! Every check adds a [`CheckSummary`] and its [`Finding`]s to one [`VerifyReport`]; any
 //! finding makes the exit code 1, unreadable input is an error (exit 2).
 
 mod layout;
+mod provenance;
+mod rebuild;
 mod release;
 mod vendor_dir;
 
@@ -49,6 +52,8 @@ pub struct VerifyOptions {
     pub manifest: Option<PathBuf>,
     /// An OCI image layout whose blobs to check against their digests.
     pub layout: Option<PathBuf>,
+    /// A release directory to rebuild from its provenance and compare byte for byte.
+    pub rebuild: Option<PathBuf>,
 }
 
 /// What one check looked at.
@@ -86,11 +91,12 @@ pub struct VerifyReport {
 /// Runs the checks `opts` asks for.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
-    let release_checks = [&opts.sums, &opts.manifest, &opts.layout];
+    let release_checks = [&opts.sums, &opts.manifest, &opts.layout, &opts.rebuild];
     if opts.vendor.is_none() && opts.bundle.is_none() && release_checks.iter().all(|o| o.is_none())
     {
         return Err(crate::error::input(
-            "nothing to verify: give --vendor DIR, --bundle FILE, --sums FILE, --manifest FILE or --layout DIR",
+            "nothing to verify: give --vendor DIR, --bundle FILE, --sums FILE, --manifest FILE, \
+             --layout DIR or --rebuild DIR",
         ));
     }
     let mut checks = Vec::new();
@@ -111,6 +117,11 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     }
     if opts.vendor.is_some() || opts.bundle.is_some() {
         check_dependencies(opts, &mut checks, &mut findings)?;
+    }
+    if let Some(dir) = &opts.rebuild {
+        let (summary, found) = rebuild::check_rebuild(dir, opts.manifest_path.as_deref())?;
+        checks.push(summary);
+        findings.extend(found);
     }
     findings.sort();
     findings.dedup();
