@@ -210,3 +210,79 @@ fn an_undecodable_section_is_a_failed_check_naming_the_file() {
         "{stdout}"
     );
 }
+
+#[test]
+fn each_binarys_sbom_is_what_the_binary_holds() {
+    let Some(project) = project() else {
+        return;
+    };
+    let out = project.temp.path().join("dist");
+    run_expect(
+        project
+            .airlock()
+            .args(["dist", "--target", X86, "--no-image", "--out-dir"])
+            .arg(&out)
+            .arg("--manifest-path")
+            .arg(project.dir.join("Cargo.toml")),
+        0,
+    );
+    let binary = project
+        .dir
+        .join("target/airlock")
+        .join(X86)
+        .join("vendoring");
+    let report = run_json(airlock().args(["inspect", "--format", "json"]).arg(&binary));
+    let embedded = listed(&report["files"][0]["dependencies"]);
+    let sbom_path = out.join(format!("vendoring-0.1.0-{X86}.cdx.json"));
+    let sbom: Value = serde_json::from_slice(&std::fs::read(&sbom_path).unwrap()).unwrap();
+    let components: BTreeSet<(String, String)> = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(components, embedded);
+    assert!(!components.iter().any(|(n, _)| n.starts_with("win")));
+    assert_eq!(sbom["metadata"]["component"]["name"], "vendoring");
+    let anyhow = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "anyhow")
+        .unwrap();
+    assert_eq!(
+        anyhow["purl"],
+        format!("pkg:cargo/anyhow@{}", anyhow["version"].as_str().unwrap())
+    );
+    assert_eq!(anyhow["hashes"][0]["alg"], "SHA-256");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("dist-manifest.json")).unwrap()).unwrap();
+    let listed_sbom = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == format!("vendoring-0.1.0-{X86}.cdx.json"))
+        .unwrap();
+    assert_eq!(listed_sbom["kind"], "sbom-cyclonedx");
+    assert_eq!(listed_sbom["target"], X86);
+
+    let validator = Command::new("python3")
+        .args(["-c", "import cyclonedx.validation.json"])
+        .output();
+    if !validator.is_ok_and(|o| o.status.success()) {
+        skip_or_fail("the python package cyclonedx-python-lib is not installed");
+        return;
+    }
+    let check = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\n\
+                 err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+                 sys.exit(f'invalid: {err}' if err else 0)";
+    run_expect(
+        Command::new("python3").args(["-c", check]).arg(&sbom_path),
+        0,
+    );
+}

@@ -454,3 +454,46 @@ fn verify_rebuild_needs_the_recorded_revision() {
         "{stderr}"
     );
 }
+
+#[test]
+fn push_carries_the_provenance_as_a_referrer_of_the_image() {
+    let (Some(registry), Some(_)) = (Registry::start(false), require_tool("skopeo")) else {
+        return;
+    };
+    let (_guard, project) = hello_in_git();
+    let out = project.join("target/dist");
+    let report = dist(&project, &out);
+    let image = &report["manifest"]["images"][0];
+    let attestation = image["attestations"][0].as_str().unwrap().to_owned();
+    let target = format!("{}/airlock/provenance", registry.addr());
+    let pushed = run_json(
+        push_cmd(&project)
+            .arg(format!("{}:0.3.1", out.join("image").display()))
+            .arg(&target)
+            .args(["--format", "json"]),
+    );
+    let referrer = pushed["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["digest"] == attestation.as_str())
+        .unwrap_or_else(|| panic!("{attestation} not pushed: {pushed:#}"));
+    assert_eq!(
+        referrer["artifact_type"],
+        "application/vnd.dsse.envelope.v1+json"
+    );
+    assert_eq!(referrer["subject"], image["digest"]);
+    // What the registry serves is the attestation, its one layer the envelope of the file.
+    let manifest: Value = serde_json::from_slice(&skopeo_inspect(
+        &format!("{target}@{attestation}"),
+        true,
+        None,
+    ))
+    .unwrap();
+    assert_eq!(manifest["subject"]["digest"], image["digest"]);
+    let line = std::fs::read(out.join("provenance.intoto.jsonl")).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["digest"],
+        format!("sha256:{}", sha256_hex(line.strip_suffix(b"\n").unwrap()))
+    );
+}

@@ -376,8 +376,11 @@ pub fn source_of(root: &Path, repository: Option<String>) -> SourceParameters {
         ]))
         .map(|o| !o.stdout.trim_ascii().is_empty())
         .unwrap_or(true);
-    let repository = repository
-        .or_else(|| crate::workspace::git_output(root, &["config", "--get", "remote.origin.url"]));
+    // A remote on this machine (a path, `file://`) would publish a local path: left out.
+    let repository = repository.or_else(|| {
+        crate::workspace::git_output(root, &["config", "--get", "remote.origin.url"])
+            .filter(|url| is_remote_url(url))
+    });
     let workspace = crate::workspace::git_output(root, &["rev-parse", "--show-prefix"])
         .map(|p| p.trim_end_matches('/').to_owned())
         .filter(|p| !p.is_empty())
@@ -387,6 +390,17 @@ pub fn source_of(root: &Path, repository: Option<String>) -> SourceParameters {
         revision,
         dirty,
         workspace,
+    }
+}
+
+/// Whether a git remote URL names another machine: `scheme://…` other than `file://`, or
+/// scp-like `user@host:path`.
+fn is_remote_url(url: &str) -> bool {
+    match url.split_once("://") {
+        Some((scheme, _)) => scheme != "file",
+        None => url
+            .split_once(':')
+            .is_some_and(|(host, _)| host.contains('@') && !host.contains('/')),
     }
 }
 
@@ -471,6 +485,20 @@ mod tests {
                     },
                 },
             },
+        }
+    }
+
+    #[test]
+    fn only_remote_urls_are_published() {
+        for (url, remote) in [
+            ("https://github.com/o/r.git", true),
+            ("ssh://git@host/o/r", true),
+            ("git@github.com:o/r.git", true),
+            ("file:///srv/repo", false),
+            ("/home/me/repo", false),
+            ("../repo", false),
+        ] {
+            assert_eq!(is_remote_url(url), remote, "{url}");
         }
     }
 

@@ -331,6 +331,24 @@ fn write_sboms(
         },
     )?;
     let mut sbom = sbom;
+    let mut artifacts = Vec::new();
+    // Each binary's own SBOM, from the list read back from the binary itself.
+    for binary in &built.binaries {
+        if let Some(list) = binary.elf.dependencies.list() {
+            let own = Sbom::for_binary(&sbom, list, &binary.name, &binary.version)?;
+            let path = out.join(format!(
+                "{}-{}-{}.cdx.json",
+                binary.name, binary.version, binary.target
+            ));
+            atomic::write_file(&path, &own.cyclonedx_json()?)?;
+            artifacts.push(artifact(
+                out,
+                &path,
+                ArtifactKind::SbomCyclonedx,
+                Some(&binary.target),
+            )?);
+        }
+    }
     // What the binaries say they hold, read back from the files: the SBOM lists that, not
     // what the metadata of all targets together could reach.
     let mut shipped = BTreeSet::new();
@@ -354,10 +372,9 @@ fn write_sboms(
     atomic::write_file(&cdx, &sbom.cyclonedx_json()?)?;
     let spdx = out.join("sbom.spdx.json");
     atomic::write_file(&spdx, &sbom.spdx_json()?)?;
-    Ok(vec![
-        artifact(out, &cdx, ArtifactKind::SbomCyclonedx, None)?,
-        artifact(out, &spdx, ArtifactKind::SbomSpdx, None)?,
-    ])
+    artifacts.push(artifact(out, &cdx, ArtifactKind::SbomCyclonedx, None)?);
+    artifacts.push(artifact(out, &spdx, ArtifactKind::SbomSpdx, None)?);
+    Ok(artifacts)
 }
 
 /// Checksums of `Cargo.lock`, by (name, version, source as cargo metadata spells it).
@@ -414,10 +431,10 @@ fn write_image(
     let created = workspace::rfc3339(plan.source_date_epoch);
     let mut entries = layout.index().manifests().clone();
     let mut sboms = Vec::new();
-    for sbom in artifacts
-        .iter()
-        .filter(|a| matches!(a.kind, ArtifactKind::SbomCyclonedx | ArtifactKind::SbomSpdx))
-    {
+    // The release's SBOMs describe the whole image; each binary's own stays a file.
+    for sbom in artifacts.iter().filter(|a| {
+        matches!(a.kind, ArtifactKind::SbomCyclonedx | ArtifactKind::SbomSpdx) && a.target.is_none()
+    }) {
         let media_type = match sbom.kind {
             ArtifactKind::SbomCyclonedx => sbom::CYCLONEDX_MEDIA_TYPE,
             _ => sbom::SPDX_MEDIA_TYPE,
