@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, Once};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::progress;
+use crate::{error, progress};
 
 /// Mode of ordinary output files.
 pub const FILE_MODE: u32 = 0o644;
@@ -34,7 +34,7 @@ fn parent_of(target: &Path) -> Result<PathBuf> {
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create directory {}", parent.display()))?;
+        .map_err(|e| error::write_failed(&parent, format!("cannot create the directory: {e}")))?;
     Ok(parent)
 }
 
@@ -224,11 +224,10 @@ pub fn write_file_with(
     let temp = tempfile::Builder::new()
         .prefix(&staging_prefix(path))
         .tempfile_in(&parent)
-        .with_context(|| {
-            format!(
-                "cannot write {}: cannot create a file in {}",
-                path.display(),
-                parent.display()
+        .map_err(|e| {
+            error::write_failed(
+                path,
+                format!("cannot create a file in {}: {e}", parent.display()),
             )
         })?;
     let staged = temp.path().to_path_buf();
@@ -236,18 +235,18 @@ pub fn write_file_with(
     {
         let mut writer = BufWriter::with_capacity(256 * 1024, temp.as_file());
         write(&mut writer).with_context(|| format!("cannot write {}", path.display()))?;
-        writer
-            .flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        writer.flush().map_err(|e| error::write_failed(path, e))?;
     }
     temp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+        .map_err(|e| error::write_failed(path, format!("cannot set its mode: {e}")))?;
     let mut live = live_staging();
     let persisted = temp.persist(path);
     unregister(&mut live, &staged);
     drop(live);
-    persisted.with_context(|| format!("cannot move the new {} into place", path.display()))?;
+    persisted.map_err(|e| {
+        error::write_failed(path, format!("cannot move it into place: {}", e.error))
+    })?;
     Ok(())
 }
 
@@ -289,11 +288,10 @@ impl StagedDir {
         let staging = tempfile::Builder::new()
             .prefix(&staging_prefix(target))
             .tempdir_in(&parent)
-            .with_context(|| {
-                format!(
-                    "cannot write {}: cannot create a directory in {}",
-                    target.display(),
-                    parent.display()
+            .map_err(|e| {
+                error::write_failed(
+                    target,
+                    format!("cannot create a directory in {}: {e}", parent.display()),
                 )
             })?;
         Ok(StagedDir {
@@ -338,16 +336,18 @@ impl StagedDir {
 /// staged (and removes it) or already in place (and removes only the old one).
 fn swap_into_place(staged: &Path, target: &Path) -> Result<()> {
     fs::set_permissions(staged, fs::Permissions::from_mode(EXEC_MODE))
-        .with_context(|| format!("cannot set the mode of {}", staged.display()))?;
-    let context = || format!("cannot move the new {} into place", target.display());
+        .map_err(|e| error::write_failed(staged, format!("cannot set its mode: {e}")))?;
+    let context = |e: std::io::Error| {
+        error::write_failed(target, format!("cannot move the new one into place: {e}"))
+    };
     let mut live = live_staging();
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::rename(staged, target).with_context(context)?;
+            fs::rename(staged, target).map_err(context)?;
             unregister(&mut live, staged);
             return Ok(());
         }
-        Err(e) => return Err(e).with_context(context),
+        Err(e) => return Err(context(e)),
         Ok(meta) if !meta.is_dir() => {
             anyhow::bail!(
                 "{} exists and is not a directory; remove it or choose another output path",
@@ -368,12 +368,12 @@ fn swap_into_place(staged: &Path, target: &Path) -> Result<()> {
         Ok(()) => staged.to_path_buf(),
         Err(_) => {
             let backup = staged.with_extension("old");
-            fs::rename(target, &backup).with_context(context)?;
+            fs::rename(target, &backup).map_err(context)?;
             live.push(backup.clone());
             if let Err(e) = fs::rename(staged, target) {
                 let _ = fs::rename(&backup, target);
                 unregister(&mut live, &backup);
-                return Err(e).with_context(context);
+                return Err(context(e));
             }
             unregister(&mut live, staged);
             backup

@@ -103,6 +103,10 @@ pub enum Command {
     Dist(DistArgs),
     /// Add an xtask crate, the cargo xtask alias and CI workflows to a workspace.
     Init(InitArgs),
+    /// Write a cosign-compatible key pair (ECDSA P-256, encrypted private key).
+    Keygen(KeygenArgs),
+    /// Sign a layout's images, a release directory or a file, with a cosign key.
+    Sign(SignArgs),
 }
 
 /// Targets: repeatable `--target`, where `all` means every musl target airlock ships.
@@ -346,6 +350,10 @@ pub struct VerifyArgs {
     /// checkout of the recorded revision and compare every artifact byte for byte.
     #[arg(long, value_name = "DIR", group = "what")]
     pub rebuild: Option<PathBuf>,
+    /// With --layout: every image must carry a signature by this cosign public key (the
+    /// `sha256-<digest>.sig` tag or a signature referrer) naming its digest.
+    #[arg(long, value_name = "KEY.pub", requires = "layout")]
+    pub key: Option<PathBuf>,
     /// The Cargo.lock to check against (default: the workspace's).
     #[arg(long, value_name = "PATH")]
     pub lockfile: Option<PathBuf>,
@@ -368,6 +376,7 @@ impl VerifyArgs {
             manifest: self.manifest.clone(),
             layout: self.layout.clone(),
             rebuild: self.rebuild.clone(),
+            key: self.key.clone(),
         }
     }
 }
@@ -555,6 +564,18 @@ pub struct PushArgs {
           default_value_t = airlock::registry::client::DEFAULT_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Sign each pushed manifest for the destination (or --signed-repository) with --key,
+    /// under cosign's `sha256-<digest>.sig` tag and as a referrer. The key's passphrase comes
+    /// from AIRLOCK_KEY_PASSWORD.
+    #[arg(long, requires = "key")]
+    pub sign: bool,
+    /// The cosign private key for --sign.
+    #[arg(long, value_name = "FILE", requires = "sign")]
+    pub key: Option<PathBuf>,
+    /// The repository the signatures name (`docker-reference`) [default: the destination's
+    /// REGISTRY/REPOSITORY]. Across an air gap, the name the image was signed for outside.
+    #[arg(long, value_name = "REGISTRY/REPOSITORY", requires = "sign")]
+    pub signed_repository: Option<String>,
 }
 
 impl PushArgs {
@@ -562,13 +583,8 @@ impl PushArgs {
     pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::registry::PushOptions> {
         use airlock::registry::{ClientOptions, Credential, PushOptions, Secret};
         let (source, destination) = match self.args.as_slice() {
-            [destination] => {
-                let workspace =
-                    airlock::workspace::Workspace::load(global.manifest_path.as_deref())?;
-                let path = workspace.airlock_dir().join("image");
-                (airlock::oci::ImageRef { path, tag: None }, destination)
-            }
-            [source, destination] => (source.parse()?, destination),
+            [destination] => (None, destination),
+            [source, destination] => (Some(source.parse()?), destination),
             _ => return Err(airlock::error::input("expected [LAYOUT[:TAG]] DESTINATION")),
         };
         let credential = match &self.username {
@@ -591,6 +607,7 @@ impl PushArgs {
             None => None,
         };
         Ok(PushOptions {
+            manifest_path: global.manifest_path.clone(),
             source,
             destination: destination.parse()?,
             credential,
@@ -602,6 +619,18 @@ impl PushArgs {
                 timeout: std::time::Duration::from_secs(self.timeout),
             },
             jobs: usize::from(self.jobs),
+            sign: match (&self.key, self.sign) {
+                (Some(key), true) => Some(airlock::registry::SignWith {
+                    key: key.clone(),
+                    passphrase: passphrase(false)?,
+                    signed_repository: self
+                        .signed_repository
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()?,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -791,6 +820,90 @@ impl InitArgs {
             airlock_path: self.airlock_path.clone(),
             force: self.force,
         }
+    }
+}
+
+/// `cargo airlock keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write PREFIX.key (the encrypted private key, mode 0600) and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+    pub output: PathBuf,
+    /// Read the passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Seal the private key with an empty passphrase (cosign's `COSIGN_PASSWORD=`).
+    #[arg(long)]
+    pub empty_password: bool,
+    /// Replace key files that exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl KeygenArgs {
+    /// The library's options.
+    pub fn to_options(&self) -> Result<airlock::signing::KeygenOptions> {
+        Ok(airlock::signing::KeygenOptions {
+            prefix: self.output.clone(),
+            passphrase: passphrase(self.password_stdin)?,
+            empty_password: self.empty_password,
+            force: self.force,
+        })
+    }
+}
+
+/// The key's passphrase: stdin with --password-stdin, else AIRLOCK_KEY_PASSWORD, else empty.
+fn passphrase(stdin: bool) -> Result<airlock::signing::Passphrase> {
+    use airlock::signing::PassphraseSource;
+    airlock::signing::key::read_passphrase(if stdin {
+        PassphraseSource::Stdin
+    } else {
+        PassphraseSource::Environment
+    })
+}
+
+/// `cargo airlock sign`.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "cargo airlock sign [OPTIONS] --key FILE [LAYOUT[:TAG]|RELEASE-DIR|FILE]"
+)]
+pub struct SignArgs {
+    /// What to sign: a layout (`[oci:]DIR[:TAG]`, every image without a tag), a release
+    /// directory (its SHA256SUMS and image/ layout) or any file (FILE.sig beside it)
+    /// [default: target/airlock/image].
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+    /// The cosign private key (`ENCRYPTED SIGSTORE PRIVATE KEY`, from `keygen` or `cosign
+    /// generate-key-pair`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Read the key's passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The repository image signatures name (`docker-reference`) [default: each image's name
+    /// in the layout, as `image --repository` set it].
+    #[arg(long, value_name = "REGISTRY/REPOSITORY")]
+    pub signed_repository: Option<String>,
+}
+
+impl SignArgs {
+    /// The library's options.
+    pub fn to_options(&self, global: &GlobalArgs) -> Result<airlock::signing::SignOptions> {
+        Ok(airlock::signing::SignOptions {
+            manifest_path: global.manifest_path.clone(),
+            target: self
+                .target
+                .as_deref()
+                .map(airlock::signing::SignTarget::parse)
+                .transpose()?,
+            key: self.key.clone(),
+            passphrase: passphrase(self.password_stdin)?,
+            signed_repository: self
+                .signed_repository
+                .as_deref()
+                .map(str::parse)
+                .transpose()?,
+        })
     }
 }
 

@@ -35,6 +35,10 @@ pub enum FindingKind {
     ChecksumFileAltered,
     /// A file that cannot be read or parsed.
     Unreadable,
+    /// An image that must be signed has no signature.
+    SignatureMissing,
+    /// A signature that does not hold: another key's, another image's, altered.
+    SignatureInvalid,
 }
 
 impl FindingKind {
@@ -52,6 +56,8 @@ impl FindingKind {
             FindingKind::FileMissing => "file-missing",
             FindingKind::ChecksumFileAltered => "checksum-file-altered",
             FindingKind::Unreadable => "unreadable",
+            FindingKind::SignatureMissing => "signature-missing",
+            FindingKind::SignatureInvalid => "signature-invalid",
         }
     }
 }

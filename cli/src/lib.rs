@@ -24,9 +24,10 @@
 //! | 3 | [`elf`] | what a binary is: linkage, architecture |
 //! | 4 | [`compile`] | static binaries, built and proven |
 //! | 5 | [`oci`] | images: layers, configs, manifests, layouts (one walker, one verified reader) |
-//! | 6 | [`registry`] [`report`] | images pushed; sizes compared |
-//! | 7 | [`release`] | the whole chain in one call (`dist`) |
-//! | 8 | [`verify`] [`init`] | checks of everything below; scaffolding for other workspaces |
+//! | 6 | [`signing`] | keys, image and file signatures, DSSE attestations (cosign-compatible, offline) |
+//! | 7 | [`registry`] [`report`] | images pushed (and signed for their destination); sizes compared |
+//! | 8 | [`release`] | the whole chain in one call (`dist`) |
+//! | 9 | [`verify`] [`init`] | checks of everything below; scaffolding for other workspaces |
 #![deny(missing_docs)]
 
 pub mod atomic;
@@ -51,6 +52,8 @@ pub mod elf;
 pub mod compile;
 
 pub mod oci;
+
+pub mod signing;
 
 pub mod registry;
 pub mod report;

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         Ok(report) => emit(report.as_ref(), format),
         Err(err) => {
             eprintln!("error: {err:#}");
+            if let Some(hint) = error::hint(&err) {
+                eprintln!("hint: {hint}");
+            }
             error::exit_kind(&err)
         }
     };
@@ -46,6 +49,8 @@ fn run(cli: &Cli) -> anyhow::Result<Box<dyn ErasedReport>> {
         Command::Report(args) => Box::new(airlock::report::report(&args.to_options(g)?)?),
         Command::Dist(args) => Box::new(airlock::release::dist(&args.to_options(g)?)?),
         Command::Init(args) => Box::new(airlock::init::init(&args.to_options(g))?),
+        Command::Keygen(args) => Box::new(airlock::signing::keygen(&args.to_options()?)?),
+        Command::Sign(args) => Box::new(airlock::signing::sign(&args.to_options(g)?)?),
     })
 }
 
@@ -62,9 +67,10 @@ fn emit(report: &dyn ErasedReport, format: Format) -> ExitKind {
     {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        // The report was made; the machine could not take it (a full disk behind `>`).
         Err(e) => {
             eprintln!("error: cannot write to stdout: {e}");
-            return ExitKind::Input;
+            return ExitKind::Environment;
         }
     }
     report.exit()

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::ExitKind;
 
 /// Output formats (`--format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// Tables and sentences for a person at a terminal.
     #[default]

@@ -360,7 +360,8 @@ fn a_failed_dist_leaves_the_previous_release_untouched() {
     )
     .unwrap();
     let failed = dist(&project, &out, &args).output().unwrap();
-    assert_ne!(failed.status.code(), Some(0));
+    // A compile error is the input's fault: exit 2, as for any `cargo build` that fails.
+    assert_eq!(failed.status.code(), Some(2));
     assert_eq!(std::fs::read(out.join("SHA256SUMS")).unwrap(), before);
     let siblings: Vec<_> = std::fs::read_dir(&project)
         .unwrap()

@@ -1063,3 +1063,31 @@ fn a_workspace_with_several_binary_packages_needs_a_package() {
         "2.1.0"
     );
 }
+
+/// A disk that cannot take the output is the machine's problem (exit 3), not the input's, and
+/// the message names the file: a file-size limit (`ulimit -f`, with SIGXFSZ ignored so the
+/// write fails with EFBIG instead of killing the process) stands in for a full disk.
+#[test]
+fn a_write_that_the_disk_refuses_is_exit_3_naming_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = x86_64_hello();
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 64; exec '{}' image -q --binary '{}' --archive out.tar",
+        airlock_bin().display(),
+        binary.display()
+    );
+    let (_, stderr) = run_expect(
+        Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path()),
+        3,
+    );
+    assert!(stderr.contains("out.tar"), "{stderr}");
+    assert!(stderr.contains("hint: the disk"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a failed write left {left:?}");
+}

@@ -16,5 +16,6 @@ mod inspect;
 mod provenance;
 mod push;
 mod report;
+mod signing;
 mod vendor;
 mod verify;

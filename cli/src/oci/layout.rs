@@ -342,21 +342,24 @@ impl LayoutWriter {
         media_type: MediaType,
         write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
     ) -> Result<Descriptor> {
-        let temp = tempfile::NamedTempFile::new_in(self.blobs_dir())
-            .context("cannot create a blob in the layout")?;
+        let target = self.staged.target();
+        let temp = tempfile::NamedTempFile::new_in(self.blobs_dir()).map_err(|e| {
+            crate::error::write_failed(target, format!("cannot create a blob: {e}"))
+        })?;
         let mut writer = HashingWriter::new(std::io::BufWriter::new(temp.as_file()));
-        write(&mut writer)?;
+        write(&mut writer)
+            .with_context(|| format!("cannot write a blob of {}", target.display()))?;
         let (digest, size, buffered) = writer.finish();
         buffered
             .into_inner()
-            .map_err(|e| e.into_error())
-            .context("cannot write a blob")?;
+            .map_err(|e| crate::error::write_failed(target, e.into_error()))?;
         let path = blob_path(self.staged.path(), &digest);
         use std::os::unix::fs::PermissionsExt;
         temp.as_file()
-            .set_permissions(fs::Permissions::from_mode(atomic::FILE_MODE))?;
+            .set_permissions(fs::Permissions::from_mode(atomic::FILE_MODE))
+            .map_err(|e| crate::error::write_failed(&path, e))?;
         temp.persist(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .map_err(|e| crate::error::write_failed(&path, e.error))?;
         Ok(Descriptor::new(media_type, size, digest))
     }
 

@@ -21,6 +21,7 @@
 //! (fc99dd6), +1.36 MiB. What is left to write is small and ours to test: [`auth`],
 //! [`client`] and [`upload`].
 
+pub mod attached;
 pub mod auth;
 pub mod client;
 pub mod reference;
@@ -43,7 +44,9 @@ use crate::oci::media::MediaKind;
 use crate::oci::walk::{self, Parsed, WalkOptions};
 use crate::progress;
 use crate::render::{self, CommandReport};
+use crate::signing;
 
+pub use attached::{AttachmentReport, SignWith};
 pub use auth::{Credential, Secret};
 pub use client::ClientOptions;
 pub use reference::Reference;
@@ -55,8 +58,12 @@ use upload::BlobSource;
 /// What `push` needs.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// The layout and, optionally, the tag of the image in it.
-    pub source: ImageRef,
+    /// The workspace's `Cargo.toml`, for the default layout (default: the current
+    /// directory's workspace).
+    pub manifest_path: Option<PathBuf>,
+    /// The layout and, optionally, the tag of the image in it; None: the layout `image`
+    /// writes by default (`target/airlock/image`) and its one image.
+    pub source: Option<ImageRef>,
     /// Where to push.
     pub destination: Reference,
     /// Credentials given explicitly (`--username` + `--password-stdin`); otherwise the
@@ -66,6 +73,8 @@ pub struct PushOptions {
     pub client: ClientOptions,
     /// Blobs uploaded at once.
     pub jobs: usize,
+    /// Sign what is pushed for its destination (`push --sign`).
+    pub sign: Option<SignWith>,
 }
 
 /// What `push` did.
@@ -87,6 +96,9 @@ pub struct PushReport {
     pub manifests: Vec<ManifestReport>,
     /// Artifacts from the layout attached to what was pushed (SBOMs), pushed after it.
     pub referrers: Vec<ReferrerReport>,
+    /// Signatures and attestations under cosign's `sha256-<digest>.sig`/`.att` tags: the
+    /// layout's, and with `--sign` the new ones.
+    pub attachments: Vec<AttachmentReport>,
     /// Every blob, uploaded or skipped.
     pub blobs: Vec<BlobReport>,
     /// Blobs uploaded.
@@ -168,6 +180,23 @@ impl CommandReport for PushReport {
                 referrer.artifact_type, referrer.digest, referrer.subject
             ));
         }
+        for attachment in &self.attachments {
+            match &attachment.signed_repository {
+                Some(repository) => out.push_str(&format!(
+                    "signed {} for {repository} ({}, {} signature(s))\n",
+                    attachment.subject, attachment.tag, attachment.layers
+                )),
+                None => out.push_str(&format!(
+                    "{} {} ({} layer(s))\n",
+                    match attachment.kind {
+                        signing::AttachmentKind::Signature => "signatures",
+                        signing::AttachmentKind::Attestation => "attestations",
+                    },
+                    attachment.tag,
+                    attachment.layers
+                )),
+            }
+        }
         out.push_str(&format!(
             "blobs: {} uploaded ({}), {} already there ({}){}\n",
             self.blobs_uploaded,
@@ -226,16 +255,22 @@ struct PlannedReferrer {
 
 /// Pushes `options.source` to `options.destination`.
 pub fn push(options: &PushOptions) -> Result<PushReport> {
-    let layout = Layout::open(&options.source.path)?;
-    let top = layout.resolve(options.source.tag.as_deref())?.clone();
+    let source = match &options.source {
+        Some(source) => source.clone(),
+        None => ImageRef {
+            path: crate::oci::image::default_layout(options.manifest_path.as_deref())?,
+            tag: None,
+        },
+    };
+    let layout = Layout::open(&source.path)?;
+    let top = layout.resolve(source.tag.as_deref())?.clone();
     let top_digest = layout::descriptor_digest(&top)?;
     let destination = &options.destination;
     if let Some(pinned) = &destination.digest
         && *pinned != top_digest
     {
         return Err(error::input(format!(
-            "{destination} pins {pinned}, but {} is {top_digest}",
-            options.source
+            "{destination} pins {pinned}, but {source} is {top_digest}"
         )));
     }
     // The tag: the destination's, else the source's, else `latest` (as docker push does);
@@ -259,6 +294,13 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
     };
     plan_image(&layout, &top, &mut plan)?;
     plan_referrers(&layout, &mut plan)?;
+
+    let attachments_in_layout = signing::layout::all_attachments(&layout)?;
+    let signer = options
+        .sign
+        .as_ref()
+        .map(|with| attached::Signer::load(with, &destination.name()))
+        .transpose()?;
 
     let credential = auth::resolve_credential(destination, options.credential.clone())?;
     progress::status("Connecting", format!("to {}", destination.registry));
@@ -305,6 +347,13 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
     for referrer in &plan.referrers {
         referrers.push(push_referrer(&session, referrer)?);
     }
+    let pushed: Vec<Descriptor> = plan
+        .manifests
+        .iter()
+        .map(|m| m.descriptor.clone())
+        .collect();
+    let attachments =
+        attached::push_attachments(&session, &pushed, &attachments_in_layout, signer.as_ref())?;
 
     let uploaded = blobs.iter().filter(|b| b.method != UploadMethod::Skipped);
     let skipped = blobs.iter().filter(|b| b.method == UploadMethod::Skipped);
@@ -321,6 +370,7 @@ pub fn push(options: &PushOptions) -> Result<PushReport> {
         bytes_skipped: skipped.map(|b| b.size).sum(),
         manifests,
         referrers,
+        attachments,
         blobs,
         retries: session.retried(),
     })
@@ -414,36 +464,7 @@ fn push_referrer(session: &Session, referrer: &PlannedReferrer) -> Result<Referr
     let listed_by = if indexed {
         "referrers-api".to_owned()
     } else {
-        let tag = format!("sha256-{}", referrer.subject.hex());
-        let mut entries: Vec<Descriptor> = match upload::get_index(session, &tag)? {
-            None => Vec::new(),
-            Some(bytes) => serde_json::from_slice::<ImageIndex>(&bytes)
-                .map_err(|e| {
-                    error::environment(format!(
-                        "{}: tag {tag} should hold the referrers of {} but is not an image \
-                         index ({e}); remove it or push the artifact by hand",
-                        session.repository(),
-                        referrer.subject
-                    ))
-                })?
-                .manifests()
-                .clone(),
-        };
-        if !entries
-            .iter()
-            .any(|d| d.digest() == referrer.entry.digest())
-        {
-            entries.push(referrer.entry.clone());
-            let index = ImageIndexBuilder::default()
-                .schema_version(2u32)
-                .media_type(MediaType::ImageIndex)
-                .manifests(entries)
-                .build()
-                .context("cannot build the referrers index")?;
-            let bytes = crate::oci::json::canonical_json(&index)?;
-            upload::put_manifest(session, &tag, MediaType::ImageIndex.as_ref(), &bytes)?;
-        }
-        tag
+        add_to_referrers_tag(session, &referrer.subject, &referrer.entry)?
     };
     Ok(ReferrerReport {
         digest,
@@ -451,6 +472,42 @@ fn push_referrer(session: &Session, referrer: &PlannedReferrer) -> Result<Referr
         subject: referrer.subject,
         listed_by,
     })
+}
+
+/// Adds `entry` to the referrers tag schema's index of `subject`, `sha256-<hex>`, as the
+/// distribution spec requires of clients when the registry does not index subjects itself
+/// ("Pushing Manifests with Subject"); returns the tag.
+pub(crate) fn add_to_referrers_tag(
+    session: &Session,
+    subject: &Sha256Digest,
+    entry: &Descriptor,
+) -> Result<String> {
+    let tag = format!("sha256-{}", subject.hex());
+    let mut entries: Vec<Descriptor> = match upload::get_index(session, &tag)? {
+        None => Vec::new(),
+        Some(bytes) => serde_json::from_slice::<ImageIndex>(&bytes)
+            .map_err(|e| {
+                error::environment(format!(
+                    "{}: tag {tag} should hold the referrers of {subject} but is not an image \
+                     index ({e}); remove it or push the artifact by hand",
+                    session.repository(),
+                ))
+            })?
+            .manifests()
+            .clone(),
+    };
+    if !entries.iter().any(|d| d.digest() == entry.digest()) {
+        entries.push(entry.clone());
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(entries)
+            .build()
+            .context("cannot build the referrers index")?;
+        let bytes = crate::oci::json::canonical_json(&index)?;
+        upload::put_manifest(session, &tag, MediaType::ImageIndex.as_ref(), &bytes)?;
+    }
+    Ok(tag)
 }
 
 /// Walks the image `top` names with the one walker: every manifest and index read and

@@ -59,12 +59,6 @@ pub struct ReportOptions {
     pub summary_file: Option<PathBuf>,
 }
 
-/// Where `cargo airlock image` writes its layout: `target/airlock/image`.
-pub fn default_layout(manifest_path: Option<&std::path::Path>) -> Result<PathBuf> {
-    let workspace = crate::workspace::Workspace::load(manifest_path)?;
-    Ok(workspace.airlock_dir().join("image"))
-}
-
 /// `cargo airlock report`.
 pub fn report(options: &ReportOptions) -> Result<SizeReport> {
     if options.max_growth.is_some() && options.baseline.is_none() {
@@ -81,7 +75,7 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
     let image = match &options.image {
         Some(image) => image.clone(),
         None => ImageRef {
-            path: default_layout(options.manifest_path.as_deref())?,
+            path: crate::oci::image::default_layout(options.manifest_path.as_deref())?,
             tag: None,
         },
     };

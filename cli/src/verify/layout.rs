@@ -22,7 +22,7 @@ use crate::oci::walk::{self, WalkOptions};
 pub fn check_layout(root: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
     let layout = Layout::open(root)?;
     let mut summary = CheckSummary {
-        check: "layout".into(),
+        check: super::CheckKind::Layout,
         target: root.to_path_buf(),
         against: root.join("index.json"),
         items: 0,

@@ -9,6 +9,7 @@ mod layout;
 mod provenance;
 mod rebuild;
 mod release;
+mod signatures;
 mod vendor_dir;
 
 use std::collections::BTreeMap;
@@ -54,13 +55,64 @@ pub struct VerifyOptions {
     pub layout: Option<PathBuf>,
     /// A release directory to rebuild from its provenance and compare byte for byte.
     pub rebuild: Option<PathBuf>,
+    /// With `layout`: the public key every image of the layout must be signed with.
+    pub key: Option<PathBuf>,
+}
+
+/// Which check a [`CheckSummary`] is about (`check` in the JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// `--vendor DIR` against `Cargo.lock` (and pristine `.crate` files).
+    Vendor,
+    /// `--bundle FILE` against `Cargo.lock`.
+    Bundle,
+    /// `--sums SHA256SUMS` against the files beside it.
+    Sums,
+    /// `--manifest dist-manifest.json` against the release directory.
+    Manifest,
+    /// `--layout DIR`: blobs against their digests.
+    Layout,
+    /// `--layout DIR --key KEY.pub`: every image signed by the key.
+    Signatures,
+    /// `--rebuild DIR`: the release rebuilt from its provenance.
+    Rebuild,
+}
+
+impl CheckKind {
+    /// What the check counts in `items`, for the human table.
+    fn items(self) -> &'static str {
+        match self {
+            CheckKind::Vendor => "packages",
+            CheckKind::Bundle => "crates",
+            CheckKind::Sums => "entries",
+            CheckKind::Manifest => "artifacts and images",
+            CheckKind::Layout => "referenced blobs",
+            CheckKind::Signatures => "images",
+            CheckKind::Rebuild => "subjects",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckKind::Vendor => "vendor",
+            CheckKind::Bundle => "bundle",
+            CheckKind::Sums => "sums",
+            CheckKind::Manifest => "manifest",
+            CheckKind::Layout => "layout",
+            CheckKind::Signatures => "signatures",
+            CheckKind::Rebuild => "rebuild",
+        })
+    }
 }
 
 /// What one check looked at.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckSummary {
-    /// `vendor` or `bundle` (later also `sums`, `manifest`, `layout`).
-    pub check: String,
+    /// Which check.
+    pub check: CheckKind,
     /// The directory or file checked.
     pub target: PathBuf,
     /// What it was checked against.
@@ -84,6 +136,9 @@ pub struct VerifyReport {
     pub checks: Vec<CheckSummary>,
     /// Every difference found, sorted by path.
     pub findings: Vec<Finding>,
+    /// With `--key`: each image of the layout and the repositories its valid signatures name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::signing::ImageVerdict>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -115,6 +170,18 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
             findings.extend(found);
         }
     }
+    let mut signatures = Vec::new();
+    if let Some(key) = &opts.key {
+        let Some(layout) = &opts.layout else {
+            return Err(crate::error::input(
+                "--key checks the signatures of a layout: give --layout DIR too",
+            ));
+        };
+        let (summary, found, verdicts) = signatures::check_signatures(layout, key)?;
+        checks.push(summary);
+        findings.extend(found);
+        signatures = verdicts;
+    }
     if opts.vendor.is_some() || opts.bundle.is_some() {
         check_dependencies(opts, &mut checks, &mut findings)?;
     }
@@ -129,6 +196,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         ok: findings.is_empty(),
         checks,
         findings,
+        signatures,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -146,7 +214,7 @@ fn check_dependencies(
     if let Some(bundle) = &bundle {
         let (archives, found) = bundle.check(&lock);
         checks.push(CheckSummary {
-            check: "bundle".into(),
+            check: CheckKind::Bundle,
             target: bundle.path.clone(),
             against: lock.path().to_path_buf(),
             items: bundle.manifest.packages.len(),
@@ -223,6 +291,17 @@ impl CommandReport for VerifyReport {
     fn human(&self) -> String {
         let mut out = String::new();
         for check in &self.checks {
+            if check.check == CheckKind::Signatures {
+                let _ = writeln!(
+                    out,
+                    "signatures: {} against {}: {} images, {} signatures",
+                    check.target.display(),
+                    check.against.display(),
+                    check.items,
+                    check.files
+                );
+                continue;
+            }
             let _ = write!(
                 out,
                 "{}: {} against {}: {} {}, {} files ({})",
@@ -230,17 +309,11 @@ impl CommandReport for VerifyReport {
                 check.target.display(),
                 check.against.display(),
                 check.items,
-                match check.check.as_str() {
-                    "bundle" => "crates",
-                    "sums" => "entries",
-                    "manifest" => "artifacts and images",
-                    "layout" => "referenced blobs",
-                    _ => "packages",
-                },
+                check.check.items(),
                 check.files,
                 human_bytes(check.bytes)
             );
-            if check.check == "vendor" {
+            if check.check == CheckKind::Vendor {
                 let _ = write!(
                     out,
                     ", {} compared with their .crate",
@@ -248,6 +321,19 @@ impl CommandReport for VerifyReport {
                 );
             }
             out.push('\n');
+        }
+        for image in self.signatures.iter().filter(|i| i.ok()) {
+            let _ = writeln!(
+                out,
+                "signed: {} {} for {}",
+                if image.tags.is_empty() {
+                    "-".to_owned()
+                } else {
+                    image.tags.join(",")
+                },
+                image.digest,
+                image.signed_repositories.join(", ")
+            );
         }
         if self.findings.is_empty() {
             out.push_str("ok: no differences\n");

@@ -123,7 +123,7 @@ pub fn check_rebuild(
     compare_subjects(dir, &original, &rebuilt, &mut findings);
     Ok((
         CheckSummary {
-            check: "rebuild".into(),
+            check: super::CheckKind::Rebuild,
             target: dir.to_path_buf(),
             against: provenance_path,
             items: original.subject.len(),

@@ -109,7 +109,7 @@ pub fn check_sums(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
     let sums = Sha256Sums::parse(&text, path)?;
     let dir = base_dir(path);
     let mut summary = CheckSummary {
-        check: "sums".into(),
+        check: super::CheckKind::Sums,
         target: dir.clone(),
         against: path.to_path_buf(),
         items: sums.entries.len(),
@@ -138,7 +138,7 @@ pub fn check_manifest(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
     let manifest = DistManifest::parse(&read_record(path)?, path)?;
     let dir = base_dir(path);
     let mut summary = CheckSummary {
-        check: "manifest".into(),
+        check: super::CheckKind::Manifest,
         target: dir.clone(),
         against: path.to_path_buf(),
         items: manifest.artifacts.len() + manifest.images.len(),

@@ -119,7 +119,7 @@ pub fn check(
         .map(|(package, name)| check_package(dir, name, package, pristine.get(&package.id)))
         .collect::<Result<_>>()?;
     let mut summary = CheckSummary {
-        check: "vendor".into(),
+        check: super::CheckKind::Vendor,
         target: dir.to_path_buf(),
         against: lock.path().to_path_buf(),
         items: matched.len(),

@@ -35,6 +35,19 @@ use crate::workspace;
 use binaries::{Binaries, check_static, collect_binaries};
 use output::{Output, layout_index, tagged_entry};
 pub use project::validate_repository;
+
+/// Where `image` writes its layout when no `--output` is given, and so where `push` and
+/// `report` look when no layout is named: `target/airlock/image` of the workspace at
+/// `manifest_path` (default: the current directory's).
+pub fn default_layout(manifest_path: Option<&std::path::Path>) -> Result<PathBuf> {
+    let workspace = crate::workspace::Workspace::load(manifest_path)?;
+    Ok(default_layout_of(&workspace))
+}
+
+/// [`default_layout`] of a loaded workspace.
+pub fn default_layout_of(workspace: &crate::workspace::Workspace) -> PathBuf {
+    workspace.airlock_dir().join("image")
+}
 use project::{Project, essentials_options, repository};
 
 /// Where binaries go in the image.

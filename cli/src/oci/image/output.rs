@@ -31,7 +31,7 @@ impl Output {
             (Some(dir), _) => Some(dir.clone()),
             (None, Some(_)) => None,
             (None, None) => match &project.workspace {
-                Some(ws) => Some(ws.airlock_dir().join("image")),
+                Some(ws) => Some(super::default_layout_of(ws)),
                 None => {
                     return Err(error::input(
                         "no output: name a layout directory with --output DIR or an archive \
