@@ -744,6 +744,17 @@ pub struct DistArgs {
     /// Run without accessing the network (passed to cargo).
     #[arg(long)]
     pub offline: bool,
+    /// Sign the provenance with the release key (also `sign = true` in
+    /// [workspace.metadata.airlock.dist]); the passphrase comes from AIRLOCK_KEY_PASSWORD or
+    /// --password-stdin.
+    #[arg(long)]
+    pub sign: bool,
+    /// The cosign private key that signs [default: the settings' `key`].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Read the key's passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 impl DistArgs {
@@ -770,6 +781,13 @@ impl DistArgs {
             budget,
             locked: self.locked,
             offline: self.offline,
+            sign: self.sign,
+            key: self.key.clone(),
+            passphrase: if self.password_stdin {
+                Some(passphrase(true)?)
+            } else {
+                None
+            },
         })
     }
 }

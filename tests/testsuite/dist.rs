@@ -186,7 +186,7 @@ fn dist_writes_a_complete_reproducible_verifiable_release() {
         .filter(|d| {
             d["artifactType"]
                 .as_str()
-                .is_some_and(|t| t != "application/vnd.dsse.envelope.v1+json")
+                .is_some_and(|t| t != "application/vnd.dev.cosign.artifact.att.v1+json")
         })
         .collect();
     assert_eq!(sbom_entries.len(), 2);

@@ -12,6 +12,8 @@ use serde_json::Value;
 use crate::support::*;
 
 const X86: &str = "x86_64-unknown-linux-musl";
+/// cosign's `artifactType` of attestations (a `.att` tag's entry and a referrer).
+const ATTESTATION: &str = "application/vnd.dev.cosign.artifact.att.v1+json";
 const ARCHIVE: &str = "hello-0.3.1-x86_64-unknown-linux-musl.tar.gz";
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -92,12 +94,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
     airlock::Sha256Digest::of(bytes).hex()
 }
 
-/// Reads the envelope with securesystemslib's DSSE implementation, then parses the statement
-/// and its predicate with the in-toto attestation framework's protobuf bindings, strictly
-/// (an unknown or misspelt field, or a wrong type, fails), and checks the fields SLSA v1
-/// requires. Prints the subject names.
+/// Reads the envelope with securesystemslib's DSSE implementation (and, given a public key
+/// PEM as `argv[2]`, verifies its signature with it), then parses the statement and its
+/// predicate with the in-toto attestation framework's protobuf bindings, strictly (an unknown
+/// or misspelt field, or a wrong type, fails), and checks the fields SLSA v1 requires. Prints
+/// the subject names.
 const VALIDATOR: &str = r#"
-import base64, json, sys
+import base64, hashlib, json, sys
 from securesystemslib.dsse import Envelope
 from google.protobuf import json_format
 from in_toto_attestation.v1 import statement_pb2
@@ -111,6 +114,17 @@ envelope = Envelope.from_dict(json.loads(lines[0]))
 assert envelope.payload_type == "application/vnd.in-toto+json", envelope.payload_type
 pae = envelope.pae()
 assert pae.startswith(b"DSSEv1 28 application/vnd.in-toto+json "), pae[:60]
+if len(sys.argv) > 2:
+    from cryptography.hazmat.primitives import serialization
+    from securesystemslib.signer import SSlibKey
+    public = serialization.load_pem_public_key(open(sys.argv[2], "rb").read())
+    der = public.public_bytes(serialization.Encoding.DER,
+                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    keyid = hashlib.sha256(der).hexdigest()
+    key = SSlibKey.from_crypto(public, keyid=keyid, scheme="ecdsa-sha2-nistp256")
+    envelope.verify([key], 1)
+else:
+    assert envelope.signatures == {}, envelope.signatures
 document = json.loads(envelope.payload)
 statement = Statement.copy_from_pb(json_format.ParseDict(document, statement_pb2.Statement()))
 statement.validate()
@@ -254,16 +268,34 @@ fn dist_provenance_is_slsa_v1_in_dsse_and_names_what_was_built() {
         env!("CARGO_PKG_VERSION")
     );
 
-    // Attached to the image as cosign stores an attestation: a manifest whose subject is the
-    // image and whose one layer is the envelope itself.
+    // Attached to the image as cosign stores an attestation: under the image's
+    // `sha256-<hex>.att` tag and as a referrer whose subject is the image, one layer holding
+    // the envelope itself.
     let layout = out.join("image");
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let attestation = index["manifests"]
+    let attestations: Vec<&Value> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["artifactType"] == "application/vnd.dsse.envelope.v1+json")
+        .filter(|d| d["artifactType"] == ATTESTATION)
+        .collect();
+    assert_eq!(attestations.len(), 2, "{index:#}");
+    let image_hex = image["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let tagged = attestations
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"].is_string())
+        .unwrap();
+    assert_eq!(
+        tagged["annotations"]["org.opencontainers.image.ref.name"],
+        format!("sha256-{image_hex}.att")
+    );
+    let attestation = attestations
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"].is_null())
         .unwrap();
     assert_eq!(image["attestations"][0], attestation["digest"]);
     let blob = |digest: &Value| {
@@ -276,11 +308,21 @@ fn dist_provenance_is_slsa_v1_in_dsse_and_names_what_was_built() {
     };
     let attached: Value = serde_json::from_slice(&blob(&attestation["digest"])).unwrap();
     assert_eq!(attached["subject"]["digest"], image["digest"]);
+    let layer_descriptor = &attached["layers"][0];
     assert_eq!(
-        attached["layers"][0]["mediaType"],
+        layer_descriptor["mediaType"],
         "application/vnd.dsse.envelope.v1+json"
     );
-    let layer: Value = serde_json::from_slice(&blob(&attached["layers"][0]["digest"])).unwrap();
+    assert_eq!(
+        layer_descriptor["annotations"]["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
+    let cosign_form: Value = serde_json::from_slice(&blob(&tagged["digest"])).unwrap();
+    assert_eq!(
+        cosign_form["layers"][0]["digest"],
+        layer_descriptor["digest"]
+    );
+    let layer: Value = serde_json::from_slice(&blob(&layer_descriptor["digest"])).unwrap();
     assert_eq!(layer, envelope);
 
     run_expect(
@@ -478,10 +520,7 @@ fn push_carries_the_provenance_as_a_referrer_of_the_image() {
         .iter()
         .find(|r| r["digest"] == attestation.as_str())
         .unwrap_or_else(|| panic!("{attestation} not pushed: {pushed:#}"));
-    assert_eq!(
-        referrer["artifact_type"],
-        "application/vnd.dsse.envelope.v1+json"
-    );
+    assert_eq!(referrer["artifact_type"], ATTESTATION);
     assert_eq!(referrer["subject"], image["digest"]);
     // What the registry serves is the attestation, its one layer the envelope of the file.
     let manifest: Value = serde_json::from_slice(&skopeo_inspect(
@@ -496,4 +535,135 @@ fn push_carries_the_provenance_as_a_referrer_of_the_image() {
         manifest["layers"][0]["digest"],
         format!("sha256:{}", sha256_hex(line.strip_suffix(b"\n").unwrap()))
     );
+}
+
+const PASSPHRASE: &str = "provenance-Test-passphrase-3";
+
+/// `dist` as [`dist`] runs it, signing with `key` (the passphrase from the environment).
+fn signed_dist(project: &Path, out: &Path, key: &Path, passphrase: &str) -> Command {
+    let mut cmd = airlock();
+    cmd.args([
+        "dist",
+        "--format",
+        "json",
+        "--target",
+        X86,
+        "--archive",
+        "tar.gz",
+    ])
+    .args(["--sign", "--key"])
+    .arg(key)
+    .arg("--manifest-path")
+    .arg(project.join("Cargo.toml"))
+    .arg("--out-dir")
+    .arg(out)
+    .env("AIRLOCK_KEY_PASSWORD", passphrase)
+    .env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+#[test]
+fn a_signed_release_carries_provenance_signed_with_the_release_key() {
+    let Some(python) = require_tool("python3") else {
+        return;
+    };
+    let (_guard, project) = hello_in_git();
+    let keys = project.join("target/keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .arg("keygen")
+            .arg("--output")
+            .arg(keys.join("release")),
+        0,
+    );
+    let (key, public) = (keys.join("release.key"), keys.join("release.pub"));
+    let out = project.join("target/dist");
+
+    // A wrong passphrase stops the release before anything is built or written.
+    let (_, stderr) = run_expect(&mut signed_dist(&project, &out, &key, "wrong"), 2);
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+    assert!(!out.exists());
+    assert!(!project.join("target/airlock").exists());
+    // --sign without a key says where one comes from.
+    let (_, stderr) = run_expect(
+        airlock()
+            .args(["dist", "--sign", "--manifest-path"])
+            .arg(project.join("Cargo.toml")),
+        2,
+    );
+    assert!(stderr.contains("give --key FILE"), "{stderr}");
+
+    let report = run_json(&mut signed_dist(&project, &out, &key, PASSPHRASE));
+    let envelope = envelope(&out);
+    let signatures = envelope["signatures"].as_array().unwrap();
+    assert_eq!(signatures.len(), 1);
+    let keygen_id = {
+        let pem = std::fs::read_to_string(&public).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        sha256_hex(
+            &base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap(),
+        )
+    };
+    assert_eq!(signatures[0]["keyid"], keygen_id.as_str());
+
+    // securesystemslib verifies the signature with the public key, and the statement parses.
+    let check = Command::new(&python)
+        .arg("-c")
+        .arg(VALIDATOR)
+        .arg(out.join("provenance.intoto.jsonl"))
+        .arg(&public)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    if stderr.contains("ModuleNotFoundError") {
+        skip_or_fail(&format!(
+            "a Python package the check needs is missing: {stderr}"
+        ));
+        return;
+    }
+    assert!(check.status.success(), "{stderr}");
+
+    // A statement edited after signing no longer verifies.
+    let mut forged = envelope.clone();
+    let mut statement = statement(&envelope);
+    statement["subject"][0]["digest"]["sha256"] = sha256_hex(b"forged").into();
+    forged["payload"] = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::to_vec(&statement).unwrap())
+        .into();
+    let forged_path = project.join("target/forged.intoto.jsonl");
+    std::fs::write(&forged_path, format!("{forged}\n")).unwrap();
+    let check = Command::new(&python)
+        .arg("-c")
+        .arg(VALIDATOR)
+        .arg(&forged_path)
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("Verification"),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // The attestation in the image is the same signed envelope.
+    let image = &report["manifest"]["images"][0];
+    let layout = out.join("image");
+    let blob = |digest: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let referrer: Value =
+        serde_json::from_slice(&blob(image["attestations"][0].as_str().unwrap())).unwrap();
+    let layer: Value =
+        serde_json::from_slice(&blob(referrer["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(layer, envelope);
 }

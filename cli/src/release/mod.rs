@@ -51,6 +51,12 @@ pub struct DistOptions {
     pub locked: bool,
     /// Passed to cargo.
     pub offline: bool,
+    /// Sign the provenance with the release key (also `sign = true` in the settings).
+    pub sign: bool,
+    /// The cosign private key (default: the settings' `key`).
+    pub key: Option<PathBuf>,
+    /// The key's passphrase (default: `AIRLOCK_KEY_PASSWORD`, else empty).
+    pub passphrase: Option<crate::signing::Passphrase>,
 }
 
 /// How long one step took.

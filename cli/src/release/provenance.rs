@@ -3,7 +3,7 @@
 //! manifest, by sha256), from what (the git revision, `Cargo.lock` and every locked package),
 //! how (targets, profile, features, `SOURCE_DATE_EPOCH`, the toolchain's versions) and by
 //! whom (airlock, with start and finish times); wrapped in a DSSE envelope and written as one
-//! line of `provenance.intoto.jsonl`.
+//! line of `provenance.intoto.jsonl` (signed, when the release is, by [`crate::signing::dsse`]).
 //!
 //! Field names and meanings follow the SLSA v1.0 provenance spec
 //! (<https://slsa.dev/spec/v1.0/provenance>) and the in-toto attestation framework's
@@ -23,15 +23,13 @@ use crate::digest::Sha256Digest;
 use crate::error;
 use crate::lock::{Lockfile, Source};
 use crate::process;
+use crate::signing::dsse::{self, Envelope};
+use crate::signing::key::SigningKey;
 
 /// in-toto Statement v1's `_type`.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// SLSA provenance v1's predicate type.
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
-/// The DSSE payload type of in-toto statements.
-pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-/// The media type of a DSSE envelope (cosign's attestation layers).
-pub const ENVELOPE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The file `dist` writes.
 pub const FILE_NAME: &str = "provenance.intoto.jsonl";
 /// What `buildDefinition.externalParameters` means: a `cargo airlock dist` run, documented in
@@ -195,86 +193,55 @@ pub struct RunMetadata {
     pub finished_on: String,
 }
 
-/// One signature of a DSSE envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvelopeSignature {
-    /// The key's id, when known.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub keyid: String,
-    /// Base64 of the signature over the envelope's PAE.
-    pub sig: String,
+/// The statement as the envelope's payload: compact JSON.
+pub fn payload(statement: &Statement) -> Result<Vec<u8>> {
+    serde_json::to_vec(statement).context("cannot serialise the provenance")
 }
 
-/// A DSSE envelope (<https://github.com/secure-systems-lab/dsse/blob/master/envelope.md>).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Envelope {
-    /// [`PAYLOAD_TYPE`].
-    pub payload_type: String,
-    /// Base64 (standard alphabet, padded) of the statement's JSON.
-    pub payload: String,
-    /// The signatures (none until the release is signed).
-    pub signatures: Vec<EnvelopeSignature>,
-}
-
-impl Envelope {
-    /// An envelope around `statement`, without signatures.
-    pub fn wrap(statement: &Statement) -> Result<Envelope> {
-        let json = serde_json::to_vec(statement).context("cannot serialise the provenance")?;
-        Ok(Envelope {
-            payload_type: PAYLOAD_TYPE.to_owned(),
-            payload: base64::engine::general_purpose::STANDARD.encode(json),
+/// The statement in a DSSE envelope: signed by `key`, or with no signature (`signatures: []`)
+/// when the release is not signed.
+pub fn envelope(statement: &Statement, key: Option<&SigningKey>) -> Result<Envelope> {
+    let payload = payload(statement)?;
+    match key {
+        Some(key) => dsse::sign(key, dsse::IN_TOTO_PAYLOAD_TYPE, &payload),
+        None => Ok(Envelope {
+            payload: base64::engine::general_purpose::STANDARD.encode(payload),
+            payload_type: dsse::IN_TOTO_PAYLOAD_TYPE.to_owned(),
             signatures: Vec::new(),
-        })
+        }),
     }
+}
 
-    /// DSSE's pre-authentication encoding of the payload: what a signature signs.
-    pub fn pae(&self) -> Result<Vec<u8>> {
-        let payload = self.payload_bytes()?;
-        let mut out = format!(
-            "DSSEv1 {} {} {} ",
-            self.payload_type.len(),
-            self.payload_type,
-            payload.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(&payload);
-        Ok(out)
-    }
+/// The line `provenance.intoto.jsonl` holds (the envelope's JSON and a newline).
+pub fn to_line(envelope: &Envelope) -> Result<Vec<u8>> {
+    let mut line = envelope.to_json()?;
+    line.push(b'\n');
+    Ok(line)
+}
 
-    fn payload_bytes(&self) -> Result<Vec<u8>> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.payload)
-            .context("the payload is not base64")
+/// The statement inside `envelope`, checked to be an in-toto v1 statement of SLSA v1
+/// provenance. Reads the payload only: whether a signature verifies is the caller's question.
+pub fn statement(envelope: &Envelope) -> Result<Statement> {
+    if envelope.payload_type != dsse::IN_TOTO_PAYLOAD_TYPE {
+        anyhow::bail!(
+            "payloadType is `{}`, expected `{}`",
+            envelope.payload_type,
+            dsse::IN_TOTO_PAYLOAD_TYPE
+        );
     }
-
-    /// The statement inside, checked to be an in-toto v1 statement of SLSA v1 provenance.
-    pub fn statement(&self) -> Result<Statement> {
-        if self.payload_type != PAYLOAD_TYPE {
-            anyhow::bail!(
-                "payloadType is `{}`, expected `{PAYLOAD_TYPE}`",
-                self.payload_type
-            );
-        }
-        let statement: Statement = serde_json::from_slice(&self.payload_bytes()?)
-            .context("the payload is not an in-toto statement of SLSA provenance")?;
-        if statement.statement_type != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE
-        {
-            anyhow::bail!(
-                "the statement is `{}` of `{}`, expected `{STATEMENT_TYPE}` of `{PREDICATE_TYPE}`",
-                statement.statement_type,
-                statement.predicate_type
-            );
-        }
-        Ok(statement)
+    let payload = envelope
+        .payload_bytes()
+        .context("the payload is not base64")?;
+    let statement: Statement = serde_json::from_slice(&payload)
+        .context("the payload is not an in-toto statement of SLSA provenance")?;
+    if statement.statement_type != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE {
+        anyhow::bail!(
+            "the statement is `{}` of `{}`, expected `{STATEMENT_TYPE}` of `{PREDICATE_TYPE}`",
+            statement.statement_type,
+            statement.predicate_type
+        );
     }
-
-    /// The line `provenance.intoto.jsonl` holds (JSON and a newline).
-    pub fn to_line(&self) -> Result<Vec<u8>> {
-        let mut line = serde_json::to_vec(self).context("cannot serialise the envelope")?;
-        line.push(b'\n');
-        Ok(line)
-    }
+    Ok(statement)
 }
 
 /// Reads the envelope of `provenance.intoto.jsonl` (a regular file, bounded) and the statement
@@ -288,11 +255,8 @@ pub fn read(path: &Path) -> Result<(Envelope, Statement)> {
     let first = lines
         .next()
         .ok_or_else(|| error::input(format!("{shown} holds no envelope")))?;
-    let envelope: Envelope = serde_json::from_str(first)
-        .map_err(|e| error::input(format!("{shown}: not a DSSE envelope: {e}")))?;
-    let statement = envelope
-        .statement()
-        .map_err(|e| error::input(format!("{shown}: {e:#}")))?;
+    let envelope = Envelope::parse(first.as_bytes(), &shown.to_string())?;
+    let statement = statement(&envelope).map_err(|e| error::input(format!("{shown}: {e:#}")))?;
     Ok((envelope, statement))
 }
 
@@ -503,25 +467,33 @@ mod tests {
     }
 
     #[test]
-    fn envelope_round_trips_and_pae_is_dsses() {
-        let envelope = Envelope::wrap(&statement()).unwrap();
-        assert_eq!(envelope.statement().unwrap(), statement());
-        let pae = envelope.pae().unwrap();
-        let prefix = format!("DSSEv1 28 {PAYLOAD_TYPE} ");
-        assert!(pae.starts_with(prefix.as_bytes()), "{pae:?}");
+    fn envelopes_round_trip_signed_or_not() {
+        let (key, _) = SigningKey::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        std::fs::write(&path, envelope.to_line().unwrap()).unwrap();
-        assert_eq!(read(&path).unwrap().1, statement());
+        for key in [None, Some(&key)] {
+            let envelope = envelope(&statement(), key).unwrap();
+            assert_eq!(super::statement(&envelope).unwrap(), statement());
+            assert_eq!(envelope.signatures.len(), usize::from(key.is_some()));
+            std::fs::write(&path, to_line(&envelope).unwrap()).unwrap();
+            let (read_back, statement_read) = read(&path).unwrap();
+            assert_eq!(statement_read, statement());
+            if let Some(key) = key {
+                assert_eq!(
+                    read_back.verify(key.public_key()).unwrap(),
+                    payload(&statement()).unwrap()
+                );
+            }
+        }
     }
 
     #[test]
     fn other_statements_are_input_errors_naming_the_file() {
-        let mut other = Envelope::wrap(&statement()).unwrap();
+        let mut other = envelope(&statement(), None).unwrap();
         other.payload_type = "text/plain".into();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        std::fs::write(&path, other.to_line().unwrap()).unwrap();
+        std::fs::write(&path, to_line(&other).unwrap()).unwrap();
         let err = read(&path).unwrap_err();
         assert_eq!(error::exit_kind(&err), error::ExitKind::Input);
         assert!(err.to_string().contains(FILE_NAME), "{err}");

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use cargo_metadata::{MetadataCommand, PackageId};
 
 use super::archive::{self, ArchiveFormat, ArchiveSpec};
-use super::provenance::{self, Envelope, ResourceDescriptor, Statement};
+use super::provenance::{self, ResourceDescriptor, Statement};
 use super::sbom::{self, Sbom};
 use super::settings::DistSettings;
 use super::{DistOptions, DistReport, StepTiming, format_duration};
@@ -25,6 +25,7 @@ use crate::progress;
 use crate::records::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
 use crate::render::CommandReport;
 use crate::report::{self, ReportOptions};
+use crate::signing::{self, Attachment, AttachmentKind, Envelope, SigningKey};
 use crate::target::TargetTriple;
 use crate::workspace::{self, Workspace};
 
@@ -39,6 +40,8 @@ struct Plan {
     image: bool,
     budget: Option<u64>,
     source_date_epoch: u64,
+    /// The release key, when the release is signed.
+    signing_key: Option<SigningKey>,
 }
 
 fn plan(options: &DistOptions) -> Result<Plan> {
@@ -83,6 +86,7 @@ fn plan(options: &DistOptions) -> Result<Plan> {
         (None, None) => None,
     };
     let source_date_epoch = workspace.source_date_epoch()?;
+    let signing_key = release_key(options, &settings, &workspace)?;
     let mut packages = pick(&options.packages, &settings.packages);
     if packages.is_empty() {
         packages = released_members(&workspace);
@@ -97,7 +101,36 @@ fn plan(options: &DistOptions) -> Result<Plan> {
         archives,
         budget,
         source_date_epoch,
+        signing_key,
     })
+}
+
+/// The release key, loaded before anything is built (a wrong passphrase fails at once):
+/// `--key` (or the settings' `key`, relative to the workspace root) when `--sign` or the
+/// settings' `sign = true` asks for a signed release.
+fn release_key(
+    options: &DistOptions,
+    settings: &DistSettings,
+    workspace: &Workspace,
+) -> Result<Option<SigningKey>> {
+    if !(options.sign || settings.dist.sign) {
+        return Ok(None);
+    }
+    let path = match (&options.key, &settings.dist.key) {
+        (Some(key), _) => key.clone(),
+        (None, Some(key)) => workspace.root().join(key),
+        (None, None) => {
+            return Err(error::input(
+                "a signed release needs the release key: give --key FILE or set `key` in \
+                 [workspace.metadata.airlock.dist] (make one with `cargo airlock keygen`)",
+            ));
+        }
+    };
+    let passphrase = match &options.passphrase {
+        Some(passphrase) => passphrase.clone(),
+        None => signing::key::read_passphrase(signing::PassphraseSource::Environment)?,
+    };
+    Ok(Some(SigningKey::load(&path, &passphrase)?))
 }
 
 /// The members whose binaries a release ships by default: every member with a binary but the
@@ -553,12 +586,11 @@ fn write_provenance(
     started: SystemTime,
 ) -> Result<(Artifact, Option<digest::Sha256Digest>)> {
     let statement = provenance_statement(plan, built, artifacts, image, started)?;
-    let envelope = Envelope::wrap(&statement)?;
-    let line = envelope.to_line()?;
+    let envelope = provenance::envelope(&statement, plan.signing_key.as_ref())?;
     let path = out.join(provenance::FILE_NAME);
-    atomic::write_file(&path, &line)?;
+    atomic::write_file(&path, &provenance::to_line(&envelope)?)?;
     let attestation = match image {
-        Some(image) => Some(attach_attestation(plan, out, image, &line)?),
+        Some(image) => Some(attach_attestation(out, image, &envelope)?),
         None => None,
     };
     Ok((
@@ -685,37 +717,34 @@ fn provenance_statement(
     })
 }
 
-/// Attaches the envelope to the image as cosign stores attestations: a manifest whose layer
-/// is the DSSE envelope (`application/vnd.dsse.envelope.v1+json`), with the image as its
-/// `subject`, so `push` carries it as a referrer.
+/// Attaches the envelope to the image as cosign stores attestations: a layer holding the
+/// envelope (`application/vnd.dsse.envelope.v1+json`, annotated with the predicate type) in a
+/// manifest under the image's `sha256-<hex>.att` tag and in a referrer whose `subject` is the
+/// image, so `push` carries it both ways. Returns the referrer's digest.
 fn attach_attestation(
-    plan: &Plan,
     out: &Path,
     image: &ImageRecord,
-    envelope_line: &[u8],
+    envelope: &Envelope,
 ) -> Result<digest::Sha256Digest> {
     let layout = Layout::open(&out.join(&image.layout))?;
     let subject = layout.resolve(Some(&image.tag))?.clone();
     let writer = LayoutWriter::update(&layout)?;
-    let envelope = envelope_line.strip_suffix(b"\n").unwrap_or(envelope_line);
-    let descriptor = artifact::attach(
+    let mut entries = layout.index().manifests().clone();
+    let attached = signing::layout::write_attachments(
         &writer,
+        &mut entries,
+        AttachmentKind::Attestation,
         &subject,
-        provenance::ENVELOPE_MEDIA_TYPE,
-        &[ArtifactFile {
-            media_type: provenance::ENVELOPE_MEDIA_TYPE,
-            title: provenance::FILE_NAME,
-            bytes: envelope,
-        }],
-        &workspace::rfc3339(plan.source_date_epoch),
+        &[Attachment::attestation(
+            envelope,
+            provenance::PREDICATE_TYPE,
+        )?],
+        &BTreeSet::new(),
     )?;
-    let digest = layout::descriptor_digest(&descriptor)?;
     let mut index = layout.index().clone();
-    let mut entries = index.manifests().clone();
-    entries.push(descriptor);
     index.set_manifests(entries);
     writer.finish(&index)?;
-    Ok(digest)
+    Ok(attached.referrer)
 }
 
 fn write_sums(out: &Path, artifacts: &[Artifact]) -> Result<Artifact> {

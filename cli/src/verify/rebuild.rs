@@ -117,6 +117,10 @@ pub fn check_rebuild(
         budget: None,
         locked: true,
         offline: false,
+        // The rebuild compares subjects, which no signature changes: no key needed.
+        sign: false,
+        key: None,
+        passphrase: None,
     })
     .with_context(|| format!("the rebuild of {revision} failed"))?;
     let (_, rebuilt) = provenance::read(&out.join(provenance::FILE_NAME))?;
