@@ -448,9 +448,36 @@ pub struct ImageArgs {
     /// Annotation KEY=VALUE on the manifest (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
-    /// User the process runs as [default: 65532:65532].
+    /// User the process runs as [default: the base's, else 65532:65532].
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// Build on this image instead of nothing: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or
+    /// `docker://REGISTRY/REPOSITORY:TAG` (or `@sha256:…`), pulled and cached [default: none].
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// Where pulled base images are cached [default: $XDG_CACHE_HOME/airlock/bases, else
+    /// ~/.cache/airlock/bases].
+    #[arg(long, value_name = "DIR", env = "AIRLOCK_BASE_CACHE")]
+    pub base_cache: Option<PathBuf>,
+    /// Trust this PEM CA certificate too when pulling the base (repeatable).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Allow plain HTTP and skip TLS verification when pulling the base (plain HTTP is always
+    /// allowed for localhost, 127.0.0.0/8 and `[::1]`).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Add a file or directory to the image, in a layer of its own (repeatable): SRC:DEST with
+    /// DEST absolute, and optionally :MODE (octal) for every file.
+    #[arg(long = "include", value_name = "SRC:DEST[:MODE]")]
+    pub includes: Vec<String>,
+    /// Load the finished image into podman (`podman load`) or Docker (the Engine API on
+    /// DOCKER_HOST's unix socket).
+    #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
+    pub load: Option<airlock::oci::load::Runtime>,
+}
+
+fn parse_runtime(text: &str) -> Result<airlock::oci::load::Runtime, String> {
+    text.parse().map_err(|e: anyhow::Error| e.to_string())
 }
 
 fn parse_compression(text: &str) -> Result<airlock::oci::layer::CompressionKind, String> {
@@ -487,6 +514,21 @@ impl ImageArgs {
             }
             None => None,
         };
+        let files = if self.includes.is_empty() {
+            None
+        } else {
+            let mut files = BTreeMap::new();
+            for text in &self.includes {
+                let include: airlock::oci::files::Include = text.parse()?;
+                if files.insert(include.dest.clone(), include.source).is_some() {
+                    return Err(airlock::error::input(format!(
+                        "--include names {} twice",
+                        include.dest
+                    )));
+                }
+            }
+            Some(files)
+        };
         let mut essentials = self.essential.clone();
         if self.essentials {
             essentials.extend(airlock::oci::essentials::Essential::DEFAULT_SET);
@@ -509,7 +551,12 @@ impl ImageArgs {
             zoneinfo: self.zoneinfo.clone(),
             compression: self.compression,
             level: self.level,
+            base: self.base.as_deref().map(str::parse).transpose()?,
+            files,
         };
+        let mut client = airlock::registry::ClientOptions::standard();
+        client.insecure = self.insecure;
+        client.ca_certs = self.ca_certs.clone();
         Ok(airlock::oci::image::ImageOptions {
             build: self.build.to_options(global)?,
             binaries: self.binaries.clone(),
@@ -517,6 +564,11 @@ impl ImageArgs {
             output,
             archive: self.archive.clone(),
             settings,
+            base_cache: self.base_cache.clone(),
+            registry: Some(std::sync::Arc::new(
+                airlock::registry::pull::RegistryPuller::new(client),
+            )),
+            load: self.load,
         })
     }
 }
@@ -755,6 +807,9 @@ pub struct DistArgs {
     /// Read the key's passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
     #[arg(long)]
     pub password_stdin: bool,
+    /// Load the image into podman or Docker, as `image --load` does.
+    #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
+    pub load: Option<airlock::oci::load::Runtime>,
 }
 
 impl DistArgs {
@@ -788,6 +843,7 @@ impl DistArgs {
             } else {
                 None
             },
+            load: self.load,
         })
     }
 }
@@ -933,6 +989,50 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn base_include_and_load_reach_the_library_options() {
+        use airlock::oci::load::Runtime;
+        let cli = Cli::try_parse_from(["cargo-airlock", "dist", "--load", "podman"]).unwrap();
+        let Command::Dist(args) = &cli.command else {
+            panic!("not dist")
+        };
+        assert_eq!(
+            args.to_options(&cli.global).unwrap().load,
+            Some(Runtime::Podman)
+        );
+
+        let cli = Cli::try_parse_from([
+            "cargo-airlock",
+            "image",
+            "--binary",
+            "app",
+            "--base",
+            "oci:bases/static:v1",
+            "--include",
+            "config/app.toml:/etc/app.toml:0600",
+            "--load",
+            "docker",
+            "--base-cache",
+            "/cache",
+        ])
+        .unwrap();
+        let Command::Image(args) = &cli.command else {
+            panic!("not image")
+        };
+        let options = args.to_options(&cli.global).unwrap();
+        assert_eq!(options.load, Some(Runtime::Docker));
+        assert_eq!(
+            options.base_cache.as_deref(),
+            Some(std::path::Path::new("/cache"))
+        );
+        assert!(options.registry.is_some());
+        let settings = options.settings;
+        assert_eq!(settings.base.unwrap().to_string(), "oci:bases/static:v1");
+        let files = settings.files.unwrap();
+        assert_eq!(files["/etc/app.toml"].mode, Some(0o600));
+        assert!(Cli::try_parse_from(["cargo-airlock", "image", "--load", "containerd"]).is_err());
     }
 }
 

@@ -6,11 +6,12 @@
 //! absolute, contain `..`, or leave its destination.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+use crate::input::{self, Links, RegularFile};
 
 /// Mode of regular files in every archive airlock writes.
 pub const FILE_MODE: u32 = 0o644;
@@ -159,12 +160,10 @@ impl TarBuilder {
                             .with_context(|| format!("cannot add {path} to the archive"))?;
                     }
                     Contents::File(source) => {
-                        let file = File::open(&source)
-                            .with_context(|| format!("cannot open {}", source.display()))?;
-                        let len = file
-                            .metadata()
-                            .with_context(|| format!("cannot read {}", source.display()))?
-                            .len();
+                        // Checked when it was added, opened again now: a FIFO or device put
+                        // in its place since must not hang the write or never end it.
+                        let RegularFile { file, size: len } =
+                            input::open_regular(&source, Links::Follow)?;
                         let mut h = owned(header(tar::EntryType::Regular, len, mode, mtime));
                         builder
                             .append_data(&mut h, &path, file.take(len))
@@ -358,6 +357,31 @@ mod tests {
         c.file("etc/passwd", b"root".to_vec(), FILE_MODE);
         c.file("usr/bin/app", b"bin".to_vec(), EXEC_MODE);
         assert_eq!(c.to_bytes(1_700_000_000).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_file_turned_fifo_before_writing_fails_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("swapped");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let mut b = TarBuilder::new();
+        b.file_from_disk("etc/ca.pem", &fifo, FILE_MODE);
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(b.to_bytes(0).map(drop).map_err(|e| format!("{e:#}")));
+        });
+        let written = result
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("writing an archive with a FIFO in it hung");
+        let err = written.unwrap_err();
+        assert!(err.contains("is a FIFO"), "{err}");
     }
 
     #[test]

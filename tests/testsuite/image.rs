@@ -1064,6 +1064,31 @@ fn a_workspace_with_several_binary_packages_needs_a_package() {
     );
 }
 
+#[test]
+fn a_ca_bundle_that_is_a_fifo_is_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ca.pem");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let layout = dir.path().join("layout");
+    let (_, stderr) = run_bounded(
+        airlock()
+            .current_dir(dir.path())
+            .args(["image", "-q", "--binary"])
+            .arg(x86_64_hello())
+            .arg("--ca-bundle")
+            .arg(&fifo)
+            .arg("-o")
+            .arg(&layout),
+        2,
+    );
+    assert!(
+        stderr.contains(&format!("{} is a FIFO", fifo.display())),
+        "{stderr}"
+    );
+    assert!(!layout.exists(), "nothing is written");
+}
+
 /// A disk that cannot take the output is the machine's problem (exit 3), not the input's, and
 /// the message names the file: a file-size limit (`ulimit -f`, with SIGXFSZ ignored so the
 /// write fails with EFBIG instead of killing the process) stands in for a full disk.

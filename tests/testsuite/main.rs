@@ -4,6 +4,7 @@
 
 mod support;
 
+mod base;
 mod build;
 mod bundle;
 mod dist;
@@ -11,8 +12,10 @@ mod doctor;
 mod embedded_deps;
 mod hostile_inputs;
 mod image;
+mod include;
 mod init;
 mod inspect;
+mod load;
 mod provenance;
 mod push;
 mod report;

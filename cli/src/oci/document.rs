@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use oci_spec::image::{
-    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
-    ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os, Platform,
-    PlatformBuilder, RootFsBuilder,
+    ConfigBuilder, Descriptor, History, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder,
+    MediaType, Os, Platform, PlatformBuilder, RootFsBuilder,
 };
 
 use crate::oci::layer::Layer;
@@ -53,6 +53,10 @@ pub struct RuntimeConfig {
     pub ports: Vec<String>,
     /// `Labels`.
     pub labels: BTreeMap<String, String>,
+    /// `Volumes` (a base's).
+    pub volumes: Vec<String>,
+    /// `StopSignal` (a base's).
+    pub stop_signal: Option<String>,
 }
 
 /// One layer and the history line that says what made it.
@@ -67,6 +71,19 @@ pub struct ConfigLayer<'a> {
 pub fn image_config(
     arch: Arch,
     runtime: &RuntimeConfig,
+    layers: &[ConfigLayer<'_>],
+    created: &str,
+) -> Result<ImageConfiguration> {
+    image_config_on(arch, runtime, None, layers, created)
+}
+
+/// The image config for `arch` with `layers` on top of `base`'s: the base's `diff_ids` and
+/// history come first (image-spec `config.md`: `rootfs.diff_ids` in layer order, bottom first,
+/// and one `history` entry per layer that is not `empty_layer`).
+pub fn image_config_on(
+    arch: Arch,
+    runtime: &RuntimeConfig,
+    base: Option<&ImageConfiguration>,
     layers: &[ConfigLayer<'_>],
     created: &str,
 ) -> Result<ImageConfiguration> {
@@ -87,28 +104,31 @@ pub fn image_config(
     if !runtime.labels.is_empty() {
         config = config.labels(to_hash_map(&runtime.labels));
     }
+    if !runtime.volumes.is_empty() {
+        config = config.volumes(runtime.volumes.clone());
+    }
+    if let Some(signal) = &runtime.stop_signal {
+        config = config.stop_signal(signal.clone());
+    }
     let config = config.build().with_context(context)?;
 
+    let mut diff_ids: Vec<String> = base.map_or_else(Vec::new, |b| b.rootfs().diff_ids().clone());
+    diff_ids.extend(layers.iter().map(|l| l.layer.diff_id.to_string()));
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(
-            layers
-                .iter()
-                .map(|l| l.layer.diff_id.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .diff_ids(diff_ids)
         .build()
         .with_context(context)?;
-    let history = layers
-        .iter()
-        .map(|l| {
+    let mut history = base.map_or_else(Vec::new, base_history);
+    for layer in layers {
+        history.push(
             HistoryBuilder::default()
                 .created(created)
-                .created_by(l.created_by.clone())
+                .created_by(layer.created_by.clone())
                 .build()
-                .with_context(context)
-        })
-        .collect::<Result<Vec<_>>>()?;
+                .with_context(context)?,
+        );
+    }
 
     let mut builder = ImageConfigurationBuilder::default()
         .created(created)
@@ -121,6 +141,27 @@ pub fn image_config(
         builder = builder.variant(variant);
     }
     builder.build().with_context(context)
+}
+
+/// The base's history when it has one entry per layer (as it must); otherwise one entry per
+/// base layer saying so, so every layer of the image keeps its history line.
+fn base_history(base: &ImageConfiguration) -> Vec<History> {
+    let layers = base.rootfs().diff_ids().len();
+    let history = base.history().clone().unwrap_or_default();
+    let with_layer = history
+        .iter()
+        .filter(|h| h.empty_layer() != Some(true))
+        .count();
+    if with_layer == layers {
+        return history;
+    }
+    (1..=layers)
+        .map(|n| {
+            let mut entry = History::default();
+            entry.set_created_by(Some(format!("base layer {n} of {layers}")));
+            entry
+        })
+        .collect()
 }
 
 /// The manifest of one platform's image.

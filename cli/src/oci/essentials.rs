@@ -14,8 +14,9 @@ use std::str::FromStr;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{self, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error;
+use crate::input::{self, Links};
 use crate::tarball::{self, TarBuilder};
 
 /// The non-root user every image runs as by default (distroless's `nonroot`).
@@ -152,6 +153,25 @@ pub fn group() -> String {
     format!("root:x:0:\nnobody:x:65534:\nnonroot:x:{NONROOT_UID}:\n")
 }
 
+impl Essential {
+    /// The paths this item writes, relative, each with whether it is a directory (the files
+    /// of `tzdata` are everything under its directory).
+    pub fn paths(self) -> Vec<(String, bool)> {
+        let relative = |path: &str| path.trim_start_matches('/').to_owned();
+        match self {
+            Essential::Passwd => vec![
+                ("etc/passwd".to_owned(), false),
+                ("etc/group".to_owned(), false),
+                ("root".to_owned(), true),
+                ("home/nonroot".to_owned(), true),
+            ],
+            Essential::CaCerts => vec![(relative(CA_BUNDLE_PATH), false)],
+            Essential::Tmp => vec![("tmp".to_owned(), true)],
+            Essential::Tzdata => vec![(relative(ZONEINFO_PATH), true)],
+        }
+    }
+}
+
 /// Builds the essentials layer's tree; None when no essential was asked for.
 pub fn essentials_tar(options: &EssentialsOptions) -> Result<Option<(TarBuilder, Essentials)>> {
     if options.items.is_empty() {
@@ -177,10 +197,11 @@ pub fn essentials_tar(options: &EssentialsOptions) -> Result<Option<(TarBuilder,
                 );
             }
             Essential::CaCerts => {
-                let copied = ca_bundle(options.ca_bundle.as_deref())?;
-                tar.file_from_disk(
+                let (copied, bytes) = ca_bundle(options.ca_bundle.as_deref())?;
+                // The bytes checked and hashed are the bytes shipped.
+                tar.file(
                     CA_BUNDLE_PATH.trim_start_matches('/'),
-                    &copied.source,
+                    bytes,
                     tarball::FILE_MODE,
                 );
                 report
@@ -203,8 +224,9 @@ pub fn essentials_tar(options: &EssentialsOptions) -> Result<Option<(TarBuilder,
     Ok(Some((tar, report)))
 }
 
-/// Finds and checks the CA bundle: the one given, else the host's.
-fn ca_bundle(given: Option<&Path>) -> Result<CopiedFile> {
+/// Finds, reads and checks the CA bundle: the one given, else the host's. Read as any hostile
+/// input (a FIFO or device named by mistake is refused, never waited on), up to 64 MiB.
+fn ca_bundle(given: Option<&Path>) -> Result<(CopiedFile, Vec<u8>)> {
     let source = match given {
         Some(path) => path.to_path_buf(),
         None => HOST_CA_BUNDLES
@@ -219,12 +241,8 @@ fn ca_bundle(given: Option<&Path>) -> Result<CopiedFile> {
                 ))
             })?,
     };
-    let text = std::fs::read(&source).map_err(|e| {
-        error::input(format!(
-            "cannot read the CA bundle {}: {e}",
-            source.display()
-        ))
-    })?;
+    let text = input::read_regular(&source, Links::Follow, input::MAX_TEXT_INPUT)
+        .map_err(|e| error::input(format!("cannot read the CA bundle: {e:#}")))?;
     if !text
         .windows(b"-----BEGIN CERTIFICATE-----".len())
         .any(|w| w == b"-----BEGIN CERTIFICATE-----")
@@ -235,13 +253,13 @@ fn ca_bundle(given: Option<&Path>) -> Result<CopiedFile> {
             source.display()
         )));
     }
-    let (sha256, size) = digest::hash_file(&source)?;
-    Ok(CopiedFile {
+    let copied = CopiedFile {
         source,
         path: CA_BUNDLE_PATH.to_owned(),
-        sha256,
-        size,
-    })
+        sha256: Sha256Digest::of(&text),
+        size: text.len() as u64,
+    };
+    Ok((copied, text))
 }
 
 /// Adds the zoneinfo tree under `source` to `tar`. The `posix/` and `right/` copies are left

@@ -11,7 +11,9 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use crate::error;
+use crate::oci::base::BaseRef;
 use crate::oci::essentials::Essential;
+use crate::oci::files::IncludeSource;
 use crate::oci::layer::CompressionKind;
 use crate::target::TargetTriple;
 
@@ -54,6 +56,11 @@ pub struct ImageSettings {
     pub compression: Option<CompressionKind>,
     /// The compression level.
     pub level: Option<i32>,
+    /// The image to build on (`--base`): `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or
+    /// `docker://REGISTRY/REPOSITORY:TAG`; default: none (a scratch image).
+    pub base: Option<BaseRef>,
+    /// Extra files by destination in the image (`--include SRC:DEST[:MODE]`).
+    pub files: Option<BTreeMap<String, IncludeSource>>,
 }
 
 /// `essentials = true` or `essentials = ["passwd", "tmp"]`.
@@ -90,23 +97,26 @@ impl ImageSettings {
                 ))
             })?,
         };
+        let files = settings.files.iter_mut().flat_map(|f| f.values_mut());
         for path in [&mut settings.ca_bundle, &mut settings.zoneinfo]
             .into_iter()
             .flatten()
+            .chain(files.map(|f| &mut f.src))
         {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
         }
+        settings.base = settings.base.map(|r| r.relative_to(base));
         Ok(settings)
     }
 
     /// `self` with every field `over` sets replaced (maps merged key by key).
     pub fn overridden_by(self, over: ImageSettings) -> ImageSettings {
-        fn merge(
-            base: Option<BTreeMap<String, String>>,
-            over: Option<BTreeMap<String, String>>,
-        ) -> Option<BTreeMap<String, String>> {
+        fn merge<V>(
+            base: Option<BTreeMap<String, V>>,
+            over: Option<BTreeMap<String, V>>,
+        ) -> Option<BTreeMap<String, V>> {
             match (base, over) {
                 (Some(mut base), Some(over)) => {
                     base.extend(over);
@@ -133,6 +143,8 @@ impl ImageSettings {
             zoneinfo: over.zoneinfo.or(self.zoneinfo),
             compression: over.compression.or(self.compression),
             level: over.level.or(self.level),
+            base: over.base.or(self.base),
+            files: merge(self.files, over.files),
         }
     }
 }

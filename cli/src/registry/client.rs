@@ -77,6 +77,23 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// What `push` uses without flags: TLS verified with the system's roots, 5 retries, and
+    /// the timeout [`TIMEOUT_ENV`] says, else [`DEFAULT_TIMEOUT`].
+    pub fn standard() -> ClientOptions {
+        let timeout = std::env::var(TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        ClientOptions {
+            insecure: false,
+            ca_certs: Vec::new(),
+            retries: 5,
+            retry_base: ClientOptions::default_retry_base(),
+            timeout,
+        }
+    }
+
     /// The default first-retry delay: 500 ms, or [`RETRY_BASE_ENV`] when set.
     pub fn default_retry_base() -> Duration {
         std::env::var(RETRY_BASE_ENV)
@@ -105,6 +122,8 @@ pub(crate) struct Request<'a> {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Body<'a>,
+    /// The most bytes of the answer's body kept (default: [`MAX_SMALL_BODY`]).
+    pub limit: u64,
 }
 
 impl<'a> Request<'a> {
@@ -114,7 +133,14 @@ impl<'a> Request<'a> {
             url: url.into(),
             headers: Vec::new(),
             body: Body::Empty,
+            limit: MAX_SMALL_BODY,
         }
+    }
+
+    /// Keeps up to `limit` bytes of the answer's body (a manifest is larger than an error).
+    pub fn limit(mut self, limit: u64) -> Request<'a> {
+        self.limit = limit;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Request<'a> {
@@ -220,6 +246,35 @@ impl Failure {
     }
 }
 
+/// What a session may do with its repository: the scope of the tokens it asks for
+/// (distribution `docs/spec/auth/scope.md`) and what its errors say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// `repository:<name>:pull`.
+    Pull,
+    /// `repository:<name>:pull,push`.
+    Push,
+}
+
+impl Access {
+    fn actions(self) -> &'static str {
+        match self {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Access::Pull => "pull from",
+            Access::Push => "push to",
+        }
+    }
+}
+
+/// Reads a successful answer's body as it streams in (a blob), instead of keeping it.
+pub(crate) type Sink<'s> = dyn FnMut(&mut dyn Read) -> Result<(), Failure> + 's;
+
 /// An authenticated session with one repository of one registry.
 pub(crate) struct Session {
     agent: ureq::Agent,
@@ -236,6 +291,7 @@ pub(crate) struct Session {
     timeout: Duration,
     /// Requests that timed out since the registry last answered one.
     silent: AtomicU32,
+    access: Access,
 }
 
 impl Session {
@@ -245,6 +301,16 @@ impl Session {
         reference: &Reference,
         credential: Option<ResolvedCredential>,
         options: &ClientOptions,
+    ) -> Result<Session> {
+        Session::connect_for(reference, credential, options, Access::Push)
+    }
+
+    /// [`Session::connect`] for `access` to the repository.
+    pub fn connect_for(
+        reference: &Reference,
+        credential: Option<ResolvedCredential>,
+        options: &ClientOptions,
+        access: Access,
     ) -> Result<Session> {
         let agent = build_agent(options)?;
         let host = reference.api_host().to_owned();
@@ -263,6 +329,7 @@ impl Session {
             // A registry that never answered has no answer to fall back on: no retry of a
             // timeout before the first response.
             silent: AtomicU32::new(SILENT_LIMIT),
+            access,
         };
         let scheme = session.retrying(&format!("connect to {}", reference.registry), |_| {
             session.choose_scheme(&host, plain_allowed)
@@ -365,6 +432,11 @@ impl Session {
         }
     }
 
+    /// Retries of each request from now on (the connection may have been tried with fewer).
+    pub fn set_retries(&mut self, retries: u32) {
+        self.retries = retries;
+    }
+
     /// The repository pushed to.
     pub fn repository(&self) -> &str {
         &self.repository
@@ -396,7 +468,17 @@ impl Session {
     /// A challenge from another origin than the registry's is an error: answering it would
     /// hand our credentials to a host the user never named.
     pub fn send(&self, request: &Request<'_>) -> Result<Response, Failure> {
-        let response = self.send_raw(request)?;
+        self.send_to(request, None)
+    }
+
+    /// [`Session::send`], with a successful answer's body streamed into `sink` rather than
+    /// kept (a blob being pulled).
+    pub fn send_to(
+        &self,
+        request: &Request<'_>,
+        mut sink: Option<&mut Sink<'_>>,
+    ) -> Result<Response, Failure> {
+        let response = self.send_raw(request, sink.as_deref_mut())?;
         if response.status != 401 {
             return classify(response);
         }
@@ -405,7 +487,7 @@ impl Session {
         }
         let sent_authorization = self.current_authorization().is_some();
         self.authenticate(&response, sent_authorization)?;
-        let response = self.send_raw(request)?;
+        let response = self.send_raw(request, sink)?;
         if response.status == 401 {
             return Err(Failure::Fatal(self.refused(&response)));
         }
@@ -453,7 +535,11 @@ impl Session {
             .clone()
     }
 
-    fn send_raw(&self, request: &Request<'_>) -> Result<Response, Failure> {
+    fn send_raw(
+        &self,
+        request: &Request<'_>,
+        sink: Option<&mut Sink<'_>>,
+    ) -> Result<Response, Failure> {
         let mut builder = http::Request::builder()
             .method(request.method.clone())
             .uri(&request.url);
@@ -486,15 +572,19 @@ impl Session {
             .map_err(|e| self.transport_failure(&e, &self.registry))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = if request.method == Method::HEAD {
-            Vec::new()
-        } else {
-            response
+        let body = match sink {
+            _ if request.method == Method::HEAD => Vec::new(),
+            Some(sink) if (200..300).contains(&status) => {
+                // The sink bounds what it takes (a blob's descriptor size).
+                sink(&mut response.body_mut().with_config().reader())?;
+                Vec::new()
+            }
+            _ => response
                 .body_mut()
                 .with_config()
-                .limit(MAX_SMALL_BODY)
+                .limit(request.limit)
                 .read_to_vec()
-                .map_err(|e| self.transport_failure(&e, &self.registry))?
+                .map_err(|e| self.transport_failure(&e, &self.registry))?,
         };
         self.silent.store(0, Ordering::Relaxed);
         Ok(Response {
@@ -568,7 +658,11 @@ impl Session {
                 strip_query(realm)
             ))));
         }
-        let mut scopes = vec![format!("repository:{}:pull,push", self.repository)];
+        let mut scopes = vec![format!(
+            "repository:{}:{}",
+            self.repository,
+            self.access.actions()
+        )];
         if let Some(scope) = challenge.param("scope")
             && !scopes.iter().any(|s| s == scope)
         {
@@ -642,20 +736,26 @@ impl Session {
     pub fn refused(&self, response: &Response) -> anyhow::Error {
         match &self.credential {
             Some(resolved) => error::input(format!(
-                "{} refused the credentials from {} for pushing to {}: {}; check the user \
-                 name and password or token, and that it may push to this repository",
+                "{} refused the credentials from {} to {} {}: {}; check the user name and \
+                 password or token, and that it may {} this repository",
                 self.registry,
                 resolved.source,
-                self.repository,
-                response.describe()
-            )),
-            None => error::input(format!(
-                "{} requires authentication to push to {} ({}), and no credentials were \
-                 found: pass --username with --password-stdin, set {}/{}, or run \
-                 `docker login {}`",
-                self.registry,
+                self.access.verb(),
                 self.repository,
                 response.describe(),
+                self.access.verb()
+            )),
+            None => error::input(format!(
+                "{} requires authentication to {} {} ({}), and no credentials were \
+                 found: {}set {}/{}, or run `docker login {}`",
+                self.registry,
+                self.access.verb(),
+                self.repository,
+                response.describe(),
+                match self.access {
+                    Access::Push => "pass --username with --password-stdin, ",
+                    Access::Pull => "",
+                },
                 auth::USERNAME_ENV,
                 auth::PASSWORD_ENV,
                 self.registry

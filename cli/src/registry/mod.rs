@@ -1,6 +1,7 @@
 //! `cargo airlock push`: uploads an image or an index from an OCI layout to a registry over
-//! the OCI distribution API. With `vendor`, the only module that touches the network; it
-//! never writes to the layout and never runs a container engine.
+//! the OCI distribution API; and [`pull`], which pulls base images for `image --base` into the
+//! base image cache. With `vendor`, the only module that touches the network; it never writes
+//! to an image layout and never runs a container engine.
 //!
 //! Steps: read and verify what the layout holds for the tag, authenticate, upload the blobs the
 //! registry lacks (`--jobs` at a time), push each manifest's exact bytes (an index's children
@@ -24,6 +25,7 @@
 pub mod attached;
 pub mod auth;
 pub mod client;
+pub mod pull;
 pub mod reference;
 pub mod upload;
 

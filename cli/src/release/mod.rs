@@ -57,6 +57,8 @@ pub struct DistOptions {
     pub key: Option<PathBuf>,
     /// The key's passphrase (default: `AIRLOCK_KEY_PASSWORD`, else empty).
     pub passphrase: Option<crate::signing::Passphrase>,
+    /// Load the image into this local engine (`--load podman|docker`).
+    pub load: Option<crate::oci::load::Runtime>,
 }
 
 /// How long one step took.

@@ -190,7 +190,7 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
     if plan.image {
         let (record, archive) =
             steps.run("Image", "scratch OCI image with the SBOMs attached", || {
-                write_image(&plan, &built, &out, &artifacts)
+                write_image(&plan, &built, &out, &artifacts, options.load)
             })?;
         artifacts.push(archive);
         let (report_artifacts, report_problems) =
@@ -435,6 +435,7 @@ fn write_image(
     built: &BuildReport,
     out: &Path,
     artifacts: &[Artifact],
+    load: Option<crate::oci::load::Runtime>,
 ) -> Result<(ImageRecord, Artifact)> {
     let layout_dir = out.join("image");
     let archive_path = out.join("image.tar");
@@ -451,6 +452,11 @@ fn write_image(
             tags: image_tags(plan, built),
             ..ImageSettings::default()
         },
+        base_cache: None,
+        registry: Some(std::sync::Arc::new(
+            crate::registry::pull::RegistryPuller::new(crate::registry::ClientOptions::standard()),
+        )),
+        load,
     })?;
     let tag = report
         .tags

@@ -15,9 +15,10 @@ use anyhow::{Context, Result};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use sha2::{Digest as _, Sha256};
 
-use super::model::{Codec, FileEntry, LayerReport, PlatformReport};
+use super::model::{BaseSplit, Codec, FileEntry, LayerReport, PlatformReport};
 use crate::digest::Sha256Digest;
 use crate::error;
+use crate::oci::base;
 use crate::oci::layout::{self, ImageRef, Layout};
 use crate::oci::media::{LayerCodec, MediaKind};
 use crate::oci::walk::{self, Graph, WalkOptions};
@@ -193,9 +194,11 @@ fn measure_platform(
             entries: scan.entries,
             files: scan.files,
             largest: scan.largest.clone(),
+            from_base: false,
         });
         scans.push(scan);
     }
+    let base = base_split(manifest, &mut layers);
     let compressed = descriptor.size()
         + manifest.config().size()
         + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
@@ -215,12 +218,40 @@ fn measure_platform(
             compressed,
             uncompressed,
             layers,
+            base,
             binary: None,
             gnu_binary: None,
             comparisons: Vec::new(),
         },
         architecture: config.architecture().to_string(),
         binary,
+    })
+}
+
+/// The split the manifest's annotations give, with the base's layers marked; None when it
+/// does not say how many layers are the base's (or says more than it has).
+fn base_split(manifest: &ImageManifest, layers: &mut [LayerReport]) -> Option<BaseSplit> {
+    let annotations = manifest.annotations().as_ref()?;
+    let count: usize = annotations.get(base::BASE_LAYERS)?.parse().ok()?;
+    if count > layers.len() {
+        return None;
+    }
+    for layer in &mut layers[..count] {
+        layer.from_base = true;
+    }
+    let (base, own) = layers.split_at(count);
+    let sum = |layers: &[LayerReport], pick: fn(&LayerReport) -> u64| -> u64 {
+        layers.iter().map(pick).sum()
+    };
+    Some(BaseSplit {
+        name: annotations.get(base::BASE_NAME).cloned(),
+        digest: annotations.get(base::BASE_DIGEST).cloned(),
+        base_layers: base.len() as u64,
+        base_compressed: sum(base, |l| l.compressed),
+        base_uncompressed: sum(base, |l| l.uncompressed),
+        own_layers: own.len() as u64,
+        own_compressed: sum(own, |l| l.compressed),
+        own_uncompressed: sum(own, |l| l.uncompressed),
     })
 }
 

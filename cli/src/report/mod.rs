@@ -275,6 +275,11 @@ fn comparisons(
             });
         }
     }
+    // An image on a base image is compared by its own layers: the base is what is swapped.
+    let own = p
+        .base
+        .as_ref()
+        .map_or(p.compressed, |split| documents + split.own_compressed);
     for base in bases {
         let Some((arch, figure)) = base.for_architecture(&platform.architecture) else {
             continue;
@@ -285,9 +290,17 @@ fn comparisons(
             format!(", {arch} figure")
         };
         rows.push(Comparison {
-            label: format!("same layers on {}{on}", base.name),
+            label: format!(
+                "{} on {}{on}",
+                if p.base.is_some() {
+                    "own layers"
+                } else {
+                    "same layers"
+                },
+                base.name
+            ),
             kind: ComparisonKind::ReferenceBase,
-            compressed: figure.compressed + p.compressed,
+            compressed: figure.compressed + own,
             uncompressed: None,
             approximate: base.approximate,
             digest: base.digest_for(figure),

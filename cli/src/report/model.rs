@@ -60,6 +60,9 @@ pub struct PlatformReport {
     pub uncompressed: u64,
     /// The layers, bottom first.
     pub layers: Vec<LayerReport>,
+    /// The layers split between the base image and the image's own, when the manifest says
+    /// how many are the base's (as airlock's images on a base do).
+    pub base: Option<BaseSplit>,
     /// The binary measured (the entrypoint, else the largest executable; or `--binary`).
     pub binary: Option<BinaryReport>,
     /// With `--with-gnu`: the same binary built for the `*-linux-gnu` target of this
@@ -68,6 +71,29 @@ pub struct PlatformReport {
     /// Side-by-side sizes: this image, other codecs, reference bases, `--compare` layouts,
     /// `--with-gnu`.
     pub comparisons: Vec<Comparison>,
+}
+
+/// An image's layers split between its base image and its own: the base's are the bottom
+/// `base_layers`, as the manifest's annotations say (`org.opencontainers.image.base.name` and
+/// `.digest`, and airlock's `io.github.airlock-rs.image.base.layers`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct BaseSplit {
+    /// The base's name, from `org.opencontainers.image.base.name`.
+    pub name: Option<String>,
+    /// The base's digest, from `org.opencontainers.image.base.digest`.
+    pub digest: Option<String>,
+    /// How many layers, from the bottom, are the base's.
+    pub base_layers: u64,
+    /// Their sizes as stored.
+    pub base_compressed: u64,
+    /// Their tar streams' sizes.
+    pub base_uncompressed: u64,
+    /// The layers above them, the image's own.
+    pub own_layers: u64,
+    /// Their sizes as stored.
+    pub own_compressed: u64,
+    /// Their tar streams' sizes.
+    pub own_uncompressed: u64,
 }
 
 /// Layer compression, from the media type.
@@ -105,6 +131,9 @@ pub struct LayerReport {
     pub files: u64,
     /// The largest regular files, largest first (at most five).
     pub largest: Vec<FileEntry>,
+    /// Whether it is one of the base image's layers (see [`BaseSplit`]).
+    #[serde(default)]
+    pub from_base: bool,
 }
 
 /// A file in a layer.

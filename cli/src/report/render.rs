@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::checks::signed_bytes;
-use super::model::{BinaryReport, Comparison, PlatformReport, SizeReport};
+use super::model::{BaseSplit, BinaryReport, Comparison, PlatformReport, SizeReport};
 use crate::render::{Align, human_bytes, table};
 
 /// A digest shortened for tables: `sha256:0123456789ab`.
@@ -67,6 +67,28 @@ fn binary_line(b: &BinaryReport) -> String {
     line
 }
 
+fn base_line(split: &BaseSplit) -> String {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    format!(
+        "base {}{}: {} layer{}, {} compressed ({} uncompressed); own: {} layer{}, {} compressed \
+         ({} uncompressed)",
+        split.name.as_deref().unwrap_or("(unnamed)"),
+        split
+            .digest
+            .as_deref()
+            .map(|d| format!(" {}", short(d)))
+            .unwrap_or_default(),
+        split.base_layers,
+        plural(split.base_layers),
+        human_bytes(split.base_compressed),
+        human_bytes(split.base_uncompressed),
+        split.own_layers,
+        plural(split.own_layers),
+        human_bytes(split.own_compressed),
+        human_bytes(split.own_uncompressed)
+    )
+}
+
 fn layer_rows(p: &PlatformReport) -> Vec<Vec<String>> {
     p.layers
         .iter()
@@ -78,7 +100,11 @@ fn layer_rows(p: &PlatformReport) -> Vec<Vec<String>> {
                 .map(|f| format!("{} ({})", f.path, human_bytes(f.size)))
                 .unwrap_or_else(|| "-".to_owned());
             vec![
-                (i + 1).to_string(),
+                if l.from_base {
+                    format!("{} base", i + 1)
+                } else {
+                    (i + 1).to_string()
+                },
                 short(&l.digest),
                 l.media_type.clone(),
                 human_bytes(l.compressed),
@@ -208,6 +234,9 @@ pub fn human(report: &SizeReport) -> String {
             human_bytes(p.uncompressed),
             p.uncompressed
         );
+        if let Some(split) = &p.base {
+            let _ = writeln!(out, "{}", base_line(split));
+        }
         out.push('\n');
         out.push_str(&table(&LAYER_HEADERS, &layer_rows(p)));
         if let Some(b) = &p.binary {
@@ -291,6 +320,9 @@ pub fn markdown(report: &SizeReport) -> String {
             human_bytes(p.compressed),
             human_bytes(p.uncompressed)
         );
+        if let Some(split) = &p.base {
+            let _ = writeln!(out, "{}\n", md_escape(&base_line(split)));
+        }
         out.push_str(&md_table(&COMPARISON_HEADERS, &comparison_rows(p)));
         out.push('\n');
         out.push_str(&md_table(&LAYER_HEADERS, &layer_rows(p)));

@@ -121,6 +121,7 @@ pub fn check_rebuild(
         sign: false,
         key: None,
         passphrase: None,
+        load: None,
     })
     .with_context(|| format!("the rebuild of {revision} failed"))?;
     let (_, rebuilt) = provenance::read(&out.join(provenance::FILE_NAME))?;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+pub mod bases;
 pub mod deadline;
 pub mod layouts;
 pub mod project;
@@ -16,6 +17,7 @@ pub mod registry;
 pub mod runtime;
 pub mod tools;
 
+pub use bases::*;
 pub use deadline::*;
 pub use layouts::*;
 pub use project::*;

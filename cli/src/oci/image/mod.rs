@@ -1,38 +1,44 @@
 //! `cargo airlock image`: scratch OCI images from static binaries, without a container engine.
 //!
 //! The steps: read the settings (`Cargo.toml`, then flags), check the output, get the binaries
-//! (from `build`, or prebuilt with `--binary`) and prove them static, write the essentials layer
-//! once and one binary layer, config and manifest per platform, an index when there are several
-//! platforms, then the layout (staged, swapped in) and/or the archive. Every byte written
-//! depends only on the binaries and the settings, never on file times, the umask or the machine.
+//! (from `build`, or prebuilt with `--binary`) and prove them static, resolve and check the
+//! base image when there is one, copy its layers and write the essentials and files layers
+//! once and one binary layer, config and manifest per platform, an index when there are
+//! several platforms, then the layout (staged, swapped in) and/or the archive, and load the
+//! image into a local engine when asked. Every byte written depends only on the binaries, the
+//! base and the settings, never on file times, the umask or the machine.
 
 mod binaries;
+mod layers;
 mod output;
 mod project;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use oci_spec::image::{Descriptor, MediaType};
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::compile::BuildOptions;
 use crate::digest::Sha256Digest;
 use crate::elf::Linkage;
 use crate::oci::archive::{self, ArchiveSummary, DockerManifestEntry};
+use crate::oci::base::{self, Base, BaseOptions, BasePlatform, BaseSummary, RegistrySource};
 use crate::oci::document::{self, ConfigLayer, RuntimeConfig};
-use crate::oci::essentials::{self, Essential, Essentials, EssentialsOptions, NONROOT_UID};
-use crate::oci::layer::{self, Compression, Layer};
+use crate::oci::essentials::{Essentials, NONROOT_UID};
+use crate::oci::files::IncludedFiles;
+use crate::oci::layer::{Compression, Layer};
 use crate::oci::layout::{LayoutWriter, descriptor_digest, validate_tag};
+use crate::oci::load::{self, LoadReport, Runtime};
 use crate::oci::settings::{ImageSettings, normalize_port};
 use crate::progress;
 use crate::render::{self, Align, CommandReport};
-use crate::tarball::{self, TarBuilder};
 use crate::target::{Arch, TargetTriple};
 use crate::workspace;
-use binaries::{Binaries, check_static, collect_binaries};
+use binaries::{check_static, collect_binaries};
+use layers::{LayerInputs, OwnLayers, list, write_layers};
 use output::{Output, layout_index, tagged_entry};
 pub use project::validate_repository;
 
@@ -77,6 +83,13 @@ pub struct ImageOptions {
     pub archive: Option<PathBuf>,
     /// Settings from flags; they override `Cargo.toml`'s.
     pub settings: ImageSettings,
+    /// Where pulled base images are cached (default: [`base::BaseCache::default_dir`]).
+    pub base_cache: Option<PathBuf>,
+    /// How to pull a base from a registry (`registry::pull::RegistryPuller`); without one a
+    /// `docker://` base is refused.
+    pub registry: Option<Arc<dyn RegistrySource>>,
+    /// Load the finished image into this engine.
+    pub load: Option<Runtime>,
 }
 
 /// A binary going into the image.
@@ -108,7 +121,7 @@ pub struct BlobSummary {
 /// One layer of an image.
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerSummary {
-    /// `essentials` or `binary`.
+    /// `base` (a layer of the base image, copied as it is), `essentials`, `files` or `binary`.
     pub contents: String,
     /// The layer media type.
     pub media_type: String,
@@ -135,6 +148,10 @@ pub struct PlatformImage {
     pub config: BlobSummary,
     /// The layers, bottom first.
     pub layers: Vec<LayerSummary>,
+    /// How many of them, from the bottom, are the base's.
+    pub base_layers: usize,
+    /// The base's manifest for this platform.
+    pub base_manifest: Option<Sha256Digest>,
     /// The layers' compressed sizes added up (what a pull downloads).
     pub compressed_size: u64,
     /// The layers' uncompressed sizes added up (what it takes on disk).
@@ -158,8 +175,12 @@ pub struct ImageReport {
     pub source_date_epoch: u64,
     /// `created`, RFC 3339.
     pub created: String,
+    /// The base image, if any.
+    pub base: Option<BaseSummary>,
     /// The essentials layer, if any.
     pub essentials: Option<Essentials>,
+    /// The extra files layer, if any.
+    pub files: Option<IncludedFiles>,
     /// One image per platform.
     pub images: Vec<PlatformImage>,
     /// The index over the platforms, when there are several.
@@ -168,6 +189,8 @@ pub struct ImageReport {
     pub digest: Sha256Digest,
     /// Every blob of the image added up (layers, configs, manifests, index).
     pub blob_bytes: u64,
+    /// What was loaded into a local engine, if asked.
+    pub load: Option<LoadReport>,
 }
 
 /// `cargo airlock image`.
@@ -188,18 +211,43 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
     let epoch = project.source_date_epoch()?;
     let created = workspace::rfc3339(epoch);
     let metadata = project.standard_annotations(&created);
+    let arches: Vec<Arch> = binaries.keys().copied().collect();
+    let base = settings
+        .base
+        .as_ref()
+        .map(|reference| {
+            base::resolve(&BaseOptions {
+                reference,
+                arches: &arches,
+                cache_dir: options.base_cache.as_deref(),
+                registry: options.registry.as_deref(),
+            })
+        })
+        .transpose()?;
 
     let writer = &output.writer;
-    let (essentials, binary_layers) =
-        write_layers(writer, &essentials_options, &binaries, epoch, compression)?;
+    let own = write_layers(
+        writer,
+        &LayerInputs {
+            essentials: &essentials_options,
+            files: &settings.files.clone().unwrap_or_default(),
+            binaries: &binaries,
+            base: base.as_ref(),
+            epoch,
+            compression,
+        },
+    )?;
     let mut written = Vec::new();
-    for ((arch, arch_binaries), binary_layer) in binaries.iter().zip(&binary_layers) {
+    for ((arch, arch_binaries), binary_layer) in binaries.iter().zip(&own.binaries) {
         written.push(write_platform(&PlatformInput {
             writer,
             arch: *arch,
             binaries: arch_binaries,
             binary_layer,
-            essentials: essentials.as_ref(),
+            own: &own,
+            base: base
+                .as_ref()
+                .and_then(|b| b.platforms.get(arch).map(|p| (b, p))),
             settings,
             metadata: &metadata,
             created: &created,
@@ -222,7 +270,32 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
         )?),
         None => None,
     };
+    let to_load = options
+        .load
+        .map(|runtime| {
+            load_archive(writer, &written, &repository, &tags, epoch).map(|a| (runtime, a))
+        })
+        .transpose()?;
     let layout = output.finish(entries)?;
+    let load = to_load
+        .map(|(runtime, (_dir, path, platform))| {
+            load::load(runtime, &path, &platform).with_context(|| {
+                let written: Vec<String> = layout
+                    .iter()
+                    .map(|l| format!("oci:{}", l.display()))
+                    .chain(archive.iter().map(|a| a.path.display().to_string()))
+                    .collect();
+                format!(
+                    "the image is written to {}, but loading it into {runtime} failed",
+                    if written.is_empty() {
+                        "nowhere else".to_owned()
+                    } else {
+                        written.join(" and ")
+                    }
+                )
+            })
+        })
+        .transpose()?;
 
     let images: Vec<PlatformImage> = written.into_iter().map(|w| w.image).collect();
     let blob_bytes = blob_bytes(&images, index.as_ref());
@@ -234,12 +307,71 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
         compression,
         source_date_epoch: epoch,
         created,
-        essentials: essentials.map(|(_, report)| report),
+        base: base.as_ref().map(Base::summary),
+        essentials: own.essentials.map(|(_, report)| report),
+        files: own.files.map(|(_, report)| report),
         images,
         index,
         digest: descriptor_digest(&top)?,
         blob_bytes,
+        load,
     })
+}
+
+/// An archive of the one platform a local engine should get (this machine's, else the
+/// first), tagged with every tag, in a temporary directory beside the layout.
+fn load_archive(
+    writer: &LayoutWriter,
+    written: &[PlatformOutput],
+    repository: &str,
+    tags: &[String],
+    epoch: u64,
+) -> Result<(tempfile::TempDir, PathBuf, String)> {
+    let host = Arch::host().map(document::platform_name);
+    let chosen = written
+        .iter()
+        .find(|w| Some(&w.image.platform) == host.as_ref())
+        .or_else(|| written.first())
+        .context("the image has no platform to load")?;
+    if Some(&chosen.image.platform) != host.as_ref() {
+        progress::warn(format!(
+            "loading {}: the image has no platform of this machine's, so it will not run here",
+            chosen.image.platform
+        ));
+    }
+    let parent = writer.path().parent().unwrap_or(Path::new("."));
+    let dir = tempfile::Builder::new()
+        .prefix(".airlock-load-")
+        .tempdir_in(parent)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                parent.display()
+            )
+        })?;
+    let path = dir.path().join("image.tar");
+    let entries = tags
+        .iter()
+        .map(|tag| tagged_entry(&chosen.descriptor, repository, tag))
+        .collect();
+    let repo_tags = tags.iter().map(|t| format!("{repository}:{t}")).collect();
+    archive::write_archive(
+        &path,
+        writer.path(),
+        &layout_index(Vec::new(), entries)?,
+        &[DockerManifestEntry::new(
+            &chosen.image.config.digest,
+            &chosen.layer_digests,
+            repo_tags,
+        )],
+        &chosen.blobs.iter().copied().collect(),
+        epoch,
+    )?;
+    progress::status(
+        "Loading",
+        format!("{} into the engine", chosen.image.platform),
+    );
+    Ok((dir, path, chosen.image.platform.clone()))
 }
 
 /// The tags: the settings', else the package version, else `latest`.
@@ -324,65 +456,17 @@ fn blob_bytes(images: &[PlatformImage], index: Option<&BlobSummary>) -> u64 {
     total
 }
 
-/// The essentials layer and what went into it.
-type EssentialsLayer = (Layer, Essentials);
-
 /// Everything one platform's image needs.
 struct PlatformInput<'a> {
     writer: &'a LayoutWriter,
     arch: Arch,
     binaries: &'a [ImageBinary],
     binary_layer: &'a Layer,
-    essentials: Option<&'a EssentialsLayer>,
+    own: &'a OwnLayers,
+    base: Option<(&'a Base, &'a BasePlatform)>,
     settings: &'a ImageSettings,
     metadata: &'a BTreeMap<String, String>,
     created: &'a str,
-}
-
-/// Compresses the essentials layer and every platform's binary layer at the same time (the
-/// slow part; one core each), in the order of `binaries`.
-fn write_layers(
-    writer: &LayoutWriter,
-    essentials_options: &EssentialsOptions,
-    binaries: &Binaries,
-    epoch: u64,
-    compression: Compression,
-) -> Result<(Option<EssentialsLayer>, Vec<Layer>)> {
-    let essentials_tar = essentials::essentials_tar(essentials_options)?;
-    if let Some((_, report)) = &essentials_tar {
-        progress::status("Packaging", format!("essentials ({})", list(&report.items)));
-    }
-    for (arch, list) in binaries {
-        let names: Vec<&str> = list.iter().map(|b| b.name.as_str()).collect();
-        let platform = document::platform_name(*arch);
-        progress::status("Packaging", format!("{} for {platform}", names.join(", ")));
-    }
-    let (essentials, binary_layers) = rayon::join(
-        || {
-            essentials_tar
-                .map(|(tar, report)| {
-                    layer::write_layer(writer, &tar, epoch, compression).map(|l| (l, report))
-                })
-                .transpose()
-        },
-        || {
-            binaries
-                .par_iter()
-                .map(|(_, list)| {
-                    let mut tar = TarBuilder::new();
-                    for binary in list {
-                        tar.file_from_disk(
-                            binary.path.trim_start_matches('/'),
-                            &binary.source,
-                            tarball::EXEC_MODE,
-                        );
-                    }
-                    layer::write_layer(writer, &tar, epoch, compression)
-                })
-                .collect::<Result<Vec<_>>>()
-        },
-    );
-    Ok((essentials?, binary_layers?))
 }
 
 /// One platform's image as written.
@@ -399,13 +483,25 @@ fn write_platform(input: &PlatformInput<'_>) -> Result<PlatformOutput> {
     let binary_layer = input.binary_layer;
 
     let mut config_layers = Vec::new();
-    let mut layers: Vec<(&Layer, &str)> = Vec::new();
-    if let Some((layer, report)) = input.essentials {
+    let mut layers: Vec<(&Layer, &str)> = input
+        .base
+        .map(|(_, platform)| platform.layers.iter().map(|l| (&l.layer, "base")).collect())
+        .unwrap_or_default();
+    let base_layers = layers.len();
+    if let Some((layer, report)) = &input.own.essentials {
         config_layers.push(ConfigLayer {
             layer,
             created_by: format!("airlock image: essentials ({})", list(&report.items)),
         });
         layers.push((layer, "essentials"));
+    }
+    if let Some((layer, report)) = &input.own.files {
+        let dests: Vec<&str> = report.includes.iter().map(|i| i.dest.as_str()).collect();
+        config_layers.push(ConfigLayer {
+            layer,
+            created_by: format!("airlock image: files {}", dests.join(" ")),
+        });
+        layers.push((layer, "files"));
     }
     config_layers.push(ConfigLayer {
         layer: binary_layer,
@@ -422,10 +518,19 @@ fn write_platform(input: &PlatformInput<'_>) -> Result<PlatformOutput> {
     layers.push((binary_layer, "binary"));
 
     let runtime = runtime_config(input)?;
-    let config = document::image_config(input.arch, &runtime, &config_layers, input.created)?;
+    let config = document::image_config_on(
+        input.arch,
+        &runtime,
+        input.base.map(|(_, platform)| &platform.config),
+        &config_layers,
+        input.created,
+    )?;
     let (config_descriptor, _) = input.writer.put_json(MediaType::ImageConfig, &config)?;
     let layer_refs: Vec<&Layer> = layers.iter().map(|(l, _)| *l).collect();
     let mut annotations = input.metadata.clone();
+    if let Some((base, platform)) = input.base {
+        annotations.extend(base.annotations(platform));
+    }
     annotations.extend(input.settings.annotations.clone().unwrap_or_default());
     let manifest = document::image_manifest(config_descriptor.clone(), &layer_refs, &annotations)?;
     let (mut descriptor, _) = input.writer.put_json(MediaType::ImageManifest, &manifest)?;
@@ -464,6 +569,8 @@ fn write_platform(input: &PlatformInput<'_>) -> Result<PlatformOutput> {
             manifest: manifest_summary,
             config: config_summary,
             layers: layer_summaries,
+            base_layers,
+            base_manifest: input.base.map(|(_, platform)| platform.manifest),
         },
         descriptor,
         layer_digests,
@@ -471,20 +578,39 @@ fn write_platform(input: &PlatformInput<'_>) -> Result<PlatformOutput> {
     })
 }
 
-/// The config's runtime part: defaults, then the essentials' variables, then the settings.
+/// The config's runtime part. `Env`: the base's (else `PATH`), then the essentials'
+/// variables, then the settings', key by key. `User` and `WorkingDir`: the settings', else
+/// the base's, else `65532:65532` and none. `Entrypoint` and `Cmd` are the image's own (a
+/// base's `Cmd` belongs to its entrypoint, as with a Dockerfile's `ENTRYPOINT`); exposed ports
+/// and labels add to the base's; volumes and the stop signal are the base's.
 fn runtime_config(input: &PlatformInput<'_>) -> Result<RuntimeConfig> {
     let settings = input.settings;
-    let mut env: Vec<(String, String)> = vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())];
+    let base = input
+        .base
+        .and_then(|(_, platform)| platform.config.config().as_ref());
+    // A base's `KEY` without `=` stays as it is.
+    let mut env: Vec<(String, Option<String>)> = match base.and_then(|c| c.env().as_ref()) {
+        Some(base_env) => base_env
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (pair.clone(), None),
+            })
+            .collect(),
+        None => vec![("PATH".to_owned(), Some(DEFAULT_PATH.to_owned()))],
+    };
     let extra = input
+        .own
         .essentials
+        .as_ref()
         .map(|(_, report)| report.env.clone())
         .unwrap_or_default()
         .into_iter()
         .chain(settings.env.clone().unwrap_or_default());
     for (key, value) in extra {
         match env.iter_mut().find(|(k, _)| *k == key) {
-            Some(existing) => existing.1 = value,
-            None => env.push((key, value)),
+            Some(existing) => existing.1 = Some(value),
+            None => env.push((key, Some(value))),
         }
     }
     let entrypoint = match &settings.entrypoint {
@@ -497,34 +623,47 @@ fn runtime_config(input: &PlatformInput<'_>) -> Result<RuntimeConfig> {
                 .context("an image needs at least one binary")?,
         ],
     };
-    let ports = settings
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| normalize_port(p))
-        .collect::<Result<BTreeSet<_>>>()?;
-    let mut labels = input.metadata.clone();
+    let base_text =
+        |value: Option<&Option<String>>| value.and_then(|v| v.clone()).filter(|v| !v.is_empty());
+    let mut ports = base
+        .and_then(|c| c.exposed_ports().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect::<BTreeSet<_>>();
+    for port in settings.ports.iter().flatten() {
+        ports.insert(normalize_port(port)?);
+    }
+    let mut labels: BTreeMap<String, String> = base
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(input.metadata.clone());
     labels.extend(settings.labels.clone().unwrap_or_default());
     Ok(RuntimeConfig {
         user: settings
             .user
             .clone()
+            .or_else(|| base_text(base.map(|c| c.user())))
             .unwrap_or_else(|| format!("{NONROOT_UID}:{NONROOT_UID}")),
-        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: env
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k,
+            })
+            .collect(),
         entrypoint,
         cmd: settings.cmd.clone().unwrap_or_default(),
-        workdir: settings.workdir.clone(),
+        workdir: settings
+            .workdir
+            .clone()
+            .or_else(|| base_text(base.map(|c| c.working_dir()))),
         ports: ports.into_iter().collect(),
         labels,
+        volumes: base.and_then(|c| c.volumes().clone()).unwrap_or_default(),
+        stop_signal: base_text(base.map(|c| c.stop_signal())),
     })
-}
-
-fn list(items: &[Essential]) -> String {
-    items
-        .iter()
-        .map(|i| i.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl CommandReport for ImageReport {
@@ -565,12 +704,48 @@ impl CommandReport for ImageReport {
         if let Some(index) = &self.index {
             out.push_str(&format!("index     {}\n", index.digest));
         }
+        if let Some(base) = &self.base {
+            let layers: Vec<String> = self
+                .images
+                .iter()
+                .map(|i| {
+                    let bytes: u64 = i.layers[..i.base_layers].iter().map(|l| l.size).sum();
+                    format!(
+                        "{} {} layer{} ({})",
+                        i.platform,
+                        i.base_layers,
+                        if i.base_layers == 1 { "" } else { "s" },
+                        render::human_bytes(bytes)
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "base: {} {}{}: {}\n",
+                base.name.as_deref().unwrap_or(&base.reference),
+                base.digest,
+                if base.offline {
+                    " (from the cache: the registry could not be reached)"
+                } else {
+                    ""
+                },
+                layers.join(", ")
+            ));
+        }
         if let Some(essentials) = &self.essentials {
             out.push_str(&format!("essentials: {}", list(&essentials.items)));
             if let Some(ca) = &essentials.ca_bundle {
                 out.push_str(&format!(" (CA bundle from {})", ca.source.display()));
             }
             out.push('\n');
+        }
+        if let Some(files) = &self.files {
+            let dests: Vec<&str> = files.includes.iter().map(|i| i.dest.as_str()).collect();
+            out.push_str(&format!(
+                "files: {} ({} files, {})\n",
+                dests.join(", "),
+                files.files,
+                render::human_bytes(files.bytes)
+            ));
         }
         if let Some(layout) = &self.layout {
             let tag = self.tags.first().map(String::as_str).unwrap_or("latest");
@@ -581,6 +756,15 @@ impl CommandReport for ImageReport {
                 "archive: {} ({})\n",
                 archive.path.display(),
                 render::human_bytes(archive.size)
+            ));
+        }
+        if let Some(load) = &self.load {
+            out.push_str(&format!(
+                "loaded into {} ({}, {}): {}\n",
+                load.runtime,
+                load.via,
+                load.platform,
+                load.loaded.join(", ")
             ));
         }
         out

@@ -27,6 +27,9 @@ impl Output {
     /// Checks the output before anything is built: an existing layout must open cleanly, and
     /// anything else at that path is refused rather than replaced.
     pub(super) fn open(options: &ImageOptions, project: &Project) -> Result<Output> {
+        if let Some(archive) = &options.archive {
+            check_parents(archive, "--archive names a file in a directory")?;
+        }
         let target = match (&options.output, &options.archive) {
             (Some(dir), _) => Some(dir.clone()),
             (None, Some(_)) => None,
@@ -102,6 +105,29 @@ impl Output {
         self.writer.finish(&index)?;
         Ok(Some(target))
     }
+}
+
+/// A path whose nearest existing ancestor is not a directory (a file where a directory must
+/// go) is the user's to fix (exit 2), before anything is built; a disk that refuses a write
+/// later is the machine's (exit 3).
+fn check_parents(path: &Path, what: &str) -> Result<()> {
+    for ancestor in path.ancestors().skip(1) {
+        if ancestor.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(ancestor) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(error::input(format!(
+                    "cannot write {}: {} exists and is not a directory; {what}",
+                    path.display(),
+                    ancestor.display()
+                )));
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(())
 }
 
 /// The layout at `dir` if there is one; None for a missing path or an empty directory;
