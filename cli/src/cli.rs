@@ -169,6 +169,10 @@ pub struct BuildArgs {
     /// Run without accessing the network (passed to cargo).
     #[arg(long)]
     pub offline: bool,
+    /// Do not embed each binary's dependency list (a `.dep-v0` section in cargo-auditable's
+    /// format, which rust-audit-info, cargo audit bin, syft and trivy read).
+    #[arg(long)]
+    pub no_embed_deps: bool,
 }
 
 /// `cargo airlock build`: the build flags other commands share, and its own.
@@ -208,6 +212,7 @@ impl BuildArgs {
             frozen: self.frozen,
             offline: self.offline,
             allow_dynamic: false,
+            no_embed_deps: self.no_embed_deps,
         })
     }
 }
@@ -334,6 +339,10 @@ pub struct VerifyArgs {
     /// An OCI image layout: every blob against its digest, every referenced blob present.
     #[arg(long, value_name = "DIR", group = "what")]
     pub layout: Option<PathBuf>,
+    /// A release directory (`dist`'s output): rebuild it from its provenance in a clean
+    /// checkout of the recorded revision and compare every artifact byte for byte.
+    #[arg(long, value_name = "DIR", group = "what")]
+    pub rebuild: Option<PathBuf>,
     /// With --layout: every image must carry a signature by this cosign public key (the
     /// `sha256-<digest>.sig` tag or a signature referrer) naming its digest.
     #[arg(long, value_name = "KEY.pub", requires = "layout")]
@@ -359,6 +368,7 @@ impl VerifyArgs {
             sums: self.sums.clone(),
             manifest: self.manifest.clone(),
             layout: self.layout.clone(),
+            rebuild: self.rebuild.clone(),
             key: self.key.clone(),
         }
     }
@@ -802,6 +812,17 @@ pub struct DistArgs {
     /// Run without accessing the network (passed to cargo).
     #[arg(long)]
     pub offline: bool,
+    /// Sign the provenance with the release key (also `sign = true` in
+    /// [workspace.metadata.airlock.dist]); the passphrase comes from AIRLOCK_KEY_PASSWORD or
+    /// --password-stdin.
+    #[arg(long)]
+    pub sign: bool,
+    /// The cosign private key that signs [default: the settings' `key`].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Read the key's passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
+    #[arg(long)]
+    pub password_stdin: bool,
     /// Load the image into podman or Docker, as `image --load` does.
     #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
     pub load: Option<airlock::oci::load::Runtime>,
@@ -832,6 +853,13 @@ impl DistArgs {
             strip: self.strip,
             locked: self.locked,
             offline: self.offline,
+            sign: self.sign,
+            key: self.key.clone(),
+            passphrase: if self.password_stdin {
+                Some(passphrase(true)?)
+            } else {
+                None
+            },
             load: self.load,
         })
     }

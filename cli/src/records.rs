@@ -88,6 +88,8 @@ pub enum ArtifactKind {
     /// The debug information stripped from a binary (`<bin>-<version>-<target>.debug`), found
     /// by gdb and lldb through the shipped binary's build-id or `.gnu_debuglink`.
     DebugInfo,
+    /// SLSA provenance in a DSSE envelope (`provenance.intoto.jsonl`).
+    Provenance,
 }
 
 /// One file of a release.
@@ -120,6 +122,9 @@ pub struct ImageRecord {
     /// Digests of the SBOM artifacts attached to the image (their `subject` is the image).
     #[serde(default)]
     pub sboms: Vec<Sha256Digest>,
+    /// Digests of the attestations attached to the image (the provenance, in cosign's form).
+    #[serde(default)]
+    pub attestations: Vec<Sha256Digest>,
 }
 
 /// `dist-manifest.json`: every artifact with its digest, the images, and what produced them.

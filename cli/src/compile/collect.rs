@@ -1,5 +1,5 @@
-//! After cargo: each binary copied (atomically) to `target/airlock/<triple>/<bin>`, read back
-//! with [`crate::elf`], and judged: the right architecture, and static unless dynamic
+//! After cargo: each binary copied (atomically) to `target/airlock/<triple>/<bin>` with its
+//! dependency list embedded ([`super::embed`]), read back with [`crate::elf`], and judged: the right architecture, and static unless dynamic
 //! binaries are allowed. A dynamic binary's problem names the `-sys` crate behind each
 //! needed library.
 
@@ -11,10 +11,19 @@ use anyhow::{Context, Result};
 
 use super::BuiltBinary;
 use super::cargo::CargoBinary;
+use super::embed;
 use super::plan::{DependencyGraph, Plan};
 use crate::atomic;
-use crate::elf;
+use crate::elf::{self, DepList};
 use crate::target::TargetTriple;
+
+/// What `collect` does besides copying.
+pub struct Checks {
+    /// Report dynamic binaries without a problem.
+    pub allow_dynamic: bool,
+    /// Embed each binary's dependency list.
+    pub embed_deps: bool,
+}
 
 /// Copies and checks every planned binary; returns them sorted by target then name, and the
 /// problems found.
@@ -24,8 +33,9 @@ pub fn collect(
     targets: &[TargetTriple],
     airlock_dir: &Path,
     graphs: &HashMap<TargetTriple, DependencyGraph>,
-    allow_dynamic: bool,
+    checks: &Checks,
 ) -> Result<(Vec<BuiltBinary>, Vec<String>)> {
+    let allow_dynamic = checks.allow_dynamic;
     let mut binaries = Vec::new();
     let mut problems = Vec::new();
     for target in targets {
@@ -41,7 +51,15 @@ pub fn collect(
                 );
             };
             let dest = output_path(airlock_dir, target, &planned.name);
-            copy_executable(&built.path, &dest)?;
+            let list = match graphs.get(target) {
+                Some(graph) if checks.embed_deps => Some(
+                    embed::dep_list(graph, &planned.package_id).with_context(|| {
+                        format!("cannot list the dependencies of `{}`", planned.name)
+                    })?,
+                ),
+                _ => None,
+            };
+            copy_executable(&built.path, &dest, list.as_ref())?;
             let info = elf::inspect_file(&dest)?;
             if let Some(arch) = target.arch()
                 && info.arch != Some(arch)
@@ -92,8 +110,23 @@ fn dynamic_problem(
 }
 
 /// Copies `from` to `to` through a temporary sibling, executable, so a reader never sees a
-/// half-written binary and a failed copy keeps the previous one.
-fn copy_executable(from: &Path, to: &Path) -> Result<()> {
+/// half-written binary and a failed copy keeps the previous one; with `deps`, the copy gets
+/// them embedded (cargo's own output is left as cargo wrote it).
+fn copy_executable(from: &Path, to: &Path, deps: Option<&DepList>) -> Result<()> {
+    if let Some(deps) = deps {
+        let original = elf::read_binary(from)?;
+        let embedded = embed::embed(&original, deps).with_context(|| {
+            format!(
+                "{}: cannot embed its dependency list; build with --no-embed-deps to skip it",
+                from.display()
+            )
+        })?;
+        return atomic::write_file_with(to, atomic::EXEC_MODE, |w| {
+            w.write_all(&embedded)?;
+            w.flush()?;
+            Ok(())
+        });
+    }
     let mut source = std::fs::File::open(from)
         .with_context(|| format!("cannot open cargo's output {}", from.display()))?;
     atomic::write_file_with(to, atomic::EXEC_MODE, |w| {

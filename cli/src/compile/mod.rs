@@ -7,12 +7,14 @@
 //! (which binaries, which dependencies), [`toolchain`] (what the machine has), `env` (what
 //! cargo runs with), `cargo` (the build: one run for the targets with rustup's prebuilt
 //! standard library, one with `-Zbuild-std` for those whose std is built from source),
-//! `collect` (copy, inspect, judge).
+//! [`embed`] (each binary's dependency list, in a `.dep-v0` section), `collect` (copy, embed,
+//! inspect, judge).
 
 mod cargo;
 pub mod cargo_config;
 mod collect;
 pub mod doctor;
+pub mod embed;
 mod env;
 pub mod plan;
 pub mod toolchain;
@@ -63,6 +65,8 @@ pub struct BuildOptions {
     /// sizes with). Static flags are still set for musl targets; other targets (`*-gnu`)
     /// keep their default, dynamic, linkage either way.
     pub allow_dynamic: bool,
+    /// Do not embed each binary's dependency list (`.dep-v0`, cargo-auditable's format).
+    pub no_embed_deps: bool,
 }
 
 /// One binary built for one target.
@@ -275,7 +279,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         &targets,
         &airlock_dir,
         &graphs,
-        options.allow_dynamic,
+        &collect::Checks {
+            allow_dynamic: options.allow_dynamic,
+            embed_deps: !options.no_embed_deps,
+        },
     )?;
     Ok(BuildReport {
         binaries,

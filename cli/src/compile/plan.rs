@@ -196,6 +196,11 @@ impl DependencyGraph {
         DependencyGraph { metadata, by_id }
     }
 
+    /// The metadata behind the graph.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
     fn package(&self, id: &PackageId) -> Option<&Package> {
         self.by_id.get(id).map(|&i| &self.metadata.packages[i])
     }

@@ -1,10 +1,11 @@
 //! ELF linkage, read from the file itself (no `ldd`, which runs the binary's loader): static,
 //! static-pie or dynamic, interpreter, needed libraries, search paths, symbol versions,
-//! machine, stripped or not.
+//! machine, stripped or not; and the dependency list embedded in the binary ([`deps`]).
 //!
 //! `elf` only reads files, each a regular file read within a bound known before reading; it
 //! never runs them.
 
+pub mod deps;
 mod parse;
 pub mod strip;
 
@@ -18,6 +19,7 @@ use crate::input::{self, Links};
 use crate::render::{self, Align, CommandReport};
 use crate::target::Arch;
 
+pub use deps::{DepKind, DepList, DepPackage, EmbeddedDeps};
 pub use parse::parse_elf;
 
 /// How a binary is linked.
@@ -87,6 +89,8 @@ pub struct ElfInfo {
     pub stripped: bool,
     /// Whether DWARF debug info (`.debug_info`) is present.
     pub debug_info: bool,
+    /// The dependency list embedded in the `.dep-v0` section (cargo-auditable's format).
+    pub dependencies: EmbeddedDeps,
 }
 
 impl ElfInfo {
@@ -202,6 +206,14 @@ pub fn inspect(options: &InspectOptions) -> Result<InspectReport> {
         if !options.allow_dynamic && !info.linkage.is_static() {
             problems.push(dynamic_problem(info));
         }
+        if let EmbeddedDeps::Unreadable { reason } = &info.dependencies {
+            problems.push(format!(
+                "{}: its embedded dependency list ({}) cannot be read: {reason}; rebuild it \
+                 with `cargo airlock build`",
+                info.path.display(),
+                deps::SECTION_NAME
+            ));
+        }
         if let Some(expected) = options.expect_arch
             && info.arch != Some(expected)
         {
@@ -218,6 +230,43 @@ pub fn inspect(options: &InspectOptions) -> Result<InspectReport> {
         expect_arch: options.expect_arch,
         problems,
     })
+}
+
+/// The embedded dependencies of `path`, one row per package, the binary's own first.
+fn dependency_table(path: &Path, list: &DepList) -> String {
+    let mut packages: Vec<&DepPackage> = list.packages.iter().collect();
+    packages.sort_by_key(|p| !p.root);
+    let rows: Vec<Vec<String>> = packages
+        .iter()
+        .map(|p| {
+            let kind = match (p.root, p.kind) {
+                (true, _) => "root",
+                (false, DepKind::Runtime) => "runtime",
+                (false, DepKind::Build) => "build",
+            };
+            vec![
+                p.name.clone(),
+                p.version.clone(),
+                p.source.clone(),
+                kind.to_owned(),
+            ]
+        })
+        .collect();
+    format!(
+        "\n{}: {} packages embedded ({})\n{}",
+        path.display(),
+        list.packages.len(),
+        deps::SECTION_NAME,
+        render::table(
+            &[
+                ("package", Align::Left),
+                ("version", Align::Left),
+                ("source", Align::Left),
+                ("kind", Align::Left),
+            ],
+            &rows,
+        )
+    )
 }
 
 /// The sentence that says a binary is dynamic, what it needs and what to do.
@@ -290,6 +339,11 @@ impl CommandReport for InspectReport {
                     need.file,
                     need.versions.join(", ")
                 ));
+            }
+        }
+        for f in &self.files {
+            if let EmbeddedDeps::Present(list) = &f.dependencies {
+                out.push_str(&dependency_table(&f.path, list));
             }
         }
         for problem in &self.problems {

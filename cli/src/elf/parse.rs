@@ -9,6 +9,7 @@ use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, SectionTable};
 use object::{Endianness, FileKind};
 
+use super::deps::{EmbeddedDeps, SECTION_NAME};
 use super::{ElfInfo, Linkage, VersionNeed};
 use crate::error;
 use crate::target::Arch;
@@ -78,12 +79,19 @@ fn analyse<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> ParseResult<Elf
 
     let mut stripped = true;
     let mut debug_info = false;
+    let mut dep_section = None;
     for section in sections.iter() {
         if section.sh_type(endian) == elf::SHT_SYMTAB {
             stripped = false;
         }
-        if sections.section_name(endian, section)? == b".debug_info" {
+        let name = sections.section_name(endian, section)?;
+        if name == b".debug_info" {
             debug_info = true;
+        }
+        if name == SECTION_NAME.as_bytes() && dep_section.is_none() {
+            dep_section = Some(section.data(endian, data).map_err(|_| {
+                anyhow::anyhow!("the {SECTION_NAME} section lies outside the file")
+            })?);
         }
     }
 
@@ -119,6 +127,7 @@ fn analyse<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> ParseResult<Elf
         class: if header.is_type_64() { 64 } else { 32 },
         stripped,
         debug_info,
+        dependencies: EmbeddedDeps::from_section(dep_section),
     })
 }
 

@@ -1,12 +1,13 @@
 //! `cargo airlock dist`: the whole release chain from `[workspace.metadata.airlock]`, each
 //! step overridable by flags: build for every target → prove static → strip (the debug files
-//! ship beside) → archives → SBOMs →
-//! image (with the SBOMs attached) → size report → `SHA256SUMS` → `dist-manifest.json`.
+//! ship beside) → archives → SBOMs → image (with the SBOMs attached) → size report → SLSA
+//! provenance (attached to the image) → `SHA256SUMS` → `dist-manifest.json`.
 //!
 //! Everything is written into a staged directory and swapped into place at the end: a failed
 //! step leaves the previous release directory as it was.
 
 pub mod archive;
+pub mod provenance;
 pub mod sbom;
 
 mod settings;
@@ -54,6 +55,12 @@ pub struct DistOptions {
     pub locked: bool,
     /// Passed to cargo.
     pub offline: bool,
+    /// Sign the provenance with the release key (also `sign = true` in the settings).
+    pub sign: bool,
+    /// The cosign private key (default: the settings' `key`).
+    pub key: Option<PathBuf>,
+    /// The key's passphrase (default: `AIRLOCK_KEY_PASSWORD`, else empty).
+    pub passphrase: Option<crate::signing::Passphrase>,
     /// Load the image into this local engine (`--load podman|docker`).
     pub load: Option<crate::oci::load::Runtime>,
 }

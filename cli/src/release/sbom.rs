@@ -1,5 +1,6 @@
 //! Software bills of materials for a release: every package that goes into the shipped
-//! binaries (normal and build dependencies, not dev-only ones), with version, source, license
+//! binaries (normal and build dependencies, not dev-only ones; when the binaries carry their
+//! embedded dependency lists, exactly the packages those name), with version, source, license
 //! and the `.crate` checksum where `Cargo.lock` has one; as CycloneDX 1.5 JSON (through
 //! `cyclonedx-bom`) and SPDX 2.3 JSON.
 //!
@@ -29,7 +30,22 @@ use cyclonedx_bom::prelude::{DateTime, SpdxExpression};
 use serde::Serialize;
 
 use crate::digest::Sha256Digest;
+use crate::elf::DepList;
 use crate::workspace::rfc3339;
+
+/// Whether cargo's source `source` (None for path packages) is of the kind an embedded list
+/// names (`local`, `crates.io`, `git`, `registry`, `sparse`).
+fn source_kind_matches(source: Option<&str>, kind: &str) -> bool {
+    match (source, kind) {
+        (None, "local") => true,
+        (None, _) | (Some(_), "local") => false,
+        (Some(s), "crates.io") => {
+            s == "registry+https://github.com/rust-lang/crates.io-index"
+                || s == "sparse+https://index.crates.io/"
+        }
+        (Some(s), kind) => s.split('+').next() == Some(kind),
+    }
+}
 
 /// The media type of CycloneDX JSON documents.
 pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
@@ -166,6 +182,71 @@ impl Sbom {
             version: version.to_owned(),
             source_date_epoch,
             packages: out,
+        })
+    }
+
+    /// Keeps the packages that `shipped` names by (name, version): the dependency lists
+    /// embedded in the released binaries, so the bill of materials says what is really in
+    /// them. Edges to dropped packages go too; roots always stay.
+    pub fn retain_shipped(&mut self, shipped: &BTreeSet<(String, String)>) {
+        self.packages
+            .retain(|p| p.is_root || shipped.contains(&(p.name.clone(), p.version.clone())));
+        let kept: BTreeSet<String> = self.packages.iter().map(|p| p.id.clone()).collect();
+        for package in &mut self.packages {
+            package.depends_on.retain(|id| kept.contains(id));
+        }
+    }
+
+    /// The bill of materials of one binary, from the dependency list embedded in it: exactly
+    /// its packages and edges, each described as in `release` (the release's SBOM before
+    /// [`Sbom::retain_shipped`], which knows licenses, checksums and repositories). A package
+    /// the release does not know is a failed check naming it: the binary was not built from
+    /// this workspace's lockfile.
+    pub fn for_binary(release: &Sbom, list: &DepList, name: &str, version: &str) -> Result<Sbom> {
+        let mut described = Vec::with_capacity(list.packages.len());
+        for embedded in &list.packages {
+            let found = release.packages.iter().find(|p| {
+                p.name == embedded.name
+                    && p.version == embedded.version
+                    && source_kind_matches(p.source.as_deref(), &embedded.source)
+            });
+            let Some(found) = found else {
+                return Err(crate::error::check_failed(format!(
+                    "{name} {version}: its embedded dependency list names {} {} ({}), which the \
+                     workspace's Cargo.lock does not lock",
+                    embedded.name, embedded.version, embedded.source
+                )));
+            };
+            described.push(found);
+        }
+        let packages = list
+            .packages
+            .iter()
+            .zip(&described)
+            .map(|(embedded, found)| {
+                let mut depends_on: Vec<String> = embedded
+                    .dependencies
+                    .iter()
+                    .filter_map(|&i| described.get(i).map(|d| d.id.clone()))
+                    .collect();
+                depends_on.sort();
+                depends_on.dedup();
+                SbomPackage {
+                    depends_on,
+                    is_root: embedded.root,
+                    ..(*found).clone()
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut packages = packages;
+        packages.sort_by(|a, b| {
+            (!a.is_root, &a.name, &a.version, &a.id).cmp(&(!b.is_root, &b.name, &b.version, &b.id))
+        });
+        Ok(Sbom {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            source_date_epoch: release.source_date_epoch,
+            packages,
         })
     }
 
@@ -524,6 +605,61 @@ mod tests {
             sample().cyclonedx_json().unwrap(),
             sample().cyclonedx_json().unwrap()
         );
+    }
+
+    #[test]
+    fn only_what_the_binaries_hold_is_kept() {
+        let mut sbom = sample();
+        sbom.retain_shipped(&BTreeSet::from([("app".into(), "1.2.3".into())]));
+        assert_eq!(sbom.packages.len(), 1);
+        assert!(sbom.packages[0].depends_on.is_empty());
+        let mut sbom = sample();
+        sbom.retain_shipped(&BTreeSet::from([("itoa".into(), "1.0.11".into())]));
+        assert_eq!(sbom.packages.len(), 2);
+        assert_eq!(sbom.packages[0].depends_on.len(), 1);
+    }
+
+    #[test]
+    fn a_binarys_sbom_is_its_embedded_list_described_as_the_release_describes_it() {
+        use crate::elf::{DepKind, DepPackage};
+        let package =
+            |name: &str, version: &str, source: &str, dependencies: Vec<usize>| DepPackage {
+                name: name.into(),
+                version: version.into(),
+                source: source.into(),
+                kind: DepKind::Runtime,
+                dependencies,
+                root: name == "app",
+            };
+        let list = DepList {
+            packages: vec![
+                package("app", "1.2.3", "local", vec![1]),
+                package("itoa", "1.0.11", "crates.io", vec![]),
+            ],
+            format: 1,
+        };
+        let sbom = Sbom::for_binary(&sample(), &list, "app-bin", "1.2.3").unwrap();
+        assert_eq!(sbom.name, "app-bin");
+        assert_eq!(sbom.packages, sample().packages);
+
+        let mut only_root = list.clone();
+        only_root.packages.truncate(1);
+        only_root.packages[0].dependencies.clear();
+        let sbom = Sbom::for_binary(&sample(), &only_root, "app-bin", "1.2.3").unwrap();
+        assert_eq!(sbom.packages.len(), 1);
+        assert!(sbom.packages[0].depends_on.is_empty());
+
+        let mut stranger = list.clone();
+        stranger.packages[1].version = "9.9.9".into();
+        let err = Sbom::for_binary(&sample(), &stranger, "app-bin", "1.2.3").unwrap_err();
+        assert_eq!(
+            crate::error::exit_kind(&err),
+            crate::error::ExitKind::CheckFailed
+        );
+        assert!(err.to_string().contains("itoa 9.9.9 (crates.io)"), "{err}");
+        let mut other_source = list;
+        other_source.packages[1].source = "git".into();
+        assert!(Sbom::for_binary(&sample(), &other_source, "app-bin", "1.2.3").is_err());
     }
 
     #[test]

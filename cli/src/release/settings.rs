@@ -33,6 +33,10 @@ pub struct DistTable {
     pub out_dir: Option<PathBuf>,
     /// Archive formats.
     pub archives: Vec<ArchiveFormat>,
+    /// Whether to sign the release (its provenance) with `key`.
+    pub sign: bool,
+    /// The cosign private key that signs, relative to the workspace root.
+    pub key: Option<PathBuf>,
     /// Whether to build an image.
     pub image: bool,
     /// What to strip from the binaries that ship (`none`, `debuginfo`, `symbols`).
@@ -44,6 +48,8 @@ impl Default for DistTable {
         DistTable {
             out_dir: None,
             archives: Vec::new(),
+            sign: false,
+            key: None,
             image: true,
             strip: None,
         }

@@ -1,13 +1,14 @@
 //! The steps of `dist`, in order, each timed and announced on stderr.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use cargo_metadata::{MetadataCommand, PackageId};
 
 use super::archive::{self, ArchiveFormat, ArchiveSpec};
+use super::provenance::{self, ResourceDescriptor, Statement};
 use super::sbom::{self, Sbom};
 use super::settings::DistSettings;
 use super::{DistOptions, DistReport, StepTiming, format_duration};
@@ -25,6 +26,7 @@ use crate::progress;
 use crate::records::{Artifact, ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
 use crate::render::CommandReport;
 use crate::report::{self, ReportOptions};
+use crate::signing::{self, Attachment, AttachmentKind, Envelope, SigningKey};
 use crate::target::TargetTriple;
 use crate::workspace::{self, Workspace};
 
@@ -40,6 +42,8 @@ struct Plan {
     budget: Option<u64>,
     strip: StripMode,
     source_date_epoch: u64,
+    /// The release key, when the release is signed.
+    signing_key: Option<SigningKey>,
 }
 
 fn plan(options: &DistOptions) -> Result<Plan> {
@@ -84,6 +88,7 @@ fn plan(options: &DistOptions) -> Result<Plan> {
         (None, None) => None,
     };
     let source_date_epoch = workspace.source_date_epoch()?;
+    let signing_key = release_key(options, &settings, &workspace)?;
     let mut packages = pick(&options.packages, &settings.packages);
     if packages.is_empty() {
         packages = released_members(&workspace);
@@ -99,7 +104,36 @@ fn plan(options: &DistOptions) -> Result<Plan> {
         archives,
         budget,
         source_date_epoch,
+        signing_key,
     })
+}
+
+/// The release key, loaded before anything is built (a wrong passphrase fails at once):
+/// `--key` (or the settings' `key`, relative to the workspace root) when `--sign` or the
+/// settings' `sign = true` asks for a signed release.
+fn release_key(
+    options: &DistOptions,
+    settings: &DistSettings,
+    workspace: &Workspace,
+) -> Result<Option<SigningKey>> {
+    if !(options.sign || settings.dist.sign) {
+        return Ok(None);
+    }
+    let path = match (&options.key, &settings.dist.key) {
+        (Some(key), _) => key.clone(),
+        (None, Some(key)) => workspace.root().join(key),
+        (None, None) => {
+            return Err(error::input(
+                "a signed release needs the release key: give --key FILE or set `key` in \
+                 [workspace.metadata.airlock.dist] (make one with `cargo airlock keygen`)",
+            ));
+        }
+    };
+    let passphrase = match &options.passphrase {
+        Some(passphrase) => passphrase.clone(),
+        None => signing::key::read_passphrase(signing::PassphraseSource::Environment)?,
+    };
+    Ok(Some(SigningKey::load(&path, &passphrase)?))
 }
 
 /// The members whose binaries a release ships by default: every member with a binary but the
@@ -136,6 +170,7 @@ impl Steps {
 
 /// `cargo airlock dist`.
 pub fn dist(options: &DistOptions) -> Result<DistReport> {
+    let started = SystemTime::now();
     let plan = plan(options)?;
     let staged = StagedDir::new(&plan.out_dir)?;
     let out = staged.path().to_path_buf();
@@ -175,8 +210,19 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
         images.push(record);
     }
 
+    let (provenance_artifact, attestation) =
+        steps.run("Provenance", "SLSA v1 statement in a DSSE envelope", || {
+            write_provenance(&plan, &built, &out, &artifacts, images.first(), started)
+        })?;
+    if let (Some(image), Some(attestation)) = (images.first_mut(), attestation) {
+        image.attestations.push(attestation);
+    }
+
+    // The provenance records when the run happened, so it differs from run to run: SHA256SUMS
+    // covers exactly the reproducible files (the provenance's own subjects and the records).
     let sums_artifact = steps.run("Checksums", "SHA256SUMS", || write_sums(&out, &artifacts))?;
     artifacts.push(sums_artifact);
+    artifacts.push(provenance_artifact);
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
 
     let manifest = DistManifest {
@@ -373,14 +419,51 @@ fn write_sboms(
                 .copied()
         },
     )?;
+    let mut sbom = sbom;
+    let mut artifacts = Vec::new();
+    // Each binary's own SBOM, from the list read back from the binary itself.
+    for binary in &built.binaries {
+        if let Some(list) = binary.elf.dependencies.list() {
+            let own = Sbom::for_binary(&sbom, list, &binary.name, &binary.version)?;
+            let path = out.join(format!(
+                "{}-{}-{}.cdx.json",
+                binary.name, binary.version, binary.target
+            ));
+            atomic::write_file(&path, &own.cyclonedx_json()?)?;
+            artifacts.push(artifact(
+                out,
+                &path,
+                ArtifactKind::SbomCyclonedx,
+                Some(&binary.target),
+            )?);
+        }
+    }
+    // What the binaries say they hold, read back from the files: the SBOM lists that, not
+    // what the metadata of all targets together could reach.
+    let mut shipped = BTreeSet::new();
+    for binary in &built.binaries {
+        if let Some(list) = binary.elf.dependencies.list() {
+            shipped.extend(
+                list.packages
+                    .iter()
+                    .map(|p| (p.name.clone(), p.version.clone())),
+            );
+        }
+    }
+    if built
+        .binaries
+        .iter()
+        .all(|b| b.elf.dependencies.list().is_some())
+    {
+        sbom.retain_shipped(&shipped);
+    }
     let cdx = out.join("sbom.cdx.json");
     atomic::write_file(&cdx, &sbom.cyclonedx_json()?)?;
     let spdx = out.join("sbom.spdx.json");
     atomic::write_file(&spdx, &sbom.spdx_json()?)?;
-    Ok(vec![
-        artifact(out, &cdx, ArtifactKind::SbomCyclonedx, None)?,
-        artifact(out, &spdx, ArtifactKind::SbomSpdx, None)?,
-    ])
+    artifacts.push(artifact(out, &cdx, ArtifactKind::SbomCyclonedx, None)?);
+    artifacts.push(artifact(out, &spdx, ArtifactKind::SbomSpdx, None)?);
+    Ok(artifacts)
 }
 
 /// Checksums of `Cargo.lock`, by (name, version, source as cargo metadata spells it).
@@ -454,10 +537,10 @@ fn write_image(
     let created = workspace::rfc3339(plan.source_date_epoch);
     let mut entries = layout.index().manifests().clone();
     let mut sboms = Vec::new();
-    for sbom in artifacts
-        .iter()
-        .filter(|a| matches!(a.kind, ArtifactKind::SbomCyclonedx | ArtifactKind::SbomSpdx))
-    {
+    // The release's SBOMs describe the whole image; each binary's own stays a file.
+    for sbom in artifacts.iter().filter(|a| {
+        matches!(a.kind, ArtifactKind::SbomCyclonedx | ArtifactKind::SbomSpdx) && a.target.is_none()
+    }) {
         let media_type = match sbom.kind {
             ArtifactKind::SbomCyclonedx => sbom::CYCLONEDX_MEDIA_TYPE,
             _ => sbom::SPDX_MEDIA_TYPE,
@@ -492,6 +575,7 @@ fn write_image(
             .map(|i| (i.platform.clone(), i.manifest.digest))
             .collect(),
         sboms,
+        attestations: Vec::new(),
     };
     Ok((
         record,
@@ -561,6 +645,179 @@ fn write_report(
         artifacts.push(artifact(out, &path, ArtifactKind::Report, None)?);
     }
     Ok((artifacts, report.problems.clone()))
+}
+
+/// `provenance.intoto.jsonl`: the SLSA v1 provenance of everything written so far, in a DSSE
+/// envelope; attached to the image (when there is one) as a referrer in cosign's attestation
+/// form, whose digest is returned.
+fn write_provenance(
+    plan: &Plan,
+    built: &BuildReport,
+    out: &Path,
+    artifacts: &[Artifact],
+    image: Option<&ImageRecord>,
+    started: SystemTime,
+) -> Result<(Artifact, Option<digest::Sha256Digest>)> {
+    let statement = provenance_statement(plan, built, artifacts, image, started)?;
+    let envelope = provenance::envelope(&statement, plan.signing_key.as_ref())?;
+    let path = out.join(provenance::FILE_NAME);
+    atomic::write_file(&path, &provenance::to_line(&envelope)?)?;
+    let attestation = match image {
+        Some(image) => Some(attach_attestation(out, image, &envelope)?),
+        None => None,
+    };
+    Ok((
+        artifact(out, &path, ArtifactKind::Provenance, None)?,
+        attestation,
+    ))
+}
+
+fn sha256_subject(name: String, digest: &digest::Sha256Digest) -> ResourceDescriptor {
+    ResourceDescriptor {
+        name: Some(name),
+        digest: BTreeMap::from([("sha256".to_owned(), digest.hex())]),
+        ..ResourceDescriptor::default()
+    }
+}
+
+/// The subjects of a release: every archive (the image archive too), every binary as
+/// `<triple>/<bin>`, and the image (`image:<tag>`, and `image:<tag>:<platform>` per manifest).
+pub(crate) fn provenance_subjects(
+    built: &BuildReport,
+    artifacts: &[Artifact],
+    image: Option<&ImageRecord>,
+) -> Result<Vec<ResourceDescriptor>> {
+    let mut subjects = Vec::new();
+    for a in artifacts
+        .iter()
+        .filter(|a| matches!(a.kind, ArtifactKind::Archive | ArtifactKind::ImageArchive))
+    {
+        subjects.push(sha256_subject(a.path.clone(), &a.sha256));
+    }
+    for binary in &built.binaries {
+        let (sha256, _) = digest::hash_file(&binary.path)?;
+        subjects.push(sha256_subject(
+            format!("{}/{}", binary.target, binary.name),
+            &sha256,
+        ));
+    }
+    if let Some(image) = image {
+        subjects.push(sha256_subject(
+            format!("image:{}", image.tag),
+            &image.digest,
+        ));
+        for (platform, digest) in &image.manifests {
+            if *digest != image.digest {
+                subjects.push(sha256_subject(
+                    format!("image:{}:{platform}", image.tag),
+                    digest,
+                ));
+            }
+        }
+    }
+    subjects.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(subjects)
+}
+
+fn provenance_statement(
+    plan: &Plan,
+    built: &BuildReport,
+    artifacts: &[Artifact],
+    image: Option<&ImageRecord>,
+    started: SystemTime,
+) -> Result<Statement> {
+    let repository = plan
+        .workspace
+        .members()
+        .into_iter()
+        .filter(|p| plan.packages.iter().any(|n| n == p.name.as_str()))
+        .find_map(|p| p.repository.clone());
+    let source = provenance::source_of(plan.workspace.root(), repository);
+    if source.dirty {
+        progress::warn(
+            "the checkout has uncommitted changes: the provenance says so, and a rebuild from \
+             its revision will not give the same artifacts",
+        );
+    }
+    let epoch = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    Ok(Statement {
+        statement_type: provenance::STATEMENT_TYPE.to_owned(),
+        subject: provenance_subjects(built, artifacts, image)?,
+        predicate_type: provenance::PREDICATE_TYPE.to_owned(),
+        predicate: provenance::Provenance {
+            build_definition: provenance::BuildDefinition {
+                build_type: provenance::BUILD_TYPE.to_owned(),
+                resolved_dependencies: provenance::resolved_dependencies(
+                    &source,
+                    &plan.workspace.lockfile(),
+                )?,
+                external_parameters: provenance::ExternalParameters {
+                    source,
+                    targets: plan.targets.iter().map(|t| t.to_string()).collect(),
+                    profile: built.profile.clone(),
+                    packages: plan.packages.clone(),
+                    bins: plan.bins.clone(),
+                    features: Vec::new(),
+                    archives: plan
+                        .archives
+                        .iter()
+                        .map(|a| a.extension().to_owned())
+                        .collect(),
+                    image: plan.image,
+                },
+                internal_parameters: provenance::InternalParameters {
+                    source_date_epoch: plan.source_date_epoch,
+                    toolchain: provenance::toolchain(plan.workspace.root())?,
+                    airlock: format!("cargo-airlock {version}"),
+                },
+            },
+            run_details: provenance::RunDetails {
+                builder: provenance::Builder {
+                    id: provenance::BUILDER_ID.to_owned(),
+                    version: BTreeMap::from([("cargo-airlock".to_owned(), version.to_owned())]),
+                },
+                metadata: provenance::RunMetadata {
+                    started_on: workspace::rfc3339(epoch(started)),
+                    finished_on: workspace::rfc3339(epoch(SystemTime::now())),
+                },
+            },
+        },
+    })
+}
+
+/// Attaches the envelope to the image as cosign stores attestations: a layer holding the
+/// envelope (`application/vnd.dsse.envelope.v1+json`, annotated with the predicate type) in a
+/// manifest under the image's `sha256-<hex>.att` tag and in a referrer whose `subject` is the
+/// image, so `push` carries it both ways. Returns the referrer's digest.
+fn attach_attestation(
+    out: &Path,
+    image: &ImageRecord,
+    envelope: &Envelope,
+) -> Result<digest::Sha256Digest> {
+    let layout = Layout::open(&out.join(&image.layout))?;
+    let subject = layout.resolve(Some(&image.tag))?.clone();
+    let writer = LayoutWriter::update(&layout)?;
+    let mut entries = layout.index().manifests().clone();
+    let attached = signing::layout::write_attachments(
+        &writer,
+        &mut entries,
+        AttachmentKind::Attestation,
+        &subject,
+        &[Attachment::attestation(
+            envelope,
+            provenance::PREDICATE_TYPE,
+        )?],
+        &BTreeSet::new(),
+    )?;
+    let mut index = layout.index().clone();
+    index.set_manifests(entries);
+    writer.finish(&index)?;
+    Ok(attached.referrer)
 }
 
 fn write_sums(out: &Path, artifacts: &[Artifact]) -> Result<Artifact> {

@@ -1,10 +1,13 @@
 //! `cargo airlock verify`: what is on disk (vendor directories, bundles, `SHA256SUMS`, OCI
-//! layouts) against what it claims to be, naming every file that differs. Reads only.
+//! layouts, a release and its provenance) against what it claims to be, naming every file that
+//! differs. Reads only what it checks (`--rebuild` builds in a temporary directory).
 //!
 //! Every check adds a [`CheckSummary`] and its [`Finding`]s to one [`VerifyReport`]; any
 //! finding makes the exit code 1, unreadable input is an error (exit 2).
 
 mod layout;
+mod provenance;
+mod rebuild;
 mod release;
 mod signatures;
 mod vendor_dir;
@@ -50,6 +53,8 @@ pub struct VerifyOptions {
     pub manifest: Option<PathBuf>,
     /// An OCI image layout whose blobs to check against their digests.
     pub layout: Option<PathBuf>,
+    /// A release directory to rebuild from its provenance and compare byte for byte.
+    pub rebuild: Option<PathBuf>,
     /// With `layout`: the public key every image of the layout must be signed with.
     pub key: Option<PathBuf>,
 }
@@ -70,6 +75,8 @@ pub enum CheckKind {
     Layout,
     /// `--layout DIR --key KEY.pub`: every image signed by the key.
     Signatures,
+    /// `--rebuild DIR`: the release rebuilt from its provenance.
+    Rebuild,
 }
 
 impl CheckKind {
@@ -82,6 +89,7 @@ impl CheckKind {
             CheckKind::Manifest => "artifacts and images",
             CheckKind::Layout => "referenced blobs",
             CheckKind::Signatures => "images",
+            CheckKind::Rebuild => "subjects",
         }
     }
 }
@@ -95,6 +103,7 @@ impl std::fmt::Display for CheckKind {
             CheckKind::Manifest => "manifest",
             CheckKind::Layout => "layout",
             CheckKind::Signatures => "signatures",
+            CheckKind::Rebuild => "rebuild",
         })
     }
 }
@@ -137,11 +146,12 @@ pub struct VerifyReport {
 /// Runs the checks `opts` asks for.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
-    let release_checks = [&opts.sums, &opts.manifest, &opts.layout];
+    let release_checks = [&opts.sums, &opts.manifest, &opts.layout, &opts.rebuild];
     if opts.vendor.is_none() && opts.bundle.is_none() && release_checks.iter().all(|o| o.is_none())
     {
         return Err(crate::error::input(
-            "nothing to verify: give --vendor DIR, --bundle FILE, --sums FILE, --manifest FILE or --layout DIR",
+            "nothing to verify: give --vendor DIR, --bundle FILE, --sums FILE, --manifest FILE, \
+             --layout DIR or --rebuild DIR",
         ));
     }
     let mut checks = Vec::new();
@@ -174,6 +184,11 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     }
     if opts.vendor.is_some() || opts.bundle.is_some() {
         check_dependencies(opts, &mut checks, &mut findings)?;
+    }
+    if let Some(dir) = &opts.rebuild {
+        let (summary, found) = rebuild::check_rebuild(dir, opts.manifest_path.as_deref())?;
+        checks.push(summary);
+        findings.extend(found);
     }
     findings.sort();
     findings.dedup();

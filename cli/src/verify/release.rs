@@ -1,17 +1,18 @@
 //! `verify --sums SHA256SUMS` and `verify --manifest dist-manifest.json`: a release directory
-//! against its own records, naming every missing or changed file.
+//! against its own records (and its provenance's subjects), naming every missing or changed
+//! file.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{CheckSummary, layout as layout_check};
+use super::{CheckSummary, layout as layout_check, provenance as provenance_check};
 use crate::digest;
 use crate::error;
 use crate::finding::{Finding, FindingKind};
 use crate::oci::layout::{Layout, descriptor_digest};
-use crate::records::{DistManifest, Sha256Sums};
+use crate::records::{ArtifactKind, DistManifest, Sha256Sums};
 
 /// The directory a record file describes: its parent.
 fn base_dir(record: &Path) -> PathBuf {
@@ -172,6 +173,13 @@ pub fn check_manifest(path: &Path) -> Result<(CheckSummary, Vec<Finding>)> {
         findings.extend(layout_findings);
         check_image_record(&root, image, &mut findings);
     }
+    if manifest
+        .artifacts
+        .iter()
+        .any(|a| a.kind == ArtifactKind::Provenance)
+    {
+        provenance_check::check(&dir, &manifest, &mut findings)?;
+    }
     for entry in
         std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
     {
@@ -220,13 +228,18 @@ fn check_image_record(
         .iter()
         .map(|d| d.digest().to_string())
         .collect();
-    for sbom in &image.sboms {
-        if !present.contains(&sbom.to_string()) {
-            findings.push(Finding::new(
-                FindingKind::FileMissing,
-                format!("{}@{sbom}", root.display()),
-                "the SBOM attached to the image is missing from index.json",
-            ));
+    for (digests, what) in [
+        (&image.sboms, "the SBOM"),
+        (&image.attestations, "the attestation"),
+    ] {
+        for digest in digests {
+            if !present.contains(&digest.to_string()) {
+                findings.push(Finding::new(
+                    FindingKind::FileMissing,
+                    format!("{}@{digest}", root.display()),
+                    format!("{what} attached to the image is missing from index.json"),
+                ));
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod registry;
 pub mod runtime;
 pub mod skopeo;
+pub mod tools;
 
 pub use bases::*;
 pub use deadline::*;
@@ -25,6 +26,7 @@ pub use proxy::*;
 pub use registry::*;
 pub use runtime::*;
 pub use skopeo::*;
+pub use tools::*;
 
 /// The `cargo-airlock` binary built for this test run.
 pub fn airlock_bin() -> PathBuf {
