@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compile::toolchain::Zig;
 use crate::digest::Sha256Digest;
+use crate::elf::strip::StripMode;
 use crate::error;
 use crate::lock::{Lockfile, Source};
 use crate::process;
@@ -138,6 +139,8 @@ pub struct ExternalParameters {
     pub archives: Vec<String>,
     /// Whether an image was built.
     pub image: bool,
+    /// What was stripped from the shipped binaries (`none`, `debuginfo`, `symbols`).
+    pub strip: StripMode,
 }
 
 /// The versions of what built the release.
@@ -425,6 +428,7 @@ mod tests {
                         features: vec![],
                         archives: vec!["tar.gz".into()],
                         image: false,
+                        strip: StripMode::Debuginfo,
                     },
                     internal_parameters: InternalParameters {
                         source_date_epoch: 1,

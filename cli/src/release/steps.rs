@@ -769,6 +769,7 @@ fn provenance_statement(
                         .map(|a| a.extension().to_owned())
                         .collect(),
                     image: plan.image,
+                    strip: plan.strip,
                 },
                 internal_parameters: provenance::InternalParameters {
                     source_date_epoch: plan.source_date_epoch,

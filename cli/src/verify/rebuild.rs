@@ -114,6 +114,7 @@ pub fn check_rebuild(
         bins: parameters.bins.clone(),
         archives,
         no_image: !parameters.image,
+        strip: Some(parameters.strip),
         budget: None,
         locked: true,
         offline: false,
