@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use anyhow::{Context, Result};
 use cargo_metadata::{DependencyKind, Node, PackageId, TargetKind};
-use object::build::elf::{Builder, SectionData};
+use object::build::elf::SectionData;
 
 use super::plan::DependencyGraph;
+use crate::elf;
 use crate::elf::deps::{self, DepKind, DepList, DepPackage};
 
 /// cargo metadata's spelling of crates.io, whichever protocol fetched it.
@@ -142,22 +143,20 @@ fn source_kind(source: Option<&str>) -> String {
 /// object file, so the program's memory image is unchanged.
 pub fn embed(binary: &[u8], list: &DepList) -> Result<Vec<u8>> {
     let compressed = list.encode()?;
-    let mut builder = Builder::read(binary).context("cannot parse the ELF file")?;
-    for section in builder.sections.iter_mut() {
-        if section.name.as_slice() == deps::SECTION_NAME.as_bytes() {
-            section.delete = true;
+    elf::rewrite::rewrite(binary, binary.len() + 4096, |builder| {
+        for section in builder.sections.iter_mut() {
+            if section.name.as_slice() == deps::SECTION_NAME.as_bytes() {
+                section.delete = true;
+            }
         }
-    }
-    let section = builder.sections.add();
-    section.name = deps::SECTION_NAME.as_bytes().into();
-    section.sh_type = object::elf::SHT_PROGBITS;
-    section.sh_addralign = 1;
-    section.data = SectionData::Data(compressed.into());
-    let mut out = Vec::with_capacity(binary.len() + 4096);
-    builder
-        .write(&mut out)
-        .with_context(|| format!("cannot write the {} section", deps::SECTION_NAME))?;
-    Ok(out)
+        let section = builder.sections.add();
+        section.name = deps::SECTION_NAME.as_bytes().into();
+        section.sh_type = object::elf::SHT_PROGBITS;
+        section.sh_addralign = 1;
+        section.data = SectionData::Data(compressed.into());
+        Ok(())
+    })
+    .with_context(|| format!("cannot write the {} section", deps::SECTION_NAME))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod deps;
 mod parse;
+pub mod rewrite;
 pub mod strip;
 
 use std::path::{Path, PathBuf};

@@ -15,10 +15,11 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
-use object::build::elf::{Builder, Section, SectionData};
+use object::build::elf::{Section, SectionData};
 use object::{Endianness, elf};
 use serde::{Deserialize, Serialize};
 
+use super::rewrite;
 use crate::error;
 use crate::process;
 
@@ -113,17 +114,18 @@ pub fn split_debug(data: &[u8], mode: StripMode, debug_file_name: &str) -> Resul
     if mode == StripMode::None {
         return Ok(unchanged(data));
     }
-    let builder = Builder::read(data).context("cannot parse the ELF file")?;
-    if !builder.sections.iter().any(|s| is_removed(s, mode)) {
+    let (removes, endian) = rewrite::with_builder(data, |builder| {
+        Ok((
+            builder.sections.iter().any(|s| is_removed(s, mode)),
+            builder.endian,
+        ))
+    })?;
+    if !removes {
         return Ok(unchanged(data));
     }
     let debug = debug_file(data)?;
     let crc = crc32fast::hash(&debug);
-    let shipped = shipped_binary(
-        data,
-        mode,
-        &gnu_debuglink(debug_file_name, crc, builder.endian),
-    )?;
+    let shipped = shipped_binary(data, mode, &gnu_debuglink(debug_file_name, crc, endian))?;
     Ok(Split {
         shipped,
         debug: Some(debug),
@@ -133,23 +135,24 @@ pub fn split_debug(data: &[u8], mode: StripMode, debug_file_name: &str) -> Resul
 
 /// The binary without what `mode` removes, with `debuglink` as its `.gnu_debuglink`.
 fn shipped_binary(data: &[u8], mode: StripMode, debuglink: &[u8]) -> Result<Vec<u8>> {
-    let mut builder = Builder::read(data).context("cannot parse the ELF file")?;
-    for section in builder.sections.iter_mut() {
-        if is_removed(section, mode) || section.name.as_slice() == b".gnu_debuglink" {
-            section.delete = true;
+    rewrite::rewrite(data, data.len(), |builder| {
+        for section in builder.sections.iter_mut() {
+            if is_removed(section, mode) || section.name.as_slice() == b".gnu_debuglink" {
+                section.delete = true;
+            }
         }
-    }
-    if mode == StripMode::Symbols {
-        for symbol in builder.symbols.iter_mut() {
-            symbol.delete = true;
+        if mode == StripMode::Symbols {
+            for symbol in builder.symbols.iter_mut() {
+                symbol.delete = true;
+            }
         }
-    }
-    let link = builder.sections.add();
-    link.name = b".gnu_debuglink".as_slice().into();
-    link.sh_type = elf::SHT_PROGBITS;
-    link.sh_addralign = 4;
-    link.data = SectionData::Data(debuglink.to_vec().into());
-    write(builder, data.len())
+        let link = builder.sections.add();
+        link.name = b".gnu_debuglink".as_slice().into();
+        link.sh_type = elf::SHT_PROGBITS;
+        link.sh_addralign = 4;
+        link.data = SectionData::Data(debuglink.to_vec().into());
+        Ok(())
+    })
 }
 
 /// The separate debug file: every section header kept (so addresses match the binary's), the
@@ -157,42 +160,35 @@ fn shipped_binary(data: &[u8], mode: StripMode, debuglink: &[u8]) -> Result<Vec<
 /// found by it) with their contents, every other section as `SHT_NOBITS`, as
 /// `objcopy --only-keep-debug` writes it.
 fn debug_file(data: &[u8]) -> Result<Vec<u8>> {
-    let mut builder = Builder::read(data).context("cannot parse the ELF file")?;
-    for section in builder.sections.iter_mut() {
-        if section.name.as_slice() == b".gnu_debuglink" {
-            section.delete = true;
-            continue;
+    rewrite::rewrite(data, 0, |builder| {
+        for section in builder.sections.iter_mut() {
+            if section.name.as_slice() == b".gnu_debuglink" {
+                section.delete = true;
+                continue;
+            }
+            let kept = is_removed(section, StripMode::Symbols)
+                || section.sh_type == elf::SHT_NOTE
+                || matches!(section.data, SectionData::SectionString);
+            if !kept && section.sh_type != elf::SHT_NOBITS {
+                section.sh_type = elf::SHT_NOBITS;
+                section.data = SectionData::UninitializedData(section.sh_size);
+            } else if !kept {
+                section.data = SectionData::UninitializedData(section.sh_size);
+            }
         }
-        let kept = is_removed(section, StripMode::Symbols)
-            || section.sh_type == elf::SHT_NOTE
-            || matches!(section.data, SectionData::SectionString);
-        if !kept && section.sh_type != elf::SHT_NOBITS {
-            section.sh_type = elf::SHT_NOBITS;
-            section.data = SectionData::UninitializedData(section.sh_size);
-        } else if !kept {
-            section.data = SectionData::UninitializedData(section.sh_size);
+        // The dynamic tables are NOBITS now: nothing may still need their contents.
+        for symbol in builder.dynamic_symbols.iter_mut() {
+            symbol.delete = true;
         }
-    }
-    // The dynamic tables are NOBITS now: nothing may still need their contents.
-    for symbol in builder.dynamic_symbols.iter_mut() {
-        symbol.delete = true;
-    }
-    for version in builder.versions.iter_mut() {
-        version.delete = true;
-    }
-    for file in builder.version_files.iter_mut() {
-        file.delete = true;
-    }
-    builder.version_base = None;
-    write(builder, 0)
-}
-
-fn write(builder: Builder<'_>, capacity: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(capacity);
-    builder
-        .write(&mut out)
-        .context("cannot rewrite the ELF file")?;
-    Ok(out)
+        for version in builder.versions.iter_mut() {
+            version.delete = true;
+        }
+        for file in builder.version_files.iter_mut() {
+            file.delete = true;
+        }
+        builder.version_base = None;
+        Ok(())
+    })
 }
 
 /// The contents of a `.gnu_debuglink` section: the debug file's name, NUL-terminated and
@@ -265,18 +261,22 @@ pub enum StripMethod {
 /// The ELF `data` with symbols and debug information removed, as `strip --strip-all` leaves
 /// an executable (no debuglink: this measures, it makes nothing that ships).
 pub fn strip_in_process(data: &[u8]) -> Result<Vec<u8>> {
-    let mut builder = Builder::read(data).context("cannot parse the ELF file")?;
-    for section in builder.sections.iter_mut() {
-        if is_removed(section, StripMode::Symbols) || section.name.as_slice() == b".gnu_debuglink" {
-            section.delete = true;
+    rewrite::rewrite(data, data.len(), |builder| {
+        for section in builder.sections.iter_mut() {
+            if is_removed(section, StripMode::Symbols)
+                || section.name.as_slice() == b".gnu_debuglink"
+            {
+                section.delete = true;
+            }
         }
-    }
-    // Every static symbol goes with `.symtab`; relocations against them (object files
-    // only) go with them.
-    for symbol in builder.symbols.iter_mut() {
-        symbol.delete = true;
-    }
-    write(builder, data.len()).context("cannot rewrite the ELF file without its symbols")
+        // Every static symbol goes with `.symtab`; relocations against them (object files
+        // only) go with them.
+        for symbol in builder.symbols.iter_mut() {
+            symbol.delete = true;
+        }
+        Ok(())
+    })
+    .context("cannot rewrite the ELF file without its symbols")
 }
 
 /// The stripped size of the ELF file `data` (read from `path`), and how it was measured.
@@ -400,13 +400,15 @@ mod tests {
         // An embedded dependency list (`.dep-v0`, non-allocated here, as a linker may leave
         // it) and `.comment` are not airlock's to remove, whatever the mode.
         let data = own_binary();
-        let mut builder = Builder::read(data.as_slice()).unwrap();
-        let deps = builder.sections.add();
-        deps.name = b".dep-v0".as_slice().into();
-        deps.sh_type = elf::SHT_PROGBITS;
-        deps.sh_addralign = 1;
-        deps.data = SectionData::Data(b"compressed dependency list".to_vec().into());
-        let with_deps = write(builder, data.len()).unwrap();
+        let with_deps = rewrite::rewrite(&data, data.len(), |builder| {
+            let deps = builder.sections.add();
+            deps.name = b".dep-v0".as_slice().into();
+            deps.sh_type = elf::SHT_PROGBITS;
+            deps.sh_addralign = 1;
+            deps.data = SectionData::Data(b"compressed dependency list".to_vec().into());
+            Ok(())
+        })
+        .unwrap();
         use object::{Object, ObjectSection};
         let contents = |bytes: &[u8], name: &str| {
             let file = object::File::parse(bytes).unwrap();
