@@ -362,6 +362,90 @@ fn checksum_mismatch_and_missing_checksum_fail_before_extraction() {
     h.assert_previous_vendor_untouched();
 }
 
+/// Memory must not grow with the lockfile. 32 packages of 2 MiB of incompressible bytes each
+/// (64 MiB of `.crate` files) go through `vendor`, `verify --vendor` (pristine `.crate` files
+/// from the cache), `vendor --bundle` and `verify --bundle`: no command's peak resident set
+/// reaches half of what the `.crate` files add up to, so none held them all at once (each
+/// reads a `.crate` when its package's turn comes and drops it after).
+#[test]
+fn memory_stays_flat_whatever_the_number_of_crates() {
+    const CRATES: usize = 32;
+    const PAYLOAD: usize = 2 << 20;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let names: Vec<String> = (0..CRATES).map(|i| format!("blob{i:02}")).collect();
+    let crafted: Vec<CraftedCrate<'_>> = names
+        .iter()
+        .map(|name| {
+            let mut noise = vec![0u8; PAYLOAD];
+            for chunk in noise.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+            }
+            let manifest =
+                format!("[package]\nname = \"{name}\"\nversion = \"1.0.0\"\nedition = \"2021\"\n");
+            let bytes = crate_file(&[
+                (
+                    &format!("{name}-1.0.0/Cargo.toml"),
+                    tar::EntryType::Regular,
+                    manifest.as_bytes(),
+                ),
+                (
+                    &format!("{name}-1.0.0/src/lib.rs"),
+                    tar::EntryType::Regular,
+                    b"",
+                ),
+                (
+                    &format!("{name}-1.0.0/data.bin"),
+                    tar::EntryType::Regular,
+                    &noise,
+                ),
+            ]);
+            CraftedCrate {
+                name,
+                lock_checksum: Some(sha256_hex(&bytes)),
+                bytes,
+            }
+        })
+        .collect();
+    let total_kib: u64 = crafted.iter().map(|c| c.bytes.len() as u64).sum::<u64>() >> 10;
+    let h = hostile_project(&crafted);
+    drop(crafted);
+    for args in [
+        &["vendor", "--offline", "vendor"][..],
+        &["verify", "--vendor", "vendor"][..],
+        &["vendor", "--offline", "--bundle", "deps.tar.zst"][..],
+        &["verify", "--bundle", "deps.tar.zst"][..],
+    ] {
+        let (code, stderr, peak_kib) = run_measuring_peak(
+            airlock()
+                .current_dir(&h.dir)
+                .env("CARGO_HOME", &h.cargo_home)
+                // Each worker holds one `.crate`: the bound assumes two, whatever the machine.
+                .env("RAYON_NUM_THREADS", "2")
+                .args(args),
+        );
+        eprintln!("{args:?}: {total_kib} KiB of .crate files, peak RSS {peak_kib} KiB");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            peak_kib < total_kib / 2,
+            "{args:?}: peak RSS {peak_kib} KiB with {total_kib} KiB of .crate files"
+        );
+    }
+    // The pristine comparison did happen, one .crate at a time.
+    let (stdout, _) = run_expect(
+        airlock()
+            .current_dir(&h.dir)
+            .env("CARGO_HOME", &h.cargo_home)
+            .args(["verify", "--vendor", "vendor", "--format", "json"]),
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["checks"][0]["compared_with_crate"], CRATES);
+    assert_eq!(report["checks"][0]["items"], CRATES);
+}
+
 #[test]
 fn escaping_entries_are_refused_and_leave_the_old_vendor_dir() {
     let cases: [(&str, tar::EntryType, &str); 3] = [
