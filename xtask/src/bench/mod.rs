@@ -426,7 +426,8 @@ pub fn table(measured: &[Measured]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {}–{} | {} | {} | {:.2}× | {:.2}× |",
-            m.label,
+            // A `|` in a command would end the cell, even inside backticks (GFM tables).
+            m.label.replace('|', "\\|"),
             m.place.label(),
             seconds(m.wall()),
             seconds(fastest),

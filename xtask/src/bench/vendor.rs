@@ -17,17 +17,28 @@ const PLATFORM: &str = "x86_64-unknown-linux-musl";
 /// Measures and returns the Markdown section.
 pub fn run(root: &Path) -> Result<String> {
     let airlock = super::airlock_binary()?;
-    let manifest = root.join("Cargo.toml");
+    // `--quick` only smoke-tests the benchmark: the small fixture's lockfile is enough.
+    let (manifest, input) = if super::quick() {
+        (
+            root.join("fixtures").join("vendoring").join("Cargo.toml"),
+            "the `fixtures/vendoring` `Cargo.lock`",
+        )
+    } else {
+        (
+            root.join("Cargo.toml"),
+            "this repository's own `Cargo.lock`",
+        )
+    };
     run_ok(
         airlock::process::cargo()
             .args(["fetch", "--locked", "--quiet", "--manifest-path"])
             .arg(&manifest),
     )?;
-    let lock = airlock::lock::Lockfile::load(&root.join("Cargo.lock"))?;
+    let lock = airlock::lock::Lockfile::load(&manifest.with_file_name("Cargo.lock"))?;
     let crates = lock.remote_packages().count();
 
     let mut out = format!(
-        "## vendor\n\n`cargo xtask bench vendor`: this repository's own `Cargo.lock` ({crates} \
+        "## vendor\n\n`cargo xtask bench vendor`: {input} ({crates} \
          crates from crates.io), cargo's cache warm, offline, release binaries; each output \
          directory is removed before each run (untimed). `tar -x` unpacks a tar of the tree \
          `cargo airlock vendor` writes: the least any tool can spend creating those files. \
