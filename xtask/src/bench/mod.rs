@@ -26,6 +26,7 @@
 //! largest resident set of any one of them.
 
 mod image;
+mod scale;
 mod vendor;
 
 use std::fmt::Write as _;
@@ -48,6 +49,10 @@ const BENCHMARKS: &[Benchmark] = &[
     Benchmark {
         name: "vendor",
         run: vendor::run,
+    },
+    Benchmark {
+        name: "scale",
+        run: scale::run,
     },
     Benchmark {
         name: "image",

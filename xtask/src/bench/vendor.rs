@@ -168,7 +168,12 @@ fn verify_rows(airlock: &Path, manifest: &Path) -> Result<String> {
     Ok(out)
 }
 
-fn airlock_vendor(airlock: &Path, manifest: &Path, dir: &Path, platform: bool) -> Command {
+pub(super) fn airlock_vendor(
+    airlock: &Path,
+    manifest: &Path,
+    dir: &Path,
+    platform: bool,
+) -> Command {
     let mut cmd = Command::new(airlock);
     cmd.args(["vendor", "--offline", "--manifest-path"])
         .arg(manifest)
