@@ -362,6 +362,58 @@ fn checksum_mismatch_and_missing_checksum_fail_before_extraction() {
     h.assert_previous_vendor_untouched();
 }
 
+/// A bundle is written as a stream, each `.crate` proven as it is read: `.crate` files that
+/// differ from `Cargo.lock` found half-way through are all named (exit 1), and an existing
+/// bundle at the path is left as it was (the partial one is discarded).
+#[test]
+fn bundle_of_tampered_crates_names_each_and_keeps_the_old_bundle() {
+    let good = good_crate("aaa-good");
+    let evil = good_crate("zzz-evil");
+    let mut tampered = evil.clone();
+    let n = tampered.len();
+    tampered[n - 10] ^= 0xff;
+    let h = hostile_project(&[
+        CraftedCrate {
+            name: "aaa-good",
+            lock_checksum: Some(sha256_hex(&good)),
+            bytes: good.clone(),
+        },
+        CraftedCrate {
+            name: "mmm-truncated",
+            lock_checksum: Some(sha256_hex(&good_crate("mmm-truncated"))),
+            bytes: good_crate("mmm-truncated")[..100].to_vec(),
+        },
+        CraftedCrate {
+            name: "zzz-evil",
+            lock_checksum: Some(sha256_hex(&evil)),
+            bytes: tampered.clone(),
+        },
+    ]);
+    let bundle = h.dir.join("deps.tar.zst");
+    std::fs::write(&bundle, b"the previous bundle").unwrap();
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&h.dir)
+            .env("CARGO_HOME", &h.cargo_home)
+            .args(["vendor", "--offline", "--bundle", "deps.tar.zst"]),
+        1,
+    );
+    assert!(stderr.contains("2 .crate file(s) failed"), "{stderr}");
+    assert!(stderr.contains("mmm-truncated v1.0.0"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("found sha256:{}", sha256_hex(&tampered))),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("aaa-good"), "{stderr}");
+    assert_eq!(std::fs::read(&bundle).unwrap(), b"the previous bundle");
+    let leftovers: Vec<_> = std::fs::read_dir(&h.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("deps.tar.zst") && name != "deps.tar.zst")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 /// Memory must not grow with the lockfile. 32 packages of 2 MiB of incompressible bytes each
 /// (64 MiB of `.crate` files) go through `vendor`, `verify --vendor` (pristine `.crate` files
 /// from the cache), `vendor --bundle` and `verify --bundle`: no command's peak resident set
