@@ -400,41 +400,6 @@ fn a_crate_whose_manifest_names_another_package_is_refused() {
     assert!(verify.contains("names package good 1.0.1"), "{verify}");
 }
 
-/// Runs `cmd` and returns its exit code, stderr and the highest `VmHWM` (peak resident set, in
-/// KiB) read from `/proc/<pid>/status` while it ran (polled every millisecond; the kernel keeps
-/// the high-water mark until the process exits, so a late read still sees the peak).
-fn run_measuring_peak(cmd: &mut std::process::Command) -> (i32, String, u64) {
-    use std::io::Read;
-    let mut child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr_pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        stderr_pipe.read_to_string(&mut text).unwrap();
-        text
-    });
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    let status = loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(kib);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    };
-    (status.code().unwrap_or(-1), reader.join().unwrap(), peak)
-}
-
 /// A 512-byte tar header for a regular file at `path` declaring `size` bytes.
 fn tar_header(path: &str, size: u64) -> Vec<u8> {
     let mut h = tar::Header::new_gnu();

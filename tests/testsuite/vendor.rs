@@ -362,6 +362,142 @@ fn checksum_mismatch_and_missing_checksum_fail_before_extraction() {
     h.assert_previous_vendor_untouched();
 }
 
+/// A bundle is written as a stream, each `.crate` proven as it is read: `.crate` files that
+/// differ from `Cargo.lock` found half-way through are all named (exit 1), and an existing
+/// bundle at the path is left as it was (the partial one is discarded).
+#[test]
+fn bundle_of_tampered_crates_names_each_and_keeps_the_old_bundle() {
+    let good = good_crate("aaa-good");
+    let evil = good_crate("zzz-evil");
+    let mut tampered = evil.clone();
+    let n = tampered.len();
+    tampered[n - 10] ^= 0xff;
+    let h = hostile_project(&[
+        CraftedCrate {
+            name: "aaa-good",
+            lock_checksum: Some(sha256_hex(&good)),
+            bytes: good.clone(),
+        },
+        CraftedCrate {
+            name: "mmm-truncated",
+            lock_checksum: Some(sha256_hex(&good_crate("mmm-truncated"))),
+            bytes: good_crate("mmm-truncated")[..100].to_vec(),
+        },
+        CraftedCrate {
+            name: "zzz-evil",
+            lock_checksum: Some(sha256_hex(&evil)),
+            bytes: tampered.clone(),
+        },
+    ]);
+    let bundle = h.dir.join("deps.tar.zst");
+    std::fs::write(&bundle, b"the previous bundle").unwrap();
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&h.dir)
+            .env("CARGO_HOME", &h.cargo_home)
+            .args(["vendor", "--offline", "--bundle", "deps.tar.zst"]),
+        1,
+    );
+    assert!(stderr.contains("2 .crate file(s) failed"), "{stderr}");
+    assert!(stderr.contains("mmm-truncated v1.0.0"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("found sha256:{}", sha256_hex(&tampered))),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("aaa-good"), "{stderr}");
+    assert_eq!(std::fs::read(&bundle).unwrap(), b"the previous bundle");
+    let leftovers: Vec<_> = std::fs::read_dir(&h.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("deps.tar.zst") && name != "deps.tar.zst")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Memory must not grow with the lockfile. 32 packages of 2 MiB of incompressible bytes each
+/// (64 MiB of `.crate` files) go through `vendor`, `verify --vendor` (pristine `.crate` files
+/// from the cache), `vendor --bundle` and `verify --bundle`: no command's peak resident set
+/// reaches half of what the `.crate` files add up to, so none held them all at once (each
+/// reads a `.crate` when its package's turn comes and drops it after).
+#[test]
+fn memory_stays_flat_whatever_the_number_of_crates() {
+    const CRATES: usize = 32;
+    const PAYLOAD: usize = 2 << 20;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let names: Vec<String> = (0..CRATES).map(|i| format!("blob{i:02}")).collect();
+    let crafted: Vec<CraftedCrate<'_>> = names
+        .iter()
+        .map(|name| {
+            let mut noise = vec![0u8; PAYLOAD];
+            for chunk in noise.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+            }
+            let manifest =
+                format!("[package]\nname = \"{name}\"\nversion = \"1.0.0\"\nedition = \"2021\"\n");
+            let bytes = crate_file(&[
+                (
+                    &format!("{name}-1.0.0/Cargo.toml"),
+                    tar::EntryType::Regular,
+                    manifest.as_bytes(),
+                ),
+                (
+                    &format!("{name}-1.0.0/src/lib.rs"),
+                    tar::EntryType::Regular,
+                    b"",
+                ),
+                (
+                    &format!("{name}-1.0.0/data.bin"),
+                    tar::EntryType::Regular,
+                    &noise,
+                ),
+            ]);
+            CraftedCrate {
+                name,
+                lock_checksum: Some(sha256_hex(&bytes)),
+                bytes,
+            }
+        })
+        .collect();
+    let total_kib: u64 = crafted.iter().map(|c| c.bytes.len() as u64).sum::<u64>() >> 10;
+    let h = hostile_project(&crafted);
+    drop(crafted);
+    for args in [
+        &["vendor", "--offline", "vendor"][..],
+        &["verify", "--vendor", "vendor"][..],
+        &["vendor", "--offline", "--bundle", "deps.tar.zst"][..],
+        &["verify", "--bundle", "deps.tar.zst"][..],
+    ] {
+        let (code, stderr, peak_kib) = run_measuring_peak(
+            airlock()
+                .current_dir(&h.dir)
+                .env("CARGO_HOME", &h.cargo_home)
+                // Each worker holds one `.crate`: the bound assumes two, whatever the machine.
+                .env("RAYON_NUM_THREADS", "2")
+                .args(args),
+        );
+        eprintln!("{args:?}: {total_kib} KiB of .crate files, peak RSS {peak_kib} KiB");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            peak_kib < total_kib / 2,
+            "{args:?}: peak RSS {peak_kib} KiB with {total_kib} KiB of .crate files"
+        );
+    }
+    // The pristine comparison did happen, one .crate at a time.
+    let (stdout, _) = run_expect(
+        airlock()
+            .current_dir(&h.dir)
+            .env("CARGO_HOME", &h.cargo_home)
+            .args(["verify", "--vendor", "vendor", "--format", "json"]),
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["checks"][0]["compared_with_crate"], CRATES);
+    assert_eq!(report["checks"][0]["items"], CRATES);
+}
+
 #[test]
 fn escaping_entries_are_refused_and_leave_the_old_vendor_dir() {
     let cases: [(&str, tar::EntryType, &str); 3] = [

@@ -133,58 +133,11 @@ impl CrateArchive {
     fn visit_files(
         &self,
         keep_as: ArchiveKind,
-        mut visit: impl FnMut(&str, bool, u64, &mut dyn Read) -> Result<bool>,
+        visit: impl FnMut(&str, bool, u64, &mut dyn Read) -> Result<bool>,
     ) -> Result<()> {
-        let prefix = self.id.dir_name();
-        let limit = expansion_limit(self.bytes.len() as u64);
-        let gz = flate2::read::GzDecoder::new(self.bytes.as_slice());
-        let mut tar = tar::Archive::new(LimitedReader::new(gz, limit));
-        let mut seen = BTreeSet::new();
         let what = || format!("{} ({})", self.id, self.origin);
-        let entries = tar
-            .entries()
-            .with_context(|| format!("{} is not a valid .crate archive", what()))?;
-        for entry in entries {
-            let mut entry = entry.with_context(|| format!("{} is corrupt or truncated", what()))?;
-            let raw_path = entry
-                .path()
-                .with_context(|| format!("{} has an entry with an unreadable path", what()))?
-                .into_owned();
-            let relative = safe_entry_path(&raw_path, Some(&prefix))
-                .map_err(|e| refuse(&what(), &raw_path, &e.to_string()))?;
-            let kind = entry.header().entry_type();
-            match kind {
-                tar::EntryType::Directory => continue,
-                tar::EntryType::XGlobalHeader => continue,
-                tar::EntryType::Regular | tar::EntryType::Continuous => {}
-                tar::EntryType::Symlink | tar::EntryType::Link => {
-                    return Err(refuse(&what(), &raw_path, "is a link"));
-                }
-                _ => return Err(refuse(&what(), &raw_path, "is not a regular file")),
-            }
-            let relative = relative_string(&relative)
-                .ok_or_else(|| refuse(&what(), &raw_path, "is not a UTF-8 path"))?;
-            if relative.is_empty() || !Self::kept_as(keep_as, &relative) {
-                continue;
-            }
-            if !seen.insert(relative.clone()) {
-                return Err(refuse(&what(), &raw_path, "appears twice"));
-            }
-            let executable = entry
-                .header()
-                .mode()
-                .map(|m| m & 0o111 != 0)
-                .unwrap_or(false);
-            let size = entry.size();
-            let more = visit(&relative, executable, size, &mut entry)
-                .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
-            if !more {
-                break;
-            }
-        }
-        Ok(())
+        visit_crate_files(&self.bytes, &self.id.dir_name(), &what, keep_as, visit)
     }
-
     /// The digest and size of every kept file, without writing anything.
     pub fn file_digests(&self) -> Result<PackageFiles> {
         let mut files = PackageFiles::default();
@@ -210,14 +163,7 @@ impl CrateArchive {
             if path != wanted {
                 return Ok(true);
             }
-            let mut bytes = Vec::new();
-            reader.take(max + 1).read_to_end(&mut bytes)?;
-            if bytes.len() as u64 > max {
-                return Err(crate::error::check_failed(format!(
-                    "`{wanted}` is larger than the {max} bytes airlock reads of it"
-                )));
-            }
-            found = Some(bytes);
+            found = Some(read_bounded(reader, wanted, max)?);
             Ok(false)
         })?;
         Ok(found)
@@ -262,6 +208,101 @@ impl CrateArchive {
         })?;
         Ok(files)
     }
+}
+
+/// Visits the regular files of the `.crate` `bytes` whose entries sit under `prefix/`
+/// (`NAME-VERSION`), keeping what an archive of `keep_as` keeps; `what` names the archive in
+/// errors. See [`CrateArchive::for_each_file`] for what is refused.
+fn visit_crate_files(
+    bytes: &[u8],
+    prefix: &str,
+    what: &dyn Fn() -> String,
+    keep_as: ArchiveKind,
+    mut visit: impl FnMut(&str, bool, u64, &mut dyn Read) -> Result<bool>,
+) -> Result<()> {
+    let limit = expansion_limit(bytes.len() as u64);
+    let gz = flate2::read::GzDecoder::new(bytes);
+    let mut tar = tar::Archive::new(LimitedReader::new(gz, limit));
+    let mut seen = BTreeSet::new();
+    let entries = tar
+        .entries()
+        .with_context(|| format!("{} is not a valid .crate archive", what()))?;
+    for entry in entries {
+        let mut entry = entry.with_context(|| format!("{} is corrupt or truncated", what()))?;
+        let raw_path = entry
+            .path()
+            .with_context(|| format!("{} has an entry with an unreadable path", what()))?
+            .into_owned();
+        let relative = safe_entry_path(&raw_path, Some(prefix))
+            .map_err(|e| refuse(&what(), &raw_path, &e.to_string()))?;
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::XGlobalHeader => continue,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                return Err(refuse(&what(), &raw_path, "is a link"));
+            }
+            _ => return Err(refuse(&what(), &raw_path, "is not a regular file")),
+        }
+        let relative = relative_string(&relative)
+            .ok_or_else(|| refuse(&what(), &raw_path, "is not a UTF-8 path"))?;
+        if relative.is_empty() || !CrateArchive::kept_as(keep_as, &relative) {
+            continue;
+        }
+        if !seen.insert(relative.clone()) {
+            return Err(refuse(&what(), &raw_path, "appears twice"));
+        }
+        let executable = entry
+            .header()
+            .mode()
+            .map(|m| m & 0o111 != 0)
+            .unwrap_or(false);
+        let size = entry.size();
+        let more = visit(&relative, executable, size, &mut entry)
+            .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
+        if !more {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The `Cargo.toml` of the package in the `.crate` `bytes` (entries under `dir_name/`), if it
+/// has one; at most `max` bytes. For a `.crate` whose package is not known yet (a bundle's).
+pub fn packaged_manifest(
+    bytes: &[u8],
+    dir_name: &str,
+    origin: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>> {
+    let mut found = None;
+    let what = || origin.to_owned();
+    visit_crate_files(
+        bytes,
+        dir_name,
+        &what,
+        ArchiveKind::Registry,
+        |path, _, _, reader| {
+            if path != "Cargo.toml" {
+                return Ok(true);
+            }
+            found = Some(read_bounded(reader, "Cargo.toml", max)?);
+            Ok(false)
+        },
+    )?;
+    Ok(found)
+}
+
+fn read_bounded(reader: &mut dyn Read, wanted: &str, max: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(crate::error::check_failed(format!(
+            "`{wanted}` is larger than the {max} bytes airlock reads of it"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Creates `dest/relative_dir` and its missing parents, each only the first time it is

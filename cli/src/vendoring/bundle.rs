@@ -30,10 +30,12 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256Digest;
 use crate::finding::{Finding, FindingKind};
 use crate::input::{Links, RegularFile};
-use crate::lock::{Lockfile, Source, parse_package_version, validate_package_name};
-use crate::tarball::{FILE_MODE, TarBuilder, safe_entry_path};
+use crate::lock::{Lockfile, PackageId, Source, parse_package_version, validate_package_name};
+use crate::tarball::{EXEC_MODE, FILE_MODE, header, safe_entry_path};
 
-use super::archive::{ArchiveKind, CrateArchive};
+use super::PendingCrate;
+use super::archive::{self, ArchiveKind, CrateArchive};
+use super::cache::CrateCache;
 use super::git_proof::{self, BundleObjects, GitProof, ProblemKind};
 
 /// The top directory of every bundle.
@@ -190,109 +192,166 @@ impl BundleEntry {
 /// a few hundred KB).
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
+/// What a bundled `.crate`'s own `Cargo.toml` says it is, read while the bundle is scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnManifest {
+    /// `[package] name` and `version` (`None`: absent or not a string).
+    Names {
+        /// The name.
+        name: Option<String>,
+        /// The version (a manifest without one is 0.0.0).
+        version: Option<String>,
+    },
+    /// The `.crate` has no `Cargo.toml`.
+    Missing,
+    /// The `.crate` or its `Cargo.toml` cannot be read or parsed: why.
+    Unreadable(String),
+}
+
+impl OwnManifest {
+    /// Reads the `Cargo.toml` of the `.crate` `bytes`, whose entries sit under `dir_name/`.
+    fn of(bytes: &[u8], dir_name: &str, origin: &str) -> OwnManifest {
+        let manifest = match archive::packaged_manifest(bytes, dir_name, origin, MAX_MANIFEST_BYTES)
+        {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return OwnManifest::Missing,
+            Err(e) => return OwnManifest::Unreadable(format!("{e:#}")),
+        };
+        let table: toml::Table = match std::str::from_utf8(&manifest)
+            .map_err(|e| e.to_string())
+            .and_then(|text| text.parse().map_err(|e: toml::de::Error| e.to_string()))
+        {
+            Ok(table) => table,
+            Err(e) => {
+                return OwnManifest::Unreadable(format!(
+                    "the .crate's Cargo.toml cannot be parsed: {e}"
+                ));
+            }
+        };
+        let package = table.get("package");
+        let field = |key| package.and_then(|p| p.get(key));
+        OwnManifest::Names {
+            name: field("name").and_then(|n| n.as_str()).map(str::to_owned),
+            // A manifest without a version is version 0.0.0 (cargo 1.75 and later).
+            version: field("version")
+                .map_or(Some("0.0.0".to_owned()), |v| v.as_str().map(str::to_owned)),
+        }
+    }
+}
+
 /// A finding when the `.crate`'s own `Cargo.toml` is missing, unreadable or names another
-/// package than the one it is bundled as: cargo's `directory` source would take the package
-/// its manifest names.
-fn names_another_package(archive: &CrateArchive) -> Option<Finding> {
-    let label = archive.id.to_string();
+/// package than `id`, the one it is bundled as: cargo's `directory` source would take the
+/// package its manifest names.
+fn names_another_package(own: &OwnManifest, id: &PackageId, origin: &str) -> Option<Finding> {
+    let label = id.to_string();
     let bad = |kind, why: String| {
-        Some(Finding::new(kind, format!("{}/Cargo.toml", archive.origin), why).package(&label))
+        Some(Finding::new(kind, format!("{origin}/Cargo.toml"), why).package(&label))
     };
-    let manifest = match archive.read_file_bounded("Cargo.toml", MAX_MANIFEST_BYTES) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => {
+    let (name, version) = match own {
+        OwnManifest::Names { name, version } => (name.as_deref(), version.as_deref()),
+        OwnManifest::Missing => {
             return bad(
                 FindingKind::FileMissing,
                 "the .crate has no Cargo.toml".into(),
             );
         }
-        Err(e) => return bad(FindingKind::Unreadable, format!("{e:#}")),
+        OwnManifest::Unreadable(why) => return bad(FindingKind::Unreadable, why.clone()),
     };
-    let table: toml::Table = match std::str::from_utf8(&manifest)
-        .map_err(|e| e.to_string())
-        .and_then(|text| text.parse().map_err(|e: toml::de::Error| e.to_string()))
-    {
-        Ok(table) => table,
-        Err(e) => {
-            return bad(
-                FindingKind::Unreadable,
-                format!("the .crate's Cargo.toml cannot be parsed: {e}"),
-            );
-        }
-    };
-    let package = table.get("package");
-    let name = package.and_then(|p| p.get("name")).and_then(|n| n.as_str());
-    // A manifest without a version is version 0.0.0 (cargo 1.75 and later).
-    let version = package
-        .and_then(|p| p.get("version"))
-        .map_or(Some("0.0.0"), |v| v.as_str());
-    let expected_version = archive.id.version.to_string();
-    if name == Some(archive.id.name.as_str()) && version == Some(expected_version.as_str()) {
+    let expected_version = id.version.to_string();
+    if name == Some(id.name.as_str()) && version == Some(expected_version.as_str()) {
         return None;
     }
     Some(
         Finding::new(
             FindingKind::UnlockedPackage,
-            format!("{}/Cargo.toml", archive.origin),
+            format!("{origin}/Cargo.toml"),
             format!(
                 "the .crate's Cargo.toml names package {} {}, not the locked {} {}; \
                  refusing to vendor it",
                 name.unwrap_or("(none)"),
                 version.unwrap_or("(not a string)"),
-                archive.id.name,
+                id.name,
                 expected_version
             ),
         )
         .package(&label)
         .values(
-            format!("{} {}", archive.id.name, expected_version),
+            format!("{} {}", id.name, expected_version),
             format!("{} {}", name.unwrap_or(""), version.unwrap_or("")),
         ),
     )
 }
 
-/// Writes a bundle of `archives` and `lockfile` to `path` (atomically); returns its sha256 and
-/// size. The same inputs give the same bytes.
+/// A bundle that was written: its sha256 and size, and every package it holds (with the
+/// sha256 and size of its `.crate`).
+#[derive(Debug)]
+pub struct WrittenBundle {
+    /// sha256 of the file.
+    pub sha256: Sha256Digest,
+    /// Its size.
+    pub bytes: u64,
+    /// Every package, sorted by file.
+    pub crates: Vec<(PackageId, Sha256Digest, u64)>,
+}
+
+/// What a bundle entry holds, in the order the tar lists it.
+enum Item<'a> {
+    Dir,
+    Bytes(&'a [u8]),
+    Crate(&'a PendingCrate),
+}
+
+/// Writes a bundle of `pending` (read from `cache` one at a time, each proven against
+/// `Cargo.lock` as it is read) and `lockfile` to `path` (atomically). The same inputs give the
+/// same bytes; only the `.crate` being written is in memory. Fails, writing nothing, listing
+/// every `.crate` that differs from `Cargo.lock`.
 pub fn write_bundle(
     path: &Path,
     lockfile: &[u8],
-    archives: &[CrateArchive],
+    pending: &[PendingCrate],
+    cache: &CrateCache,
     mtime: u64,
-) -> Result<(Sha256Digest, u64)> {
-    let mut tar = TarBuilder::new();
-    let mut packages = Vec::with_capacity(archives.len());
-    for archive in archives {
-        let file = format!("crates/{}.crate", archive.id.dir_name());
-        tar.file(
-            &format!("{BUNDLE_ROOT}/{file}"),
-            archive.bytes.clone(),
-            FILE_MODE,
-        );
-        let git = match (archive.kind, &archive.git_evidence) {
-            (ArchiveKind::Registry, _) => None,
-            (ArchiveKind::Git, Some(evidence)) => {
-                for (id, raw) in &evidence.objects {
-                    let object = format!("{BUNDLE_ROOT}/{}", BundleObjects::file_of(*id));
-                    tar.file(&object, raw.clone(), FILE_MODE);
-                }
-                Some(evidence.proof.clone())
+) -> Result<WrittenBundle> {
+    let mut items: BTreeMap<String, Item<'_>> = BTreeMap::new();
+    let mut packages = Vec::with_capacity(pending.len());
+    for crate_file in pending {
+        let id = crate_file.id();
+        let file = format!("crates/{}.crate", id.dir_name());
+        let (kind, sha256, git) = match crate_file {
+            PendingCrate::Cached { expected, .. } => (ArchiveKind::Registry, *expected, None),
+            PendingCrate::Loaded(archive) => {
+                let git = match (archive.kind, &archive.git_evidence) {
+                    (ArchiveKind::Registry, _) => None,
+                    (ArchiveKind::Git, Some(evidence)) => {
+                        for (object, raw) in &evidence.objects {
+                            let entry =
+                                format!("{BUNDLE_ROOT}/{}", BundleObjects::file_of(*object));
+                            items.insert(entry, Item::Bytes(raw));
+                        }
+                        Some(evidence.proof.clone())
+                    }
+                    (ArchiveKind::Git, None) => anyhow::bail!(
+                        "{}: no git proof was gathered; a bundle cannot carry it unproven",
+                        archive.id
+                    ),
+                };
+                (archive.kind, archive.digest, git)
             }
-            (ArchiveKind::Git, None) => anyhow::bail!(
-                "{}: no git proof was gathered; a bundle cannot carry it unproven",
-                archive.id
-            ),
         };
+        items.insert(format!("{BUNDLE_ROOT}/{file}"), Item::Crate(crate_file));
         packages.push(BundleEntry {
-            name: archive.id.name.clone(),
-            version: archive.id.version.to_string(),
-            source: archive.id.source.to_string(),
-            kind: archive.kind,
-            sha256: archive.digest,
+            name: id.name.clone(),
+            version: id.version.to_string(),
+            source: id.source.to_string(),
+            kind,
+            sha256,
             file,
             git,
         });
     }
     packages.sort_by(|a, b| a.file.cmp(&b.file));
+    // The manifest records the digests the crates must have (Cargo.lock's); a crate that has
+    // another fails the write below, so the manifest never lies.
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT,
         lockfile_sha256: Sha256Digest::of(lockfile),
@@ -301,24 +360,90 @@ pub fn write_bundle(
     // Plain structs and vectors only: serde writes the same bytes every time.
     let mut manifest_json = serde_json::to_vec_pretty(&manifest)?;
     manifest_json.push(b'\n');
-    tar.file(&format!("{BUNDLE_ROOT}/Cargo.lock"), lockfile, FILE_MODE);
-    tar.file(
-        &format!("{BUNDLE_ROOT}/manifest.json"),
-        manifest_json,
-        FILE_MODE,
+    items.insert(format!("{BUNDLE_ROOT}/Cargo.lock"), Item::Bytes(lockfile));
+    items.insert(
+        format!("{BUNDLE_ROOT}/manifest.json"),
+        Item::Bytes(&manifest_json),
     );
+    // Every parent directory, as `TarBuilder` implies them.
+    let paths: Vec<String> = items.keys().cloned().collect();
+    for path in paths {
+        let mut parent = Path::new(&path).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            items
+                .entry(dir.to_string_lossy().into_owned())
+                .or_insert(Item::Dir);
+            parent = dir.parent();
+        }
+    }
 
+    let mut crates = Vec::with_capacity(pending.len());
+    let mut mismatches = Vec::new();
     crate::atomic::write_file_with(path, crate::atomic::FILE_MODE, |out| {
         let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
         encoder.include_checksum(true)?;
-        let encoder = tar.write_to(encoder, mtime)?;
-        encoder.finish()?;
+        let mut tar = tar::Builder::new(encoder);
+        tar.mode(tar::HeaderMode::Deterministic);
+        for (entry, item) in &items {
+            let bytes: std::borrow::Cow<'_, [u8]> = match item {
+                Item::Dir => {
+                    let mut h = header(tar::EntryType::Directory, 0, EXEC_MODE, mtime);
+                    tar.append_data(&mut h, format!("{entry}/"), std::io::empty())
+                        .with_context(|| format!("cannot add directory {entry} to the bundle"))?;
+                    continue;
+                }
+                Item::Bytes(bytes) => std::borrow::Cow::Borrowed(*bytes),
+                Item::Crate(pending) => match pending.load(cache)? {
+                    Ok(archive) => {
+                        crates.push((
+                            archive.id.clone(),
+                            archive.digest,
+                            archive.bytes.len() as u64,
+                        ));
+                        match archive {
+                            std::borrow::Cow::Borrowed(a) => {
+                                std::borrow::Cow::Borrowed(&a.bytes[..])
+                            }
+                            std::borrow::Cow::Owned(a) => std::borrow::Cow::Owned(a.bytes),
+                        }
+                    }
+                    Err(mismatch) => {
+                        mismatches.push(mismatch);
+                        continue;
+                    }
+                },
+            };
+            if !mismatches.is_empty() {
+                // The bundle is discarded: only the rest of the crates are still proven, so
+                // every mismatch is named at once.
+                continue;
+            }
+            let mut h = header(
+                tar::EntryType::Regular,
+                bytes.len() as u64,
+                FILE_MODE,
+                mtime,
+            );
+            tar.append_data(&mut h, entry, &bytes[..])
+                .with_context(|| format!("cannot add {entry} to the bundle"))?;
+        }
+        super::fail_on_mismatches(std::mem::take(&mut mismatches), cache)?;
+        tar.into_inner()
+            .context("cannot finish the bundle")?
+            .finish()?;
         Ok(())
     })?;
-    crate::digest::hash_file(path)
+    let (sha256, bytes) = crate::digest::hash_file(path)?;
+    crates.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(WrittenBundle {
+        sha256,
+        bytes,
+        crates,
+    })
 }
 
-/// A bundle read into memory.
+/// A bundle, scanned: its manifest, its `Cargo.lock`, its git objects, and the digest, size
+/// and own manifest of every `.crate` (whose bytes are not kept, except for git packages).
 #[derive(Debug)]
 pub struct Bundle {
     /// Where it was read from.
@@ -327,20 +452,80 @@ pub struct Bundle {
     pub manifest: BundleManifest,
     /// The bundled `Cargo.lock`.
     pub lockfile: Vec<u8>,
-    /// Every other file, by path under `airlock-bundle/`.
+    /// The git objects and any other file that is neither a `.crate` nor the two above, by path
+    /// under `airlock-bundle/` (the contents of the latter are not kept).
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Every `crates/NAME-VERSION.crate`, by path under `airlock-bundle/`.
+    pub crates: BTreeMap<String, BundledCrate>,
+}
+
+/// One `.crate` of a bundle, as the scan saw it.
+#[derive(Debug)]
+pub struct BundledCrate {
+    /// sha256 of its bytes.
+    pub sha256: Sha256Digest,
+    /// Its size.
+    pub size: u64,
+    /// What its own `Cargo.toml` says.
+    pub own_manifest: OwnManifest,
+    /// Its bytes, kept only for what the bundled `Cargo.lock` locks from git (their proofs
+    /// are checked after the scan, against git objects stored after them).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// A `.crate` of a bundle that passed every check.
+#[derive(Debug, Clone)]
+pub struct PassedCrate {
+    /// The package `Cargo.lock` locks.
+    pub id: PackageId,
+    /// Registry or git.
+    pub kind: ArchiveKind,
+    /// Its path under `airlock-bundle/`.
+    pub file: String,
+    /// sha256 of the `.crate`.
+    pub sha256: Sha256Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The `NAME-VERSION` of every package a bundled `Cargo.lock` locks from git (None when it
+/// cannot be parsed: then every `.crate` is kept, and the check says what is wrong).
+fn git_packages(lockfile: &[u8]) -> Option<BTreeSet<String>> {
+    let text = std::str::from_utf8(lockfile).ok()?;
+    let lock = Lockfile::parse(text, Path::new("Cargo.lock")).ok()?;
+    Some(
+        lock.remote_packages()
+            .filter(|p| matches!(p.id.source, Source::Git { .. }))
+            .map(|p| p.id.dir_name())
+            .collect(),
+    )
+}
+
+/// The name of a bundle's `.crate` entry, `NAME-VERSION`, when `key` is `crates/NAME-VERSION.crate`.
+fn crate_stem(key: &str) -> Option<&str> {
+    key.strip_prefix("crates/")?
+        .strip_suffix(".crate")
+        .filter(|stem| !stem.is_empty() && !stem.contains('/'))
 }
 
 impl Bundle {
-    /// Reads and unpacks a bundle, refusing unsafe entries; fails on a truncated or corrupt
+    /// Reads a bundle in one pass, refusing unsafe entries; fails on a truncated or corrupt
     /// file (exit 2) and names the bundle.
     ///
-    /// Memory is bounded by the bundle's size: everything it holds may expand to at most
+    /// Memory does not grow with the bundle: each `.crate` is read, hashed and its own
+    /// `Cargo.toml` parsed, then dropped (git packages' are kept for their proofs). Every read
+    /// is bounded by the bundle's size: everything it holds may expand to at most
     /// [`bundle_expansion_limit`] bytes, each entry's declared size is checked against what is
     /// left of that before a byte of it is read, and the zstd window is capped. A bundle that
     /// exceeds a bound, holds a path twice, or holds anything but regular files is refused
     /// (exit 1).
     pub fn read(path: &Path) -> Result<Bundle> {
+        Self::scan(path, &mut |_, _| Ok(()))
+    }
+
+    /// [`Bundle::read`], handing every `.crate` (its path under `airlock-bundle/` and its
+    /// bytes) to `visit` before dropping it.
+    pub fn scan(path: &Path, visit: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<Bundle> {
         let shown = path.display();
         let RegularFile { file, size } = crate::input::open_regular(path, Links::Follow)
             .with_context(|| format!("cannot open the bundle {shown}"))?;
@@ -374,6 +559,12 @@ impl Bundle {
             .context(e)
         };
         let mut files = BTreeMap::new();
+        let mut crates = BTreeMap::new();
+        let mut lockfile = None;
+        let mut manifest_bytes = None;
+        // The git packages of the bundled Cargo.lock (its first entry); until it is read, every
+        // .crate is kept, as a bundle in another order needs.
+        let mut git_stems: Option<BTreeSet<String>> = None;
         let mut budget = limit;
         for entry in tar.entries().map_err(broken)? {
             let mut entry = entry.map_err(broken)?;
@@ -396,7 +587,11 @@ impl Bundle {
                     raw.display()
                 ))
             })?;
-            if files.contains_key(&key) {
+            if files.contains_key(&key)
+                || crates.contains_key(&key)
+                || (key == "Cargo.lock" && lockfile.is_some())
+                || (key == "manifest.json" && manifest_bytes.is_some())
+            {
                 // A second copy would silently replace the first: which one was checked?
                 return Err(crate::error::check_failed(format!(
                     "{shown}: entry `{}` appears twice; refusing the bundle (a bundle holds \
@@ -428,9 +623,38 @@ impl Bundle {
                     std::io::ErrorKind::UnexpectedEof,
                 )));
             }
-            files.insert(key, bytes);
+            match key.as_str() {
+                "Cargo.lock" => {
+                    git_stems = git_packages(&bytes);
+                    lockfile = Some(bytes);
+                }
+                "manifest.json" => manifest_bytes = Some(bytes),
+                _ => match crate_stem(&key) {
+                    Some(stem) => {
+                        visit(&key, &bytes)?;
+                        let origin = format!("{shown}:{BUNDLE_ROOT}/{key}");
+                        let keep = git_stems.as_ref().is_none_or(|git| git.contains(stem));
+                        crates.insert(
+                            key.clone(),
+                            BundledCrate {
+                                sha256: Sha256Digest::of(&bytes),
+                                size: declared,
+                                own_manifest: OwnManifest::of(&bytes, stem, &origin),
+                                bytes: keep.then_some(bytes),
+                            },
+                        );
+                    }
+                    None if key.starts_with(&format!("{}/", git_proof::OBJECTS_DIR)) => {
+                        files.insert(key, bytes);
+                    }
+                    // Reported as not listed; its contents are never needed.
+                    None => {
+                        files.insert(key, Vec::new());
+                    }
+                },
+            }
         }
-        let manifest_bytes = files.remove("manifest.json").ok_or_else(|| {
+        let manifest_bytes = manifest_bytes.ok_or_else(|| {
             crate::error::input(format!("{shown} has no {BUNDLE_ROOT}/manifest.json"))
         })?;
         let manifest: BundleManifest = serde_json::from_slice(&manifest_bytes)
@@ -441,7 +665,7 @@ impl Bundle {
                 manifest.format
             )));
         }
-        let lockfile = files.remove("Cargo.lock").ok_or_else(|| {
+        let lockfile = lockfile.ok_or_else(|| {
             crate::error::input(format!("{shown} has no {BUNDLE_ROOT}/Cargo.lock"))
         })?;
         Ok(Bundle {
@@ -449,13 +673,44 @@ impl Bundle {
             manifest,
             lockfile,
             files,
+            crates,
         })
     }
 
+    /// The `.crate` files that passed [`Bundle::check`], read again in a second pass over the
+    /// bundle (all of them in memory at once) and proven against the digests of the first.
+    pub fn load_passed(&self, passed: &[PassedCrate]) -> Result<Vec<CrateArchive>> {
+        let wanted: BTreeMap<&str, &PassedCrate> =
+            passed.iter().map(|p| (p.file.as_str(), p)).collect();
+        let shown = self.path.display().to_string();
+        let mut archives = Vec::with_capacity(passed.len());
+        Self::scan(&self.path, &mut |key, bytes| {
+            let Some(pass) = wanted.get(key) else {
+                return Ok(());
+            };
+            let archive = CrateArchive::new(
+                pass.id.clone(),
+                pass.kind,
+                bytes.to_vec(),
+                format!("{shown}:{BUNDLE_ROOT}/{key}"),
+            );
+            if archive.digest != pass.sha256 {
+                return Err(crate::error::check_failed(format!(
+                    "{}: changed while airlock was reading it (expected {}, found {}); copy the \
+                     bundle again",
+                    archive.origin, pass.sha256, archive.digest
+                )));
+            }
+            archives.push(archive);
+            Ok(())
+        })?;
+        Ok(archives)
+    }
+
     /// Checks every `.crate` against the manifest and `lock`, and the bundle against `lock`
-    /// (every remote locked package present). Returns the archives that passed, and a finding
-    /// for every difference.
-    pub fn check(&self, lock: &Lockfile) -> (Vec<CrateArchive>, Vec<Finding>) {
+    /// (every remote locked package present). Returns the `.crate` files that passed, and a
+    /// finding for every difference.
+    pub fn check(&self, lock: &Lockfile) -> (Vec<PassedCrate>, Vec<Finding>) {
         let shown = self.path.display().to_string();
         let at = |file: &str| format!("{shown}:{BUNDLE_ROOT}/{file}");
         let mut findings = Vec::new();
@@ -510,7 +765,7 @@ impl Bundle {
                 );
                 continue;
             }
-            let Some(bytes) = self.files.get(&entry.file) else {
+            let Some(bundled) = self.crates.get(&entry.file) else {
                 findings.push(
                     Finding::new(
                         FindingKind::FileMissing,
@@ -521,7 +776,7 @@ impl Bundle {
                 );
                 continue;
             };
-            let actual = Sha256Digest::of(bytes);
+            let actual = bundled.sha256;
             if actual != entry.sha256 {
                 findings.push(
                     Finding::new(
@@ -587,21 +842,42 @@ impl Bundle {
             } else {
                 ArchiveKind::Registry
             };
-            let archive =
-                CrateArchive::new(locked.id.clone(), kind, bytes.clone(), at(&entry.file));
-            if let Some(finding) = names_another_package(&archive) {
+            if let Some(finding) =
+                names_another_package(&bundled.own_manifest, &locked.id, &at(&entry.file))
+            {
                 findings.push(finding);
                 continue;
             }
             if let Source::Git { commit, .. } = &locked.id.source {
                 proofs_read += 1;
+                let Some(bytes) = &bundled.bytes else {
+                    findings.push(
+                        Finding::new(
+                            FindingKind::SourceMismatch,
+                            at(&entry.file),
+                            "Cargo.lock locks this package from git but the bundled Cargo.lock \
+                             does not; the bundle was made for another Cargo.lock",
+                        )
+                        .package(&locked.id),
+                    );
+                    continue;
+                };
+                // The proof walks the .crate's files: one git package at a time in memory.
+                let archive =
+                    CrateArchive::new(locked.id.clone(), kind, bytes.clone(), at(&entry.file));
                 let problems = self.git_problems(&archive, commit, entry, &mut objects);
                 if !problems.is_empty() {
                     findings.extend(problems);
                     continue;
                 }
             }
-            passed.push(archive);
+            passed.push(PassedCrate {
+                id: locked.id.clone(),
+                kind,
+                file: entry.file.clone(),
+                sha256: actual,
+                size: bundled.size,
+            });
         }
         // Objects no proof needed: carried for nothing, or left behind by an edit.
         let objects_dir = format!("{}/", git_proof::OBJECTS_DIR);
@@ -629,7 +905,12 @@ impl Bundle {
                 ));
             }
         }
-        for file in self.files.keys().filter(|f| !listed.contains(*f)) {
+        for file in self
+            .files
+            .keys()
+            .chain(self.crates.keys())
+            .filter(|f| !listed.contains(*f))
+        {
             findings.push(Finding::new(
                 FindingKind::FileAdded,
                 at(file),

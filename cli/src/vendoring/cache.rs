@@ -6,6 +6,9 @@
 //! every index directory, prefers those named after the registry's host, and takes the first
 //! file whose sha256 is the one `Cargo.lock` wants; a file found with another digest is a
 //! mismatch, reported with both digests.
+//!
+//! Nothing is read until a package's turn comes ([`CrateCache::lookup`]): callers hold only the
+//! `.crate` files they are working on, so memory does not grow with the lockfile.
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,9 +17,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::digest::Sha256Digest;
+use crate::input::{Links, read_regular};
 use crate::lock::{LockedPackage, Source};
 
 use super::archive::{ArchiveKind, CrateArchive};
+
+/// The largest `.crate` file read (crates.io refuses uploads over 10 MB; other registries may
+/// allow more, so the bound is only against reading something that is not a `.crate`).
+pub const MAX_CRATE_FILE: u64 = 1 << 30;
 
 /// `$CARGO_HOME`, or `~/.cargo` when it is not set (cargo's own rule).
 pub fn cargo_home() -> Result<PathBuf> {
@@ -121,12 +129,21 @@ impl CrateCache {
         ranked.into_iter().map(|(_, dir)| dir.join(&file)).collect()
     }
 
-    /// Finds `package`'s `.crate` and proves it against `expected` (its lockfile checksum).
+    /// The size of `package`'s best candidate file (0 when it has none): to start the largest
+    /// packages first without reading any.
+    pub fn size_hint(&self, package: &LockedPackage) -> u64 {
+        self.candidates(package)
+            .first()
+            .and_then(|path| fs::metadata(path).ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// Finds `package`'s `.crate`, reads it (a regular file, at most [`MAX_CRATE_FILE`] bytes)
+    /// and proves it against `expected` (its lockfile checksum).
     pub fn lookup(&self, package: &LockedPackage, expected: Sha256Digest) -> Result<Lookup> {
         let mut first_mismatch = None;
         for path in self.candidates(package) {
-            let bytes =
-                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes = read_regular(&path, Links::Follow, MAX_CRATE_FILE)?;
             let archive = CrateArchive::new(
                 package.id.clone(),
                 ArchiveKind::Registry,

@@ -2,13 +2,14 @@
 //! `Cargo.lock` checksum before extraction, in the layout of cargo's `directory` source; and
 //! single-file bundles to carry across an air gap.
 //!
-//! Steps: `cargo fetch --locked` (unless offline) fills cargo's cache; every registry `.crate`
-//! is read from the cache (or a bundle) into memory and its sha256 compared with `Cargo.lock`
-//! before anything is written; then all packages are extracted in parallel into a staged
-//! directory, hashing each file as it is written, with a `.cargo-checksum.json` each; the
-//! staged directory replaces the old one in one rename. Never edits the user's project except
-//! its cargo configuration file (`.cargo/config.toml`, or the legacy `.cargo/config`) when
-//! asked to.
+//! Steps: `cargo fetch --locked` (unless offline) fills cargo's cache; then, on every core and
+//! largest first, each registry `.crate` is read from the cache into memory, its sha256
+//! compared with `Cargo.lock`, and only then extracted into a staged directory, hashing each
+//! file as it is written, with a `.cargo-checksum.json` each (only the crates being extracted
+//! are in memory). Any `.crate` that differs fails the whole run, listing every one; the
+//! staged directory replaces the old one in one rename only when all passed. Never edits the
+//! user's project except its cargo configuration file (`.cargo/config.toml`, or the legacy
+//! `.cargo/config`) when asked to.
 
 pub mod archive;
 pub mod bundle;
@@ -141,8 +142,14 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     };
     phase.done("workspace and Cargo.lock");
 
-    let archives = match &opts.from_bundle {
-        Some(path) => archives_from_bundle(path, &lock)?,
+    let (cache, pending) = match &opts.from_bundle {
+        Some(path) => (
+            CrateCache::default(),
+            archives_from_bundle(path, &lock)?
+                .into_iter()
+                .map(PendingCrate::Loaded)
+                .collect(),
+        ),
         None => {
             let cargo_home = match &opts.cargo_home {
                 Some(home) => home.clone(),
@@ -152,16 +159,13 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
                 fetch(&ws)?;
                 phase.done("cargo fetch");
             }
-            archives_from_cache(&lock, &cargo_home, opts.offline, opts.bundle.is_some())?
+            pending_from_cache(&lock, &cargo_home, opts.offline, opts.bundle.is_some())?
         }
     };
-    phase.done(format_args!(
-        "{} .crate files read and proven against Cargo.lock",
-        archives.len()
-    ));
+    phase.done(format_args!("{} .crate files found", pending.len()));
 
     if let Some(bundle_path) = &opts.bundle {
-        return write_bundle_report(&ws, &lock, archives, bundle_path, started);
+        return write_bundle_report(&ws, &lock, &cache, pending, bundle_path, started);
     }
 
     let platforms: Vec<TargetPlatform> = opts
@@ -172,7 +176,7 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let needed = if platforms.is_empty() {
         None
     } else {
-        let manifests = manifests(&ws, &lock, &archives)?;
+        let manifests = manifests(&ws, &lock, &cache, &pending)?;
         let mut host_platforms = platforms.clone();
         let host = TargetPlatform::host()?;
         if !platforms.iter().any(|p| p.triple == host.triple) {
@@ -187,28 +191,35 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let staged = atomic::StagedDir::new(&opts.dir)?;
     progress::status(
         "Vendoring",
-        format!("{} crates into {}", archives.len(), opts.dir.display()),
+        format!("{} crates into {}", pending.len(), opts.dir.display()),
     );
-    let bar = progress::bar(archives.len() as u64, "Extracting");
+    let bar = progress::bar(pending.len() as u64, "Extracting");
     let lock_ref = &lock;
     // Largest first, one package per task: a few crates (windows-sys, linux-raw-sys) expand to
     // a tenth of the tree each, and one of them started last would leave the other cores idle.
-    let mut by_size: Vec<&CrateArchive> = archives.iter().collect();
-    by_size.sort_by_key(|archive| std::cmp::Reverse(archive.bytes.len()));
-    let mut packages: Vec<VendoredPackage> = by_size
+    // Each task reads its `.crate`, proves it and extracts it, so only the crates being
+    // extracted are in memory, whatever the size of the lockfile.
+    let mut by_size: Vec<&PendingCrate> = pending.iter().collect();
+    by_size.sort_by_key(|p| std::cmp::Reverse(p.size()));
+    let outcomes: Vec<Result<VendoredPackage, String>> = by_size
         .into_par_iter()
         .with_max_len(1)
-        .map(|archive| {
+        .map(|pending| -> Result<Result<VendoredPackage, String>> {
+            let archive = match pending.load(&cache)? {
+                Ok(archive) => archive,
+                Err(mismatch) => return Ok(Err(mismatch)),
+            };
+            let archive = archive.as_ref();
             let name = &dir_names[&archive.id];
             let dest = staged.path().join(name);
             let stub = needed.as_ref().is_some_and(|n| !n.contains(&archive.id));
-            let result = if stub {
-                write_stub(archive, &dest, &opts.platforms)
+            let (files, left_out) = if stub {
+                write_stub(archive, &dest, &opts.platforms)?
             } else {
-                write_package(archive, &dest, lock_ref)
+                write_package(archive, &dest, lock_ref)?
             };
             bar.inc(1);
-            result.map(|(files, left_out)| VendoredPackage {
+            Ok(Ok(VendoredPackage {
                 id: archive.id.clone(),
                 kind: archive.id.source.kind(),
                 dir: Some(name.clone()),
@@ -217,11 +228,13 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
                 bytes: files.bytes,
                 stub,
                 bytes_left_out: left_out,
-            })
+            }))
         })
         .collect::<Result<_>>()?;
     bar.finish_and_clear();
-    phase.done("extracted and hashed");
+    let (mut packages, mismatches) = split_mismatches(outcomes);
+    fail_on_mismatches(mismatches, &cache)?;
+    phase.done("read, proven against Cargo.lock, extracted and hashed");
     staged.commit()?;
     phase.done("swapped into place");
     packages.sort_by(|a, b| a.id.cmp(&b.id));
@@ -356,55 +369,125 @@ fn fetch(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// Every remote locked package's `.crate`, read from cargo's cache and proven against
-/// `Cargo.lock`; git packages packaged at their locked commit (with what proves them, for a
-/// bundle, when `prove_git`). Fails listing every problem.
-fn archives_from_cache(
+/// A locked package's `.crate` before it is extracted or bundled: in cargo's cache, read and
+/// proven only when its turn comes, or already in memory (packaged from git, or from a bundle).
+pub enum PendingCrate {
+    /// In cargo's cache.
+    Cached {
+        /// The package.
+        package: LockedPackage,
+        /// Its `Cargo.lock` checksum.
+        expected: Sha256Digest,
+        /// The size of the file found for it.
+        size: u64,
+    },
+    /// Read and proven already.
+    Loaded(CrateArchive),
+}
+
+impl PendingCrate {
+    /// The package.
+    pub fn id(&self) -> &PackageId {
+        match self {
+            PendingCrate::Cached { package, .. } => &package.id,
+            PendingCrate::Loaded(archive) => &archive.id,
+        }
+    }
+
+    /// The `.crate`'s size, to start the largest first.
+    pub fn size(&self) -> u64 {
+        match self {
+            PendingCrate::Cached { size, .. } => *size,
+            PendingCrate::Loaded(archive) => archive.bytes.len() as u64,
+        }
+    }
+
+    /// The archive, read from `cache` and proven against `Cargo.lock` now; or the line that
+    /// says why it differs. A file gone since the cache was listed is an error.
+    pub fn load<'a>(
+        &'a self,
+        cache: &CrateCache,
+    ) -> Result<Result<std::borrow::Cow<'a, CrateArchive>, String>> {
+        let (package, expected) = match self {
+            PendingCrate::Loaded(archive) => return Ok(Ok(std::borrow::Cow::Borrowed(archive))),
+            PendingCrate::Cached {
+                package, expected, ..
+            } => (package, *expected),
+        };
+        match cache.lookup(package, expected)? {
+            Lookup::Verified(archive) => Ok(Ok(std::borrow::Cow::Owned(archive))),
+            Lookup::Mismatch { path, actual } => Ok(Err(format!(
+                "{} ({}): sha256 differs from Cargo.lock: expected {expected}, found {actual}",
+                package.id,
+                path.display()
+            ))),
+            Lookup::Missing => Err(crate::error::input(format!(
+                "{}: its .crate left cargo's cache ({}) while airlock was reading it; run again",
+                package.id,
+                cache.root().display()
+            ))),
+        }
+    }
+}
+
+/// The packages that were done, and the mismatch lines of those that were not.
+fn split_mismatches<T>(outcomes: Vec<Result<T, String>>) -> (Vec<T>, Vec<String>) {
+    let mut done = Vec::with_capacity(outcomes.len());
+    let mut mismatches = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(value) => done.push(value),
+            Err(line) => mismatches.push(line),
+        }
+    }
+    mismatches.sort();
+    (done, mismatches)
+}
+
+/// Fails (exit 1) listing every `.crate` that differs from `Cargo.lock`.
+pub(crate) fn fail_on_mismatches(mismatches: Vec<String>, cache: &CrateCache) -> Result<()> {
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::check_failed(format!(
+        "{} .crate file(s) failed the Cargo.lock check; nothing was extracted from them and \
+         nothing was written:\n  {}\n\
+         Remove the bad files from {} and fetch again, or check where they came from.",
+        mismatches.len(),
+        mismatches.join("\n  "),
+        cache.root().display()
+    )))
+}
+
+/// Every remote locked package's `.crate` in cargo's cache, found but not read yet; git
+/// packages packaged at their locked commit (with what proves them, for a bundle, when
+/// `prove_git`). Fails listing every package that cannot be proven or is missing.
+fn pending_from_cache(
     lock: &Lockfile,
     cargo_home: &Path,
     offline: bool,
     prove_git: bool,
-) -> Result<Vec<CrateArchive>> {
+) -> Result<(CrateCache, Vec<PendingCrate>)> {
     let cache = CrateCache::scan(cargo_home)?;
-    let registry: Vec<&LockedPackage> = lock
-        .remote_packages()
-        .filter(|p| p.id.source.is_registry())
-        .collect();
-    let lookups: Vec<(&LockedPackage, Result<Lookup>)> = registry
-        .par_iter()
-        .map(|p| match p.checksum {
-            Some(expected) => (*p, cache.lookup(p, expected)),
-            None => (*p, Ok(Lookup::Missing)),
-        })
-        .collect();
-    let mut archives = Vec::with_capacity(lookups.len());
-    let mut mismatches = Vec::new();
+    let mut pending = Vec::new();
+    let mut unprovable = Vec::new();
     let mut missing = Vec::new();
-    for (package, lookup) in lookups {
-        match (package.checksum, lookup?) {
-            (None, _) => mismatches.push(format!(
+    for package in lock.remote_packages().filter(|p| p.id.source.is_registry()) {
+        match package.checksum {
+            None => unprovable.push(format!(
                 "{}: Cargo.lock has no checksum for this registry package, so it cannot be \
                  proven; regenerate Cargo.lock with a current cargo",
                 package.id
             )),
-            (Some(_), Lookup::Verified(archive)) => archives.push(archive),
-            (Some(expected), Lookup::Mismatch { path, actual }) => mismatches.push(format!(
-                "{} ({}): sha256 differs from Cargo.lock: expected {expected}, found {actual}",
-                package.id,
-                path.display()
-            )),
-            (Some(_), Lookup::Missing) => missing.push(package.id.to_string()),
+            Some(_) if cache.candidates(package).is_empty() => missing.push(package.id.to_string()),
+            Some(expected) => pending.push(PendingCrate::Cached {
+                package: package.clone(),
+                expected,
+                size: cache.size_hint(package),
+            }),
         }
     }
-    if !mismatches.is_empty() {
-        return Err(crate::error::check_failed(format!(
-            "{} .crate file(s) failed the Cargo.lock check; nothing was extracted:\n  {}\n\
-             Remove the bad files from {} and fetch again, or check where they came from.",
-            mismatches.len(),
-            mismatches.join("\n  "),
-            cache.root().display()
-        )));
-    }
+    fail_on_mismatches(unprovable, &cache)?;
     if !missing.is_empty() {
         let hint = if offline {
             "run without --offline so `cargo fetch --locked` downloads them"
@@ -425,22 +508,22 @@ fn archives_from_cache(
     {
         progress::status("Packaging", format!("{} (git)", package.id));
         let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
-        archives.push(git::package_git_dependency(
+        pending.push(PendingCrate::Loaded(git::package_git_dependency(
             &package.id,
             cargo_home,
             scratch.path(),
             prove_git,
-        )?);
+        )?));
     }
-    archives.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(archives)
+    pending.sort_by(|a, b| a.id().cmp(b.id()));
+    Ok((cache, pending))
 }
 
 /// The archives of a bundle, each checked against its manifest and `Cargo.lock`.
 fn archives_from_bundle(path: &Path, lock: &Lockfile) -> Result<Vec<CrateArchive>> {
     progress::status("Reading", path.display());
     let bundle = bundle::Bundle::read(path)?;
-    let (archives, findings) = bundle.check(lock);
+    let (passed, findings) = bundle.check(lock);
     if !findings.is_empty() {
         let lines: Vec<String> = findings.iter().map(|f| format!("{f}")).collect();
         let message = format!(
@@ -452,13 +535,14 @@ fn archives_from_bundle(path: &Path, lock: &Lockfile) -> Result<Vec<CrateArchive
         );
         return Err(crate::error::check_failed(message));
     }
-    Ok(archives)
+    bundle.load_passed(&passed)
 }
 
 fn write_bundle_report(
     ws: &Workspace,
     lock: &Lockfile,
-    archives: Vec<CrateArchive>,
+    cache: &CrateCache,
+    pending: Vec<PendingCrate>,
     path: &Path,
     started: Instant,
 ) -> Result<VendorReport> {
@@ -470,18 +554,19 @@ fn write_bundle_report(
     };
     progress::status(
         "Bundling",
-        format!("{} crates into {}", archives.len(), path.display()),
+        format!("{} crates into {}", pending.len(), path.display()),
     );
-    let (sha256, bytes) = bundle::write_bundle(path, &lockfile, &archives, mtime)?;
-    let packages: Vec<VendoredPackage> = archives
-        .iter()
-        .map(|a| VendoredPackage {
-            id: a.id.clone(),
-            kind: a.id.source.kind(),
+    let written = bundle::write_bundle(path, &lockfile, &pending, cache, mtime)?;
+    let packages: Vec<VendoredPackage> = written
+        .crates
+        .into_iter()
+        .map(|(id, digest, size)| VendoredPackage {
+            kind: id.source.kind(),
+            id,
             dir: None,
-            crate_sha256: a.digest,
+            crate_sha256: digest,
             files: 1,
-            bytes: a.bytes.len() as u64,
+            bytes: size,
             stub: false,
             bytes_left_out: 0,
         })
@@ -490,15 +575,15 @@ fn write_bundle_report(
         dir: None,
         bundle: Some(BundleSummary {
             path: path.to_path_buf(),
-            sha256,
-            bytes,
+            sha256: written.sha256,
+            bytes: written.bytes,
         }),
         from_bundle: None,
         platforms: Vec::new(),
         crates: packages.len(),
         stubs: 0,
         files: packages.len(),
-        bytes,
+        bytes: written.bytes,
         bytes_left_out: 0,
         seconds: started.elapsed().as_secs_f64(),
         packages,
@@ -513,25 +598,34 @@ fn write_bundle_report(
 fn manifests(
     ws: &Workspace,
     lock: &Lockfile,
-    archives: &[CrateArchive],
+    cache: &CrateCache,
+    pending: &[PendingCrate],
 ) -> Result<platform::Manifests> {
     let mut manifests = platform::Manifests::default();
-    let from_archives: Vec<(PackageId, Vec<Declaration>, bool)> = archives
+    /// A package's declarations and whether it is a proc-macro; or why its `.crate` differs.
+    type Outcome = Result<(PackageId, Vec<Declaration>, bool), String>;
+    let outcomes: Vec<Outcome> = pending
         .par_iter()
-        .map(|archive| {
+        .map(|pending| {
+            let archive = match pending.load(cache)? {
+                Ok(archive) => archive,
+                Err(mismatch) => return Ok(Err(mismatch)),
+            };
             let manifest = archive
                 .read_file("Cargo.toml")?
                 .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
             let table: toml::Table = String::from_utf8_lossy(&manifest)
                 .parse()
                 .with_context(|| format!("cannot parse the Cargo.toml of {}", archive.id))?;
-            Ok((
+            Ok(Ok((
                 archive.id.clone(),
                 platform::declarations(&table),
                 platform::is_proc_macro(&table),
-            ))
+            )))
         })
         .collect::<Result<_>>()?;
+    let (from_archives, mismatches) = split_mismatches(outcomes);
+    fail_on_mismatches(mismatches, cache)?;
     for (id, declarations, proc_macro) in from_archives {
         if proc_macro {
             manifests.proc_macros.insert(id.clone());

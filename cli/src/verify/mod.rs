@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
-use rayon::prelude::*;
 use serde::Serialize;
 
 pub use crate::finding::{Finding, FindingKind};
@@ -26,9 +25,9 @@ pub use crate::finding::{Finding, FindingKind};
 use crate::error::ExitKind;
 use crate::lock::{Lockfile, PackageId};
 use crate::render::{CommandReport, human_bytes};
-use crate::vendoring::archive::CrateArchive;
+use crate::vendoring::PendingCrate as Pristine;
 use crate::vendoring::bundle::Bundle;
-use crate::vendoring::cache::{self, CrateCache, Lookup};
+use crate::vendoring::cache::{self, CrateCache};
 use crate::workspace::Workspace;
 
 /// Options of `cargo airlock verify`.
@@ -209,28 +208,37 @@ fn check_dependencies(
 ) -> Result<()> {
     let bundle = opts.bundle.as_deref().map(Bundle::read).transpose()?;
     let lock = load_lockfile(opts, bundle.as_ref())?;
-    let mut pristine: BTreeMap<PackageId, CrateArchive> = BTreeMap::new();
+    let mut pristine: BTreeMap<PackageId, Pristine> = BTreeMap::new();
+    let mut crates = CrateCache::default();
 
     if let Some(bundle) = &bundle {
-        let (archives, found) = bundle.check(&lock);
+        let (passed, found) = bundle.check(&lock);
         checks.push(CheckSummary {
             check: CheckKind::Bundle,
             target: bundle.path.clone(),
             against: lock.path().to_path_buf(),
             items: bundle.manifest.packages.len(),
             files: bundle.manifest.packages.len(),
-            bytes: archives.iter().map(|a| a.bytes.len() as u64).sum(),
+            bytes: passed.iter().map(|p| p.size).sum(),
             compared_with_crate: 0,
         });
         findings.extend(found);
-        pristine.extend(archives.into_iter().map(|a| (a.id.clone(), a)));
+        // Only a vendor directory to compare needs the bytes: a second pass over the bundle.
+        if opts.vendor.is_some() {
+            let archives = bundle.load_passed(&passed)?;
+            pristine.extend(
+                archives
+                    .into_iter()
+                    .map(|a| (a.id.clone(), Pristine::Loaded(a))),
+            );
+        }
     }
 
     if let Some(dir) = &opts.vendor {
         if !opts.no_cache {
-            add_cached_crates(opts, &lock, &mut pristine)?;
+            crates = add_cached_crates(opts, &lock, &mut pristine)?;
         }
-        let (summary, found) = vendor_dir::check(dir, &lock, &pristine)?;
+        let (summary, found) = vendor_dir::check(dir, &lock, &pristine, &crates)?;
         checks.push(summary);
         findings.extend(found);
     }
@@ -254,37 +262,38 @@ fn load_lockfile(opts: &VerifyOptions, bundle: Option<&Bundle>) -> Result<Lockfi
     }
 }
 
-/// Pristine `.crate` files from cargo's cache, for the packages the bundle did not provide.
-/// Only files whose sha256 is `Cargo.lock`'s are used.
+/// Pristine `.crate` files from cargo's cache, for the packages the bundle did not provide:
+/// found now, read and proven against `Cargo.lock` only when their package is checked (a file
+/// with another sha256 is not used). Returns the cache they are read from.
 fn add_cached_crates(
     opts: &VerifyOptions,
     lock: &Lockfile,
-    pristine: &mut BTreeMap<PackageId, CrateArchive>,
-) -> Result<()> {
+    pristine: &mut BTreeMap<PackageId, Pristine>,
+) -> Result<CrateCache> {
     let home = match &opts.cargo_home {
         Some(home) => home.clone(),
         None => match cache::cargo_home() {
             Ok(home) => home,
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(CrateCache::default()),
         },
     };
     let crates = CrateCache::scan(&home)?;
-    let wanted: Vec<_> = lock
-        .remote_packages()
-        .filter(|p| !pristine.contains_key(&p.id))
-        .filter_map(|p| Some((p, p.checksum?)))
-        .collect();
-    // Reading and hashing every .crate is a third of the work: on all cores.
-    let found: Vec<Lookup> = wanted
-        .par_iter()
-        .map(|(package, expected)| crates.lookup(package, *expected))
-        .collect::<Result<_>>()?;
-    for found in found {
-        if let Lookup::Verified(archive) = found {
-            pristine.insert(archive.id.clone(), archive);
+    for package in lock.remote_packages() {
+        if pristine.contains_key(&package.id) || crates.candidates(package).is_empty() {
+            continue;
+        }
+        if let Some(expected) = package.checksum {
+            pristine.insert(
+                package.id.clone(),
+                Pristine::Cached {
+                    package: package.clone(),
+                    expected,
+                    size: crates.size_hint(package),
+                },
+            );
         }
     }
-    Ok(())
+    Ok(crates)
 }
 
 impl CommandReport for VerifyReport {

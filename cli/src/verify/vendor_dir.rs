@@ -15,16 +15,20 @@ use rayon::prelude::*;
 use crate::digest::{COPY_BUFFER_SIZE, Sha256Digest, hash_both, hash_file, hash_reader};
 use crate::input::{self, Links, MAX_TEXT_INPUT, read_regular_to_string};
 use crate::lock::{LockedPackage, Lockfile, PackageId, Source};
+use crate::vendoring::PendingCrate;
 use crate::vendoring::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
+use crate::vendoring::cache::CrateCache;
 use crate::vendoring::platform;
 
 use super::{CheckSummary, Finding, FindingKind, shown};
 
-/// Checks `dir` against `lock`; `pristine` holds proven `.crate` files by package.
+/// Checks `dir` against `lock`; `pristine` holds the `.crate` files (in memory, or in `cache`
+/// to be read and proven against `Cargo.lock` when their package's turn comes) by package.
 pub fn check(
     dir: &Path,
     lock: &Lockfile,
-    pristine: &BTreeMap<PackageId, CrateArchive>,
+    pristine: &BTreeMap<PackageId, PendingCrate>,
+    cache: &CrateCache,
 ) -> Result<(CheckSummary, Vec<Finding>)> {
     let entries = fs::read_dir(dir).with_context(|| {
         format!(
@@ -111,12 +115,22 @@ pub fn check(
     // Largest .crate first, one package per task, so a big package started last does not
     // leave the other cores idle (each package is read on one core).
     matched.sort_by_key(|(package, _)| {
-        std::cmp::Reverse(pristine.get(&package.id).map_or(0, |a| a.bytes.len()))
+        std::cmp::Reverse(pristine.get(&package.id).map_or(0, PendingCrate::size))
     });
+    // Each task reads its own pristine .crate: only the packages being checked are in memory.
     let results: Vec<PackageCheck> = matched
         .par_iter()
         .with_max_len(1)
-        .map(|(package, name)| check_package(dir, name, package, pristine.get(&package.id)))
+        .map(|(package, name)| {
+            let archive = match pristine.get(&package.id) {
+                // A cached file that is not the locked one is not pristine: the package is
+                // checked against its checksum file alone, as without a cache. A file that
+                // cannot be read is an error, as it was when the cache was read up front.
+                Some(pending) => pending.load(cache)?.ok(),
+                None => None,
+            };
+            check_package(dir, name, package, archive.as_deref())
+        })
         .collect::<Result<_>>()?;
     let mut summary = CheckSummary {
         check: super::CheckKind::Vendor,

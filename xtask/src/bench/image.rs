@@ -20,7 +20,7 @@ pub fn run(root: &Path) -> Result<String> {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let binary = input_binary(root, &work)?;
-    let airlock = airlock_binary(root)?;
+    let airlock = super::airlock_binary()?;
     let binary_size = fs::metadata(&binary)?.len();
 
     // The pipelines take turns run by run, so load from elsewhere on the machine falls on
@@ -29,7 +29,12 @@ pub fn run(root: &Path) -> Result<String> {
     let umoci_dir = work.join("umoci");
     let mut times = [Vec::new(), Vec::new(), Vec::new()];
     let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..RUNS {
+    let (runs, zstd_runs) = if super::quick() {
+        (1, 1)
+    } else {
+        (RUNS, ZSTD_RUNS)
+    };
+    for _ in 0..runs {
         let runs: [&dyn Fn() -> Result<()>; 3] = [
             &|| airlock_image(&airlock, &binary, &airlock_dir, &[]).map(drop),
             &|| airlock_image(&airlock, &binary, &airlock_dir, &["--level", "6"]).map(drop),
@@ -47,7 +52,7 @@ pub fn run(root: &Path) -> Result<String> {
     let gzip6 = airlock_image(&airlock, &binary, &airlock_dir, &["--level", "6"])?;
     let zstd_args = ["--compression", "zstd"];
     let (mut zstd_times, mut zstd_cpus) = (Vec::new(), Vec::new());
-    for _ in 0..ZSTD_RUNS {
+    for _ in 0..zstd_runs {
         let cpu_before = children_cpu_seconds()?;
         zstd_times.push(time(|| {
             airlock_image(&airlock, &binary, &airlock_dir, &zstd_args).map(drop)
@@ -178,25 +183,6 @@ fn input_binary(root: &Path, work: &Path) -> Result<PathBuf> {
             .env_remove("RUSTFLAGS"),
     )?;
     Ok(target_dir.join("x86_64-unknown-linux-musl/debug/hello"))
-}
-
-/// Builds `cargo-airlock` with the release profile users install.
-fn airlock_binary(root: &Path) -> Result<PathBuf> {
-    eprintln!("bench: building cargo-airlock (release)");
-    run_captured(
-        cargo()
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "cargo-airlock",
-                "--bin",
-                "cargo-airlock",
-            ])
-            .current_dir(root),
-    )?;
-    Ok(root.join("target").join("release").join("cargo-airlock"))
 }
 
 fn airlock_image(
