@@ -11,7 +11,9 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   dist            airlock's own release: static binaries, archives, sums, SBOM, image, report
-  bench [NAME…]   run the benchmarks (all, or those named) and rewrite docs/BENCHMARKS.md
+  bench [--quick] [--runs N] [NAME…]
+                  run the benchmarks (all, or those named) and rewrite docs/BENCHMARKS.md;
+                  --quick: once each on small inputs, printed, nothing written (CI's smoke run)
   fuzz [CASES]    the property tests with CASES cases each (default 100000; CI runs 256)";
 
 fn main() -> ExitCode {

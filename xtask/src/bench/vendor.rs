@@ -1,242 +1,188 @@
-//! `cargo xtask bench vendor`: `cargo airlock vendor` against `cargo vendor` on this
-//! repository's own lockfile (warm cache, offline), and `cargo airlock verify --vendor`
-//! against `sha256sum` over the same tree.
-//!
-//! Both sides run the release binaries as users run them, one after the other, on the same
-//! input; each figure is the median of [`RUNS`] runs. Wall time and peak memory come from GNU
-//! `time`.
+//! `cargo xtask bench vendor`: `cargo airlock vendor` against `cargo vendor` and against `tar -x`
+//! of the very tree it writes, on this repository's own lockfile (cargo's cache warm, offline),
+//! on tmpfs and on the working disk; and `cargo airlock verify --vendor` against `sha256sum` on
+//! every core over the same tree.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-const RUNS: usize = 3;
+use super::{Contender, Place, interleave, method, run_ok, table, work_dir};
+
 /// The platform the filtered run keeps.
 const PLATFORM: &str = "x86_64-unknown-linux-musl";
 
-/// One measured command: median wall seconds and the peak RSS of that run, in KiB.
-struct Measure {
-    seconds: f64,
-    max_rss_kib: u64,
-}
-
-/// Runs `make()` [`RUNS`] times under `/usr/bin/time`, calling `reset` before each run (not
-/// timed), and returns the median run.
-fn measure(reset: &dyn Fn() -> Result<()>, make: &dyn Fn() -> Command) -> Result<Measure> {
-    let mut runs = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        reset()?;
-        let stats = tempfile::NamedTempFile::new()?;
-        let cmd = make();
-        let mut timed = Command::new("/usr/bin/time");
-        timed
-            .arg("-f")
-            .arg("%e %M")
-            .arg("-o")
-            .arg(stats.path())
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .stdout(Stdio::null());
-        if let Some(dir) = cmd.get_current_dir() {
-            timed.current_dir(dir);
-        }
-        let status = timed
-            .status()
-            .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
-        anyhow::ensure!(
-            status.success(),
-            "{:?} failed ({status})",
-            cmd.get_program()
-        );
-        let text = std::fs::read_to_string(stats.path())?;
-        let mut parts = text.split_whitespace();
-        let seconds: f64 = parts.next().unwrap_or("0").parse()?;
-        let max_rss_kib: u64 = parts.next().unwrap_or("0").parse()?;
-        runs.push(Measure {
-            seconds,
-            max_rss_kib,
-        });
-    }
-    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    Ok(runs.swap_remove(RUNS / 2))
-}
-
-fn run_ok(cmd: &mut Command) -> Result<std::process::Output> {
-    let output = cmd
-        .output()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{:?} failed: {}",
-        cmd,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(output)
-}
-
 /// Measures and returns the Markdown section.
 pub fn run(root: &Path) -> Result<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("bench vendor: building the release binary");
-    run_ok(
-        Command::new(&cargo)
-            .args(["build", "--release", "--quiet", "-p", "cargo-airlock"])
-            .current_dir(root),
-    )?;
-    let airlock = root.join("target/release/cargo-airlock");
+    let airlock = super::airlock_binary()?;
     let manifest = root.join("Cargo.toml");
     run_ok(
-        Command::new(&cargo)
+        airlock::process::cargo()
             .args(["fetch", "--locked", "--quiet", "--manifest-path"])
             .arg(&manifest),
     )?;
     let lock = airlock::lock::Lockfile::load(&root.join("Cargo.lock"))?;
     let crates = lock.remote_packages().count();
 
-    let work = tempfile::tempdir()?;
-    let ours = work.path().join("airlock-vendor");
-    let theirs = work.path().join("cargo-vendor");
-    let filtered = work.path().join("airlock-vendor-platform");
-    let clear = |dir: &PathBuf| {
-        let dir = dir.clone();
-        move || -> Result<()> {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
-            }
-            Ok(())
-        }
-    };
-    let airlock_vendor = |dir: &Path, platform: bool| {
-        let mut cmd = Command::new(&airlock);
-        cmd.args(["vendor", "--offline", "-q", "--manifest-path"])
-            .arg(&manifest)
-            .arg(dir);
-        if platform {
-            cmd.args(["--platform", PLATFORM]);
-        }
-        cmd
-    };
-    eprintln!("bench vendor: cargo vendor");
-    let cargo_vendor = measure(&clear(&theirs), &|| {
-        let mut cmd = Command::new(&cargo);
-        cmd.args(["vendor", "--offline", "--locked", "-q", "--manifest-path"])
-            .arg(&manifest)
-            .arg(&theirs);
-        cmd
-    })?;
-    eprintln!("bench vendor: cargo airlock vendor");
-    let airlock_full = measure(&clear(&ours), &|| airlock_vendor(&ours, false))?;
-    eprintln!("bench vendor: cargo airlock vendor --platform");
-    let airlock_platform = measure(&clear(&filtered), &|| airlock_vendor(&filtered, true))?;
-
-    // The tree both verifiers hash.
-    let report = run_ok(
-        Command::new(&airlock)
-            .args([
-                "verify",
-                "--no-cache",
-                "--format",
-                "json",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .arg("--vendor")
-            .arg(&ours),
-    )?;
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout)?;
-    let bytes = report["checks"][0]["bytes"].as_u64().unwrap_or(0);
-    let files = report["checks"][0]["files"].as_u64().unwrap_or(0);
-    let nothing = || Ok(());
-    eprintln!("bench vendor: verify");
-    let verify = measure(&nothing, &|| {
-        let mut cmd = Command::new(&airlock);
-        cmd.args(["verify", "-q", "--no-cache", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--vendor")
-            .arg(&ours);
-        cmd
-    })?;
-    let verify_pristine = measure(&nothing, &|| {
-        let mut cmd = Command::new(&airlock);
-        cmd.args(["verify", "-q", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--vendor")
-            .arg(&ours);
-        cmd
-    })?;
-    let script = "find . -type f -print0 | xargs -0 sha256sum > /dev/null";
-    let sha256sum = measure(&nothing, &|| {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", script]).current_dir(&ours);
-        cmd
-    })?;
-
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let gbps = |m: &Measure| bytes as f64 / m.seconds.max(1e-6) / 1e9;
-    let mib = |m: &Measure| m.max_rss_kib as f64 / 1024.0;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
+    let mut out = format!(
         "## vendor\n\n`cargo xtask bench vendor`: this repository's own `Cargo.lock` ({crates} \
-         crates from crates.io), cargo's cache warm, offline. Median of {RUNS} runs, release \
-         binaries, the output directory removed before each run.\n"
+         crates from crates.io), cargo's cache warm, offline, release binaries; each output \
+         directory is removed before each run (untimed). `tar -x` unpacks a tar of the tree \
+         `cargo airlock vendor` writes: the least any tool can spend creating those files. \
+         {}\n",
+        method()
     );
-    let _ = writeln!(
-        out,
-        "| command | time | peak memory | vs `cargo vendor` |\n| --- | ---: | ---: | ---: |"
-    );
-    for (label, m) in [
-        ("`cargo vendor --offline --locked`", &cargo_vendor),
-        ("`cargo airlock vendor --offline`", &airlock_full),
-        (
-            "`cargo airlock vendor --offline --platform x86_64-unknown-linux-musl`",
-            &airlock_platform,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "| {label} | {:.2} s | {:.0} MiB | {:.2}x |",
-            m.seconds,
-            mib(m),
-            cargo_vendor.seconds / m.seconds.max(1e-6)
-        );
+    let places: &[Place] = if super::quick() {
+        &[Place::Tmpfs]
+    } else {
+        &[Place::Tmpfs, Place::Disk]
+    };
+    for &place in places {
+        out += &vendor_rows(&airlock, &manifest, place)?;
     }
-    let _ = writeln!(
-        out,
-        "\nVerifying the vendored tree ({files} files, {:.1} MiB), {cores} cores:\n",
-        bytes as f64 / (1 << 20) as f64
-    );
-    let _ = writeln!(
-        out,
-        "| command | time | throughput | peak memory | vs `sha256sum` |\n| --- | ---: | ---: | ---: | ---: |"
-    );
-    for (label, m) in [
-        (format!("`{script}`"), &sha256sum),
-        (
-            "`cargo airlock verify --vendor DIR --no-cache` (every file against `.cargo-checksum.json`, package checksums against `Cargo.lock`)".to_owned(),
-            &verify,
-        ),
-        (
-            "`cargo airlock verify --vendor DIR` (also every file against its pristine `.crate` from the cache)".to_owned(),
-            &verify_pristine,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "| {label} | {:.3} s | {:.2} GB/s | {:.0} MiB | {:.2}x |",
-            m.seconds,
-            gbps(m),
-            mib(m),
-            sha256sum.seconds / m.seconds.max(1e-6)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nThroughput is the vendored bytes over wall time; `sha256sum` hashes on one core, \
-         `verify` on all {cores}. Small files dominate a vendor tree, so opening and reading \
-         files costs as much as hashing them."
-    );
+    out += &verify_rows(&airlock, &manifest)?;
     Ok(out)
+}
+
+/// The vendor table on `place`.
+fn vendor_rows(airlock: &Path, manifest: &Path, place: Place) -> Result<String> {
+    let work = work_dir(place, "vendor")?;
+    let ours = work.join("airlock");
+    let theirs = work.join("cargo");
+    let filtered = work.join("airlock-platform");
+    let untarred = work.join("untarred");
+    let tarball = work.join("tree.tar");
+    // The tree tar unpacks: airlock's own output.
+    run_ok(airlock_vendor(airlock, manifest, &ours, false).arg("-q"))?;
+    let (files, bytes) = tree_size(&ours)?;
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&ours)
+            .arg("."),
+    )?;
+    let contenders = [
+        Contender::new("`cargo vendor --offline --locked`", place, || {
+            let mut cmd = airlock::process::cargo();
+            cmd.args(["vendor", "--offline", "--locked", "-q", "--manifest-path"])
+                .arg(manifest)
+                .arg(&theirs);
+            cmd
+        })
+        .removing(&theirs),
+        Contender::new("`tar -xf tree.tar` (the same tree)", place, || {
+            let mut cmd = Command::new("tar");
+            cmd.arg("-xf").arg(&tarball).arg("-C").arg(&untarred);
+            cmd
+        })
+        .recreating(&untarred),
+        Contender::new("`cargo airlock vendor --offline`", place, || {
+            airlock_vendor(airlock, manifest, &ours, false)
+        })
+        .removing(&ours),
+        Contender::new(
+            format!("`cargo airlock vendor --offline --platform {PLATFORM}`"),
+            place,
+            || airlock_vendor(airlock, manifest, &filtered, true),
+        )
+        .removing(&filtered),
+    ];
+    let measured = interleave(&contenders)?;
+    let mut out = format!(
+        "\n### vendor on {} ({files} files, {:.1} MiB written)\n\n",
+        place.label(),
+        bytes as f64 / f64::from(1 << 20)
+    );
+    out += &table(&measured);
+    let _ = writeln!(
+        out,
+        "\n`cargo airlock vendor` is {:.2}× as fast as `tar -x` of its own output here.",
+        measured[2].speedup(&measured[1])
+    );
+    super::remove_work_dir(&work);
+    Ok(out)
+}
+
+/// The verify table (on tmpfs: hashing is CPU work).
+fn verify_rows(airlock: &Path, manifest: &Path) -> Result<String> {
+    let work = work_dir(Place::Tmpfs, "verify")?;
+    let tree = work.join("vendor");
+    run_ok(airlock_vendor(airlock, manifest, &tree, false).arg("-q"))?;
+    let (files, bytes) = tree_size(&tree)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let script =
+        format!("find . -type f -print0 | xargs -0 -P {cores} -n 64 sha256sum > /dev/null");
+    let verify = |extra: &'static [&'static str]| {
+        let tree = tree.clone();
+        move || {
+            let mut cmd = Command::new(airlock);
+            cmd.args(["verify", "-q", "--manifest-path"])
+                .arg(manifest)
+                .arg("--vendor")
+                .arg(&tree)
+                .args(extra);
+            cmd
+        }
+    };
+    let contenders = [
+        Contender::new(format!("`{script}`"), Place::Tmpfs, || {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &script]).current_dir(&tree);
+            cmd
+        }),
+        Contender::new(
+            "`cargo airlock verify --vendor DIR --no-cache` (every file against \
+             `.cargo-checksum.json`, package checksums against `Cargo.lock`)",
+            Place::Tmpfs,
+            verify(&["--no-cache"]),
+        ),
+        Contender::new(
+            "`cargo airlock verify --vendor DIR` (also every file against its pristine `.crate` \
+             from cargo's cache)",
+            Place::Tmpfs,
+            verify(&[]),
+        ),
+    ];
+    let measured = interleave(&contenders)?;
+    let mut out = format!(
+        "\n### verify --vendor on tmpfs ({files} files, {:.1} MiB), {cores} cores\n\n",
+        bytes as f64 / f64::from(1 << 20)
+    );
+    out += &table(&measured);
+    super::remove_work_dir(&work);
+    Ok(out)
+}
+
+fn airlock_vendor(airlock: &Path, manifest: &Path, dir: &Path, platform: bool) -> Command {
+    let mut cmd = Command::new(airlock);
+    cmd.args(["vendor", "--offline", "--manifest-path"])
+        .arg(manifest)
+        .arg(dir);
+    if platform {
+        cmd.args(["--platform", PLATFORM]);
+    }
+    cmd
+}
+
+/// Regular files under `dir` and their total size.
+pub fn tree_size(dir: &Path) -> Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                files += 1;
+                bytes += entry.metadata()?.len();
+            }
+        }
+    }
+    Ok((files, bytes))
 }
