@@ -11,6 +11,8 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::digest::{HashingReader, Sha256Digest};
+use crate::error;
 use crate::input::{self, Links, RegularFile};
 
 /// Mode of regular files in every archive airlock writes.
@@ -25,6 +27,10 @@ pub enum Contents {
     Bytes(Vec<u8>),
     /// A file on disk, streamed when written; its own mode and mtime are ignored.
     File(PathBuf),
+    /// A file on disk whose bytes were checked (and hashed) before: streamed when written, so
+    /// a large binary is never held in memory, and refused unless the bytes streamed still
+    /// have that digest (what ships is what was checked).
+    Checked(PathBuf, Sha256Digest),
 }
 
 /// One entry of a [`TarBuilder`].
@@ -96,6 +102,24 @@ impl TarBuilder {
         )
     }
 
+    /// Adds a regular file streamed from `source` when written, whose bytes must still hash to
+    /// `digest` then (see [`Contents::Checked`]).
+    pub fn file_checked(
+        &mut self,
+        path: &str,
+        source: &Path,
+        digest: Sha256Digest,
+        mode: u32,
+    ) -> &mut Self {
+        self.insert(
+            path,
+            Entry::File {
+                contents: Contents::Checked(source.to_path_buf(), digest),
+                mode,
+            },
+        )
+    }
+
     /// Adds a directory.
     pub fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
         self.insert(path, Entry::Dir { mode })
@@ -147,31 +171,45 @@ impl TarBuilder {
                         .append_data(&mut h, format!("{path}/"), io::empty())
                         .with_context(|| format!("cannot add directory {path} to the archive"))?;
                 }
-                Entry::File { contents, mode } => match contents {
-                    Contents::Bytes(bytes) => {
-                        let mut h = owned(header(
-                            tar::EntryType::Regular,
-                            bytes.len() as u64,
-                            mode,
-                            mtime,
-                        ));
-                        builder
-                            .append_data(&mut h, &path, bytes.as_slice())
-                            .with_context(|| format!("cannot add {path} to the archive"))?;
+                Entry::File { contents, mode } => {
+                    let (source, expected) = match contents {
+                        Contents::Bytes(bytes) => {
+                            let mut h = owned(header(
+                                tar::EntryType::Regular,
+                                bytes.len() as u64,
+                                mode,
+                                mtime,
+                            ));
+                            builder
+                                .append_data(&mut h, &path, bytes.as_slice())
+                                .with_context(|| format!("cannot add {path} to the archive"))?;
+                            continue;
+                        }
+                        Contents::File(source) => (source, None),
+                        Contents::Checked(source, digest) => (source, Some(digest)),
+                    };
+                    // Checked when it was added, opened again now: a FIFO or device put in its
+                    // place since must not hang the write or never end it.
+                    let RegularFile { file, size: len } =
+                        input::open_regular(&source, Links::Follow)?;
+                    let mut h = owned(header(tar::EntryType::Regular, len, mode, mtime));
+                    let mut reader = HashingReader::new(file.take(len));
+                    builder
+                        .append_data(&mut h, &path, &mut reader)
+                        .with_context(|| {
+                            format!("cannot add {} to the archive", source.display())
+                        })?;
+                    let (digest, _, _) = reader.finish();
+                    if let Some(expected) = expected
+                        && digest != expected
+                    {
+                        return Err(error::input(format!(
+                            "{} changed after airlock checked it (its bytes now hash to \
+                             {digest}, not {expected}); run again once nothing writes to it",
+                            source.display()
+                        )));
                     }
-                    Contents::File(source) => {
-                        // Checked when it was added, opened again now: a FIFO or device put
-                        // in its place since must not hang the write or never end it.
-                        let RegularFile { file, size: len } =
-                            input::open_regular(&source, Links::Follow)?;
-                        let mut h = owned(header(tar::EntryType::Regular, len, mode, mtime));
-                        builder
-                            .append_data(&mut h, &path, file.take(len))
-                            .with_context(|| {
-                                format!("cannot add {} to the archive", source.display())
-                            })?;
-                    }
-                },
+                }
                 Entry::Symlink { target } => {
                     let mut h = header(tar::EntryType::Symlink, 0, 0o777, mtime);
                     builder
@@ -319,6 +357,28 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn checked_files_stream_and_refuse_changed_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app");
+        std::fs::write(&file, b"as checked").unwrap();
+        let digest = Sha256Digest::of(b"as checked");
+        let mut checked = TarBuilder::new();
+        checked.file_checked("bin/app", &file, digest, EXEC_MODE);
+        let mut in_memory = TarBuilder::new();
+        in_memory.file("bin/app", b"as checked".to_vec(), EXEC_MODE);
+        assert_eq!(checked.to_bytes(7).unwrap(), in_memory.to_bytes(7).unwrap());
+        // Changed on disk after it was checked: refused, naming the file.
+        std::fs::write(&file, b"swapped!!!").unwrap();
+        let err = checked.to_bytes(7).unwrap_err();
+        assert_eq!(crate::error::exit_kind(&err).code(), 2);
+        let message = format!("{err:#}");
+        assert!(
+            message.contains(&file.display().to_string()) && message.contains("changed"),
+            "{message}"
+        );
     }
 
     #[test]

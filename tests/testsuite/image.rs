@@ -527,6 +527,58 @@ fn gzip_and_zstd_layers_decompress_to_their_diff_ids() {
     }
 }
 
+/// A binary that ships as built is streamed into its layer, never held whole in memory (it
+/// was held three times: read, copied, and copied into the tar builder).
+#[test]
+fn a_binary_shipped_as_built_is_streamed_into_its_layer() {
+    // GNU time, for the peak resident set of the command.
+    let Some(time) = require_tool("time") else {
+        return;
+    };
+    const PAD: usize = 96 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    let mut bytes = std::fs::read(x86_64_hello()).unwrap();
+    // Bytes past the end of the ELF: the loader never maps them, the layer still carries them.
+    bytes.extend((0..PAD).map(|i| (i % 251) as u8));
+    std::fs::write(&big, &bytes).unwrap();
+    std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stats = dir.path().join("stats");
+    let base = airlock();
+    let mut cmd = Command::new(&time);
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&stats)
+        .arg(base.get_program())
+        .args(["image", "-q", "--strip", "none", "--level", "1", "--binary"])
+        .arg(&big)
+        .arg("-o")
+        .arg(dir.path().join("layout"))
+        .current_dir(dir.path());
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    run_expect(&mut cmd, 0);
+    let peak_kib: u64 = std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // One whole read, to judge it, is left; two would be twice the padding.
+    assert!(
+        peak_kib * 1024 < 2 * PAD as u64,
+        "peak {peak_kib} KiB for a {} MiB binary",
+        bytes.len() >> 20
+    );
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     airlock::Sha256Digest::of(bytes).hex()
 }

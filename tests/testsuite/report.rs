@@ -141,6 +141,20 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// `gzip -9` of `bytes` as airlock writes it (and the report measures): 1 MiB pieces.
+fn airlock_gzip9(bytes: &[u8]) -> u64 {
+    let mut e = airlock::oci::gzip::ParallelGzEncoder::new(Vec::new(), 9);
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap().len() as u64
+}
+
+/// `zstd -19` of `bytes` as airlock writes it (and the report measures): on worker threads.
+fn airlock_zstd19(bytes: &[u8]) -> u64 {
+    let mut e = airlock::oci::layer::zstd_encoder(Vec::new(), 19, 1).unwrap();
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap().len() as u64
+}
+
 fn zstd_stream(bytes: &[u8], level: i32) -> Vec<u8> {
     let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
     e.write_all(bytes).unwrap();
@@ -327,7 +341,7 @@ fn umoci_layout_figures_match_the_disk_and_skopeo() {
         .unwrap();
     assert_eq!(u(&layer["uncompressed"]), tar.len() as u64);
     assert_eq!(u(&layer["gzip"]), compressed.len() as u64);
-    assert_eq!(u(&layer["zstd"]), zstd_stream(&tar, 19).len() as u64);
+    assert_eq!(u(&layer["zstd"]), airlock_zstd19(&tar));
     assert_eq!(layer["largest"][0]["path"], "/usr/local/bin/hello");
 
     // The binary: the entrypoint, measured like strip, gzip -9 and zstd -19 would.
@@ -337,13 +351,9 @@ fn umoci_layout_figures_match_the_disk_and_skopeo() {
     assert_eq!(b["source"], "entrypoint");
     assert_eq!(u(&b["size"]), on_disk.len() as u64);
     assert_eq!(b["linkage"], "static-pie");
-    assert_eq!(
-        u(&b["zstd"]),
-        zstd::bulk::compress(&on_disk, 19).unwrap().len() as u64
-    );
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
-    gz.write_all(&on_disk).unwrap();
-    assert_eq!(u(&b["gzip"]), gz.finish().unwrap().len() as u64);
+    // Alone in its gzip layer: its zstd figure is the layer's, compressed once.
+    assert_eq!(u(&b["zstd"]), u(&layer["zstd"]));
+    assert_eq!(u(&b["gzip"]), airlock_gzip9(&on_disk));
     if let Some(strip) = require_tool("strip") {
         let stripped = dir.path().join("stripped");
         let mut cmd = Command::new(strip);
@@ -430,13 +440,8 @@ fn two_platform_index_with_gzip_and_zstd_layers() {
             assert_eq!(u(&layer["uncompressed"]), tar.len() as u64);
         }
         // Each layer recompressed to the other codec, at -9 / -19.
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
-        gz.write_all(&written.tars[1]).unwrap();
-        assert_eq!(u(&layers[1]["gzip"]), gz.finish().unwrap().len() as u64);
-        assert_eq!(
-            u(&layers[0]["zstd"]),
-            zstd_stream(&written.tars[0], 19).len() as u64
-        );
+        assert_eq!(u(&layers[1]["gzip"]), airlock_gzip9(&written.tars[1]));
+        assert_eq!(u(&layers[0]["zstd"]), airlock_zstd19(&written.tars[0]));
         assert_eq!(u(&layers[0]["entries"]), 3, "etc/, etc/group, etc/passwd");
         assert_eq!(u(&layers[0]["files"]), 2);
         assert_eq!(layers[0]["largest"][0]["path"], "/etc/passwd");
@@ -1009,6 +1014,64 @@ fn images_made_by_cargo_airlock_image() {
             .arg(format!("oci:{}:multi", multi_layout.display()));
         let (index, _) = run_expect(&mut raw, 0);
         assert_eq!(index.len() as u64, u(&multi["index_size"]));
+    }
+}
+
+/// The binary alone in its layer is not compressed a second time in the codec the layer was
+/// just recompressed with: its figure is the layer's (the binary plus its tar headers), not
+/// the binary's own, which only a second compression could give.
+#[test]
+fn a_binary_alone_in_its_layer_is_compressed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = hello_binary();
+    let bytes = std::fs::read(&hello).unwrap();
+    for (compression, other) in [("gzip", "zstd"), ("zstd", "gzip")] {
+        let layout = dir.path().join(compression);
+        run_expect(
+            airlock()
+                .current_dir(dir.path())
+                .args([
+                    "image",
+                    "-q",
+                    "--strip",
+                    "none",
+                    "--compression",
+                    compression,
+                ])
+                .arg("--binary")
+                .arg(&hello)
+                .arg("-o")
+                .arg(format!("oci:{}:t", layout.display())),
+            0,
+        );
+        let report = report_json(&[&format!("oci:{}:t", layout.display())]);
+        let platform = &report["platforms"][0];
+        let layers = platform["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1, "{platform}");
+        let binary = &platform["binary"];
+        assert_eq!(u(&binary["size"]), bytes.len() as u64);
+        // The other codec: the layer's recompression, taken as it is.
+        assert_eq!(
+            u(&binary[other]),
+            u(&layers[0][other]),
+            "{compression}: {platform}"
+        );
+        let alone = match other {
+            "zstd" => airlock_zstd19(&bytes),
+            _ => airlock_gzip9(&bytes),
+        };
+        assert_ne!(
+            u(&binary[other]),
+            alone,
+            "{compression}: compressed a second time"
+        );
+        // The layer's own codec: the binary compressed at the report's level (the layer's
+        // size as stored is at a level the layout does not record).
+        let own = match compression {
+            "zstd" => airlock_zstd19(&bytes),
+            _ => airlock_gzip9(&bytes),
+        };
+        assert_eq!(u(&binary[compression]), own, "{platform}");
     }
 }
 

@@ -29,6 +29,7 @@ const XTASK_CARGO_TOML: &str = include_str!("../../../templates/init/xtask-Cargo
 const XTASK_MAIN_RS: &str = include_str!("../../../templates/init/xtask-main.rs");
 const CARGO_CONFIG: &str = include_str!("../../../templates/init/cargo-config.toml");
 const AIRLOCK_METADATA: &str = include_str!("../../../templates/init/airlock-metadata.toml");
+const XTASK_PROFILE: &str = include_str!("../../../templates/init/xtask-profile.toml");
 const GITHUB_RELEASE: &str = include_str!("../../../templates/ci/github-release.yml");
 const GITLAB_CI: &str = include_str!("../../../templates/ci/gitlab-ci.yml");
 const GITLAB_CI_INCLUDE: &str = include_str!("../../../templates/ci/gitlab-ci-include.yml");
@@ -374,6 +375,7 @@ fn plan_root_manifest(root: &Path, first_bin: &str) -> Result<Planned> {
         .get("metadata")
         .and_then(|m| m.get("airlock"))
         .is_some();
+    changed |= add_xtask_profile(&mut doc)?;
 
     let mut contents = doc.to_string();
     if !has_settings {
@@ -394,9 +396,99 @@ fn plan_root_manifest(root: &Path, first_bin: &str) -> Result<Planned> {
     })
 }
 
+/// Adds the `[profile.dev.package.*]` settings of [`XTASK_PROFILE`] the manifest lacks: the
+/// xtask runs airlock's compression and hashing, unoptimised by default in `cargo run`'s dev
+/// profile (a `report` took minutes; nearly all of it in zstd's C code, so airlock's own crate
+/// is left in the dev profile, cheap to compile). A crate the user already set is left as it is; a
+/// `profile` written inline (`profile = { … }`) is left alone too.
+fn add_xtask_profile(doc: &mut DocumentMut) -> Result<bool> {
+    let template: DocumentMut = XTASK_PROFILE
+        .parse()
+        .map_err(|e| anyhow::anyhow!("internal error: the xtask profile does not parse: {e}"))?;
+    let wanted = template
+        .get("profile")
+        .and_then(|p| p.get("dev"))
+        .and_then(|d| d.get("package"))
+        .and_then(Item::as_table)
+        .context("internal error: the xtask profile has no [profile.dev.package]")?;
+    let mut packages = doc.as_table_mut();
+    for key in ["profile", "dev", "package"] {
+        let mut implicit = Table::new();
+        implicit.set_implicit(true);
+        let Some(table) = packages
+            .entry(key)
+            .or_insert(Item::Table(implicit))
+            .as_table_mut()
+        else {
+            return Ok(false);
+        };
+        packages = table;
+    }
+    let mut changed = false;
+    for (name, settings) in wanted.iter() {
+        if packages.contains_key(name) {
+            continue;
+        }
+        let mut settings = settings.clone();
+        if let Some(table) = settings.as_table_mut() {
+            // After everything already in the manifest, not at the template's positions.
+            table.set_position(None);
+        }
+        packages.insert(name, settings);
+        changed = true;
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_xtask_gets_the_hot_crates_optimised_but_not_the_users_crates() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"app\"]\n\n[profile.dev.package.sha2]\nopt-level = 1\n\n\
+             [workspace.metadata.airlock]\n",
+        )
+        .unwrap();
+        let planned = plan_root_manifest(dir.path(), "app").unwrap();
+        let doc: DocumentMut = planned.contents.parse().unwrap();
+        let dev = &doc["profile"]["dev"];
+        // The user's own crates keep the dev profile: no opt-level for the profile or "*".
+        assert!(dev.get("opt-level").is_none(), "{}", planned.contents);
+        assert!(dev["package"].get("*").is_none());
+        for name in [
+            "zstd-sys",
+            "zlib-rs",
+            "flate2",
+            "crc32fast",
+            "sha2",
+            "object",
+        ] {
+            assert!(
+                dev["package"].get(name).is_some(),
+                "{name}: {}",
+                planned.contents
+            );
+        }
+        assert_eq!(dev["package"]["zlib-rs"]["opt-level"].as_integer(), Some(3));
+        // A setting of the user's own is kept.
+        assert_eq!(dev["package"]["sha2"]["opt-level"].as_integer(), Some(1));
+        // Added below what was there, and only once.
+        assert!(
+            planned.contents.find("[workspace]").unwrap()
+                < planned
+                    .contents
+                    .find("[profile.dev.package.zlib-rs]")
+                    .unwrap()
+        );
+        std::fs::write(dir.path().join("Cargo.toml"), &planned.contents).unwrap();
+        let again = plan_root_manifest(dir.path(), "app").unwrap();
+        assert_eq!(again.action, Action::Unchanged);
+        assert_eq!(again.contents, planned.contents);
+    }
 
     #[test]
     fn xtask_joins_the_members_in_their_own_layout() {

@@ -1,17 +1,32 @@
-//! The binary's sizes: as shipped, stripped, and compressed with `gzip -9` and `zstd -19`
-//! (in process, with flate2 and zstd at those levels).
+//! The binary's sizes: as shipped, stripped, and compressed with `gzip -9` and `zstd -19` (in
+//! process, on every core, as `image` compresses layers), or taken from its layer's
+//! recompression when it is alone in that layer. Never compresses the same bytes twice.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::measure::{GZIP_LEVEL, ZSTD_LEVEL};
+use super::measure::{GZIP_LEVEL, LayerRecompressed, ZSTD_LEVEL};
 use super::model::{BinaryReport, BinarySource};
 use crate::elf::strip;
+use crate::oci::gzip::ParallelGzEncoder;
+use crate::oci::layer;
 
 /// Measures `bytes`, the binary at `path` (in the image, or on disk).
 pub fn measure_binary(path: &str, source: BinarySource, bytes: &[u8]) -> Result<BinaryReport> {
+    measure_binary_in_layer(path, source, bytes, LayerRecompressed::default())
+}
+
+/// Measures `bytes`, taking each compressed size its layer's scan already has (`known`) rather
+/// than compressing the binary again: `zstd -19` of a large binary takes as long as the whole
+/// layer's.
+pub fn measure_binary_in_layer(
+    path: &str,
+    source: BinarySource,
+    bytes: &[u8],
+    known: LayerRecompressed,
+) -> Result<BinaryReport> {
     let elf = crate::elf::parse_elf(Path::new(path), bytes).ok();
     let (stripped, strip_method) = match &elf {
         Some(_) => {
@@ -20,7 +35,10 @@ pub fn measure_binary(path: &str, source: BinarySource, bytes: &[u8]) -> Result<
         }
         None => (None, None),
     };
-    let (gzip, zstd) = rayon::join(|| gzip_size(bytes), || zstd_size(bytes));
+    let (gzip, zstd) = rayon::join(
+        || known.gzip.map_or_else(|| gzip_size(bytes), Ok),
+        || known.zstd.map_or_else(|| zstd_size(bytes), Ok),
+    );
     Ok(BinaryReport {
         path: path.to_owned(),
         source,
@@ -42,19 +60,32 @@ pub fn measure_binary_file(path: &Path) -> Result<BinaryReport> {
     measure_binary(&path.display().to_string(), BinarySource::File, &bytes)
 }
 
-/// `gzip -9` size of `bytes`.
-pub fn gzip_size(bytes: &[u8]) -> Result<u64> {
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
-    encoder.write_all(bytes).context("gzip")?;
-    Ok(encoder.finish().context("gzip")?.len() as u64)
+/// Counts the bytes written into it.
+#[derive(Default)]
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// `zstd -19` size of `bytes`.
+/// `gzip -9` size of `bytes`, compressed as `image` does (1 MiB pieces on every core).
+pub fn gzip_size(bytes: &[u8]) -> Result<u64> {
+    let mut encoder = ParallelGzEncoder::new(Counter::default(), GZIP_LEVEL);
+    encoder.write_all(bytes).context("gzip")?;
+    Ok(encoder.finish().context("gzip")?.0)
+}
+
+/// `zstd -19` size of `bytes`, compressed as `image` does (on zstd's worker threads).
 pub fn zstd_size(bytes: &[u8]) -> Result<u64> {
-    Ok(zstd::bulk::compress(bytes, ZSTD_LEVEL)
-        .context("zstd")?
-        .len() as u64)
+    let mut encoder = layer::zstd_encoder(Counter::default(), ZSTD_LEVEL, layer::zstd_workers())?;
+    encoder.write_all(bytes).context("zstd")?;
+    Ok(encoder.finish().context("zstd")?.0)
 }
 
 #[cfg(test)]
@@ -67,10 +98,13 @@ mod tests {
         let gz = gzip_size(text.as_bytes()).unwrap();
         let zst = zstd_size(text.as_bytes()).unwrap();
         assert!(gz < 1000 && zst < 1000, "{gz} {zst}");
-        // Both decompress back to the input.
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+        // The sizes of what `image` writes.
+        let mut encoder = ParallelGzEncoder::new(Vec::new(), 9);
         encoder.write_all(text.as_bytes()).unwrap();
         assert_eq!(encoder.finish().unwrap().len() as u64, gz);
+        let mut encoder = layer::zstd_encoder(Vec::new(), 19, 1).unwrap();
+        encoder.write_all(text.as_bytes()).unwrap();
+        assert_eq!(encoder.finish().unwrap().len() as u64, zst);
     }
 
     #[test]

@@ -19,6 +19,8 @@ use super::model::{BaseSplit, Codec, FileEntry, LayerReport, PlatformReport};
 use crate::digest::Sha256Digest;
 use crate::error;
 use crate::oci::base;
+use crate::oci::gzip::ParallelGzEncoder;
+use crate::oci::layer;
 use crate::oci::layout::{self, ImageRef, Layout};
 use crate::oci::media::{LayerCodec, MediaKind};
 use crate::oci::walk::{self, Graph, WalkOptions};
@@ -328,9 +330,11 @@ impl Write for Counter {
     }
 }
 
-/// A compressor whose output is only counted.
+/// A compressor whose output is only counted: the layer's size in the other codec as `image`
+/// writes it, on every core (gzip in parallel chunks, zstd on its worker threads), so a large
+/// layer takes the time `image` would, not one core's.
 enum Recompressor {
-    Gzip(flate2::write::GzEncoder<Counter>),
+    Gzip(ParallelGzEncoder<Counter>),
     Zstd(zstd::stream::write::Encoder<'static, Counter>),
 }
 
@@ -424,16 +428,17 @@ fn scan_layer(
         let mut recompressors = Vec::new();
         if recompress {
             if codec != Codec::Gzip {
-                recompressors.push(Recompressor::Gzip(flate2::write::GzEncoder::new(
+                recompressors.push(Recompressor::Gzip(ParallelGzEncoder::new(
                     Counter::default(),
-                    flate2::Compression::new(GZIP_LEVEL),
+                    GZIP_LEVEL,
                 )));
             }
             if codec != Codec::Zstd {
-                recompressors.push(Recompressor::Zstd(
-                    zstd::stream::write::Encoder::new(Counter::default(), ZSTD_LEVEL)
-                        .context("cannot start zstd")?,
-                ));
+                recompressors.push(Recompressor::Zstd(layer::zstd_encoder(
+                    Counter::default(),
+                    ZSTD_LEVEL,
+                    layer::zstd_workers(),
+                )?));
             }
         }
         let tee = Tee {
@@ -638,6 +643,21 @@ pub struct FoundBinary {
     pub bytes: Vec<u8>,
     /// Its size as built, when its layer records one (`image` stripped it).
     pub built: Option<u64>,
+    /// When it is the only file of its layer (`image`'s binary layer): that layer's size
+    /// recompressed with the other codec (`gzip -9` of a zstd layer, `zstd -19` of a gzip
+    /// one), which is the binary's own figure plus its tar headers, so the binary is not
+    /// compressed a second time with that codec.
+    pub layer_recompressed: LayerRecompressed,
+}
+
+/// The sizes a layer scan recompressed: `gzip -9` and `zstd -19` of the tar, each None when
+/// the layer is in that codec (or was not recompressed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerRecompressed {
+    /// `gzip -9` of the layer's tar.
+    pub gzip: Option<u64>,
+    /// `zstd -19` of the layer's tar.
+    pub zstd: Option<u64>,
 }
 
 /// The size as built that `annotations` (a binary layer's) record for `path`. A layout is
@@ -705,11 +725,21 @@ fn find_binary(
     };
     let bytes = read_file_from_layer(layout, &layers[layer], &path)?;
     let built = built_size(layers[layer].annotations().as_ref(), &path);
+    let layer_recompressed = match scans.get(layer) {
+        // The layer's own codec is its size as stored, at a level the layout does not record:
+        // only the recompressed figure (at the report's level) stands for the binary.
+        Some(scan) if scan.files == 1 => LayerRecompressed {
+            gzip: scan.gzip.filter(|_| scan.codec != Codec::Gzip),
+            zstd: scan.zstd.filter(|_| scan.codec != Codec::Zstd),
+        },
+        _ => LayerRecompressed::default(),
+    };
     Ok(Some(FoundBinary {
         path,
         source,
         bytes,
         built,
+        layer_recompressed,
     }))
 }
 

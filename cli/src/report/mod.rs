@@ -118,7 +118,12 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
                 );
                 crate::progress::detail(format!("measuring {what}"));
                 let spinner = crate::progress::spinner("Measuring", what);
-                let measured = binary::measure_binary(&found.path, found.source, &found.bytes);
+                let measured = binary::measure_binary_in_layer(
+                    &found.path,
+                    found.source,
+                    &found.bytes,
+                    found.layer_recompressed,
+                );
                 spinner.finish_and_clear();
                 let mut measured = measured?;
                 measured.built = found.built;

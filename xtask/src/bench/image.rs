@@ -11,59 +11,86 @@ use airlock::process::{cargo, run_captured};
 use airlock::render::human_bytes;
 use anyhow::{Context, Result};
 
-const RUNS: usize = 7;
-const ZSTD_RUNS: usize = 3;
+use super::{Contender, Place};
+
 const TAG: &str = "bench";
+/// The binary as built, as umoci ships it and as `gzip -9`/`zstd -19` of it are measured:
+/// stripping would make airlock's layer smaller for another reason than its compression.
+const STRIP_NONE: [&str; 2] = ["--strip", "none"];
 
 pub fn run(root: &Path) -> Result<String> {
-    let work = root.join("target").join("bench").join("image");
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    let binary = input_binary(root, &work)?;
+    // tmpfs: the figures are the compression's work, not the disk's.
+    let work = super::work_dir(Place::Tmpfs, "image")?;
+    let result = run_in(root, &work);
+    super::remove_work_dir(&work);
+    result
+}
+
+fn run_in(root: &Path, work: &Path) -> Result<String> {
+    let binary = input_binary(root, work)?;
     let airlock = super::airlock_binary()?;
     let binary_size = fs::metadata(&binary)?.len();
+    let umoci_script = work.join("umoci.sh");
+    fs::write(&umoci_script, UMOCI_PIPELINE)
+        .with_context(|| format!("cannot write {}", umoci_script.display()))?;
 
-    // The pipelines take turns run by run, so load from elsewhere on the machine falls on
-    // all of them alike.
-    let airlock_dir = work.join("airlock");
-    let umoci_dir = work.join("umoci");
-    let mut times = [Vec::new(), Vec::new(), Vec::new()];
-    let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
-    let (runs, zstd_runs) = if super::quick() {
-        (1, 1)
-    } else {
-        (RUNS, ZSTD_RUNS)
-    };
-    for _ in 0..runs {
-        let runs: [&dyn Fn() -> Result<()>; 3] = [
-            &|| airlock_image(&airlock, &binary, &airlock_dir, &[]).map(drop),
-            &|| airlock_image(&airlock, &binary, &airlock_dir, &["--level", "6"]).map(drop),
-            &|| umoci_pipeline(&binary, &umoci_dir),
-        ];
-        for (i, run) in runs.iter().enumerate() {
-            let cpu_before = children_cpu_seconds()?;
-            times[i].push(time(run)?);
-            cpu[i].push(children_cpu_seconds()? - cpu_before);
+    let dirs = ["umoci", "gzip9", "gzip6", "zstd"].map(|name| work.join(name));
+    let image = |dir: &Path, args: &'static [&'static str]| {
+        let (airlock, binary, dir) = (airlock.clone(), binary.clone(), dir.to_path_buf());
+        let outside = work.to_path_buf();
+        move || {
+            let mut cmd = Command::new(&airlock);
+            // Outside any workspace, so no `[workspace.metadata.airlock]` applies.
+            cmd.current_dir(&outside)
+                .args(["image", "-q", "--binary"])
+                .arg(&binary)
+                .arg("-o")
+                .arg(dir.join("layout"))
+                .args(["--tag", TAG])
+                .args(STRIP_NONE)
+                .args(args);
+            cmd
         }
-    }
-    let [gzip9_time, gzip6_time, umoci_time] = times.map(median);
-    let [gzip9_cpu, gzip6_cpu, umoci_cpu] = cpu.map(median);
-    let gzip9 = airlock_image(&airlock, &binary, &airlock_dir, &[])?;
-    let gzip6 = airlock_image(&airlock, &binary, &airlock_dir, &["--level", "6"])?;
-    let zstd_args = ["--compression", "zstd"];
-    let (mut zstd_times, mut zstd_cpus) = (Vec::new(), Vec::new());
-    for _ in 0..zstd_runs {
-        let cpu_before = children_cpu_seconds()?;
-        zstd_times.push(time(|| {
-            airlock_image(&airlock, &binary, &airlock_dir, &zstd_args).map(drop)
-        })?);
-        zstd_cpus.push(children_cpu_seconds()? - cpu_before);
-    }
-    let (zstd_time, zstd_cpu) = (median(zstd_times), median(zstd_cpus));
-    let zstd = airlock_image(&airlock, &binary, &airlock_dir, &zstd_args)?;
-    let umoci_blobs = dir_bytes(&umoci_dir.join("layout").join("blobs"))?;
-    let umoci_layer = umoci_layer_size(&umoci_dir.join("layout"))?;
+    };
+    let umoci = {
+        let (script, binary, dir) = (umoci_script.clone(), binary.clone(), dirs[0].clone());
+        move || {
+            let mut cmd = Command::new("sh");
+            cmd.arg(&script).arg(&binary).arg(&dir);
+            cmd
+        }
+    };
+    // umoci first: the baseline every ratio is against.
+    let contenders = [
+        Contender::new("umoci pipeline (pgzip, its default)", Place::Tmpfs, umoci)
+            .removing(&dirs[0]),
+        Contender::new(
+            "`cargo airlock image` (gzip -9, the default)",
+            Place::Tmpfs,
+            image(&dirs[1], &[]),
+        )
+        .removing(&dirs[1]),
+        Contender::new(
+            "`cargo airlock image --level 6`",
+            Place::Tmpfs,
+            image(&dirs[2], &["--level", "6"]),
+        )
+        .removing(&dirs[2]),
+        Contender::new(
+            "`cargo airlock image --compression zstd` (-19, every core)",
+            Place::Tmpfs,
+            image(&dirs[3], &["--compression", "zstd"]),
+        )
+        .removing(&dirs[3]),
+    ];
+    let measured = super::interleave(&contenders)?;
 
+    // The sizes, from one more run of each (the layouts are deterministic).
+    let gzip9 = airlock_image(&airlock, &binary, &dirs[1], &[])?;
+    let gzip6 = airlock_image(&airlock, &binary, &dirs[2], &["--level", "6"])?;
+    let zstd = airlock_image(&airlock, &binary, &dirs[3], &["--compression", "zstd"])?;
+    let umoci_blobs = dir_bytes(&dirs[0].join("layout").join("blobs"))?;
+    let umoci_layer = umoci_layer_size(&dirs[0].join("layout"))?;
     let gzip_reference = compressed_len(Command::new("gzip").args(["-9", "-c"]).arg(&binary))?;
     let zstd_reference =
         compressed_len(Command::new("zstd").args(["-19", "-c", "-q"]).arg(&binary))?;
@@ -72,59 +99,44 @@ pub fn run(root: &Path) -> Result<String> {
     let gzip_over = gzip_layer as i64 - gzip_reference as i64;
     let zstd_over = (zstd_layer as f64 / zstd_reference as f64 - 1.0) * 100.0;
 
-    let row = |name: &str, seconds: f64, cpu: f64, blobs: u64, layer: u64| {
+    let mut out = format!(
+        "## image: packaging one static binary\n\n\
+         Input: the `hello` fixture built for `x86_64-unknown-linux-musl` with the dev profile \
+         (static-pie with debug info, {size}), packaged as a single-layer scratch image, files on \
+         tmpfs. airlock: `cargo airlock image --binary hello --strip none -o DIR` (release build; \
+         `--strip none` ships the binary as built, as umoci does). umoci: \
+         `umoci init`, `umoci new`, `umoci unpack`, copy the binary into the rootfs, `umoci \
+         repack`, `umoci config --config.entrypoint … --config.user 65532:65532`, `umoci gc` \
+         (Go's pgzip at its default level), as one shell script. {method}\n\n",
+        size = human_bytes(binary_size),
+        method = super::method(),
+    );
+    out += &super::table(&measured);
+    let row = |name: &str, blobs: u64, layer: u64| {
         format!(
-            "| {name} | {seconds:.3} s | {:.2}× | {cpu:.2} s | {:.2}× | {blobs} | {:.1}% | {} |\n",
-            seconds / umoci_time,
-            cpu / umoci_cpu,
+            "| {name} | {blobs} | {:.1}% | {} |\n",
             blobs as f64 / umoci_blobs as f64 * 100.0,
             human_bytes(layer)
         )
     };
-    let met = |ok: bool| if ok { "yes" } else { "**no**" };
-    let mut out = format!(
-        "## image: packaging one static binary\n\n\
-         Input: the `hello` fixture built for `x86_64-unknown-linux-musl` with the dev profile \
-         (static-pie with debug info, {size}), packaged as a single-layer scratch image with \
-         entrypoint and user set. airlock: `cargo airlock image --binary hello -o DIR` (release \
-         build). umoci: `umoci init`, `umoci new`, `umoci unpack`, copy the binary into the \
-         rootfs, `umoci repack`, `umoci config --config.entrypoint … --config.user 65532:65532`, \
-         `umoci gc` (umoci compresses with Go's pgzip at its default level). Median of {RUNS} \
-         runs, the pipelines taking turns (zstd: {ZSTD_RUNS} runs).\n\n\
-         Wall time depends on what else the machine runs; CPU time (user + system, of the \
-         processes each pipeline starts) does not, so both are given.\n\n\
-         | pipeline | wall time | vs umoci | CPU time | vs umoci | total blob bytes | vs umoci | layer |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-        size = human_bytes(binary_size),
-    );
+    out += "\n| pipeline | total blob bytes | vs umoci | layer |\n| --- | ---: | ---: | ---: |\n";
     out += &row(
-        "`cargo airlock image` (gzip -9, the default)",
-        gzip9_time,
-        gzip9_cpu,
+        "`cargo airlock image` (gzip -9)",
         blob_bytes(&gzip9),
         gzip_layer,
     );
     out += &row(
         "`cargo airlock image --level 6`",
-        gzip6_time,
-        gzip6_cpu,
         blob_bytes(&gzip6),
         binary_layer_size(&gzip6)?,
     );
     out += &row(
-        "`cargo airlock image --compression zstd` (-19)",
-        zstd_time,
-        zstd_cpu,
+        "`cargo airlock image --compression zstd`",
         blob_bytes(&zstd),
         zstd_layer,
     );
-    out += &row(
-        "umoci pipeline",
-        umoci_time,
-        umoci_cpu,
-        umoci_blobs,
-        umoci_layer,
-    );
+    out += &row("umoci pipeline", umoci_blobs, umoci_layer);
+    let met = |ok: bool| if ok { "yes" } else { "**no**" };
     out += &format!(
         "\n| size goal | airlock layer | reference | difference | goal | met |\n\
          | --- | ---: | ---: | ---: | --- | --- |\n\
@@ -138,27 +150,20 @@ pub fn run(root: &Path) -> Result<String> {
     Ok(out)
 }
 
-/// CPU time used by this process's finished children (`cutime` + `cstime` of
-/// `/proc/self/stat`, in clock ticks of 1/100 s).
-fn children_cpu_seconds() -> Result<f64> {
-    let stat = fs::read_to_string("/proc/self/stat").context("cannot read /proc/self/stat")?;
-    // Fields after the command name `(…)`: state is field 3, cutime 16, cstime 17.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .context("unexpected /proc/self/stat format")
-    };
-    Ok((ticks(13)? + ticks(14)?) / 100.0)
-}
-
-fn time(f: impl FnOnce() -> Result<()>) -> Result<f64> {
-    let start = std::time::Instant::now();
-    f()?;
-    Ok(start.elapsed().as_secs_f64())
-}
+/// The umoci pipeline a user would script: `sh umoci.sh BINARY DIR`.
+const UMOCI_PIPELINE: &str = r#"set -eu
+binary=$1 dir=$2
+mkdir -p "$dir"
+layout=$dir/layout image=$dir/layout:bench bundle=$dir/bundle
+umoci init --layout "$layout"
+umoci new --image "$image"
+umoci unpack --image "$image" "$bundle" >/dev/null
+mkdir -p "$bundle/rootfs/usr/local/bin"
+cp "$binary" "$bundle/rootfs/usr/local/bin/hello"
+umoci repack --image "$image" "$bundle" >/dev/null
+umoci config --image "$image" --config.entrypoint /usr/local/bin/hello --config.user 65532:65532
+umoci gc --layout "$layout"
+"#;
 
 fn blob_bytes(report: &serde_json::Value) -> u64 {
     report["blob_bytes"].as_u64().unwrap_or(0)
@@ -199,15 +204,11 @@ fn airlock_image(
             .arg("-o")
             .arg(dir.join("layout"))
             .args(["--tag", TAG])
+            .args(STRIP_NONE)
             .args(args)
             .current_dir(dir.parent().unwrap_or(Path::new("."))),
     )?;
     serde_json::from_slice(&output.stdout).context("cargo airlock image printed no JSON report")
-}
-
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 fn binary_layer_size(report: &serde_json::Value) -> Result<u64> {
@@ -216,35 +217,6 @@ fn binary_layer_size(report: &serde_json::Value) -> Result<u64> {
         .and_then(|layers| layers.last())
         .and_then(|layer| layer["size"].as_u64())
         .context("the report has no layer")
-}
-
-fn umoci_pipeline(binary: &Path, dir: &Path) -> Result<()> {
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir)?;
-    let layout = dir.join("layout");
-    let image = format!("{}:{TAG}", layout.display());
-    let bundle = dir.join("bundle");
-    let umoci = |args: &[&str]| -> Result<()> {
-        run_captured(Command::new("umoci").args(args))?;
-        Ok(())
-    };
-    umoci(&["init", "--layout", &layout.to_string_lossy()])?;
-    umoci(&["new", "--image", &image])?;
-    umoci(&["unpack", "--image", &image, &bundle.to_string_lossy()])?;
-    let bin_dir = bundle.join("rootfs/usr/local/bin");
-    fs::create_dir_all(&bin_dir)?;
-    fs::copy(binary, bin_dir.join("hello"))?;
-    umoci(&["repack", "--image", &image, &bundle.to_string_lossy()])?;
-    umoci(&[
-        "config",
-        "--image",
-        &image,
-        "--config.entrypoint",
-        "/usr/local/bin/hello",
-        "--config.user",
-        "65532:65532",
-    ])?;
-    umoci(&["gc", "--layout", &layout.to_string_lossy()])
 }
 
 /// The largest blob umoci wrote: its one layer.

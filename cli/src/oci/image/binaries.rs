@@ -13,6 +13,7 @@ use super::project::Project;
 use super::{BIN_DIR, ImageBinary, ImageOptions};
 use crate::atomic;
 use crate::compile::{self, BuildOptions};
+use crate::digest::Sha256Digest;
 use crate::elf::strip::{self, StripMode};
 use crate::elf::{self, ElfInfo};
 use crate::error;
@@ -138,6 +139,19 @@ fn strip_binary(
         )));
     }
     let built = elf::read_binary(&binary.source)?;
+    if options.strip == StripMode::None {
+        // Shipped as built: judged from this one read, never copied (`split_debug` would copy
+        // it whole), and streamed into the layer.
+        binary.linkage = elf::parse_elf(&binary.source, &built)?.linkage;
+        binary.built_size = built.len() as u64;
+        binary.size = built.len() as u64;
+        binary.strip = StripMode::None;
+        binary.build_id = strip::build_id(&built)
+            .map_err(|e| error::input(format!("{}: {e:#}", binary.source.display())))?;
+        binary.checked = Some(Sha256Digest::of(&built));
+        binary.shipped = None;
+        return Ok(None);
+    }
     let split = strip::split_debug(&built, options.strip, debug_name).map_err(|e| {
         error::input(format!(
             "{}: cannot strip it in process ({e:#}); pass --strip none to ship it as built",
@@ -150,10 +164,15 @@ fn strip_binary(
     binary.size = split.shipped.len() as u64;
     binary.strip = options.strip;
     binary.build_id = split.build_id;
-    binary.shipped = Some(Arc::new(split.shipped));
     let Some(debug) = split.debug else {
+        // Nothing removed: the layer streams the file from disk, checked against the digest
+        // of the bytes judged here, rather than holding a copy of a binary that may be
+        // hundreds of MB for as long as the compression takes.
+        binary.checked = Some(Sha256Digest::of(&built));
+        binary.shipped = None;
         return Ok(None);
     };
+    binary.shipped = Some(Arc::new(split.shipped));
     let dir = match (&options.debug_dir, &project.workspace) {
         (Some(dir), _) => dir.clone(),
         (None, Some(ws)) => ws.airlock_dir().join("debug"),
@@ -271,6 +290,7 @@ pub(super) fn image_binary(
         linkage: info.linkage,
         target,
         shipped: None,
+        checked: None,
     }
 }
 

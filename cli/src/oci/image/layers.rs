@@ -45,14 +45,18 @@ pub(super) struct LayerInputs<'a> {
 }
 
 /// The binary layer of one platform: each binary at its path, executable, as it ships (the
-/// stripped bytes when stripping changed it, else streamed from disk).
+/// stripped bytes when stripping changed it, else streamed from disk, checked against the
+/// digest of the bytes judged when there is one).
 pub(super) fn binary_tar(binaries: &[ImageBinary]) -> TarBuilder {
     let mut tar = TarBuilder::new();
     for binary in binaries {
         let path = binary.path.trim_start_matches('/');
-        match &binary.shipped {
-            Some(bytes) => tar.file(path, bytes.as_slice(), tarball::EXEC_MODE),
-            None => tar.file_from_disk(path, &binary.source, tarball::EXEC_MODE),
+        match (&binary.shipped, binary.checked) {
+            (Some(bytes), _) => tar.file(path, bytes.as_slice(), tarball::EXEC_MODE),
+            (None, Some(digest)) => {
+                tar.file_checked(path, &binary.source, digest, tarball::EXEC_MODE)
+            }
+            (None, None) => tar.file_from_disk(path, &binary.source, tarball::EXEC_MODE),
         };
     }
     tar

@@ -130,9 +130,13 @@ pub struct ImageBinary {
     pub linkage: Linkage,
     /// The target it was built for (None for `--binary` files).
     pub target: Option<TargetTriple>,
-    /// The bytes that go into the layer.
+    /// The bytes that go into the layer, when stripping changed them.
     #[serde(skip)]
     pub(crate) shipped: Option<Arc<Vec<u8>>>,
+    /// The digest of the file as checked, when it ships as it is: the layer streams it from
+    /// disk and refuses bytes that no longer have this digest.
+    #[serde(skip)]
+    pub(crate) checked: Option<crate::digest::Sha256Digest>,
 }
 
 /// A blob's digest and size.
