@@ -812,8 +812,9 @@ pub struct DistArgs {
     /// Run without accessing the network (passed to cargo).
     #[arg(long)]
     pub offline: bool,
-    /// Sign the provenance with the release key (also `sign = true` in
-    /// [workspace.metadata.airlock.dist]); the passphrase comes from AIRLOCK_KEY_PASSWORD or
+    /// Sign the release with the release key (also `sign = true` in
+    /// [workspace.metadata.airlock.dist]): SHA256SUMS (SHA256SUMS.sig), every image of the
+    /// layout and the provenance envelope; the passphrase comes from AIRLOCK_KEY_PASSWORD or
     /// --password-stdin.
     #[arg(long)]
     pub sign: bool,
@@ -823,6 +824,11 @@ pub struct DistArgs {
     /// Read the key's passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
     #[arg(long)]
     pub password_stdin: bool,
+    /// The repository the image signatures name (`docker-reference`) [default: the image's
+    /// `repository`, else the package name]. An image pushed inside the air gap under
+    /// another name keeps this name: accept it with an `exactRepository` policy.
+    #[arg(long, value_name = "REGISTRY/REPOSITORY")]
+    pub signed_repository: Option<String>,
     /// Load the image into podman or Docker, as `image --load` does.
     #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
     pub load: Option<airlock::oci::load::Runtime>,
@@ -860,6 +866,11 @@ impl DistArgs {
             } else {
                 None
             },
+            signed_repository: self
+                .signed_repository
+                .as_deref()
+                .map(str::parse)
+                .transpose()?,
             load: self.load,
         })
     }

@@ -650,6 +650,28 @@ fn a_signed_release_carries_provenance_signed_with_the_release_key() {
         String::from_utf8_lossy(&check.stderr)
     );
 
+    // SHA256SUMS and every image are signed too, and the records list the signature.
+    let sums_signature = report["manifest"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == "SHA256SUMS.sig")
+        .unwrap_or_else(|| panic!("no SHA256SUMS.sig in {report}"));
+    assert_eq!(sums_signature["kind"], "signature");
+    let verified = run_json(
+        airlock()
+            .args(["verify", "--format", "json", "--layout"])
+            .arg(out.join("image"))
+            .arg("--key")
+            .arg(&public)
+            .arg("--manifest")
+            .arg(out.join("dist-manifest.json")),
+    );
+    assert_eq!(
+        verified["signatures"][0]["signed_repositories"][0],
+        "airlock-hello"
+    );
+
     // The attestation in the image is the same signed envelope.
     let image = &report["manifest"]["images"][0];
     let layout = out.join("image");

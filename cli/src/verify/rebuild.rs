@@ -122,6 +122,7 @@ pub fn check_rebuild(
         sign: false,
         key: None,
         passphrase: None,
+        signed_repository: None,
         load: None,
     })
     .with_context(|| format!("the rebuild of {revision} failed"))?;
