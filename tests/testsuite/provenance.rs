@@ -689,3 +689,441 @@ fn a_signed_release_carries_provenance_signed_with_the_release_key() {
         serde_json::from_slice(&blob(referrer["layers"][0]["digest"].as_str().unwrap())).unwrap();
     assert_eq!(layer, envelope);
 }
+
+/// A release of the hello fixture signed with a fresh key, made once per test process (a dist
+/// run costs minutes on a cold cache) and kept under cargo's `target/tmp`; each tampering case
+/// works on its own copy (see [`release_copy`]).
+struct SignedRelease {
+    /// The release directory as `dist --sign` wrote it; never modified.
+    out: PathBuf,
+    /// The release key pair (`release.key`, `release.pub`) and another (`other.*`).
+    keys: PathBuf,
+}
+
+fn signed_release() -> &'static SignedRelease {
+    static RELEASE: std::sync::OnceLock<SignedRelease> = std::sync::OnceLock::new();
+    RELEASE.get_or_init(|| {
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("airlock-signed-release");
+        let _ = std::fs::remove_dir_all(&kept);
+        let keys = kept.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        for name in ["release", "other"] {
+            run_expect(
+                airlock()
+                    .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+                    .arg("keygen")
+                    .arg("--output")
+                    .arg(keys.join(name)),
+                0,
+            );
+        }
+        let (_guard, project) = hello_in_git();
+        let built = project.join("target/dist");
+        run_json(&mut signed_dist(
+            &project,
+            &built,
+            &keys.join("release.key"),
+            PASSPHRASE,
+        ));
+        let out = kept.join("dist");
+        copy_dir(&built, &out);
+        SignedRelease { out, keys }
+    })
+}
+
+/// A copy of the shared signed release to tamper with, in `guard`.
+fn release_copy(guard: &tempfile::TempDir) -> PathBuf {
+    let dir = guard.path().join("dist");
+    copy_dir(&signed_release().out, &dir);
+    dir
+}
+
+/// `verify --release DIR --key KEY --format json`, expecting `code`.
+fn verify_release(dir: &Path, key: &Path, code: i32) -> Value {
+    let (stdout, _) = run_expect(
+        airlock()
+            .args(["verify", "--format", "json", "--release"])
+            .arg(dir)
+            .arg("--key")
+            .arg(key),
+        code,
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The (kind, path) of every finding.
+fn finding_kinds(report: &Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_finding(report: &Value, kind: &str, path: &str) {
+    let found = finding_kinds(report);
+    assert!(
+        found.iter().any(|(k, p)| k == kind && p == path),
+        "no {kind} finding for {path} in {:#}",
+        report["findings"]
+    );
+}
+
+fn release_public_key() -> PathBuf {
+    signed_release().keys.join("release.pub")
+}
+
+/// Writes `statement` into the envelope of `dir`'s provenance as its payload, keeping the
+/// signatures (or re-signing with `key`).
+fn rewrite_provenance(dir: &Path, statement: &Value, key: Option<&Path>) {
+    let payload = serde_json::to_vec(statement).unwrap();
+    let mut envelope = envelope(dir);
+    envelope["payload"] = base64::engine::general_purpose::STANDARD
+        .encode(&payload)
+        .into();
+    if let Some(key) = key {
+        let key =
+            airlock::signing::SigningKey::load(key, &airlock::signing::Passphrase::new(PASSPHRASE))
+                .unwrap();
+        let signed = airlock::signing::dsse::sign(
+            &key,
+            airlock::signing::dsse::IN_TOTO_PAYLOAD_TYPE,
+            &payload,
+        )
+        .unwrap();
+        envelope = serde_json::to_value(&signed).unwrap();
+    }
+    std::fs::write(
+        dir.join("provenance.intoto.jsonl"),
+        format!("{}\n", serde_json::to_string(&envelope).unwrap()),
+    )
+    .unwrap();
+}
+
+/// Rewrites `SHA256SUMS` with the current digest of `name`, as an attacker who swapped it
+/// would.
+fn recompute_sums(dir: &Path, name: &str) {
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    let digest = sha256_hex(&std::fs::read(dir.join(name)).unwrap());
+    let rewritten: String = sums
+        .lines()
+        .map(|line| match line.split_once("  ") {
+            Some((_, file)) if file == name => format!("{digest}  {file}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert_ne!(rewritten, sums, "{name} is not in SHA256SUMS");
+    std::fs::write(dir.join("SHA256SUMS"), rewritten).unwrap();
+}
+
+fn index_entries(layout: &Path) -> Vec<Value> {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"].as_array().unwrap().clone()
+}
+
+fn write_index_entries(layout: &Path, entries: Vec<Value>) {
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"] = Value::Array(entries);
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Replaces the image tagged 0.3.1 in `layout` with another manifest (the same one with an
+/// annotation added), written as a blob; returns its digest (`sha256:<hex>`).
+fn replace_image_manifest(layout: &Path) -> String {
+    let mut entries = index_entries(layout);
+    let entry = entries
+        .iter_mut()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == "0.3.1")
+        .unwrap();
+    let old = entry["digest"].as_str().unwrap().to_owned();
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(blob(&old)).unwrap()).unwrap();
+    manifest["annotations"]["org.example.injected"] = "yes".into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let new = format!("sha256:{}", sha256_hex(&bytes));
+    std::fs::write(blob(&new), &bytes).unwrap();
+    entry["digest"] = new.clone().into();
+    entry["size"] = bytes.len().into();
+    write_index_entries(layout, entries);
+    new
+}
+
+/// Removes every signature (`.sig` tags and signature referrers) from `layout`.
+fn drop_signatures(layout: &Path) {
+    let entries = index_entries(layout)
+        .into_iter()
+        .filter(|e| e["artifactType"] != "application/vnd.dev.cosign.artifact.sig.v1+json")
+        .collect();
+    write_index_entries(layout, entries);
+}
+
+#[test]
+fn verify_release_accepts_the_signed_release_offline() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    let report = verify_release(&dir, &release_public_key(), 0);
+    assert_eq!(report["findings"], serde_json::json!([]));
+    let checks: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["release", "sums", "manifest", "signatures"]);
+    // SHA256SUMS.sig and the envelope, both SBOMs attached, one binary's dependency list.
+    assert_eq!(report["checks"][0]["items"], 5);
+    assert_eq!(report["checks"][0]["files"], 1);
+    assert_eq!(
+        report["signatures"][0]["signed_repositories"][0],
+        "airlock-hello"
+    );
+
+    // Without --key there is nothing to check the release against: a usage error.
+    let (_, stderr) = run_expect(airlock().args(["verify", "--release"]).arg(&dir), 2);
+    assert!(stderr.contains("--key"), "{stderr}");
+}
+
+#[test]
+fn verify_release_names_missing_signature_files() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    std::fs::remove_file(dir.join("SHA256SUMS.sig")).unwrap();
+    let mut unsigned = envelope(&dir);
+    unsigned["signatures"] = serde_json::json!([]);
+    std::fs::write(dir.join("provenance.intoto.jsonl"), format!("{unsigned}\n")).unwrap();
+    drop_signatures(&dir.join("image"));
+    let report = verify_release(&dir, &release_public_key(), 1);
+    let sig = dir.join("SHA256SUMS.sig").display().to_string();
+    let provenance = dir.join("provenance.intoto.jsonl").display().to_string();
+    let image = format!("oci:{}:0.3.1", dir.join("image").display());
+    for path in [&sig, &provenance, &image] {
+        assert_finding(&report, "signature-missing", path);
+    }
+    // The dist manifest lists SHA256SUMS.sig and records the provenance as it was signed, so
+    // both are named there too (missing; size and sha256).
+    assert_finding(&report, "file-missing", &sig);
+    assert_finding(&report, "file-modified", &provenance);
+    assert_eq!(finding_kinds(&report).len(), 6, "{:#}", report["findings"]);
+}
+
+#[test]
+fn verify_release_catches_a_swapped_archive_with_recomputed_sums() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    std::fs::write(dir.join(ARCHIVE), b"an archive the attacker built").unwrap();
+    recompute_sums(&dir, ARCHIVE);
+    // `sha256sum -c` and `--sums` alone are satisfied now: only the signature gives it away.
+    run_expect(
+        airlock()
+            .args(["verify", "--sums"])
+            .arg(dir.join("SHA256SUMS")),
+        0,
+    );
+    let report = verify_release(&dir, &release_public_key(), 1);
+    assert_finding(
+        &report,
+        "signature-invalid",
+        &dir.join("SHA256SUMS.sig").display().to_string(),
+    );
+    // The signed provenance names the archive, whatever SHA256SUMS now says.
+    assert_finding(
+        &report,
+        "file-modified",
+        &dir.join(ARCHIVE).display().to_string(),
+    );
+}
+
+#[test]
+fn verify_release_rejects_a_release_re_signed_with_another_key() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    let other = signed_release().keys.join("other.key");
+    // The attacker swaps the archive and signs everything again with their own key.
+    std::fs::write(dir.join(ARCHIVE), b"an archive the attacker built").unwrap();
+    recompute_sums(&dir, ARCHIVE);
+    let mut statement = statement(&envelope(&dir));
+    let forged = sha256_hex(b"an archive the attacker built");
+    for subject in statement["subject"].as_array_mut().unwrap() {
+        if subject["name"] == ARCHIVE {
+            subject["digest"]["sha256"] = forged.clone().into();
+        }
+    }
+    rewrite_provenance(&dir, &statement, Some(&other));
+    drop_signatures(&dir.join("image"));
+    run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .args(["sign", "--key"])
+            .arg(&other)
+            .arg(&dir),
+        0,
+    );
+    // Everything holds under the attacker's key...
+    run_expect(
+        airlock()
+            .args(["verify", "--release"])
+            .arg(&dir)
+            .arg("--key")
+            .arg(signed_release().keys.join("other.pub")),
+        1, // ...but for dist-manifest.json, which still records the old archive.
+    );
+    let report = verify_release(&dir, &release_public_key(), 1);
+    for path in [
+        dir.join("SHA256SUMS.sig").display().to_string(),
+        dir.join("provenance.intoto.jsonl").display().to_string(),
+        format!("oci:{}:0.3.1", dir.join("image").display()),
+    ] {
+        assert_finding(&report, "signature-invalid", &path);
+    }
+}
+
+#[test]
+fn verify_release_catches_an_edited_provenance_subject() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    let mut statement = statement(&envelope(&dir));
+    let forged = sha256_hex(b"a binary the attacker built");
+    for subject in statement["subject"].as_array_mut().unwrap() {
+        if subject["name"] == ARCHIVE {
+            subject["digest"]["sha256"] = forged.clone().into();
+        }
+    }
+    rewrite_provenance(&dir, &statement, None);
+    // The attacker updates the records too (the provenance is not in SHA256SUMS).
+    let manifest_path = dir.join("dist-manifest.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let line = std::fs::read(dir.join("provenance.intoto.jsonl")).unwrap();
+    for artifact in manifest["artifacts"].as_array_mut().unwrap() {
+        if artifact["path"] == "provenance.intoto.jsonl" {
+            artifact["sha256"] = format!("sha256:{}", sha256_hex(&line)).into();
+            artifact["size"] = line.len().into();
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+
+    let report = verify_release(&dir, &release_public_key(), 1);
+    assert_finding(
+        &report,
+        "signature-invalid",
+        &dir.join("provenance.intoto.jsonl").display().to_string(),
+    );
+    assert_finding(
+        &report,
+        "file-modified",
+        &dir.join(ARCHIVE).display().to_string(),
+    );
+    assert_eq!(finding_kinds(&report).len(), 2, "{:#}", report["findings"]);
+}
+
+#[test]
+fn verify_release_catches_an_image_manifest_replaced_in_the_layout() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    let layout = dir.join("image");
+    let replaced = replace_image_manifest(&layout);
+    // The attacker points the records at the new image too.
+    let manifest_path = dir.join("dist-manifest.json");
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    let manifest: Value = serde_json::from_str(&text).unwrap();
+    let original = manifest["images"][0]["digest"].as_str().unwrap();
+    std::fs::write(&manifest_path, text.replace(original, &replaced)).unwrap();
+
+    let report = verify_release(&dir, &release_public_key(), 1);
+    let image = format!("oci:{}:0.3.1", layout.display());
+    assert_finding(&report, "signature-missing", &image);
+    // The signed provenance still names the original image.
+    assert_finding(
+        &report,
+        "file-modified",
+        &dir.join("image:0.3.1").display().to_string(),
+    );
+    // And the SBOMs are attached to the original image, not to the new one.
+    let prefix = format!("{}@", layout.display());
+    let sboms = finding_kinds(&report)
+        .into_iter()
+        .filter(|(k, p)| k == "file-modified" && p.starts_with(&prefix))
+        .count();
+    assert_eq!(sboms, 2, "{:#}", report["findings"]);
+}
+
+#[test]
+fn verify_release_catches_a_signature_of_another_image_copied_over() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    let layout = dir.join("image");
+    let original = index_entries(&layout)
+        .into_iter()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == "0.3.1")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Another image, signed with the release key itself (in another copy)...
+    let elsewhere = guard.path().join("elsewhere");
+    copy_dir(&layout, &elsewhere);
+    let other_image = replace_image_manifest(&elsewhere);
+    run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .args(["sign", "--key"])
+            .arg(signed_release().keys.join("release.key"))
+            .arg(format!("oci:{}:0.3.1", elsewhere.display())),
+        0,
+    );
+    // ...and its signature copied over the release image's own.
+    let tag = |digest: &str| format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
+    let signature = index_entries(&elsewhere)
+        .into_iter()
+        .find(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"] == tag(&other_image).as_str()
+        })
+        .unwrap();
+    for entry in std::fs::read_dir(elsewhere.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let to = layout.join("blobs/sha256").join(entry.file_name());
+        if !to.exists() {
+            std::fs::copy(entry.path(), to).unwrap();
+        }
+    }
+    drop_signatures(&layout);
+    let mut copied = signature.clone();
+    copied["annotations"]["org.opencontainers.image.ref.name"] = tag(&original).into();
+    let mut entries = index_entries(&layout);
+    entries.push(copied);
+    write_index_entries(&layout, entries);
+
+    let report = verify_release(&dir, &release_public_key(), 1);
+    let image = format!("oci:{}:0.3.1", layout.display());
+    assert_finding(&report, "signature-invalid", &image);
+    let message = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == image.as_str())
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains(other_image.trim_start_matches("sha256:")) || message.contains("another"),
+        "{message}"
+    );
+}
