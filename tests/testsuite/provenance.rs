@@ -887,8 +887,9 @@ fn verify_release_accepts_the_signed_release_offline() {
         .map(|c| c["check"].as_str().unwrap())
         .collect();
     assert_eq!(checks, ["release", "sums", "manifest", "signatures"]);
-    // SHA256SUMS.sig and the envelope, both SBOMs attached, one binary's dependency list.
-    assert_eq!(report["checks"][0]["items"], 5);
+    // SHA256SUMS.sig and the envelope, both SBOMs attached, the attested provenance, one
+    // binary's dependency list.
+    assert_eq!(report["checks"][0]["items"], 6);
     assert_eq!(report["checks"][0]["files"], 1);
     assert_eq!(
         report["signatures"][0]["signed_repositories"][0],
@@ -1126,4 +1127,69 @@ fn verify_release_catches_a_signature_of_another_image_copied_over() {
         message.contains(other_image.trim_start_matches("sha256:")) || message.contains("another"),
         "{message}"
     );
+}
+
+#[test]
+fn verify_release_catches_an_attested_provenance_signed_by_another_key() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    let layout = dir.join("image");
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let put = |bytes: &[u8]| {
+        let digest = format!("sha256:{}", sha256_hex(bytes));
+        std::fs::write(blob(&digest), bytes).unwrap();
+        digest
+    };
+    let manifest_path = dir.join("dist-manifest.json");
+    let records = std::fs::read_to_string(&manifest_path).unwrap();
+    let attested = serde_json::from_str::<Value>(&records).unwrap()["images"][0]["attestations"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The attacker attaches their own provenance, signed with their key, in place of the
+    // release's, and points the records at it.
+    let other = airlock::signing::SigningKey::load(
+        &signed_release().keys.join("other.key"),
+        &airlock::signing::Passphrase::new(PASSPHRASE),
+    )
+    .unwrap();
+    let payload = serde_json::to_vec(&statement(&envelope(&dir))).unwrap();
+    let forged = airlock::signing::dsse::sign(
+        &other,
+        airlock::signing::dsse::IN_TOTO_PAYLOAD_TYPE,
+        &payload,
+    )
+    .unwrap()
+    .to_json()
+    .unwrap();
+    let mut referrer: Value =
+        serde_json::from_slice(&std::fs::read(blob(&attested)).unwrap()).unwrap();
+    referrer["layers"][0]["digest"] = put(&forged).into();
+    referrer["layers"][0]["size"] = forged.len().into();
+    let referrer_bytes = serde_json::to_vec(&referrer).unwrap();
+    let replaced = put(&referrer_bytes);
+    let entries = index_entries(&layout)
+        .into_iter()
+        .map(|mut e| {
+            if e["digest"] == attested.as_str() {
+                e["digest"] = replaced.clone().into();
+                e["size"] = referrer_bytes.len().into();
+            }
+            e
+        })
+        .collect();
+    write_index_entries(&layout, entries);
+    std::fs::write(&manifest_path, records.replace(&attested, &replaced)).unwrap();
+
+    let report = verify_release(&dir, &release_public_key(), 1);
+    assert_finding(
+        &report,
+        "signature-invalid",
+        &format!("{}@{replaced}", layout.display()),
+    );
+    assert_eq!(finding_kinds(&report).len(), 1, "{:#}", report["findings"]);
 }

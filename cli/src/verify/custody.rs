@@ -3,8 +3,8 @@
 //! provenance envelope) anchors everything else: the files `SHA256SUMS` lists, the dist
 //! manifest and the layout (the `--sums`, `--manifest` and `--layout --key` checks, run
 //! as they are), the provenance subjects against the release, the SBOM artifacts against the
-//! image they must be attached to, and each binary's embedded dependency list against the
-//! provenance's resolved dependencies.
+//! image they must be attached to, the provenance attached to the image against the key, and
+//! each binary's embedded dependency list against the provenance's resolved dependencies.
 //!
 //! Reads only. A missing signature or record is a finding naming the file it should be,
 //! never an error: every problem of the release is reported in one run.
@@ -28,7 +28,7 @@ use crate::oci::layout::{Layout, descriptor_digest};
 use crate::records::{ArtifactKind, DistManifest, ImageRecord, Sha256Sums};
 use crate::release::provenance::{self, Statement};
 use crate::signing::file::{self as file_signature, Verdict};
-use crate::signing::{ImageVerdict, PublicKey};
+use crate::signing::{Envelope, ImageVerdict, PublicKey};
 
 /// The files of a release directory that `SHA256SUMS` does not list, by design: itself, its
 /// signature, the records written after it, and the image layout (which its own signatures
@@ -117,6 +117,7 @@ pub fn check_release(dir: &Path, key_path: &Path) -> Result<ReleaseVerdict> {
         }
         for image in &manifest.images {
             check_sbom_attachments(dir, manifest, image, &mut summary, findings);
+            check_attestations(dir, image, &key, key_path, &mut summary, findings);
         }
         if let Some(statement) = &statement {
             check_embedded_dependencies(dir, manifest, statement, &mut summary, findings)?;
@@ -342,6 +343,64 @@ fn check_sbom_attachments(
                     root.display()
                 ),
             ));
+        }
+    }
+}
+
+/// Each attestation the image record names (the provenance `dist` attached to the image, which
+/// `push` carries and cosign or a policy inside reads) is an envelope the key signed.
+fn check_attestations(
+    dir: &Path,
+    image: &ImageRecord,
+    key: &PublicKey,
+    key_path: &Path,
+    summary: &mut CheckSummary,
+    findings: &mut Vec<Finding>,
+) {
+    let root = dir.join(&image.layout);
+    let Ok(layout) = Layout::open(&root) else {
+        return; // the manifest check already named why.
+    };
+    for attestation in &image.attestations {
+        summary.items += 1;
+        let shown = format!("{}@{attestation}", root.display());
+        let Some(entry) = layout
+            .index()
+            .manifests()
+            .iter()
+            .find(|d| descriptor_digest(d).is_ok_and(|d| d == *attestation))
+        else {
+            continue; // the manifest check already named it.
+        };
+        let envelopes = layout
+            .read_json::<ImageManifest>(entry)
+            .and_then(|artifact| {
+                artifact
+                    .layers()
+                    .iter()
+                    .map(|layer| {
+                        let bytes = layout.read_document(layer)?;
+                        Envelope::parse(&bytes, &shown)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            });
+        match envelopes {
+            Ok(envelopes) if envelopes.iter().all(|e| e.verify(key).is_some()) => {}
+            Ok(_) => findings.push(Finding::new(
+                FindingKind::SignatureInvalid,
+                shown,
+                format!(
+                    "the provenance attached to the image {} is not signed by the key {} ({})",
+                    image.tag,
+                    key.key_id(),
+                    key_path.display()
+                ),
+            )),
+            Err(e) => findings.push(Finding::new(
+                FindingKind::Unreadable,
+                shown,
+                format!("{e:#}"),
+            )),
         }
     }
 }
