@@ -1193,3 +1193,40 @@ fn verify_release_catches_an_attested_provenance_signed_by_another_key() {
     );
     assert_eq!(finding_kinds(&report).len(), 1, "{:#}", report["findings"]);
 }
+
+#[test]
+fn verify_release_names_an_embedded_package_the_provenance_does_not_resolve() {
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    // A provenance, signed with the release key itself, whose resolved dependencies lack a
+    // package the binary was built from: only the embedded list gives it away.
+    let mut statement = statement(&envelope(&dir));
+    let resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array_mut()
+        .unwrap();
+    let before = resolved.len();
+    resolved.retain(|d| d["uri"] != "pkg:cargo/airlock-hello@0.3.1");
+    assert_eq!(resolved.len(), before - 1);
+    rewrite_provenance(
+        &dir,
+        &statement,
+        Some(&signed_release().keys.join("release.key")),
+    );
+    let line = std::fs::read(dir.join("provenance.intoto.jsonl")).unwrap();
+    let manifest_path = dir.join("dist-manifest.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    for artifact in manifest["artifacts"].as_array_mut().unwrap() {
+        if artifact["path"] == "provenance.intoto.jsonl" {
+            artifact["sha256"] = format!("sha256:{}", sha256_hex(&line)).into();
+            artifact["size"] = line.len().into();
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+
+    let report = verify_release(&dir, &release_public_key(), 1);
+    let binary = format!("{} (hello)", dir.join(ARCHIVE).display());
+    assert_finding(&report, "unlocked-package", &binary);
+    assert_eq!(finding_kinds(&report).len(), 1, "{:#}", report["findings"]);
+    assert_eq!(report["findings"][0]["package"], "airlock-hello v0.3.1");
+}
