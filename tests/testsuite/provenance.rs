@@ -690,6 +690,9 @@ fn a_signed_release_carries_provenance_signed_with_the_release_key() {
     assert_eq!(layer, envelope);
 }
 
+/// The repository the shared signed release's images are signed for (outside the air gap).
+const SIGNED_FOR: &str = "registry.example.com/team/hello";
+
 /// A release of the hello fixture signed with a fresh key, made once per test process (a dist
 /// run costs minutes on a cold cache) and kept under cargo's `target/tmp`; each tampering case
 /// works on its own copy (see [`release_copy`]).
@@ -719,12 +722,10 @@ fn signed_release() -> &'static SignedRelease {
         }
         let (_guard, project) = hello_in_git();
         let built = project.join("target/dist");
-        run_json(&mut signed_dist(
-            &project,
-            &built,
-            &keys.join("release.key"),
-            PASSPHRASE,
-        ));
+        run_json(
+            signed_dist(&project, &built, &keys.join("release.key"), PASSPHRASE)
+                .args(["--signed-repository", SIGNED_FOR]),
+        );
         let out = kept.join("dist");
         copy_dir(&built, &out);
         SignedRelease { out, keys }
@@ -893,7 +894,7 @@ fn verify_release_accepts_the_signed_release_offline() {
     assert_eq!(report["checks"][0]["files"], 1);
     assert_eq!(
         report["signatures"][0]["signed_repositories"][0],
-        "airlock-hello"
+        SIGNED_FOR
     );
 
     // Without --key there is nothing to check the release against: a usage error.
@@ -1229,4 +1230,48 @@ fn verify_release_names_an_embedded_package_the_provenance_does_not_resolve() {
     assert_finding(&report, "unlocked-package", &binary);
     assert_eq!(finding_kinds(&report).len(), 1, "{:#}", report["findings"]);
     assert_eq!(report["findings"][0]["package"], "airlock-hello v0.3.1");
+}
+
+/// The end of the walkthrough: the release's image pushed inside under another name keeps the
+/// signature `dist --sign --signed-repository` made outside, and containers/image's
+/// `sigstoreSigned` policy with `exactRepository` (the outside name) accepts it with the
+/// release key, and rejects it with another.
+#[test]
+fn a_signed_release_pushed_inside_meets_an_exact_repository_policy() {
+    let Some(registry) = Registry::start(false) else {
+        return;
+    };
+    let host = registry.addr();
+    let Some(skopeo) = SkopeoSigstore::require(&host) else {
+        return;
+    };
+    let guard = tempfile::tempdir().unwrap();
+    let dir = release_copy(&guard);
+    verify_release(&dir, &release_public_key(), 0);
+    let inside = format!("{host}/mirror/hello:0.3.1");
+    run_expect(
+        push_cmd(&guard.path().join("home"))
+            .arg(format!("oci:{}:0.3.1", dir.join("image").display()))
+            .arg(&inside),
+        0,
+    );
+    let exact = serde_json::json!({"type": "exactRepository", "dockerRepository": SIGNED_FOR});
+    assert_eq!(
+        skopeo.policy_allows(&inside, &release_public_key(), exact.clone()),
+        Ok(())
+    );
+    let other = skopeo.policy_allows(&inside, &signed_release().keys.join("other.pub"), exact);
+    assert!(
+        other
+            .as_ref()
+            .is_err_and(|m| m.contains("cryptographic signature verification failed")),
+        "{other:?}"
+    );
+    // The inside name is not the one signed: the default identity refuses it.
+    let default = skopeo.policy_allows(
+        &inside,
+        &release_public_key(),
+        serde_json::json!({"type": "matchRepoDigestOrExact"}),
+    );
+    assert!(default.is_err(), "{default:?}");
 }
