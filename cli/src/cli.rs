@@ -868,6 +868,7 @@ impl DistArgs {
             locked: self.locked,
             offline: self.offline,
             sign: self.sign,
+            no_sign: false,
             key: self.key.clone(),
             passphrase: if self.password_stdin {
                 Some(passphrase(true)?)

@@ -1275,3 +1275,62 @@ fn a_signed_release_pushed_inside_meets_an_exact_repository_policy() {
     );
     assert!(default.is_err(), "{default:?}");
 }
+
+/// A release the settings sign (`sign = true` and a `key` kept out of git, as the README
+/// advises) rebuilds without the key: the rebuild compares subjects, which no signature
+/// changes, and never signs, whatever the settings of the checked-out revision say.
+#[test]
+fn verify_rebuild_of_a_release_signed_by_its_settings_needs_no_key() {
+    let Some(_) = require_tool("git") else {
+        return;
+    };
+    let (_guard, project) = copy_fixture("hello");
+    let manifest = project.join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n[workspace.metadata.airlock.dist]\nsign = true\nkey = \"keys/release.key\"\n");
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::write(project.join(".gitignore"), "/target\n/keys\n").unwrap();
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-q", "-m", "release"]);
+    run_expect(
+        airlock()
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .arg("keygen")
+            .arg("--output")
+            .arg(project.join("keys/release")),
+        0,
+    );
+    let out = project.join("target/dist");
+    run_json(
+        airlock()
+            .args([
+                "dist",
+                "--format",
+                "json",
+                "--target",
+                X86,
+                "--archive",
+                "tar.gz",
+            ])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--out-dir")
+            .arg(&out)
+            .env("AIRLOCK_KEY_PASSWORD", PASSPHRASE)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+    assert!(out.join("SHA256SUMS.sig").is_file());
+    let verdict = run_json(
+        airlock()
+            .args(["verify", "--format", "json", "--rebuild"])
+            .arg(&out)
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env_remove("AIRLOCK_KEY_PASSWORD")
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    // And the signed release holds up against its key.
+    verify_release(&out, &project.join("keys/release.pub"), 0);
+}

@@ -58,6 +58,9 @@ pub struct DistOptions {
     /// Sign the release with the release key (also `sign = true` in the settings):
     /// `SHA256SUMS.sig`, every image of the layout and the provenance envelope.
     pub sign: bool,
+    /// Never sign, whatever `sign` and the settings say: `verify --rebuild` compares subjects,
+    /// which no signature changes, in a checkout that has no key.
+    pub no_sign: bool,
     /// The cosign private key (default: the settings' `key`).
     pub key: Option<PathBuf>,
     /// The key's passphrase (default: `AIRLOCK_KEY_PASSWORD`, else empty).

@@ -116,7 +116,7 @@ fn release_key(
     settings: &DistSettings,
     workspace: &Workspace,
 ) -> Result<Option<SigningKey>> {
-    if !(options.sign || settings.dist.sign) {
+    if options.no_sign || !(options.sign || settings.dist.sign) {
         return Ok(None);
     }
     let path = match (&options.key, &settings.dist.key) {
