@@ -343,9 +343,16 @@ pub struct VerifyArgs {
     /// checkout of the recorded revision and compare every artifact byte for byte.
     #[arg(long, value_name = "DIR", group = "what")]
     pub rebuild: Option<PathBuf>,
+    /// A release directory (`dist`'s output), whole and offline, against the release key
+    /// (--key): SHA256SUMS.sig and every file it lists, dist-manifest.json, every image
+    /// signature in DIR/image, the provenance's signature and subjects, the SBOM attachments,
+    /// and every binary's embedded dependencies against the provenance's.
+    #[arg(long, value_name = "DIR", group = "what", requires = "key")]
+    pub release: Option<PathBuf>,
     /// With --layout: every image must carry a signature by this cosign public key (the
-    /// `sha256-<digest>.sig` tag or a signature referrer) naming its digest.
-    #[arg(long, value_name = "KEY.pub", requires = "layout")]
+    /// `sha256-<digest>.sig` tag or a signature referrer) naming its digest. With --release:
+    /// the release's public key.
+    #[arg(long, value_name = "KEY.pub")]
     pub key: Option<PathBuf>,
     /// The Cargo.lock to check against (default: the workspace's).
     #[arg(long, value_name = "PATH")]
@@ -369,6 +376,7 @@ impl VerifyArgs {
             manifest: self.manifest.clone(),
             layout: self.layout.clone(),
             rebuild: self.rebuild.clone(),
+            release: self.release.clone(),
             key: self.key.clone(),
         }
     }
@@ -812,8 +820,9 @@ pub struct DistArgs {
     /// Run without accessing the network (passed to cargo).
     #[arg(long)]
     pub offline: bool,
-    /// Sign the provenance with the release key (also `sign = true` in
-    /// [workspace.metadata.airlock.dist]); the passphrase comes from AIRLOCK_KEY_PASSWORD or
+    /// Sign the release with the release key (also `sign = true` in
+    /// [workspace.metadata.airlock.dist]): SHA256SUMS (SHA256SUMS.sig), every image of the
+    /// layout and the provenance envelope; the passphrase comes from AIRLOCK_KEY_PASSWORD or
     /// --password-stdin.
     #[arg(long)]
     pub sign: bool,
@@ -823,6 +832,11 @@ pub struct DistArgs {
     /// Read the key's passphrase from stdin [default: the AIRLOCK_KEY_PASSWORD variable].
     #[arg(long)]
     pub password_stdin: bool,
+    /// The repository the image signatures name (`docker-reference`) [default: the image's
+    /// `repository`, else the package name]. An image pushed inside the air gap under
+    /// another name keeps this name: accept it with an `exactRepository` policy.
+    #[arg(long, value_name = "REGISTRY/REPOSITORY")]
+    pub signed_repository: Option<String>,
     /// Load the image into podman or Docker, as `image --load` does.
     #[arg(long, value_name = "podman|docker", value_parser = parse_runtime)]
     pub load: Option<airlock::oci::load::Runtime>,
@@ -854,12 +868,18 @@ impl DistArgs {
             locked: self.locked,
             offline: self.offline,
             sign: self.sign,
+            no_sign: false,
             key: self.key.clone(),
             passphrase: if self.password_stdin {
                 Some(passphrase(true)?)
             } else {
                 None
             },
+            signed_repository: self
+                .signed_repository
+                .as_deref()
+                .map(str::parse)
+                .transpose()?,
             load: self.load,
         })
     }
@@ -1082,6 +1102,39 @@ mod readme_tests {
             missing.is_empty(),
             "not in README.md: {}",
             missing.join(", ")
+        );
+    }
+
+    /// Every `cargo airlock` command of the "Across the air gap" walkthrough parses with the
+    /// flags that exist, so the walkthrough cannot drift from the CLI.
+    #[test]
+    fn air_gap_walkthrough_commands_are_real() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Across the air gap")
+            .expect("README has a section \"Across the air gap\"");
+        let section = &readme[start..];
+        let section = &section[..section[4..].find("\n### ").map_or(section.len(), |i| i + 4)];
+        let mut commands = 0;
+        let mut in_block = false;
+        for line in section.lines() {
+            if line.trim_start().starts_with("```") {
+                in_block = !in_block;
+                continue;
+            }
+            let line = line.split("  #").next().unwrap_or_default().trim();
+            let Some(rest) = line.strip_prefix("cargo airlock ").filter(|_| in_block) else {
+                continue;
+            };
+            let args = std::iter::once("cargo-airlock").chain(rest.split_whitespace());
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("README's `{line}` does not parse: {e}");
+            }
+            commands += 1;
+        }
+        assert!(
+            commands >= 8,
+            "only {commands} commands found in the walkthrough"
         );
     }
 }

@@ -90,6 +90,8 @@ pub enum ArtifactKind {
     DebugInfo,
     /// SLSA provenance in a DSSE envelope (`provenance.intoto.jsonl`).
     Provenance,
+    /// A file's signature by the release key (`SHA256SUMS.sig`, as `cosign sign-blob` writes).
+    Signature,
 }
 
 /// One file of a release.

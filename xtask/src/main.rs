@@ -10,7 +10,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  dist            airlock's own release: static binaries, archives, sums, SBOM, image, report
+  dist            airlock's own release: static binaries, archives, sums, SBOM, image, report,
+                  provenance; signed (a throwaway key unless one is configured)
   bench [--quick] [--runs N] [NAME…]
                   run the benchmarks (all, or those named) and rewrite docs/BENCHMARKS.md;
                   --quick: once each on small inputs, printed, nothing written (CI's smoke run);

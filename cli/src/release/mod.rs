@@ -55,12 +55,19 @@ pub struct DistOptions {
     pub locked: bool,
     /// Passed to cargo.
     pub offline: bool,
-    /// Sign the provenance with the release key (also `sign = true` in the settings).
+    /// Sign the release with the release key (also `sign = true` in the settings):
+    /// `SHA256SUMS.sig`, every image of the layout and the provenance envelope.
     pub sign: bool,
+    /// Never sign, whatever `sign` and the settings say: `verify --rebuild` compares subjects,
+    /// which no signature changes, in a checkout that has no key.
+    pub no_sign: bool,
     /// The cosign private key (default: the settings' `key`).
     pub key: Option<PathBuf>,
     /// The key's passphrase (default: `AIRLOCK_KEY_PASSWORD`, else empty).
     pub passphrase: Option<crate::signing::Passphrase>,
+    /// The repository the image signatures name (default: the image's name in the layout,
+    /// from `[workspace.metadata.airlock.image]`).
+    pub signed_repository: Option<crate::signing::SignedRepository>,
     /// Load the image into this local engine (`--load podman|docker`).
     pub load: Option<crate::oci::load::Runtime>,
 }

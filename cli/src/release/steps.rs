@@ -116,7 +116,7 @@ fn release_key(
     settings: &DistSettings,
     workspace: &Workspace,
 ) -> Result<Option<SigningKey>> {
-    if !(options.sign || settings.dist.sign) {
+    if options.no_sign || !(options.sign || settings.dist.sign) {
         return Ok(None);
     }
     let path = match (&options.key, &settings.dist.key) {
@@ -222,6 +222,14 @@ pub fn dist(options: &DistOptions) -> Result<DistReport> {
     // covers exactly the reproducible files (the provenance's own subjects and the records).
     let sums_artifact = steps.run("Checksums", "SHA256SUMS", || write_sums(&out, &artifacts))?;
     artifacts.push(sums_artifact);
+    if let Some(key) = &plan.signing_key {
+        let signature = steps.run(
+            "Signing",
+            "SHA256SUMS and every image with the release key",
+            || sign_release(&out, key, options.signed_repository.as_ref()),
+        )?;
+        artifacts.push(signature);
+    }
     artifacts.push(provenance_artifact);
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
 
@@ -819,6 +827,23 @@ fn attach_attestation(
     index.set_manifests(entries);
     writer.finish(&index)?;
     Ok(attached.referrer)
+}
+
+/// Signs `SHA256SUMS` (into `SHA256SUMS.sig`) and every image of the layout (simple signing,
+/// for `identity` or the image's configured name), after the provenance is attached so the
+/// layout holds its final images. The image archive keeps no signatures: it was written
+/// before, and the layout is what `push` and `verify --release` read.
+fn sign_release(
+    out: &Path,
+    key: &SigningKey,
+    identity: Option<&signing::SignedRepository>,
+) -> Result<Artifact> {
+    let report = signing::sign_release(out, key, identity)?;
+    let signed = report
+        .files
+        .first()
+        .context("signing the release signed no file")?;
+    artifact(out, &signed.signature, ArtifactKind::Signature, None)
 }
 
 fn write_sums(out: &Path, artifacts: &[Artifact]) -> Result<Artifact> {

@@ -1,10 +1,13 @@
 //! `cargo airlock verify`: what is on disk (vendor directories, bundles, `SHA256SUMS`, OCI
 //! layouts, a release and its provenance) against what it claims to be, naming every file that
-//! differs. Reads only what it checks (`--rebuild` builds in a temporary directory).
+//! differs; a whole release against its signatures (`--release DIR --key KEY.pub`). Reads only
+//! what it checks (`--rebuild` builds in a temporary directory) and never uses the network
+//! (`--rebuild` lets cargo fetch what it has not cached).
 //!
 //! Every check adds a [`CheckSummary`] and its [`Finding`]s to one [`VerifyReport`]; any
 //! finding makes the exit code 1, unreadable input is an error (exit 2).
 
+mod custody;
 mod layout;
 mod provenance;
 mod rebuild;
@@ -54,7 +57,10 @@ pub struct VerifyOptions {
     pub layout: Option<PathBuf>,
     /// A release directory to rebuild from its provenance and compare byte for byte.
     pub rebuild: Option<PathBuf>,
-    /// With `layout`: the public key every image of the layout must be signed with.
+    /// A release directory to check whole against its signatures by `key`.
+    pub release: Option<PathBuf>,
+    /// With `layout`: the public key every image of the layout must be signed with; with
+    /// `release`: the release key.
     pub key: Option<PathBuf>,
 }
 
@@ -76,6 +82,10 @@ pub enum CheckKind {
     Signatures,
     /// `--rebuild DIR`: the release rebuilt from its provenance.
     Rebuild,
+    /// `--release DIR --key KEY.pub`: the signatures of `SHA256SUMS` and the provenance, the
+    /// SBOM attachments and the embedded dependency lists (the other checks it runs have
+    /// their own summaries).
+    Release,
 }
 
 impl CheckKind {
@@ -89,6 +99,7 @@ impl CheckKind {
             CheckKind::Layout => "referenced blobs",
             CheckKind::Signatures => "images",
             CheckKind::Rebuild => "subjects",
+            CheckKind::Release => "signatures, SBOM attachments and dependency lists",
         }
     }
 }
@@ -103,6 +114,7 @@ impl std::fmt::Display for CheckKind {
             CheckKind::Layout => "layout",
             CheckKind::Signatures => "signatures",
             CheckKind::Rebuild => "rebuild",
+            CheckKind::Release => "release",
         })
     }
 }
@@ -145,12 +157,24 @@ pub struct VerifyReport {
 /// Runs the checks `opts` asks for.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
-    let release_checks = [&opts.sums, &opts.manifest, &opts.layout, &opts.rebuild];
+    let release_checks = [
+        &opts.sums,
+        &opts.manifest,
+        &opts.layout,
+        &opts.rebuild,
+        &opts.release,
+    ];
     if opts.vendor.is_none() && opts.bundle.is_none() && release_checks.iter().all(|o| o.is_none())
     {
         return Err(crate::error::input(
             "nothing to verify: give --vendor DIR, --bundle FILE, --sums FILE, --manifest FILE, \
-             --layout DIR or --rebuild DIR",
+             --layout DIR, --release DIR or --rebuild DIR",
+        ));
+    }
+    if opts.release.is_some() && opts.key.is_none() {
+        return Err(crate::error::input(
+            "--release checks a release against its signatures: give the release's public key \
+             with --key KEY.pub",
         ));
     }
     let mut checks = Vec::new();
@@ -170,16 +194,25 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         }
     }
     let mut signatures = Vec::new();
-    if let Some(key) = &opts.key {
+    if let (Some(dir), Some(key)) = (&opts.release, &opts.key) {
+        let verdict = custody::check_release(dir, key)?;
+        checks.extend(verdict.checks);
+        findings.extend(verdict.findings);
+        signatures = verdict.images;
+    }
+    if let Some(key) = &opts.key
+        && opts.release.is_none()
+    {
         let Some(layout) = &opts.layout else {
             return Err(crate::error::input(
-                "--key checks the signatures of a layout: give --layout DIR too",
+                "--key checks the signatures of a layout or a release: give --layout DIR or \
+                 --release DIR too",
             ));
         };
         let (summary, found, verdicts) = signatures::check_signatures(layout, key)?;
         checks.push(summary);
         findings.extend(found);
-        signatures = verdicts;
+        signatures.extend(verdicts);
     }
     if opts.vendor.is_some() || opts.bundle.is_some() {
         check_dependencies(opts, &mut checks, &mut findings)?;

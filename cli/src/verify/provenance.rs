@@ -137,6 +137,31 @@ fn actual_digest(dir: &Path, manifest: &DistManifest, name: &str) -> Result<Opti
 /// The sha256 of `<top>/<bin>` in a release archive (`.tar.gz` or `.tar.zst`), read within
 /// [`elf::MAX_BINARY_SIZE`].
 pub fn binary_in_archive(path: &Path, bin: &str) -> Result<Option<Sha256Digest>> {
+    with_binary_in_archive(path, bin, |entry| {
+        let (found, _) = digest::hash_reader(entry)
+            .with_context(|| format!("cannot read {bin} in {}", path.display()))?;
+        Ok(found)
+    })
+}
+
+/// The bytes of `<top>/<bin>` in a release archive, read within [`elf::MAX_BINARY_SIZE`].
+pub fn read_binary_in_archive(path: &Path, bin: &str) -> Result<Option<Vec<u8>>> {
+    with_binary_in_archive(path, bin, |mut entry| {
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {bin} in {}", path.display()))?;
+        Ok(bytes)
+    })
+}
+
+/// Calls `read` on the regular file `<top>/<bin>` of a release archive, if it holds one no
+/// larger than [`elf::MAX_BINARY_SIZE`] (its header says so before any of it is read).
+fn with_binary_in_archive<T>(
+    path: &Path,
+    bin: &str,
+    read: impl FnOnce(tar::Entry<'_, Box<dyn Read>>) -> Result<T>,
+) -> Result<Option<T>> {
     let file = crate::input::open_regular(path, crate::input::Links::Follow)?.file;
     let reader: Box<dyn Read> = if path.to_string_lossy().ends_with(".tar.zst") {
         Box::new(zstd::Decoder::new(file).with_context(|| format!("{}", path.display()))?)
@@ -160,9 +185,7 @@ pub fn binary_in_archive(path: &Path, bin: &str) -> Result<Option<Sha256Digest>>
         if entry.size() > elf::MAX_BINARY_SIZE {
             anyhow::bail!("{}: {bin} is larger than airlock reads", path.display());
         }
-        let (found, _) = digest::hash_reader(entry)
-            .with_context(|| format!("cannot read {bin} in {}", path.display()))?;
-        return Ok(Some(found));
+        return read(entry).map(Some);
     }
     Ok(None)
 }

@@ -118,10 +118,13 @@ pub fn check_rebuild(
         budget: None,
         locked: true,
         offline: false,
-        // The rebuild compares subjects, which no signature changes: no key needed.
+        // The rebuild compares subjects, which no signature changes: no key needed, even when
+        // the settings of the revision ask for a signed release.
         sign: false,
+        no_sign: true,
         key: None,
         passphrase: None,
+        signed_repository: None,
         load: None,
     })
     .with_context(|| format!("the rebuild of {revision} failed"))?;
