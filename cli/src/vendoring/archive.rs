@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -171,12 +171,25 @@ impl CrateArchive {
 
     /// The total size of the kept files (decompressed, not hashed).
     pub fn content_bytes(&self) -> Result<u64> {
+        Ok(self.manifest_and_content_bytes()?.1)
+    }
+
+    /// The package's `Cargo.toml` (at most [`MAX_READ_FILE`] bytes; None when it has none) and
+    /// the total size of the kept files, in one pass over the archive.
+    pub fn manifest_and_content_bytes(&self) -> Result<(Option<Vec<u8>>, u64)> {
+        let mut manifest = None;
         let mut total = 0;
-        self.for_each_file(|_, _, reader| {
-            total += std::io::copy(reader, &mut std::io::sink())?;
+        self.for_each_file(|path, _, reader| {
+            if path == "Cargo.toml" {
+                let bytes = read_bounded(reader, path, MAX_READ_FILE)?;
+                total += bytes.len() as u64;
+                manifest = Some(bytes);
+            } else {
+                total += std::io::copy(reader, &mut std::io::sink())?;
+            }
             Ok(())
         })?;
-        Ok(total)
+        Ok((manifest, total))
     }
 
     /// Extracts the package's files into `dest` (which must not exist yet), hashing each file
@@ -186,10 +199,22 @@ impl CrateArchive {
     /// [`COPY_BUFFER_SIZE`] bytes, close) and each directory one `mkdir`: the entries are
     /// decompressed straight into one buffer per package, hashed there, and written from it.
     pub fn extract_to(&self, dest: &Path) -> Result<PackageFiles> {
+        Ok(self.extract_keeping_manifest(dest, false)?.0)
+    }
+
+    /// [`CrateArchive::extract_to`], also returning the package's `Cargo.toml` when `manifest`
+    /// (at most [`MAX_READ_FILE`] bytes; None when it has none), read as it is extracted: the
+    /// platform filter needs it, and reading it from the archive again would inflate it twice.
+    pub fn extract_keeping_manifest(
+        &self,
+        dest: &Path,
+        manifest: bool,
+    ) -> Result<(PackageFiles, Option<Vec<u8>>)> {
         fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
         let mut files = PackageFiles::default();
         let mut created = HashSet::new();
         let mut buffer = vec![0; COPY_BUFFER_SIZE];
+        let mut kept = None;
         self.for_each_file(|relative, executable, reader| {
             if let Some((parent, _)) = relative.rsplit_once('/') {
                 create_dir_once(dest, parent, &mut created)?;
@@ -201,12 +226,20 @@ impl CrateArchive {
                 .mode(if executable { 0o755 } else { 0o644 })
                 .open(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
+            if manifest && relative == "Cargo.toml" {
+                let bytes = read_bounded(reader, relative, MAX_READ_FILE)?;
+                file.write_all(&bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                files.insert(relative, Sha256Digest::of(&bytes), bytes.len() as u64);
+                kept = Some(bytes);
+                return Ok(());
+            }
             let (digest, len) = copy_hashed(reader, &mut file, &mut buffer)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             files.insert(relative, digest, len);
             Ok(())
         })?;
-        Ok(files)
+        Ok((files, kept))
     }
 }
 

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 
@@ -45,6 +46,8 @@ pub struct CrateCache {
     root: PathBuf,
     /// File name → every index directory holding a file of that name.
     by_file: HashMap<String, Vec<PathBuf>>,
+    /// `.crate` files read so far (shown with `-v`: each should be read once per run).
+    reads: AtomicUsize,
 }
 
 /// What looking a package up in the cache found.
@@ -70,6 +73,7 @@ impl CrateCache {
         let mut cache = CrateCache {
             root: root.clone(),
             by_file: HashMap::new(),
+            reads: AtomicUsize::new(0),
         };
         let dirs = match fs::read_dir(&root) {
             Ok(dirs) => dirs,
@@ -104,6 +108,11 @@ impl CrateCache {
     /// The cache directory (for messages).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How many `.crate` files [`CrateCache::lookup`] has read.
+    pub fn files_read(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// The candidate files for `package`, those in directories named after its registry's
@@ -144,6 +153,7 @@ impl CrateCache {
         let mut first_mismatch = None;
         for path in self.candidates(package) {
             let bytes = read_regular(&path, Links::Follow, MAX_CRATE_FILE)?;
+            self.reads.fetch_add(1, Ordering::Relaxed);
             let archive = CrateArchive::new(
                 package.id.clone(),
                 ArchiveKind::Registry,

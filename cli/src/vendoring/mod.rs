@@ -173,18 +173,19 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         .iter()
         .map(|t| TargetPlatform::query(t))
         .collect::<Result<_>>()?;
-    let needed = if platforms.is_empty() {
+    let filter = if platforms.is_empty() {
         None
     } else {
-        let manifests = manifests(&ws, &lock, &cache, &pending)?;
         let mut host_platforms = platforms.clone();
         let host = TargetPlatform::host()?;
         if !platforms.iter().any(|p| p.triple == host.triple) {
             host_platforms.push(host);
         }
-        let needed = platform::needed_packages(&lock, &platforms, &host_platforms, &manifests);
-        phase.done("platform filter");
-        Some(needed)
+        Some(PlatformFilter {
+            manifests: member_manifests(&ws, &lock),
+            platforms,
+            host_platforms,
+        })
     };
 
     let dir_names = dir_names(&lock, opts.versioned_dirs);
@@ -194,47 +195,76 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         format!("{} crates into {}", pending.len(), opts.dir.display()),
     );
     let bar = progress::bar(pending.len() as u64, "Extracting");
-    let lock_ref = &lock;
-    // Largest first, one package per task: a few crates (windows-sys, linux-raw-sys) expand to
-    // a tenth of the tree each, and one of them started last would leave the other cores idle.
-    // Each task reads its `.crate`, proves it and extracts it, so only the crates being
-    // extracted are in memory, whatever the size of the lockfile.
-    let mut by_size: Vec<&PendingCrate> = pending.iter().collect();
-    by_size.sort_by_key(|p| std::cmp::Reverse(p.size()));
-    let outcomes: Vec<Result<VendoredPackage, String>> = by_size
-        .into_par_iter()
-        .with_max_len(1)
-        .map(|pending| -> Result<Result<VendoredPackage, String>> {
-            let archive = match pending.load(&cache)? {
-                Ok(archive) => archive,
-                Err(mismatch) => return Ok(Err(mismatch)),
-            };
-            let archive = archive.as_ref();
-            let name = &dir_names[&archive.id];
-            let dest = staged.path().join(name);
-            let stub = needed.as_ref().is_some_and(|n| !n.contains(&archive.id));
-            let (files, left_out) = if stub {
-                write_stub(archive, &dest, &opts.platforms)?
-            } else {
-                write_package(archive, &dest, lock_ref)?
-            };
-            bar.inc(1);
-            Ok(Ok(VendoredPackage {
-                id: archive.id.clone(),
-                kind: archive.id.source.kind(),
-                dir: Some(name.clone()),
-                crate_sha256: archive.digest,
-                files: files.files.len() + 1,
-                bytes: files.bytes,
-                stub,
-                bytes_left_out: left_out,
-            }))
-        })
-        .collect::<Result<_>>()?;
+    // With `--platform`, whether a package gets a stub depends on the manifests of the packages
+    // that depend on it: packages go in batches (see `platform::batches`), each decided from
+    // the manifests read while the batches before it were extracted, so each `.crate` is read
+    // and inflated once. Without it, one batch.
+    let batches: Vec<Vec<&PendingCrate>> = match &filter {
+        None => vec![pending.iter().collect()],
+        Some(_) => {
+            let mut by_id: BTreeMap<&PackageId, &PendingCrate> =
+                pending.iter().map(|p| (p.id(), p)).collect();
+            let mut batches: Vec<Vec<&PendingCrate>> = platform::batches(&lock)
+                .iter()
+                .map(|batch| batch.iter().filter_map(|id| by_id.remove(id)).collect())
+                .collect();
+            // None is left (every pending package is locked); if one were, it would still be
+            // vendored, decided last.
+            batches.push(by_id.into_values().collect());
+            batches
+        }
+    };
+    let mut filter = filter;
+    let mut outcomes: Vec<Result<VendoredPackage, String>> = Vec::with_capacity(pending.len());
+    for mut batch in batches {
+        let needed = filter.as_ref().map(|f| {
+            platform::needed_packages(&lock, &f.platforms, &f.host_platforms, &f.manifests)
+        });
+        let job = VendorJob {
+            cache: &cache,
+            lock: &lock,
+            dir_names: &dir_names,
+            dir: staged.path(),
+            needed: needed.as_ref(),
+            platforms: &opts.platforms,
+        };
+        // Largest first, one package per task: a few crates (windows-sys, linux-raw-sys)
+        // expand to a tenth of the tree each, and one of them started last would leave the
+        // other cores idle. Each task reads its `.crate`, proves it and extracts it, so only
+        // the crates being extracted are in memory, whatever the size of the lockfile.
+        batch.sort_by_key(|p| std::cmp::Reverse(p.size()));
+        let done: Vec<Outcome> = batch
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|pending| {
+                let outcome = job.vendor_one(pending);
+                bar.inc(1);
+                outcome
+            })
+            .collect::<Result<_>>()?;
+        for outcome in done {
+            outcomes.push(outcome.map(|(package, manifest)| {
+                if let (Some(filter), Some((declarations, proc_macro))) = (&mut filter, manifest) {
+                    if proc_macro {
+                        filter.manifests.proc_macros.insert(package.id.clone());
+                    }
+                    filter
+                        .manifests
+                        .declarations
+                        .insert(package.id.clone(), declarations);
+                }
+                package
+            }));
+        }
+    }
     bar.finish_and_clear();
     let (mut packages, mismatches) = split_mismatches(outcomes);
     fail_on_mismatches(mismatches, &cache)?;
-    phase.done("read, proven against Cargo.lock, extracted and hashed");
+    phase.done(format_args!(
+        "read ({} .crate files from cargo's cache), proven against Cargo.lock, extracted and \
+         hashed",
+        cache.files_read()
+    ));
     staged.commit()?;
     phase.done("swapped into place");
     packages.sort_by(|a, b| a.id.cmp(&b.id));
@@ -592,46 +622,80 @@ fn write_bundle_report(
     })
 }
 
-/// What the platform filter needs from every package's manifest (dependency declarations, and
-/// whether it is a proc-macro): registry and git packages from their `.crate`, workspace
-/// members from `cargo metadata`.
-fn manifests(
-    ws: &Workspace,
-    lock: &Lockfile,
-    cache: &CrateCache,
-    pending: &[PendingCrate],
-) -> Result<platform::Manifests> {
-    let mut manifests = platform::Manifests::default();
-    /// A package's declarations and whether it is a proc-macro; or why its `.crate` differs.
-    type Outcome = Result<(PackageId, Vec<Declaration>, bool), String>;
-    let outcomes: Vec<Outcome> = pending
-        .par_iter()
-        .map(|pending| {
-            let archive = match pending.load(cache)? {
-                Ok(archive) => archive,
-                Err(mismatch) => return Ok(Err(mismatch)),
-            };
-            let manifest = archive
-                .read_file("Cargo.toml")?
-                .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
-            let table: toml::Table = String::from_utf8_lossy(&manifest)
-                .parse()
-                .with_context(|| format!("cannot parse the Cargo.toml of {}", archive.id))?;
-            Ok(Ok((
-                archive.id.clone(),
-                platform::declarations(&table),
-                platform::is_proc_macro(&table),
-            )))
-        })
-        .collect::<Result<_>>()?;
-    let (from_archives, mismatches) = split_mismatches(outcomes);
-    fail_on_mismatches(mismatches, cache)?;
-    for (id, declarations, proc_macro) in from_archives {
-        if proc_macro {
-            manifests.proc_macros.insert(id.clone());
-        }
-        manifests.declarations.insert(id, declarations);
+/// What `--platform` decides from: the kept platforms, where build scripts and proc-macros
+/// run, and the manifests read so far.
+struct PlatformFilter {
+    platforms: Vec<TargetPlatform>,
+    host_platforms: Vec<TargetPlatform>,
+    manifests: platform::Manifests,
+}
+
+/// A vendored package and, when the platform filter needs them, its manifest's dependency
+/// declarations and whether it is a proc-macro; or why its `.crate` differs.
+type Outcome = Result<(VendoredPackage, Option<(Vec<Declaration>, bool)>), String>;
+
+/// What vendoring one package of a batch needs.
+struct VendorJob<'a> {
+    cache: &'a CrateCache,
+    lock: &'a Lockfile,
+    dir_names: &'a BTreeMap<PackageId, String>,
+    dir: &'a Path,
+    /// With `--platform`: the packages some platform needs; the others get a stub.
+    needed: Option<&'a BTreeSet<PackageId>>,
+    platforms: &'a [String],
+}
+
+impl VendorJob<'_> {
+    /// Reads `pending`'s `.crate` (once), proves it, and extracts it or writes its stub.
+    fn vendor_one(&self, pending: &PendingCrate) -> Result<Outcome> {
+        let archive = match pending.load(self.cache)? {
+            Ok(archive) => archive,
+            Err(mismatch) => return Ok(Err(mismatch)),
+        };
+        let archive = archive.as_ref();
+        let name = &self.dir_names[&archive.id];
+        let dest = self.dir.join(name);
+        let stub = self.needed.is_some_and(|n| !n.contains(&archive.id));
+        let (files, left_out, manifest) = if stub {
+            let (files, left_out) = write_stub(archive, &dest, self.platforms)?;
+            (files, left_out, None)
+        } else {
+            let (files, manifest) =
+                write_package(archive, &dest, self.lock, self.needed.is_some())?;
+            let manifest = manifest.map(|m| declared(archive, &m)).transpose()?;
+            (files, 0, manifest)
+        };
+        Ok(Ok((
+            VendoredPackage {
+                id: archive.id.clone(),
+                kind: archive.id.source.kind(),
+                dir: Some(name.clone()),
+                crate_sha256: archive.digest,
+                files: files.files.len() + 1,
+                bytes: files.bytes,
+                stub,
+                bytes_left_out: left_out,
+            },
+            manifest,
+        )))
     }
+}
+
+/// What the platform filter reads from a package's own `Cargo.toml`.
+fn declared(archive: &CrateArchive, manifest: &[u8]) -> Result<(Vec<Declaration>, bool)> {
+    let table: toml::Table = String::from_utf8_lossy(manifest)
+        .parse()
+        .with_context(|| format!("cannot parse the Cargo.toml of {}", archive.id))?;
+    Ok((
+        platform::declarations(&table),
+        platform::is_proc_macro(&table),
+    ))
+}
+
+/// The manifests of the workspace members (from `cargo metadata`), where the platform filter
+/// starts; registry and git packages' are read from their `.crate` as they are extracted.
+fn member_manifests(ws: &Workspace, lock: &Lockfile) -> platform::Manifests {
+    let mut manifests = platform::Manifests::default();
     for member in &ws.metadata.packages {
         let Some(locked) = lock.packages().iter().find(|p| {
             p.id.source == Source::Path
@@ -658,24 +722,29 @@ fn manifests(
             manifests.proc_macros.insert(locked.id.clone());
         }
     }
-    Ok(manifests)
+    manifests
 }
 
-/// Extracts one package and writes its checksum file; returns its files and 0 bytes left out.
+/// Extracts one package and writes its checksum file; returns its files, and its
+/// `Cargo.toml` when `manifest` (an error when it has none).
 fn write_package(
     archive: &CrateArchive,
     dest: &Path,
     lock: &Lockfile,
-) -> Result<(PackageFiles, u64)> {
-    let files = archive
-        .extract_to(dest)
+    manifest: bool,
+) -> Result<(PackageFiles, Option<Vec<u8>>)> {
+    let (files, kept) = archive
+        .extract_keeping_manifest(dest, manifest)
         .with_context(|| format!("cannot vendor {}", archive.id))?;
+    if manifest && kept.is_none() {
+        return Err(anyhow::anyhow!("{} has no Cargo.toml", archive.origin));
+    }
     let package_sum = match archive.kind {
         ArchiveKind::Registry => lock.get(&archive.id).and_then(|p| p.checksum),
         ArchiveKind::Git => None,
     };
     CargoChecksum::new(&files, package_sum).write_to(dest)?;
-    Ok((files, 0))
+    Ok((files, kept))
 }
 
 /// Writes a stub for `archive` (see [`platform`]); returns its files and the bytes of the
@@ -685,11 +754,11 @@ fn write_stub(
     dest: &Path,
     platforms: &[String],
 ) -> Result<(PackageFiles, u64)> {
-    let original = archive
-        .read_file("Cargo.toml")?
-        .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
+    // One pass for both: the manifest, then the rest of the archive only to count it.
+    let (original, left_out) = archive.manifest_and_content_bytes()?;
+    let original =
+        original.ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
     let manifest = platform::stub_manifest(&archive.id, &original, platforms)?;
-    let left_out = archive.content_bytes()?;
     std::fs::create_dir_all(dest.join("src"))
         .with_context(|| format!("cannot create {}", dest.display()))?;
     let mut files = PackageFiles::default();

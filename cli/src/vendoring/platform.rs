@@ -233,6 +233,75 @@ pub fn needed_packages(
     seen.into_iter().map(|(id, _)| id.clone()).collect()
 }
 
+/// The remote packages of `lock` in batches the platform filter can decide one after the
+/// other, each from the manifests of the batches before it, so each `.crate` is read once
+/// (its manifest read while it is extracted).
+///
+/// A remote package's batch is one more than the highest batch of the remote packages that
+/// depend on it in `Cargo.lock` (path packages, whose manifests `cargo metadata` gives, count
+/// as batch 0), so every package on a chain of edges from a workspace member to a package of
+/// batch k is in a batch before k, and [`needed_packages`] with only their manifests known
+/// answers for batch k exactly as with every manifest. Packages on a cycle (cargo forbids them
+/// among remote packages) and below one come last, together: decided with some manifests
+/// unknown, which keeps more packages, never fewer.
+pub fn batches(lock: &Lockfile) -> Vec<Vec<PackageId>> {
+    let remote: BTreeSet<&PackageId> = lock.remote_packages().map(|p| &p.id).collect();
+    let mut children: BTreeMap<&PackageId, BTreeSet<&PackageId>> = BTreeMap::new();
+    let mut parents: BTreeMap<&PackageId, usize> = remote.iter().map(|id| (*id, 0)).collect();
+    for package in lock.remote_packages() {
+        let mine = children.entry(&package.id).or_default();
+        for dep in &package.dependencies {
+            if let Some(&dep) = remote.get(dep)
+                && mine.insert(dep)
+                && let Some(count) = parents.get_mut(dep)
+            {
+                *count += 1;
+            }
+        }
+    }
+    let mut batch: BTreeMap<&PackageId, usize> = BTreeMap::new();
+    let mut ready: VecDeque<&PackageId> = parents
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &ready {
+        batch.insert(*id, 0);
+    }
+    while let Some(id) = ready.pop_front() {
+        let next = batch[id] + 1;
+        for child in children.get(id).into_iter().flatten() {
+            let level = batch.entry(child).or_insert(next);
+            *level = (*level).max(next);
+            if let Some(count) = parents.get_mut(child) {
+                *count -= 1;
+                if *count == 0 {
+                    ready.push_back(child);
+                }
+            }
+        }
+    }
+    let mut out: Vec<Vec<PackageId>> = Vec::new();
+    let mut left = Vec::new();
+    for id in remote {
+        match parents[id] {
+            0 => {
+                let level = batch[id];
+                if out.len() <= level {
+                    out.resize_with(level + 1, Vec::new);
+                }
+                out[level].push(id.clone());
+            }
+            _ => left.push(id.clone()),
+        }
+    }
+    if !left.is_empty() {
+        out.push(left);
+    }
+    out.retain(|b| !b.is_empty());
+    out
+}
+
 /// The first line of every stub's `Cargo.toml`, so `verify` and people can tell stubs apart.
 pub const STUB_MARKER: &str = "# airlock vendor --platform: stub";
 
@@ -445,6 +514,12 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
                 &declared
             )
             .contains(&p[2].id)
+        );
+        assert_batches_decide_as_with_every_manifest(
+            &lock,
+            std::slice::from_ref(&linux),
+            std::slice::from_ref(&linux),
+            &declared,
         );
         // Unknown manifests keep everything.
         let linux = TargetPlatform::from_cfg_lines("x86_64-unknown-linux-gnu", LINUX).unwrap();
@@ -660,7 +735,7 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         let on_gnu_host = needed_packages(
             &lock,
             std::slice::from_ref(&musl),
-            &[musl.clone(), gnu_host],
+            &[musl.clone(), gnu_host.clone()],
             &manifests,
         );
         assert_eq!(
@@ -681,6 +756,111 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
             &manifests,
         );
         assert_eq!(names(on_musl_host), ["app", "macros", "sys"]);
+        assert_eq!(
+            batches(&lock),
+            [
+                vec![id("gnu-only"), id("macros"), id("sys")],
+                vec![id("build-helper"), id("macro-helper")],
+                vec![id("build-helper-dep")],
+            ]
+        );
+        for host in [&gnu_host, &musl] {
+            let hosts = [musl.clone(), host.clone()];
+            assert_batches_decide_as_with_every_manifest(
+                &lock,
+                std::slice::from_ref(&musl),
+                &hosts,
+                &manifests,
+            );
+        }
+    }
+
+    /// Deciding batch after batch, each from the manifests of the members and of the batches
+    /// before it (those `vendor` has read by then), keeps exactly what every manifest keeps.
+    fn assert_batches_decide_as_with_every_manifest(
+        lock: &Lockfile,
+        platforms: &[TargetPlatform],
+        host_platforms: &[TargetPlatform],
+        manifests: &Manifests,
+    ) {
+        let all = needed_packages(lock, platforms, host_platforms, manifests);
+        let mut known = Manifests::default();
+        let learn = |known: &mut Manifests, id: &PackageId| {
+            if let Some(decls) = manifests.declarations.get(id) {
+                known.declarations.insert(id.clone(), decls.clone());
+            }
+            if manifests.proc_macros.contains(id) {
+                known.proc_macros.insert(id.clone());
+            }
+        };
+        let mut decided = BTreeSet::new();
+        for member in lock
+            .packages()
+            .iter()
+            .filter(|p| p.id.source == Source::Path)
+        {
+            learn(&mut known, &member.id);
+            decided.insert(member.id.clone());
+        }
+        let batches = batches(lock);
+        assert_eq!(
+            batches.iter().map(Vec::len).sum::<usize>(),
+            lock.remote_packages().count()
+        );
+        for batch in batches {
+            let needed = needed_packages(lock, platforms, host_platforms, &known);
+            for id in &batch {
+                if needed.contains(id) {
+                    decided.insert(id.clone());
+                }
+            }
+            for id in &batch {
+                learn(&mut known, id);
+            }
+        }
+        assert_eq!(decided, all);
+    }
+
+    #[test]
+    fn a_package_comes_after_every_package_that_depends_on_it() {
+        // app -> a -> b -> c, and a -> c directly: c waits for b. `orphan` has no dependent.
+        let lock = crate::lock::Lockfile::parse(
+            r#"version = 4
+[[package]]
+name = "app"
+version = "0.1.0"
+dependencies = ["a"]
+
+[[package]]
+name = "a"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["b", "c"]
+
+[[package]]
+name = "b"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = ["c"]
+
+[[package]]
+name = "c"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "orphan"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+"#,
+            Path::new("Cargo.lock"),
+        )
+        .unwrap();
+        let names: Vec<Vec<String>> = batches(&lock)
+            .into_iter()
+            .map(|b| b.into_iter().map(|id| id.name).collect())
+            .collect();
+        assert_eq!(names, [vec!["a", "orphan"], vec!["b"], vec!["c"]]);
     }
 
     #[test]
