@@ -25,6 +25,7 @@
 //! `wait4` for the measured process and every descendant it waited for; peak memory is the
 //! largest resident set of any one of them.
 
+mod build;
 mod image;
 mod scale;
 mod vendor;
@@ -49,6 +50,10 @@ const BENCHMARKS: &[Benchmark] = &[
     Benchmark {
         name: "vendor",
         run: vendor::run,
+    },
+    Benchmark {
+        name: "build",
+        run: build::run,
     },
     Benchmark {
         name: "scale",
