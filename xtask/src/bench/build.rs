@@ -101,13 +101,14 @@ fn overhead(measured: &[Measured]) -> String {
         return String::new();
     };
     let wall = (wrapped.wall() / plain.wall().max(1e-9) - 1.0) * 100.0;
-    // GNU time counts CPU in 10 ms steps: a no-op cargo build may show none at all.
-    let cpu = if plain.cpu() >= 0.01 {
+    // GNU time counts CPU in 10 ms steps: a no-op cargo build shows one step or none.
+    let cpu = if super::cpu_resolved(plain.cpu()) {
         format!("{:+.1} % CPU", (wrapped.cpu() / plain.cpu() - 1.0) * 100.0)
     } else {
         format!(
-            "{} CPU against less than GNU time's 10 ms step",
-            super::seconds(wrapped.cpu())
+            "{} CPU against {}, within a few of GNU time's 10 ms steps",
+            super::seconds(wrapped.cpu()),
+            super::seconds(plain.cpu())
         )
     };
     let verdict = if wall <= GOAL_PERCENT {

@@ -435,7 +435,7 @@ pub fn table(measured: &[Measured]) -> String {
         let (fastest, slowest) = m.spread();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {}–{} | {} | {} | {:.2}× | {:.2}× |",
+            "| {} | {} | {} | {}–{} | {} | {} | {:.2}× | {} |",
             // A `|` in a command would end the cell, even inside backticks (GFM tables).
             m.label.replace('|', "\\|"),
             m.place.label(),
@@ -445,10 +445,25 @@ pub fn table(measured: &[Measured]) -> String {
             seconds(m.cpu()),
             mib(m.peak()),
             m.speedup(baseline),
-            baseline.cpu() / m.cpu().max(0.005),
+            cpu_ratio(baseline.cpu(), m.cpu()),
         );
     }
     out
+}
+
+/// Whether a CPU time is long enough for a ratio: GNU `time` counts CPU in 10 ms steps, so
+/// below 50 ms one step is 20 % or more of the figure (a no-op build reads 0.000 or 0.010 s).
+pub fn cpu_resolved(seconds: f64) -> bool {
+    seconds >= 0.05
+}
+
+/// The CPU-time ratio, or `–` when either time is too short for one ([`cpu_resolved`]).
+fn cpu_ratio(baseline: f64, measured: f64) -> String {
+    if cpu_resolved(baseline) && cpu_resolved(measured) {
+        format!("{:.2}×", baseline / measured)
+    } else {
+        "–".to_owned()
+    }
 }
 
 /// Seconds with three significant figures' worth of decimals.
