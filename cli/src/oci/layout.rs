@@ -158,6 +158,14 @@ impl Layout {
         &self.index
     }
 
+    /// The entry of `index.json` whose digest is `digest`, when there is one.
+    pub fn entry(&self, digest: &Sha256Digest) -> Option<&Descriptor> {
+        self.index()
+            .manifests()
+            .iter()
+            .find(|d| descriptor_digest(d).is_ok_and(|d| d == *digest))
+    }
+
     /// The layout's blobs, read only through the verified reader.
     pub fn blobs(&self) -> BlobStore<'_> {
         BlobStore::new(&self.root)

@@ -262,12 +262,7 @@ fn check_sbom_attachments(
     for sbom in &image.sboms {
         summary.items += 1;
         let shown = format!("{}@{sbom}", root.display());
-        let Some(entry) = layout
-            .index()
-            .manifests()
-            .iter()
-            .find(|d| descriptor_digest(d).is_ok_and(|d| d == *sbom))
-        else {
+        let Some(entry) = layout.entry(sbom) else {
             continue; // the manifest check already named it.
         };
         let artifact: ImageManifest = match layout.read_json(entry) {
@@ -364,12 +359,7 @@ fn check_attestations(
     for attestation in &image.attestations {
         summary.items += 1;
         let shown = format!("{}@{attestation}", root.display());
-        let Some(entry) = layout
-            .index()
-            .manifests()
-            .iter()
-            .find(|d| descriptor_digest(d).is_ok_and(|d| d == *attestation))
-        else {
+        let Some(entry) = layout.entry(attestation) else {
             continue; // the manifest check already named it.
         };
         let envelopes = layout
