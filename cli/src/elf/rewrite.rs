@@ -20,7 +20,7 @@ use object::{Endian, Endianness, FileKind};
 /// builder, so a rewrite keeps them as they were).
 pub fn with_builder<R>(data: &[u8], f: impl FnOnce(Builder<'_>) -> Result<R>) -> Result<R> {
     let first = match Builder::read(data) {
-        Ok(builder) => return f(builder),
+        Ok(builder) => return f(checked_alignments(builder)?),
         Err(e) => e,
     };
     let Some((patched, names)) = attributes_as_progbits(data) else {
@@ -39,7 +39,27 @@ pub fn with_builder<R>(data: &[u8], f: impl FnOnce(Builder<'_>) -> Result<R>) ->
             section.sh_type = elf::SHT_GNU_ATTRIBUTES;
         }
     }
-    f(builder)
+    f(checked_alignments(builder)?)
+}
+
+/// `builder` with every section alignment one `object`'s writer can lay out: 0 means "none"
+/// (ELF gABI), as 1 does; anything else must be a power of two, or the writer's rounding
+/// (`(offset + align - 1) & !(align - 1)`) misplaces sections or overflows.
+fn checked_alignments(mut builder: Builder<'_>) -> Result<Builder<'_>> {
+    for section in builder.sections.iter_mut() {
+        match section.sh_addralign {
+            0 => section.sh_addralign = 1,
+            align if align.is_power_of_two() => {}
+            align => {
+                return Err(crate::error::input(format!(
+                    "cannot parse the ELF file: section {} has alignment {align}, which is \
+                     not a power of two",
+                    String::from_utf8_lossy(section.name.as_slice())
+                )));
+            }
+        }
+    }
+    Ok(builder)
 }
 
 /// Rebuilds `data` after `edit` changed the builder; `capacity` is the expected output size.
@@ -162,6 +182,37 @@ mod tests {
             attributes_of(&rebuilt),
             (elf::SHT_GNU_ATTRIBUTES, RECORD.to_vec())
         );
+    }
+
+    #[test]
+    fn an_alignment_that_is_not_a_power_of_two_is_refused_not_laid_out() {
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let mut builder = Builder::read(data.as_slice()).unwrap();
+        let section = builder.sections.add();
+        section.name = b".odd".as_slice().into();
+        section.sh_type = elf::SHT_PROGBITS;
+        section.sh_addralign = 1;
+        section.data = SectionData::Data(b"x".to_vec().into());
+        let mut odd = Vec::new();
+        builder.write(&mut odd).unwrap();
+        // The alignment field of `.odd`'s header, set to 3 after the fact.
+        let header = elf::FileHeader64::<Endianness>::parse(odd.as_slice()).unwrap();
+        let endian = header.endian().unwrap();
+        let sections = header.sections(endian, odd.as_slice()).unwrap();
+        let (index, _) = sections
+            .enumerate()
+            .find(|(_, s)| sections.section_name(endian, s).unwrap() == b".odd")
+            .unwrap();
+        let at = header.e_shoff(endian) as usize
+            + index.0 * usize::from(header.e_shentsize(endian))
+            + 48; // sh_addralign in Elf64_Shdr
+        odd[at..at + 8].copy_from_slice(&3u64.to_le_bytes());
+        let err = rewrite(&odd, odd.len(), |_| Ok(())).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("section .odd has alignment 3"),
+            "{err:#}"
+        );
+        assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
     }
 
     #[test]
