@@ -457,3 +457,261 @@ fn missing_toolchain_pieces_are_exit_3_with_the_install_command() {
         "cargo ran"
     );
 }
+
+/// An executable `dir/name` that appends its arguments to `log` (one line per call) and runs
+/// `real` with them.
+fn logging_shim(dir: &Path, name: &str, real: &str, log: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec {real} \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The lines of a shim's log (none when it never ran).
+fn logged(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn zig_is_looked_for_only_when_the_build_compiles_cpp_and_again_each_build() {
+    let (Some(_), Some(python3)) = (require_tool("musl-gcc"), require_tool("python3")) else {
+        return;
+    };
+    if airlock::compile::toolchain::Zig::find().is_none() {
+        skip_or_fail("zig (python3 -m ziglang) is not installed");
+        return;
+    }
+    if airlock::process::find_on_path("zig").is_some() {
+        // The shims below stand for `python3 -m ziglang`; a zig on PATH would come first.
+        skip_or_fail("a `zig` on PATH hides `python3 -m ziglang` from this test");
+        return;
+    }
+    let shims = tempfile::tempdir().unwrap();
+    let python_log = shims.path().join("python3.log");
+    logging_shim(
+        shims.path(),
+        "python3",
+        &format!("'{}'", python3.display()),
+        &python_log,
+    );
+    let mut path = shims.path().as_os_str().to_owned();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap());
+
+    // C code that musl-gcc compiles: zig is never started (it used to cost a
+    // `python3 -m ziglang version` per build, 0.1 s through pyenv).
+    let (_guard, with_c) = copy_fixture("with-c");
+    let report = run_json(
+        airlock()
+            .current_dir(&with_c)
+            .env("PATH", &path)
+            .args(["build", "--format", "json", "--target", X86]),
+    );
+    assert_eq!(report["problems"], serde_json::json!([]));
+    assert_eq!(logged(&python_log), Vec::<String>::new());
+    // Its C++ compiler and C++ links are zig's launcher, which looks for zig when run.
+    let toolchain = with_c.join("target/airlock/toolchain").join(X86);
+    let cxx = std::fs::read_to_string(toolchain.join("c++")).unwrap();
+    assert!(
+        cxx.contains("exec \"${0%/*}/zig\" 'c++' '-target' 'x86_64-linux-musl'"),
+        "{cxx}"
+    );
+    assert!(!toolchain.join("zig.found").exists());
+
+    // C++: the first C++ compile looks for zig once for the whole build, then every compile
+    // and the link that asks for libc++ run it.
+    let (_guard, with_cpp) = copy_fixture("with-cpp");
+    let build_cpp = || {
+        run_json(
+            airlock()
+                .current_dir(&with_cpp)
+                .env("PATH", &path)
+                .args(["build", "--format", "json", "--target", X86]),
+        )
+    };
+    let report = build_cpp();
+    assert_eq!(report["problems"], serde_json::json!([]));
+    let calls = logged(&python_log);
+    let lookups = calls.iter().filter(|c| *c == "-m ziglang version").count();
+    assert_eq!(lookups, 1, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("-m ziglang c++ -target x86_64-linux-musl")),
+        "{calls:?}"
+    );
+    let toolchain = with_cpp.join("target/airlock/toolchain").join(X86);
+    assert_eq!(
+        std::fs::read_to_string(toolchain.join("zig.found")).unwrap(),
+        "python3\n"
+    );
+    let binary = Path::new(report["binaries"][0]["path"].as_str().unwrap());
+    assert!(
+        run_binary(X86, binary, &[])
+            .unwrap()
+            .starts_with("with-cpp 0.1.0")
+    );
+
+    // What one build found never outlives it: a zig that appears before the next build is
+    // the one that build uses.
+    let zig_log = shims.path().join("zig.log");
+    logging_shim(
+        shims.path(),
+        "zig",
+        &format!("'{}' -m ziglang", python3.display()),
+        &zig_log,
+    );
+    let source = with_cpp.join("cppsrc/words.cpp");
+    let mut text = std::fs::read_to_string(&source).unwrap();
+    text.push_str("// changed\n");
+    std::fs::write(&source, text).unwrap();
+    assert_eq!(build_cpp()["problems"], serde_json::json!([]));
+    let calls = logged(&zig_log);
+    assert!(calls.iter().any(|c| c == "version"), "{calls:?}");
+    assert!(
+        calls.iter().any(|c| c.starts_with("c++ -target")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(toolchain.join("zig.found")).unwrap(),
+        "zig\n"
+    );
+}
+
+#[test]
+fn one_cargo_metadata_and_two_rustc_probes_before_cargo_builds() {
+    let shims = tempfile::tempdir().unwrap();
+    let cargo_log = shims.path().join("cargo.log");
+    let rustc_log = shims.path().join("rustc.log");
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let real_rustc = airlock::process::find_on_path("rustc").unwrap();
+    let cargo = logging_shim(shims.path(), "cargo", &format!("'{cargo_bin}'"), &cargo_log);
+    let rustc = logging_shim(
+        shims.path(),
+        "rustc",
+        &format!("'{}'", real_rustc.display()),
+        &rustc_log,
+    );
+    let (_guard, hello) = copy_fixture("hello");
+    let build = |args: &[&str]| {
+        std::fs::remove_file(&cargo_log).ok();
+        std::fs::remove_file(&rustc_log).ok();
+        let report = run_json(
+            airlock()
+                .current_dir(&hello)
+                .env("CARGO", &cargo)
+                .env("RUSTC", &rustc)
+                .args(["build", "--format", "json", "--target", X86])
+                .args(args),
+        );
+        assert_eq!(report["problems"], serde_json::json!([]));
+        let metadata = logged(&cargo_log)
+            .into_iter()
+            .filter(|c| c.starts_with("metadata"))
+            .collect::<Vec<_>>();
+        (metadata, logged(&rustc_log))
+    };
+
+    // The resolve for the target also says where the workspace is: one call, not two.
+    let (metadata, rustc_calls) = build(&[]);
+    assert_eq!(metadata.len(), 1, "{metadata:?}");
+    assert!(
+        metadata[0].contains(&format!("--filter-platform {X86}")),
+        "{metadata:?}"
+    );
+    // The sysroot and the target list in one run (cargo's own probes follow in the log).
+    let printed = rustc_calls
+        .iter()
+        .filter(|c| c.starts_with("--print"))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        printed,
+        ["--print sysroot --print target-list"],
+        "{rustc_calls:?}"
+    );
+
+    // Feature flags resolve differently from a member's manifest than from the root's: the
+    // workspace is found first, as before.
+    let (metadata, _) = build(&["--no-default-features"]);
+    assert_eq!(metadata.len(), 2, "{metadata:?}");
+    assert!(metadata[0].contains("--no-deps"), "{metadata:?}");
+}
+
+#[test]
+fn rustcs_answers_are_kept_until_the_toolchain_or_rustc_changes() {
+    let real_rustc = {
+        let out = Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap();
+        let sysroot = String::from_utf8(out.stdout).unwrap();
+        Path::new(sysroot.trim()).join("bin/rustc")
+    };
+    // A rustup home of two toolchains (only their `bin/rustc` files matter to the key) and a
+    // RUSTC that logs airlock's and cargo's calls, as rustup's environment would have it.
+    let home = tempfile::tempdir().unwrap();
+    for toolchain in ["one", "two"] {
+        let bin = home.path().join("toolchains").join(toolchain).join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("rustc"), "a toolchain's rustc\n").unwrap();
+    }
+    let log = home.path().join("rustc.log");
+    let real = format!("'{}'", real_rustc.display());
+    let rustc = logging_shim(home.path(), "rustc", &real, &log);
+    let (_guard, hello) = copy_fixture("hello");
+    let probes = |toolchain: &str, rustc: &Path| {
+        std::fs::remove_file(&log).ok();
+        let report = run_json(
+            airlock()
+                .current_dir(&hello)
+                .env("CARGO", env!("CARGO"))
+                .env("RUSTUP_HOME", home.path())
+                .env("RUSTUP_TOOLCHAIN", toolchain)
+                .env("RUSTC", rustc)
+                .args(["build", "--format", "json", "--target", X86]),
+        );
+        assert_eq!(report["problems"], serde_json::json!([]));
+        logged(&log)
+            .into_iter()
+            .filter(|c| c.starts_with("--print") || c == "-vV")
+            .count()
+    };
+    // cargo asks `rustc -vV` once too, then keeps it in its own .rustc_info.json.
+    assert!(probes("one", &rustc) >= 2);
+    let kept = hello.join("target/airlock/rustc-probe.json");
+    assert!(kept.is_file());
+    assert_eq!(
+        probes("one", &rustc),
+        0,
+        "asked again for the same toolchain"
+    );
+
+    // The toolchain updated in place: asked again, then kept.
+    std::fs::write(
+        home.path().join("toolchains/one/bin/rustc"),
+        "an updated rustc\n",
+    )
+    .unwrap();
+    assert!(probes("one", &rustc) >= 2);
+    assert_eq!(probes("one", &rustc), 0);
+    // Another toolchain, another RUSTC: asked again each.
+    assert!(probes("two", &rustc) >= 2);
+    let other = logging_shim(&hello, "rustc-too", &real, &log);
+    assert!(probes("two", &other) >= 2);
+    // A cache that is not airlock's JSON is asked past, and rewritten.
+    std::fs::write(&kept, "not json").unwrap();
+    assert!(probes("two", &other) >= 2);
+    assert_eq!(probes("two", &other), 0);
+}
