@@ -671,11 +671,13 @@ fn rustcs_answers_are_kept_until_the_toolchain_or_rustc_changes() {
     let real = format!("'{}'", real_rustc.display());
     let rustc = logging_shim(home.path(), "rustc", &real, &log);
     let (_guard, hello) = copy_fixture("hello");
+    let cache = tempfile::tempdir().unwrap();
     let probes = |toolchain: &str, rustc: &Path| {
         std::fs::remove_file(&log).ok();
         let report = run_json(
             airlock()
                 .current_dir(&hello)
+                .env("XDG_CACHE_HOME", cache.path())
                 .env("CARGO", env!("CARGO"))
                 .env("RUSTUP_HOME", home.path())
                 .env("RUSTUP_TOOLCHAIN", toolchain)
@@ -685,17 +687,28 @@ fn rustcs_answers_are_kept_until_the_toolchain_or_rustc_changes() {
         assert_eq!(report["problems"], serde_json::json!([]));
         logged(&log)
             .into_iter()
-            .filter(|c| c.starts_with("--print") || c == "-vV")
+            .filter(|c| c == "--print sysroot --print target-list")
             .count()
     };
-    // cargo asks `rustc -vV` once too, then keeps it in its own .rustc_info.json.
-    assert!(probes("one", &rustc) >= 2);
-    let kept = hello.join("target/airlock/rustc-probe.json");
-    assert!(kept.is_file());
+    // airlock's second question (cargo asks `rustc -vV` too, never this).
+    assert_eq!(probes("one", &rustc), 1);
     assert_eq!(
         probes("one", &rustc),
         0,
         "asked again for the same toolchain"
+    );
+    // Kept outside the target directory: a removed one does not cost the probes again.
+    let answers = cache.path().join("airlock/rustc");
+    let kept: Vec<_> = std::fs::read_dir(&answers)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    std::fs::remove_dir_all(hello.join("target")).unwrap();
+    assert_eq!(
+        probes("one", &rustc),
+        0,
+        "asked again after the target directory went"
     );
 
     // The toolchain updated in place: asked again, then kept.
@@ -704,14 +717,16 @@ fn rustcs_answers_are_kept_until_the_toolchain_or_rustc_changes() {
         "an updated rustc\n",
     )
     .unwrap();
-    assert!(probes("one", &rustc) >= 2);
+    assert_eq!(probes("one", &rustc), 1);
     assert_eq!(probes("one", &rustc), 0);
     // Another toolchain, another RUSTC: asked again each.
-    assert!(probes("two", &rustc) >= 2);
+    assert_eq!(probes("two", &rustc), 1);
     let other = logging_shim(&hello, "rustc-too", &real, &log);
-    assert!(probes("two", &other) >= 2);
+    assert_eq!(probes("two", &other), 1);
     // A cache that is not airlock's JSON is asked past, and rewritten.
-    std::fs::write(&kept, "not json").unwrap();
-    assert!(probes("two", &other) >= 2);
+    for entry in std::fs::read_dir(&answers).unwrap() {
+        std::fs::write(entry.unwrap().path(), "not json").unwrap();
+    }
+    assert_eq!(probes("two", &other), 1);
     assert_eq!(probes("two", &other), 0);
 }

@@ -157,10 +157,9 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     let manifest_path = workspace.root().join("Cargo.toml");
     let plan = plan::select(&workspace, &options.packages, &options.bins)?;
 
-    let rust = toolchain::RustToolchain::probe_cached(
-        workspace.root(),
-        &workspace.airlock_dir().join(RUSTC_PROBE_CACHE),
-    );
+    let answers_dir =
+        toolchain::RustToolchain::answers_dir().unwrap_or_else(|| workspace.airlock_dir());
+    let rust = toolchain::RustToolchain::probe_cached(workspace.root(), &answers_dir);
     let source_date_epoch = match guessed_date {
         Some((dir, date)) if same_dir(dir, workspace.root()) => date,
         _ => workspace.source_date_epoch(),
@@ -338,9 +337,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         _ => false,
     }
 }
-
-/// Where `build` keeps rustc's answers between builds, in `target/airlock`.
-const RUSTC_PROBE_CACHE: &str = "rustc-probe.json";
 
 /// The workspace and, when one `cargo metadata` can say both, the first target's dependency
 /// graph: without feature flags the resolve is the same whichever member's manifest cargo

@@ -46,26 +46,49 @@ impl RustToolchain {
         Ok(RustToolchain::from_answers(rustc, &answers))
     }
 
-    /// [`RustToolchain::probe`], reusing the answers kept in `cache` (a file in the target
-    /// directory) while the toolchain behind them is the same one: see [`toolchain_key`] for
-    /// what says so. Without such a key (no rustup environment) rustc is asked every time.
-    /// Fresh answers come back with what keeps them, for the caller to write once the build
-    /// goes ahead (a build refused before cargo runs leaves the target directory alone).
-    pub fn probe_cached(dir: &Path, cache: &Path) -> Result<(RustToolchain, Option<KeptAnswers>)> {
+    /// [`RustToolchain::probe`], reusing the answers kept in `cache_dir` (one file per
+    /// toolchain, named by a hash of its key) while the toolchain behind them is the same one:
+    /// see [`toolchain_key`] for what says so. Without such a key (no rustup environment) rustc
+    /// is asked every time. Fresh answers come back with what keeps them, for the caller to
+    /// write once the build goes ahead (a build refused before cargo runs writes nothing).
+    pub fn probe_cached(
+        dir: &Path,
+        cache_dir: &Path,
+    ) -> Result<(RustToolchain, Option<KeptAnswers>)> {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
         let key = toolchain_key(&rustc);
-        if let Some(key) = &key
-            && let Some(answers) = read_probe_cache(cache, key)
+        let path = key.as_deref().map(|key| {
+            let name = crate::digest::Sha256Digest::of(key.as_bytes()).hex();
+            cache_dir.join(format!("rustc-{}.json", &name[..16]))
+        });
+        if let (Some(key), Some(path)) = (&key, &path)
+            && let Some(answers) = read_probe_cache(path, key)
         {
             return Ok((RustToolchain::from_answers(rustc, &answers), None));
         }
         let answers = ask(&rustc, dir)?;
         let rust = RustToolchain::from_answers(rustc, &answers);
-        let kept = key.map(|key| KeptAnswers {
-            path: cache.to_path_buf(),
+        let kept = key.zip(path).map(|(key, path)| KeptAnswers {
+            path,
             cache: ProbeCache { key, answers },
         });
         Ok((rust, kept))
+    }
+
+    /// Where `build` keeps rustc's answers: `$XDG_CACHE_HOME/airlock/rustc`, else
+    /// `$HOME/.cache/airlock/rustc` (the XDG base directory spec's default), beside the base
+    /// image cache; outside the target directory, so a removed target directory (`cargo
+    /// clean`, a fresh checkout) does not cost the next build its probes. `None` when neither
+    /// variable names an absolute directory.
+    pub fn answers_dir() -> Option<PathBuf> {
+        let absolute = |var: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        absolute("XDG_CACHE_HOME")
+            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+            .map(|cache| cache.join("airlock").join("rustc"))
     }
 
     fn from_answers(rustc: OsString, answers: &RustcAnswers) -> RustToolchain {

@@ -75,8 +75,9 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
          `SOURCE_DATE_EPOCH=0`, `cc` as linker, `musl-gcc` as C compiler with the same \
          `-ffile-prefix-map` flags in `CFLAGS_x86_64_unknown_linux_musl`. What airlock does \
          besides, and is measured here: one `cargo metadata`, `rustc -vV` and `rustc --print \
-         sysroot --print target-list` (side by side; their answers kept in the target directory \
-         while the toolchain is the same), `git log` for the source date, its wrapper scripts \
+         sysroot --print target-list` (side by side; their answers kept in \
+         `~/.cache/airlock/rustc` while the toolchain is the same, so only the first run of \
+         each table asks), `git log` for the source date, its wrapper scripts \
          (one `sh` more per C compile and link; zig is looked for only by a C++ compile or \
          link, which this fixture has none of), `--message-format=json` parsing, embedding the \
          dependency list and proving the binary static from its ELF. {}\n",
