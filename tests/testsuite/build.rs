@@ -730,3 +730,61 @@ fn rustcs_answers_are_kept_until_the_toolchain_or_rustc_changes() {
     assert_eq!(probes("two", &other), 1);
     assert_eq!(probes("two", &other), 0);
 }
+
+#[test]
+fn source_date_is_the_workspace_roots_last_commit_from_a_member_in_its_own_repository() {
+    let Some(git) = require_tool("git") else {
+        return;
+    };
+    let (_guard, root) = copy_fixture("multi-bin");
+    let commit = |dir: &Path, epoch: u64| {
+        let date = format!("@{epoch} +0000");
+        for args in [
+            &["init", "-q"][..],
+            &[
+                "-c",
+                "user.name=airlock",
+                "-c",
+                "user.email=airlock@example.invalid",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "test",
+            ][..],
+        ] {
+            let status = Command::new(&git)
+                .current_dir(dir)
+                .args(args)
+                .env("GIT_AUTHOR_DATE", &date)
+                .env("GIT_COMMITTER_DATE", &date)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    };
+    commit(&root, 1_000_000_000);
+    // A member that is its own git repository (a submodule, say): git asked in its directory
+    // (where the build guesses the root is, to ask while cargo resolves) names another date.
+    commit(&root.join("alpha"), 2_000_000_000);
+    for (cwd, manifest) in [
+        (&root, Some("alpha/Cargo.toml")),
+        (&root.join("alpha"), None),
+    ] {
+        let mut cmd = airlock();
+        cmd.current_dir(cwd).env_remove("SOURCE_DATE_EPOCH").args([
+            "build",
+            "--format",
+            "json",
+            "-p",
+            "multi-alpha",
+            "--target",
+            X86,
+        ]);
+        if let Some(manifest) = manifest {
+            cmd.args(["--manifest-path", manifest]);
+        }
+        let report = run_json(&mut cmd);
+        assert_eq!(report["source_date_epoch"], 1_000_000_000, "{manifest:?}");
+    }
+}
