@@ -788,3 +788,53 @@ fn source_date_is_the_workspace_roots_last_commit_from_a_member_in_its_own_repos
         assert_eq!(report["source_date_epoch"], 1_000_000_000, "{manifest:?}");
     }
 }
+
+#[test]
+fn a_standard_library_from_source_finds_zig_without_c_code() {
+    if airlock::compile::toolchain::Zig::find().is_none() {
+        skip_or_fail("zig (python3 -m ziglang) is not installed");
+        return;
+    }
+    // rustup has no riscv64 std here, rust-src has: zig must link even pure Rust. zig used
+    // to be looked for only when the build compiled C code, so this was refused as "zig is
+    // missing" (exit 3) with zig installed. cargo itself is a stand-in that stops at `build`
+    // (building std takes minutes): what matters is that airlock got that far, with zig.
+    let (_rustc_guard, rustc) = rustc_with_bare_sysroot(true);
+    let shims = tempfile::tempdir().unwrap();
+    let log = shims.path().join("cargo.log");
+    let cargo = shims.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = build ]; then\n  echo \"$*\" >> '{}'\n  exit 101\nfi\n\
+             exec '{}' \"$@\"\n",
+            log.display(),
+            env!("CARGO")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_guard, hello) = copy_fixture("hello");
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&hello)
+            .env("RUSTC", &rustc)
+            .env("CARGO", &cargo)
+            .args(["build", "--target", "riscv64gc-unknown-linux-musl"]),
+        2,
+    );
+    assert!(!stderr.contains("zig is missing"), "{stderr}");
+    assert!(stderr.contains("`cargo build` failed"), "{stderr}");
+    let builds = logged(&log);
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert!(builds[0].contains("-Zbuild-std"), "{builds:?}");
+    let linker = std::fs::read_to_string(
+        hello.join("target/airlock/toolchain/riscv64gc-unknown-linux-musl/linker"),
+    )
+    .unwrap();
+    assert!(
+        linker.contains("'cc' '-target' 'riscv64-linux-musl'"),
+        "{linker}"
+    );
+}
