@@ -723,6 +723,25 @@ fn rustcs_answers_are_kept_until_the_toolchain_or_rustc_changes() {
     assert_eq!(probes("two", &rustc), 1);
     let other = logging_shim(&hello, "rustc-too", &real, &log);
     assert_eq!(probes("two", &other), 1);
+    // A RUSTC that is gone: its answers go when the next ones are written.
+    let gone = logging_shim(home.path(), "rustc-gone", &real, &log);
+    assert_eq!(probes("two", &gone), 1);
+    let files = || std::fs::read_dir(&answers).unwrap().count();
+    let before = files();
+    std::fs::remove_file(&gone).unwrap();
+    std::fs::write(
+        home.path().join("toolchains/two/bin/rustc"),
+        "an updated rustc\n",
+    )
+    .unwrap();
+    assert_eq!(probes("two", &other), 1);
+    assert_eq!(files(), before, "one written, the gone RUSTC's removed");
+    let gone_named = std::fs::read_dir(&answers).unwrap().any(|entry| {
+        std::fs::read_to_string(entry.unwrap().path())
+            .unwrap()
+            .contains("rustc-gone")
+    });
+    assert!(!gone_named);
     // A cache that is not airlock's JSON is asked past, and rewritten.
     for entry in std::fs::read_dir(&answers).unwrap() {
         std::fs::write(entry.unwrap().path(), "not json").unwrap();

@@ -56,7 +56,7 @@ impl RustToolchain {
         cache_dir: &Path,
     ) -> Result<(RustToolchain, Option<KeptAnswers>)> {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let key = toolchain_key(&rustc);
+        let (key, program) = toolchain_key(&rustc).unzip();
         let path = key.as_deref().map(|key| {
             let name = crate::digest::Sha256Digest::of(key.as_bytes()).hex();
             cache_dir.join(format!("rustc-{}.json", &name[..16]))
@@ -68,10 +68,17 @@ impl RustToolchain {
         }
         let answers = ask(&rustc, dir)?;
         let rust = RustToolchain::from_answers(rustc, &answers);
-        let kept = key.zip(path).map(|(key, path)| KeptAnswers {
-            path,
-            cache: ProbeCache { key, answers },
-        });
+        let kept = key
+            .zip(path)
+            .zip(program)
+            .map(|((key, path), program)| KeptAnswers {
+                path,
+                cache: ProbeCache {
+                    key,
+                    rustc: program,
+                    answers,
+                },
+            });
         Ok((rust, kept))
     }
 
@@ -201,6 +208,9 @@ struct RustcAnswers {
 #[derive(Debug, Serialize, Deserialize)]
 struct ProbeCache {
     key: String,
+    /// The `rustc` asked (`$RUSTC`, or `rustc` found on PATH).
+    #[serde(default)]
+    rustc: PathBuf,
     answers: RustcAnswers,
 }
 
@@ -220,6 +230,25 @@ impl KeptAnswers {
             .and_then(|bytes| crate::atomic::write_file(&self.path, &bytes))
         {
             crate::progress::detail(format!("rustc's answers not kept: {e:#}"));
+        }
+        // Answers of a rustc that is gone (a test's temporary wrapper, a removed compiler)
+        // are never asked for again: removed, so the directory does not grow with them.
+        let Some(Ok(entries)) = self.path.parent().map(std::fs::read_dir) else {
+            return;
+        };
+        for path in entries.flatten().map(|entry| entry.path()) {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if path == self.path || !name.starts_with("rustc-") || !name.ends_with(".json") {
+                continue;
+            }
+            let gone =
+                crate::input::read_regular_to_string(&path, crate::input::Links::Refuse, 1 << 20)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<ProbeCache>(&text).ok())
+                    .is_some_and(|kept| !kept.rustc.as_os_str().is_empty() && !kept.rustc.exists());
+            if gone {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
 }
@@ -265,7 +294,8 @@ fn ask(rustc: &OsString, dir: &Path) -> Result<RustcAnswers> {
 /// change and modification times of both. A toolchain updated, switched or reinstalled, or
 /// another `RUSTC`, gives another key. Without those variables `rustc` may be a proxy whose
 /// choice depends on files airlock does not read: no key, rustc is asked.
-fn toolchain_key(rustc: &OsString) -> Option<String> {
+/// Returns the key and the `rustc` it names.
+fn toolchain_key(rustc: &OsString) -> Option<(String, PathBuf)> {
     use std::os::unix::fs::MetadataExt;
     let home = std::env::var_os("RUSTUP_HOME")?;
     let toolchain = std::env::var_os("RUSTUP_TOOLCHAIN")?;
@@ -287,12 +317,13 @@ fn toolchain_key(rustc: &OsString) -> Option<String> {
             meta.mtime_nsec()
         ))
     };
-    Some(format!(
+    let key = format!(
         "airlock rustc probe 1\nRUSTUP_TOOLCHAIN={}\n{}\n{}",
         toolchain.to_string_lossy(),
         stamp(&program)?,
         stamp(&real)?
-    ))
+    );
+    Some((key, program))
 }
 
 /// The answers kept in `cache` under `key`, if any; a missing, unreadable or stale file is no
