@@ -37,6 +37,12 @@ impl Workspace {
         Ok(Workspace { metadata })
     }
 
+    /// A workspace from metadata already loaded (with or without `--no-deps`: the workspace's
+    /// own fields are the same either way), so `build` asks cargo once.
+    pub fn from_metadata(metadata: Metadata) -> Workspace {
+        Workspace { metadata }
+    }
+
     /// The workspace root directory.
     pub fn root(&self) -> &Path {
         self.metadata.workspace_root.as_std_path()

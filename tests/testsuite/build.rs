@@ -457,3 +457,403 @@ fn missing_toolchain_pieces_are_exit_3_with_the_install_command() {
         "cargo ran"
     );
 }
+
+/// An executable `dir/name` that appends its arguments to `log` (one line per call) and runs
+/// `real` with them.
+fn logging_shim(dir: &Path, name: &str, real: &str, log: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec {real} \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The lines of a shim's log (none when it never ran).
+fn logged(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn zig_is_looked_for_only_when_the_build_compiles_cpp_and_again_each_build() {
+    let (Some(_), Some(python3)) = (require_tool("musl-gcc"), require_tool("python3")) else {
+        return;
+    };
+    if airlock::compile::toolchain::Zig::find().is_none() {
+        skip_or_fail("zig (python3 -m ziglang) is not installed");
+        return;
+    }
+    if airlock::process::find_on_path("zig").is_some() {
+        // The shims below stand for `python3 -m ziglang`; a zig on PATH would come first.
+        skip_or_fail("a `zig` on PATH hides `python3 -m ziglang` from this test");
+        return;
+    }
+    let shims = tempfile::tempdir().unwrap();
+    let python_log = shims.path().join("python3.log");
+    logging_shim(
+        shims.path(),
+        "python3",
+        &format!("'{}'", python3.display()),
+        &python_log,
+    );
+    let mut path = shims.path().as_os_str().to_owned();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap());
+
+    // C code that musl-gcc compiles: zig is never started (it used to cost a
+    // `python3 -m ziglang version` per build, 0.1 s through pyenv).
+    let (_guard, with_c) = copy_fixture("with-c");
+    let report = run_json(
+        airlock()
+            .current_dir(&with_c)
+            .env("PATH", &path)
+            .args(["build", "--format", "json", "--target", X86]),
+    );
+    assert_eq!(report["problems"], serde_json::json!([]));
+    assert_eq!(logged(&python_log), Vec::<String>::new());
+    // Its C++ compiler and C++ links are zig's launcher, which looks for zig when run.
+    let toolchain = with_c.join("target/airlock/toolchain").join(X86);
+    let cxx = std::fs::read_to_string(toolchain.join("c++")).unwrap();
+    assert!(
+        cxx.contains("exec \"${0%/*}/zig\" 'c++' '-target' 'x86_64-linux-musl'"),
+        "{cxx}"
+    );
+    assert!(!toolchain.join("zig.found").exists());
+
+    // C++: the first C++ compile looks for zig once for the whole build, then every compile
+    // and the link that asks for libc++ run it.
+    let (_guard, with_cpp) = copy_fixture("with-cpp");
+    let build_cpp = || {
+        run_json(
+            airlock()
+                .current_dir(&with_cpp)
+                .env("PATH", &path)
+                .args(["build", "--format", "json", "--target", X86]),
+        )
+    };
+    let report = build_cpp();
+    assert_eq!(report["problems"], serde_json::json!([]));
+    let calls = logged(&python_log);
+    let lookups = calls.iter().filter(|c| *c == "-m ziglang version").count();
+    assert_eq!(lookups, 1, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("-m ziglang c++ -target x86_64-linux-musl")),
+        "{calls:?}"
+    );
+    let toolchain = with_cpp.join("target/airlock/toolchain").join(X86);
+    assert_eq!(
+        std::fs::read_to_string(toolchain.join("zig.found")).unwrap(),
+        "python3\n"
+    );
+    let binary = Path::new(report["binaries"][0]["path"].as_str().unwrap());
+    assert!(
+        run_binary(X86, binary, &[])
+            .unwrap()
+            .starts_with("with-cpp 0.1.0")
+    );
+
+    // What one build found never outlives it: a zig that appears before the next build is
+    // the one that build uses.
+    let zig_log = shims.path().join("zig.log");
+    logging_shim(
+        shims.path(),
+        "zig",
+        &format!("'{}' -m ziglang", python3.display()),
+        &zig_log,
+    );
+    let source = with_cpp.join("cppsrc/words.cpp");
+    let mut text = std::fs::read_to_string(&source).unwrap();
+    text.push_str("// changed\n");
+    std::fs::write(&source, text).unwrap();
+    assert_eq!(build_cpp()["problems"], serde_json::json!([]));
+    let calls = logged(&zig_log);
+    assert!(calls.iter().any(|c| c == "version"), "{calls:?}");
+    assert!(
+        calls.iter().any(|c| c.starts_with("c++ -target")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(toolchain.join("zig.found")).unwrap(),
+        "zig\n"
+    );
+}
+
+#[test]
+fn one_cargo_metadata_and_two_rustc_probes_before_cargo_builds() {
+    let shims = tempfile::tempdir().unwrap();
+    let cargo_log = shims.path().join("cargo.log");
+    let rustc_log = shims.path().join("rustc.log");
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let real_rustc = airlock::process::find_on_path("rustc").unwrap();
+    let cargo = logging_shim(shims.path(), "cargo", &format!("'{cargo_bin}'"), &cargo_log);
+    let rustc = logging_shim(
+        shims.path(),
+        "rustc",
+        &format!("'{}'", real_rustc.display()),
+        &rustc_log,
+    );
+    let (_guard, hello) = copy_fixture("hello");
+    let build = |args: &[&str]| {
+        std::fs::remove_file(&cargo_log).ok();
+        std::fs::remove_file(&rustc_log).ok();
+        let report = run_json(
+            airlock()
+                .current_dir(&hello)
+                .env("CARGO", &cargo)
+                .env("RUSTC", &rustc)
+                .args(["build", "--format", "json", "--target", X86])
+                .args(args),
+        );
+        assert_eq!(report["problems"], serde_json::json!([]));
+        let metadata = logged(&cargo_log)
+            .into_iter()
+            .filter(|c| c.starts_with("metadata"))
+            .collect::<Vec<_>>();
+        (metadata, logged(&rustc_log))
+    };
+
+    // The resolve for the target also says where the workspace is: one call, not two.
+    let (metadata, rustc_calls) = build(&[]);
+    assert_eq!(metadata.len(), 1, "{metadata:?}");
+    assert!(
+        metadata[0].contains(&format!("--filter-platform {X86}")),
+        "{metadata:?}"
+    );
+    // The sysroot and the target list in one run (cargo's own probes follow in the log).
+    let printed = rustc_calls
+        .iter()
+        .filter(|c| c.starts_with("--print"))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        printed,
+        ["--print sysroot --print target-list"],
+        "{rustc_calls:?}"
+    );
+
+    // Feature flags resolve differently from a member's manifest than from the root's: the
+    // workspace is found first, as before.
+    let (metadata, _) = build(&["--no-default-features"]);
+    assert_eq!(metadata.len(), 2, "{metadata:?}");
+    assert!(metadata[0].contains("--no-deps"), "{metadata:?}");
+}
+
+#[test]
+fn rustcs_answers_are_kept_until_the_toolchain_or_rustc_changes() {
+    let real_rustc = {
+        let out = Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap();
+        let sysroot = String::from_utf8(out.stdout).unwrap();
+        Path::new(sysroot.trim()).join("bin/rustc")
+    };
+    // A rustup home of two toolchains (only their `bin/rustc` files matter to the key) and a
+    // RUSTC that logs airlock's and cargo's calls, as rustup's environment would have it.
+    let home = tempfile::tempdir().unwrap();
+    for toolchain in ["one", "two"] {
+        let bin = home.path().join("toolchains").join(toolchain).join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("rustc"), "a toolchain's rustc\n").unwrap();
+    }
+    let log = home.path().join("rustc.log");
+    let real = format!("'{}'", real_rustc.display());
+    let rustc = logging_shim(home.path(), "rustc", &real, &log);
+    let (_guard, hello) = copy_fixture("hello");
+    let cache = tempfile::tempdir().unwrap();
+    let probes = |toolchain: &str, rustc: &Path| {
+        std::fs::remove_file(&log).ok();
+        let report = run_json(
+            airlock()
+                .current_dir(&hello)
+                .env("XDG_CACHE_HOME", cache.path())
+                .env("CARGO", env!("CARGO"))
+                .env("RUSTUP_HOME", home.path())
+                .env("RUSTUP_TOOLCHAIN", toolchain)
+                .env("RUSTC", rustc)
+                .args(["build", "--format", "json", "--target", X86]),
+        );
+        assert_eq!(report["problems"], serde_json::json!([]));
+        logged(&log)
+            .into_iter()
+            .filter(|c| c == "--print sysroot --print target-list")
+            .count()
+    };
+    // airlock's second question (cargo asks `rustc -vV` too, never this).
+    assert_eq!(probes("one", &rustc), 1);
+    assert_eq!(
+        probes("one", &rustc),
+        0,
+        "asked again for the same toolchain"
+    );
+    // Kept outside the target directory: a removed one does not cost the probes again.
+    let answers = cache.path().join("airlock/rustc");
+    let kept: Vec<_> = std::fs::read_dir(&answers)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    std::fs::remove_dir_all(hello.join("target")).unwrap();
+    assert_eq!(
+        probes("one", &rustc),
+        0,
+        "asked again after the target directory went"
+    );
+
+    // The toolchain updated in place: asked again, then kept.
+    std::fs::write(
+        home.path().join("toolchains/one/bin/rustc"),
+        "an updated rustc\n",
+    )
+    .unwrap();
+    assert_eq!(probes("one", &rustc), 1);
+    assert_eq!(probes("one", &rustc), 0);
+    // Another toolchain, another RUSTC: asked again each.
+    assert_eq!(probes("two", &rustc), 1);
+    let other = logging_shim(&hello, "rustc-too", &real, &log);
+    assert_eq!(probes("two", &other), 1);
+    // A RUSTC that is gone: its answers go when the next ones are written.
+    let gone = logging_shim(home.path(), "rustc-gone", &real, &log);
+    assert_eq!(probes("two", &gone), 1);
+    let files = || std::fs::read_dir(&answers).unwrap().count();
+    let before = files();
+    std::fs::remove_file(&gone).unwrap();
+    std::fs::write(
+        home.path().join("toolchains/two/bin/rustc"),
+        "an updated rustc\n",
+    )
+    .unwrap();
+    assert_eq!(probes("two", &other), 1);
+    assert_eq!(files(), before, "one written, the gone RUSTC's removed");
+    let gone_named = std::fs::read_dir(&answers).unwrap().any(|entry| {
+        std::fs::read_to_string(entry.unwrap().path())
+            .unwrap()
+            .contains("rustc-gone")
+    });
+    assert!(!gone_named);
+    // A cache that is not airlock's JSON is asked past, and rewritten.
+    for entry in std::fs::read_dir(&answers).unwrap() {
+        std::fs::write(entry.unwrap().path(), "not json").unwrap();
+    }
+    assert_eq!(probes("two", &other), 1);
+    assert_eq!(probes("two", &other), 0);
+}
+
+#[test]
+fn source_date_is_the_workspace_roots_last_commit_from_a_member_in_its_own_repository() {
+    let Some(git) = require_tool("git") else {
+        return;
+    };
+    let (_guard, root) = copy_fixture("multi-bin");
+    let commit = |dir: &Path, epoch: u64| {
+        let date = format!("@{epoch} +0000");
+        for args in [
+            &["init", "-q"][..],
+            &[
+                "-c",
+                "user.name=airlock",
+                "-c",
+                "user.email=airlock@example.invalid",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "test",
+            ][..],
+        ] {
+            let status = Command::new(&git)
+                .current_dir(dir)
+                .args(args)
+                .env("GIT_AUTHOR_DATE", &date)
+                .env("GIT_COMMITTER_DATE", &date)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    };
+    commit(&root, 1_000_000_000);
+    // A member that is its own git repository (a submodule, say): git asked in its directory
+    // (where the build guesses the root is, to ask while cargo resolves) names another date.
+    commit(&root.join("alpha"), 2_000_000_000);
+    for (cwd, manifest) in [
+        (&root, Some("alpha/Cargo.toml")),
+        (&root.join("alpha"), None),
+    ] {
+        let mut cmd = airlock();
+        cmd.current_dir(cwd).env_remove("SOURCE_DATE_EPOCH").args([
+            "build",
+            "--format",
+            "json",
+            "-p",
+            "multi-alpha",
+            "--target",
+            X86,
+        ]);
+        if let Some(manifest) = manifest {
+            cmd.args(["--manifest-path", manifest]);
+        }
+        let report = run_json(&mut cmd);
+        assert_eq!(report["source_date_epoch"], 1_000_000_000, "{manifest:?}");
+    }
+}
+
+#[test]
+fn a_standard_library_from_source_finds_zig_without_c_code() {
+    if airlock::compile::toolchain::Zig::find().is_none() {
+        skip_or_fail("zig (python3 -m ziglang) is not installed");
+        return;
+    }
+    // rustup has no riscv64 std here, rust-src has: zig must link even pure Rust. zig used
+    // to be looked for only when the build compiled C code, so this was refused as "zig is
+    // missing" (exit 3) with zig installed. cargo itself is a stand-in that stops at `build`
+    // (building std takes minutes): what matters is that airlock got that far, with zig.
+    let (_rustc_guard, rustc) = rustc_with_bare_sysroot(true);
+    let shims = tempfile::tempdir().unwrap();
+    let log = shims.path().join("cargo.log");
+    let cargo = shims.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = build ]; then\n  echo \"$*\" >> '{}'\n  exit 101\nfi\n\
+             exec '{}' \"$@\"\n",
+            log.display(),
+            env!("CARGO")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_guard, hello) = copy_fixture("hello");
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&hello)
+            .env("RUSTC", &rustc)
+            .env("CARGO", &cargo)
+            .args(["build", "--target", "riscv64gc-unknown-linux-musl"]),
+        2,
+    );
+    assert!(!stderr.contains("zig is missing"), "{stderr}");
+    assert!(stderr.contains("`cargo build` failed"), "{stderr}");
+    let builds = logged(&log);
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert!(builds[0].contains("-Zbuild-std"), "{builds:?}");
+    let linker = std::fs::read_to_string(
+        hello.join("target/airlock/toolchain/riscv64gc-unknown-linux-musl/linker"),
+    )
+    .unwrap();
+    assert!(
+        linker.contains("'cc' '-target' 'riscv64-linux-musl'"),
+        "{linker}"
+    );
+}

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::cargo::BUILD_STD;
 use super::toolchain::{
     self, CCompiler, CxxCompiler, Linker, Missing, RustToolchain, StdLib, TargetTools, Zig,
+    ZigLookup,
 };
 use crate::error::ExitKind;
 use crate::render::{self, Align, CommandReport};
@@ -108,10 +109,11 @@ pub fn doctor(options: &DoctorOptions) -> Result<DoctorReport> {
     for target in &targets {
         rust.check_known(target)?;
     }
-    let zig = Zig::find();
+    // doctor reports zig whether or not a target's choice falls on it.
+    let zig = ZigLookup::found(Zig::find());
     let targets = targets
         .iter()
-        .map(|target| target_report(&TargetTools::probe(target, &rust, zig.as_ref())))
+        .map(|target| target_report(&TargetTools::probe(target, &rust, &zig, true)))
         .collect();
     Ok(DoctorReport {
         rustc: rust.version,
@@ -180,7 +182,9 @@ fn musl_checks(tools: &TargetTools, from_source: bool) -> Vec<ToolCheck> {
             true,
         ),
         // Whether a build compiles C++ is known only when its build scripts run: never
-        // required here, and `build` fails with cc-rs' own message when it is missing.
+        // required here; `build` fails at the C++ compile when it is missing (cc-rs' own
+        // message, or airlock's wrapper naming the install command where zig is looked for
+        // only then).
         check(
             "C++ compiler",
             &tools.cxx_compiler,
@@ -190,6 +194,8 @@ fn musl_checks(tools: &TargetTools, from_source: bool) -> Vec<ToolCheck> {
                     format!("zig c++ {}, libc++", zig.version),
                     zig.program.clone(),
                 ),
+                // Never here: zig was looked for before any target was probed.
+                CxxCompiler::ZigAtFirstUse => ("zig c++, libc++".to_owned(), "zig".into()),
             },
             "C++ code of `cc`-crate build scripts (`cpp(true)`: cxx, …) and its static link"
                 .to_owned(),
@@ -251,7 +257,7 @@ fn notes(tools: &TargetTools, from_source: bool) -> Vec<String> {
                 "links that need a C++ standard library go to {}",
                 match cxx {
                     CxxCompiler::MuslGxx(_) => "musl g++ (libstdc++)",
-                    CxxCompiler::Zig(_) => "zig c++ (libc++)",
+                    CxxCompiler::Zig(_) | CxxCompiler::ZigAtFirstUse => "zig c++ (libc++)",
                 }
             )),
             _ => {}

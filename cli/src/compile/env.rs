@@ -283,7 +283,11 @@ fn set_linker(
         return Ok(());
     }
     if link.needs_wrapper() {
-        let path = toolchain_dir(inputs, &tools.target).join("linker");
+        let dir = toolchain_dir(inputs, &tools.target);
+        if link.cxx == Some(CxxCompiler::ZigAtFirstUse) {
+            write_zig_launcher(&dir, &tools.target)?;
+        }
+        let path = dir.join("linker");
         write_script(&path, &link_wrapper(&tools.target, link))?;
         env.set(key, path.as_os_str());
         return Ok(());
@@ -332,6 +336,9 @@ fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'
     if !user_set("CXX")
         && let Ok(compiler) = &tools.cxx_compiler
     {
+        if compiler == &CxxCompiler::ZigAtFirstUse {
+            write_zig_launcher(&dir, target)?;
+        }
         let path = dir.join("c++");
         write_script(&path, &cxx_wrapper(target, compiler, &prefix_maps))?;
         env.set(format!("CXX_{underscored}"), path.as_os_str());
@@ -393,16 +400,17 @@ pub fn cc_wrapper(target: &TargetTriple, compiler: &CCompiler, prefix_maps: &[St
             CCompiler::Zig(_) => "zig cc",
         }
     );
-    let mut command: Vec<String> = Vec::new();
-    match compiler {
-        CCompiler::MuslGcc(path) => command.push(path.display().to_string()),
+    let program = match compiler {
+        CCompiler::MuslGcc(path) => shell_quote(&path.display().to_string()),
         CCompiler::Zig(zig) => {
             script.push_str(DROP_TARGET_FLAG);
-            command = zig_command(zig, "cc", target);
+            zig_command(&zig_program(Some(zig)), "cc", target)
         }
-    }
-    command.extend(prefix_maps.iter().cloned());
-    script.push_str(&format!("exec {} \"$@\"\n", shell_words(&command)));
+    };
+    script.push_str(&format!(
+        "exec {program} {}\"$@\"\n",
+        shell_words_then_space(prefix_maps)
+    ));
     script
 }
 
@@ -417,33 +425,104 @@ pub fn cxx_wrapper(
         match compiler {
             CxxCompiler::MuslGxx(_) => "musl g++, libstdc++",
             CxxCompiler::Zig(_) => "zig c++, libc++",
+            CxxCompiler::ZigAtFirstUse => "zig c++, libc++, zig looked for at the first use",
         }
     );
-    let mut command: Vec<String> = Vec::new();
-    match compiler {
-        CxxCompiler::MuslGxx(path) => command.push(path.display().to_string()),
+    let program = match compiler {
+        CxxCompiler::MuslGxx(path) => shell_quote(&path.display().to_string()),
         CxxCompiler::Zig(zig) => {
             script.push_str(DROP_TARGET_FLAG);
-            command = zig_command(zig, "c++", target);
+            zig_command(&zig_program(Some(zig)), "c++", target)
         }
-    }
-    command.extend(prefix_maps.iter().cloned());
-    script.push_str(&format!("exec {} \"$@\"\n", shell_words(&command)));
+        CxxCompiler::ZigAtFirstUse => {
+            script.push_str(DROP_TARGET_FLAG);
+            zig_command(&zig_program(None), "c++", target)
+        }
+    };
+    script.push_str(&format!(
+        "exec {program} {}\"$@\"\n",
+        shell_words_then_space(prefix_maps)
+    ));
     script
 }
 
-/// `zig cc|c++ -target <arch>-linux-musl…`, with the UBSan zig turns on for unoptimised C off
-/// (its runtime is not in the Rust link).
-fn zig_command(zig: &Zig, mode: &str, target: &TargetTriple) -> Vec<String> {
-    let mut command = vec![zig.program.display().to_string()];
-    command.extend(zig.prefix_args.iter().cloned());
-    command.extend([
-        mode.to_owned(),
-        "-target".to_owned(),
-        Zig::target_for(target),
-        "-fno-sanitize=undefined".to_owned(),
-    ]);
-    command
+/// `zig cc|c++ -target <arch>-linux-musl…` as shell words, with the UBSan zig turns on for
+/// unoptimised C off (its runtime is not in the Rust link).
+fn zig_command(program: &str, mode: &str, target: &TargetTriple) -> String {
+    format!(
+        "{program} {}",
+        shell_words(&[
+            mode.to_owned(),
+            "-target".to_owned(),
+            Zig::target_for(target),
+            "-fno-sanitize=undefined".to_owned(),
+        ])
+    )
+}
+
+/// zig as shell words: the one found (`'/usr/bin/python3' '-m' 'ziglang'`), or, for a C++
+/// compiler left to its first use, the launcher next to the wrapper that looks for it then.
+fn zig_program(zig: Option<&Zig>) -> String {
+    match zig {
+        Some(zig) => {
+            let mut command = vec![zig.program.display().to_string()];
+            command.extend(zig.prefix_args.iter().cloned());
+            shell_words(&command)
+        }
+        None => format!("\"${{0%/*}}/{ZIG_LAUNCHER}\""),
+    }
+}
+
+/// The launcher of a C++ compiler left to its first use ([`CxxCompiler::ZigAtFirstUse`]),
+/// next to the C++ and linker wrappers that run it.
+const ZIG_LAUNCHER: &str = "zig";
+/// What the launcher found, kept for the rest of the build (one zig lookup per build, not one
+/// per C++ file); every `prepare` removes it, so a zig installed, removed or swapped between
+/// builds is noticed by the next one.
+const ZIG_FOUND: &str = "zig.found";
+
+/// Writes the zig launcher for `target` into `dir` and forgets what an earlier build found.
+fn write_zig_launcher(dir: &Path, target: &TargetTriple) -> Result<()> {
+    write_script(&dir.join(ZIG_LAUNCHER), &zig_launcher(target))?;
+    let found = dir.join(ZIG_FOUND);
+    match std::fs::remove_file(&found) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context(format!("cannot remove {}", found.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The zig launcher: looks for zig as [`super::toolchain::Zig::find`] does (`zig`, else
+/// `python3 -m ziglang`) at the first C++ compile or link of a build, keeps the answer in
+/// [`ZIG_FOUND`] (written whole, then renamed: compiles run in parallel), and fails with the
+/// install command when there is none.
+pub fn zig_launcher(target: &TargetTriple) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Written by cargo-airlock: zig for the C++ compiles and links of {target}, looked for\n\
+         # at the first one of each build, so that builds without C++ never start it.\n\
+         found=\"${{0%/*}}/{ZIG_FOUND}\"\n\
+         if [ -s \"$found\" ]; then\n\
+         \x20 read -r how < \"$found\"\n\
+         else\n\
+         \x20 if zig version >/dev/null 2>&1; then\n\
+         \x20   how=zig\n\
+         \x20 elif python3 -m ziglang version >/dev/null 2>&1; then\n\
+         \x20   how=python3\n\
+         \x20 else\n\
+         \x20   echo \"cargo-airlock: zig is missing (needed for C++ code for {target}); install it \
+         with \\`{install}\\`\" >&2\n\
+         \x20   exit 1\n\
+         \x20 fi\n\
+         \x20 echo \"$how\" > \"$found.$$\" && mv -f \"$found.$$\" \"$found\"\n\
+         fi\n\
+         case \"$how\" in\n\
+         \x20 zig) exec zig \"$@\" ;;\n\
+         \x20 *) exec python3 -m ziglang \"$@\" ;;\n\
+         esac\n",
+        install = super::toolchain::install::ZIG,
+    )
 }
 
 /// Arguments that ask the linker for a C++ standard library: what cc-rs emits for
@@ -468,7 +547,7 @@ pub fn link_wrapper(target: &TargetTriple, link: &LinkSetup) -> String {
                 ", or {} when the link needs a C++ standard library",
                 match cxx {
                     CxxCompiler::MuslGxx(_) => "musl g++",
-                    CxxCompiler::Zig(_) => "zig c++",
+                    CxxCompiler::Zig(_) | CxxCompiler::ZigAtFirstUse => "zig c++",
                 }
             ),
             None => String::new(),
@@ -479,7 +558,12 @@ pub fn link_wrapper(target: &TargetTriple, link: &LinkSetup) -> String {
             "for arg do\n  case \"$arg\" in\n    {CXX_LIBRARY_ARGS})\n"
         ));
         match cxx {
-            CxxCompiler::Zig(zig) => script.push_str(&zig_link(zig, "c++", target, "      ")),
+            CxxCompiler::Zig(zig) => {
+                script.push_str(&zig_link(&zig_program(Some(zig)), "c++", target, "      "));
+            }
+            CxxCompiler::ZigAtFirstUse => {
+                script.push_str(&zig_link(&zig_program(None), "c++", target, "      "));
+            }
             CxxCompiler::MuslGxx(path) => script.push_str(&format!(
                 "      exec {} \"$@\" ;;\n",
                 shell_quote(&path.display().to_string())
@@ -488,7 +572,7 @@ pub fn link_wrapper(target: &TargetTriple, link: &LinkSetup) -> String {
         script.push_str("  esac\ndone\n");
     }
     match &link.linker {
-        Linker::Zig(zig) => script.push_str(&zig_link(zig, "cc", target, "")),
+        Linker::Zig(zig) => script.push_str(&zig_link(&zig_program(Some(zig)), "cc", target, "")),
         Linker::SystemCc(path) | Linker::RustLld(path) => script.push_str(&format!(
             "exec {} \"$@\"\n",
             shell_quote(&path.display().to_string())
@@ -506,14 +590,15 @@ fn describe_driver(linker: &Linker) -> &'static str {
 }
 
 /// The lines that link with `zig <mode>`: drop what zig supplies itself, then exec.
-fn zig_link(zig: &Zig, mode: &str, target: &TargetTriple, indent: &str) -> String {
-    let mut command = vec![zig.program.display().to_string()];
-    command.extend(zig.prefix_args.iter().cloned());
-    command.extend([
-        mode.to_owned(),
-        "-target".to_owned(),
-        Zig::target_for(target),
-    ]);
+fn zig_link(program: &str, mode: &str, target: &TargetTriple, indent: &str) -> String {
+    let command = format!(
+        "{program} {}",
+        shell_words(&[
+            mode.to_owned(),
+            "-target".to_owned(),
+            Zig::target_for(target),
+        ])
+    );
     format!(
         "{indent}for arg do\n\
          {indent}  shift\n\
@@ -522,8 +607,7 @@ fn zig_link(zig: &Zig, mode: &str, target: &TargetTriple, indent: &str) -> Strin
          {indent}    *) set -- \"$@\" \"$arg\" ;;\n\
          {indent}  esac\n\
          {indent}done\n\
-         {indent}exec {} \"$@\"{}\n",
-        shell_words(&command),
+         {indent}exec {command} \"$@\"{}\n",
         if indent.is_empty() { "" } else { " ;;" }
     )
 }
@@ -534,6 +618,14 @@ fn shell_words(words: &[String]) -> String {
         .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `words` shell-quoted, each followed by a space (nothing when there are none).
+fn shell_words_then_space(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| format!("{} ", shell_quote(w)))
+        .collect()
 }
 
 fn ar_wrapper(zig: &Zig) -> String {
@@ -804,6 +896,52 @@ mod tests {
             run_script(dir.path(), &script, &["-c", "a.cpp"]),
             ["[x86_64-linux-musl-g++]", "-c", "a.cpp"]
         );
+    }
+
+    #[test]
+    fn zig_launcher_looks_once_per_build_and_names_the_install_without_zig() {
+        let dir = tempfile::tempdir().unwrap();
+        let target: TargetTriple = "x86_64-unknown-linux-musl".parse().unwrap();
+        let launcher = dir.path().join(ZIG_LAUNCHER);
+        write_script(&launcher, &zig_launcher(&target)).unwrap();
+        let run = |path: &Path| {
+            std::process::Command::new(&launcher)
+                .args(["c++", "-c", "a.cpp"])
+                .env("PATH", path)
+                .output()
+                .unwrap()
+        };
+        // Neither `zig` nor `python3`: exit 1 with the install command, nothing kept.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let out = run(&empty);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "cargo-airlock: zig is missing (needed for C++ code for x86_64-unknown-linux-musl); \
+             install it with `python3 -m pip install ziglang`\n"
+        );
+        assert!(!dir.path().join(ZIG_FOUND).exists());
+
+        // A zig: found, kept, and run with the arguments.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        fake_driver(&bin, "zig");
+        let mut path = bin.into_os_string();
+        path.push(":/usr/bin:/bin");
+        let out = run(Path::new(&path));
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "[zig]\nc++\n-c\na.cpp\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(ZIG_FOUND)).unwrap(),
+            "zig\n"
+        );
+        // The next build forgets it.
+        write_zig_launcher(dir.path(), &target).unwrap();
+        assert!(!dir.path().join(ZIG_FOUND).exists());
     }
 
     #[test]

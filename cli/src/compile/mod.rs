@@ -20,7 +20,7 @@ pub mod plan;
 pub mod toolchain;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -127,23 +127,54 @@ impl BuildReport {
 /// [`BuildReport::ensure_static`] turns them into an error). Missing toolchain pieces are an
 /// environment error (exit 3) naming the install commands, before cargo runs.
 pub fn build(options: &BuildOptions) -> Result<BuildReport> {
-    let workspace = Workspace::load(options.manifest_path.as_deref())?;
-    let manifest_path = workspace.root().join("Cargo.toml");
     let targets = if options.targets.is_empty() {
         vec![TargetTriple::host_musl()]
     } else {
         options.targets.clone()
     };
+    // `git log` for the source date while cargo resolves, in the directory most likely to be
+    // the workspace root (the manifest's, else the current one); asked again in the root
+    // when the guess was wrong (a member's directory may be another git repository).
+    let guess = options
+        .manifest_path
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::current_dir().ok());
+    let (loaded, guessed_date) = std::thread::scope(|scope| {
+        let date = guess
+            .as_deref()
+            .map(|dir| scope.spawn(move || (dir, workspace::source_date_epoch(dir))));
+        let loaded = load_workspace(options, &targets);
+        let date = date.map(|date| {
+            date.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (loaded, date)
+    });
+    let (workspace, mut first_graph) = loaded?;
+    let manifest_path = workspace.root().join("Cargo.toml");
     let plan = plan::select(&workspace, &options.packages, &options.bins)?;
 
-    let rust = toolchain::RustToolchain::probe(workspace.root())?;
+    let answers_dir =
+        toolchain::RustToolchain::answers_dir().unwrap_or_else(|| workspace.airlock_dir());
+    let rust = toolchain::RustToolchain::probe_cached(workspace.root(), &answers_dir);
+    let source_date_epoch = match guessed_date {
+        Some((dir, date)) if same_dir(dir, workspace.root()) => date,
+        _ => workspace.source_date_epoch(),
+    };
+    let (rust, kept_answers) = rust?;
     for target in &targets {
         rust.check_known(target)?;
     }
     let mut graphs = HashMap::new();
     let mut c_code = HashMap::new();
     for target in &targets {
-        let graph = plan::DependencyGraph::load(&manifest_path, target, options)?;
+        let graph = match first_graph.take() {
+            Some(graph) => graph,
+            None => plan::DependencyGraph::load(Some(&manifest_path), target, options)?,
+        };
         let c_crates = graph.c_build_crates(&plan.package_ids());
         if !c_crates.is_empty() {
             progress::detail(format!("{target}: C code through {}", c_crates.join(", ")));
@@ -151,15 +182,14 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         c_code.insert(target.clone(), !c_crates.is_empty());
         graphs.insert(target.clone(), graph);
     }
-    let zig = if c_code.values().any(|&c| c) {
-        toolchain::Zig::find()
-    } else {
-        None
-    };
-    let tools: Vec<toolchain::TargetTools> = targets
+    let zig = toolchain::ZigLookup::new();
+    let mut tools: Vec<toolchain::TargetTools> = targets
         .iter()
-        .map(|t| toolchain::TargetTools::probe(t, &rust, zig.as_ref()))
+        .map(|t| toolchain::TargetTools::probe(t, &rust, &zig, c_code[t]))
         .collect();
+    for tools in &mut tools {
+        tools.settle_zig(&zig);
+    }
     let missing: Vec<_> = tools
         .iter()
         .map(|t| (&t.target, t.missing_for_build(c_code[&t.target])))
@@ -203,7 +233,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         );
     }
 
-    let source_date_epoch = workspace.source_date_epoch()?;
+    let source_date_epoch = source_date_epoch?;
     let config = cargo_config::CargoConfig::load(&std::env::current_dir()?)?;
     let airlock_dir = workspace.airlock_dir();
     let rust_src_remap = rust.rust_src().map(|src| {
@@ -234,6 +264,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
                     .unwrap_or_default()
             ));
         }
+    }
+
+    if let Some(kept) = kept_answers {
+        kept.write();
     }
 
     let names: Vec<&str> = plan.binaries.iter().map(|b| b.name.as_str()).collect();
@@ -294,6 +328,46 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
             .unwrap_or_else(|| "release".to_owned()),
         allow_dynamic: options.allow_dynamic,
     })
+}
+
+/// Whether two paths name the same directory (symbolic links resolved).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The workspace and, when one `cargo metadata` can say both, the first target's dependency
+/// graph: without feature flags the resolve is the same whichever member's manifest cargo
+/// starts from, so the `--no-deps` call that finds the workspace root is not needed (10-20 ms).
+/// When that call fails, the errors come in the order the separate calls give them: the
+/// manifest, the packages asked for, the targets, then the resolve.
+fn load_workspace(
+    options: &BuildOptions,
+    targets: &[TargetTriple],
+) -> Result<(Workspace, Option<plan::DependencyGraph>)> {
+    let manifest_path = options.manifest_path.as_deref();
+    let feature_flags =
+        !options.features.is_empty() || options.all_features || options.no_default_features;
+    let Some(first) = targets.first().filter(|_| !feature_flags) else {
+        return Ok((Workspace::load(manifest_path)?, None));
+    };
+    match plan::DependencyGraph::load(manifest_path, first, options) {
+        Ok(graph) => Ok((
+            Workspace::from_metadata(graph.metadata().clone()),
+            Some(graph),
+        )),
+        Err(resolve_error) => {
+            let workspace = Workspace::load(manifest_path)?;
+            plan::select(&workspace, &options.packages, &options.bins)?;
+            let rust = toolchain::RustToolchain::probe(workspace.root())?;
+            for target in targets {
+                rust.check_known(target)?;
+            }
+            Err(resolve_error)
+        }
+    }
 }
 
 impl CommandReport for BuildReport {

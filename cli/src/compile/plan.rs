@@ -148,14 +148,16 @@ const C_BUILD_CRATES: &[&str] = &["cc", "cmake"];
 
 impl DependencyGraph {
     /// Runs `cargo metadata --filter-platform <target>` with the build's features and
-    /// `--locked/--frozen/--offline`.
+    /// `--locked/--frozen/--offline`, on `manifest_path` or the current directory's package.
     pub fn load(
-        manifest_path: &Path,
+        manifest_path: Option<&Path>,
         target: &TargetTriple,
         options: &BuildOptions,
     ) -> Result<DependencyGraph> {
         let mut cmd = MetadataCommand::new();
-        cmd.manifest_path(manifest_path);
+        if let Some(path) = manifest_path {
+            cmd.manifest_path(path);
+        }
         if !options.features.is_empty() {
             cmd.features(CargoOpt::SomeFeatures(options.features.clone()));
         }
@@ -177,10 +179,11 @@ impl DependencyGraph {
         }
         cmd.other_options(other);
         let metadata = cmd.exec().map_err(|e| {
-            anyhow::anyhow!(
-                "cannot resolve the dependencies of {} for {target}: {e}",
-                manifest_path.display()
-            )
+            let place = manifest_path.map_or_else(
+                || "the current directory's workspace".to_owned(),
+                |p| p.display().to_string(),
+            );
+            anyhow::anyhow!("cannot resolve the dependencies of {place} for {target}: {e}")
         })?;
         Ok(DependencyGraph::new(metadata))
     }

@@ -4,14 +4,17 @@
 //! zig across architectures and as fallback), and qemu for running foreign binaries. `build`
 //! and `doctor` ask the same questions here, so they always agree.
 //!
-//! Only probes; never installs or writes anything.
+//! Only probes, each at most once and only when its answer is needed (zig when a chooser
+//! picks it; rustc's answers kept between builds while the toolchain is the same, see
+//! [`RustToolchain::probe_cached`]); never installs anything, and writes nothing but those
+//! kept answers, when `build` asks ([`KeptAnswers::write`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error;
 use crate::process;
@@ -39,22 +42,64 @@ impl RustToolchain {
     /// Asks rustc, run in `dir` so rustup honours the project's toolchain file.
     pub fn probe(dir: &Path) -> Result<RustToolchain> {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let run = |args: &[&str]| -> Result<String> {
-            let mut cmd = Command::new(&rustc);
-            cmd.args(args).current_dir(dir);
-            let output = process::run_captured(&mut cmd).map_err(|e| {
-                if error::exit_kind(&e) == error::ExitKind::Environment {
-                    error::environment(
-                        "rustc is not installed or not on PATH; install Rust with rustup \
-                         (https://rustup.rs): curl --proto '=https' -sSf https://sh.rustup.rs | sh",
-                    )
-                } else {
-                    e
-                }
-            })?;
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        let answers = ask(&rustc, dir)?;
+        Ok(RustToolchain::from_answers(rustc, &answers))
+    }
+
+    /// [`RustToolchain::probe`], reusing the answers kept in `cache_dir` (one file per
+    /// toolchain, named by a hash of its key) while the toolchain behind them is the same one:
+    /// see [`toolchain_key`] for what says so. Without such a key (no rustup environment) rustc
+    /// is asked every time. Fresh answers come back with what keeps them, for the caller to
+    /// write once the build goes ahead (a build refused before cargo runs writes nothing).
+    pub fn probe_cached(
+        dir: &Path,
+        cache_dir: &Path,
+    ) -> Result<(RustToolchain, Option<KeptAnswers>)> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let (key, program) = toolchain_key(&rustc).unzip();
+        let path = key.as_deref().map(|key| {
+            let name = crate::digest::Sha256Digest::of(key.as_bytes()).hex();
+            cache_dir.join(format!("rustc-{}.json", &name[..16]))
+        });
+        if let (Some(key), Some(path)) = (&key, &path)
+            && let Some(answers) = read_probe_cache(path, key)
+        {
+            return Ok((RustToolchain::from_answers(rustc, &answers), None));
+        }
+        let answers = ask(&rustc, dir)?;
+        let rust = RustToolchain::from_answers(rustc, &answers);
+        let kept = key
+            .zip(path)
+            .zip(program)
+            .map(|((key, path), program)| KeptAnswers {
+                path,
+                cache: ProbeCache {
+                    key,
+                    rustc: program,
+                    answers,
+                },
+            });
+        Ok((rust, kept))
+    }
+
+    /// Where `build` keeps rustc's answers: `$XDG_CACHE_HOME/airlock/rustc`, else
+    /// `$HOME/.cache/airlock/rustc` (the XDG base directory spec's default), beside the base
+    /// image cache; outside the target directory, so a removed target directory (`cargo
+    /// clean`, a fresh checkout) does not cost the next build its probes. `None` when neither
+    /// variable names an absolute directory.
+    pub fn answers_dir() -> Option<PathBuf> {
+        let absolute = |var: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
         };
-        let verbose = run(&["-vV"])?;
+        absolute("XDG_CACHE_HOME")
+            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+            .map(|cache| cache.join("airlock").join("rustc"))
+    }
+
+    fn from_answers(rustc: OsString, answers: &RustcAnswers) -> RustToolchain {
+        let verbose = &answers.verbose;
         let host = verbose
             .lines()
             .find_map(|l| l.strip_prefix("host: "))
@@ -66,19 +111,18 @@ impl RustToolchain {
             .find_map(|l| l.strip_prefix("commit-hash: "))
             .filter(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()) && !hash.is_empty())
             .map(str::to_owned);
-        let sysroot = PathBuf::from(run(&["--print", "sysroot"])?);
-        let known_targets = run(&["--print", "target-list"])?
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        Ok(RustToolchain {
+        // rustc prints the kinds in the order asked: the sysroot's one line, then the list.
+        let mut lines = answers.printed.lines();
+        let sysroot = PathBuf::from(lines.next().unwrap_or_default());
+        let known_targets = lines.map(str::to_owned).collect();
+        RustToolchain {
             rustc,
             sysroot,
             host,
             version,
             commit_hash,
             known_targets,
-        })
+        }
     }
 
     /// Fails with an input error when rustc does not know `target` at all.
@@ -153,6 +197,144 @@ impl RustToolchain {
     }
 }
 
+/// What rustc said: `-vV`, and `--print sysroot --print target-list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RustcAnswers {
+    verbose: String,
+    printed: String,
+}
+
+/// The answers kept between builds, with the key of the toolchain that gave them.
+#[derive(Debug, Serialize, Deserialize)]
+struct ProbeCache {
+    key: String,
+    /// The `rustc` asked (`$RUSTC`, or `rustc` found on PATH).
+    #[serde(default)]
+    rustc: PathBuf,
+    answers: RustcAnswers,
+}
+
+/// rustc's fresh answers and where [`RustToolchain::probe_cached`] looks for them next time.
+#[derive(Debug)]
+pub struct KeptAnswers {
+    path: PathBuf,
+    cache: ProbeCache,
+}
+
+impl KeptAnswers {
+    /// Writes them. One that cannot be written costs the next build 10-20 ms, nothing else:
+    /// said with `-v`, never an error.
+    pub fn write(&self) {
+        if let Err(e) = serde_json::to_vec(&self.cache)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| crate::atomic::write_file(&self.path, &bytes))
+        {
+            crate::progress::detail(format!("rustc's answers not kept: {e:#}"));
+        }
+        // Answers of a rustc that is gone (a test's temporary wrapper, a removed compiler)
+        // are never asked for again: removed, so the directory does not grow with them.
+        let Some(Ok(entries)) = self.path.parent().map(std::fs::read_dir) else {
+            return;
+        };
+        for path in entries.flatten().map(|entry| entry.path()) {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if path == self.path || !name.starts_with("rustc-") || !name.ends_with(".json") {
+                continue;
+            }
+            let gone =
+                crate::input::read_regular_to_string(&path, crate::input::Links::Refuse, 1 << 20)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<ProbeCache>(&text).ok())
+                    .is_some_and(|kept| !kept.rustc.as_os_str().is_empty() && !kept.rustc.exists());
+            if gone {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// Runs the two rustc probes in `dir`: two runs instead of three (`--print` takes several
+/// kinds at once, `-vV` takes none), side by side, as each goes through rustup's proxy
+/// (10-20 ms apiece).
+fn ask(rustc: &OsString, dir: &Path) -> Result<RustcAnswers> {
+    let run = |args: &[&str]| -> Result<String> {
+        let mut cmd = Command::new(rustc);
+        cmd.args(args).current_dir(dir);
+        let output = process::run_captured(&mut cmd).map_err(|e| {
+            if error::exit_kind(&e) == error::ExitKind::Environment {
+                error::environment(
+                    "rustc is not installed or not on PATH; install Rust with rustup \
+                     (https://rustup.rs): curl --proto '=https' -sSf https://sh.rustup.rs | sh",
+                )
+            } else {
+                e
+            }
+        })?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let (verbose, printed) = std::thread::scope(|scope| {
+        let printed = scope.spawn(|| run(&["--print", "sysroot", "--print", "target-list"]));
+        let verbose = run(&["-vV"]);
+        let printed = printed
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (verbose, printed)
+    });
+    Ok(RustcAnswers {
+        verbose: verbose?,
+        printed: printed?,
+    })
+}
+
+/// What says rustc's answers still hold, or `None` when nothing cheap can: cargo's own rule
+/// for its `.rustc_info.json`. Under rustup's environment (`cargo airlock …` runs through
+/// rustup's cargo proxy, which sets `RUSTUP_HOME` and `RUSTUP_TOOLCHAIN`, and the toolchain
+/// variable outranks every toolchain file, so the directory does not matter) the key is
+/// `$RUSTC` (or `rustc` on PATH) and the toolchain's own `bin/rustc`: path, size, inode,
+/// change and modification times of both. A toolchain updated, switched or reinstalled, or
+/// another `RUSTC`, gives another key. Without those variables `rustc` may be a proxy whose
+/// choice depends on files airlock does not read: no key, rustc is asked.
+/// Returns the key and the `rustc` it names.
+fn toolchain_key(rustc: &OsString) -> Option<(String, PathBuf)> {
+    use std::os::unix::fs::MetadataExt;
+    let home = std::env::var_os("RUSTUP_HOME")?;
+    let toolchain = std::env::var_os("RUSTUP_TOOLCHAIN")?;
+    let real = Path::new(&home)
+        .join("toolchains")
+        .join(&toolchain)
+        .join("bin/rustc");
+    let program = process::find_on_path(rustc)?;
+    let stamp = |path: &Path| -> Option<String> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(format!(
+            "{} {} {} {}.{} {}.{}",
+            path.display(),
+            meta.len(),
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        ))
+    };
+    let key = format!(
+        "airlock rustc probe 1\nRUSTUP_TOOLCHAIN={}\n{}\n{}",
+        toolchain.to_string_lossy(),
+        stamp(&program)?,
+        stamp(&real)?
+    );
+    Some((key, program))
+}
+
+/// The answers kept in `cache` under `key`, if any; a missing, unreadable or stale file is no
+/// answer (rustc is asked and the file rewritten).
+fn read_probe_cache(cache: &Path, key: &str) -> Option<RustcAnswers> {
+    let text =
+        crate::input::read_regular_to_string(cache, crate::input::Links::Refuse, 1 << 20).ok()?;
+    let kept: ProbeCache = serde_json::from_str(&text).ok()?;
+    (kept.key == key).then_some(kept.answers)
+}
+
 /// How to run zig: a `zig` on PATH, or `python3 -m ziglang` from `pip install ziglang`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Zig {
@@ -198,6 +380,38 @@ impl Zig {
     /// airlock does not know it, which zig then refuses with its own message.
     pub fn target_for(target: &TargetTriple) -> String {
         target.zig_target().unwrap_or_else(|| target.to_string())
+    }
+}
+
+/// zig, looked for at most once and only when something picks it: `python3 -m ziglang
+/// version` alone costs 0.1 s through pyenv's shims, so a build whose C code musl-gcc compiles
+/// never starts it.
+#[derive(Debug, Default)]
+pub struct ZigLookup {
+    found: std::sync::OnceLock<Option<Zig>>,
+}
+
+impl ZigLookup {
+    /// Nothing looked for yet.
+    pub fn new() -> ZigLookup {
+        ZigLookup::default()
+    }
+
+    /// Already looked for (`doctor` reports zig whether or not anything picks it).
+    pub fn found(zig: Option<Zig>) -> ZigLookup {
+        let lookup = ZigLookup::default();
+        let _ = lookup.found.set(zig);
+        lookup
+    }
+
+    /// zig, looking for it on the first call.
+    pub fn get(&self) -> Option<&Zig> {
+        self.found.get_or_init(Zig::find).as_ref()
+    }
+
+    /// What the lookup found, or `None` when nothing has asked yet.
+    pub fn looked_up(&self) -> Option<Option<&Zig>> {
+        self.found.get().map(Option::as_ref)
     }
 }
 
@@ -294,6 +508,10 @@ pub enum CxxCompiler {
     MuslGxx(PathBuf),
     /// `zig c++ -target <arch>-linux-musl`, for any architecture: LLVM's libc++, static.
     Zig(Zig),
+    /// zig c++ as above, with zig looked for (`zig`, else `python3 -m ziglang`) by airlock's
+    /// wrapper at the first C++ compile or link of a build, not before: nothing else in the
+    /// build needed zig, and whether it compiles C++ is only known when its build scripts run.
+    ZigAtFirstUse,
 }
 
 impl CxxCompiler {
@@ -302,6 +520,9 @@ impl CxxCompiler {
         match self {
             CxxCompiler::MuslGxx(path) => format!("musl g++ ({}), libstdc++", path.display()),
             CxxCompiler::Zig(zig) => format!("zig c++ {} ({}), libc++", zig.version, zig.display()),
+            CxxCompiler::ZigAtFirstUse => "zig c++ (`zig`, else `python3 -m ziglang`, looked for \
+                                           at the first C++ compile or link), libc++"
+                .to_owned(),
         }
     }
 
@@ -309,7 +530,7 @@ impl CxxCompiler {
     pub fn stdlib(&self) -> &'static str {
         match self {
             CxxCompiler::MuslGxx(_) => "stdc++",
-            CxxCompiler::Zig(_) => "c++",
+            CxxCompiler::Zig(_) | CxxCompiler::ZigAtFirstUse => "c++",
         }
     }
 }
@@ -395,8 +616,17 @@ pub struct TargetTools {
 }
 
 impl TargetTools {
-    /// Looks for everything `target` needs. `zig` is passed in so it is probed once.
-    pub fn probe(target: &TargetTriple, rust: &RustToolchain, zig: Option<&Zig>) -> TargetTools {
+    /// Looks for everything `target` needs; C and C++ compilers only when `compiles_c` (a
+    /// build without C code has no use for them, and `doctor` asks for everything). zig is
+    /// looked for through `zig`, shared by every target so it is probed at most once, and
+    /// only when a chooser picks it: a C++ compiler that would be zig is left to the first
+    /// C++ compile ([`CxxCompiler::ZigAtFirstUse`]) unless zig was needed before.
+    pub fn probe(
+        target: &TargetTriple,
+        rust: &RustToolchain,
+        zig: &ZigLookup,
+        compiles_c: bool,
+    ) -> TargetTools {
         // Native means "the toolchain's own architecture": what musl-gcc and `cc` produce,
         // and what runs here without qemu (also when airlock itself runs under emulation).
         let host_arch = rust
@@ -409,13 +639,15 @@ impl TargetTools {
         let rust_lld = rust.rust_lld();
         let from_source = rust_target.as_ref().is_ok_and(StdLib::from_source);
         let linker = if from_source {
-            zig_linker(target, zig)
+            zig_linker(target, zig.get())
         } else {
             choose_linker(target, native, rust_lld.as_deref())
         };
-        let c_compiler = choose_c_compiler(target, native, zig);
+        let no_zig = ZigLookup::found(None);
+        let c_zig = if compiles_c { zig } else { &no_zig };
+        let c_compiler = choose_c_compiler(target, native, c_zig);
         let host_is_musl = rust.host.ends_with("-musl");
-        let cxx_compiler = choose_cxx_compiler(target, native, host_is_musl, zig);
+        let cxx_compiler = choose_cxx_compiler(target, native, host_is_musl, c_zig, &linker);
         let archiver = match &c_compiler {
             Ok(CCompiler::MuslGcc(_)) => process::find_on_path("ar"),
             _ => None,
@@ -437,7 +669,7 @@ impl TargetTools {
             c_compiler,
             cxx_compiler,
             archiver,
-            zig: zig.cloned(),
+            zig: zig.looked_up().flatten().cloned(),
             rust_lld,
             qemu,
         }
@@ -459,6 +691,16 @@ impl TargetTools {
             }
         }
         missing
+    }
+
+    /// Once every target is probed: when something needed zig after all, a C++ compiler left
+    /// to the first C++ compile becomes what that lookup found, as if it had been chosen then.
+    pub fn settle_zig(&mut self, zig: &ZigLookup) {
+        if let (Ok(CxxCompiler::ZigAtFirstUse), Some(found)) = (&self.cxx_compiler, zig.looked_up())
+        {
+            self.cxx_compiler = zig_cxx(&self.target, found);
+            self.zig = found.cloned();
+        }
     }
 
     /// How a build of this target links, given whether it compiles C code (and so maybe
@@ -525,7 +767,7 @@ fn choose_linker(
 fn choose_c_compiler(
     target: &TargetTriple,
     native: bool,
-    zig: Option<&Zig>,
+    zig: &ZigLookup,
 ) -> Result<CCompiler, Missing> {
     let musl_gcc = native.then(|| process::find_on_path("musl-gcc")).flatten();
     if let Some(path) = musl_gcc {
@@ -542,7 +784,7 @@ fn choose_c_compiler(
             ),
         });
     }
-    match zig {
+    match zig.get() {
         Some(zig) => Ok(CCompiler::Zig(zig.clone())),
         None => Err(Missing {
             what: if native {
@@ -564,7 +806,8 @@ fn choose_cxx_compiler(
     target: &TargetTriple,
     native: bool,
     host_is_musl: bool,
-    zig: Option<&Zig>,
+    zig: &ZigLookup,
+    linker: &Result<Linker, Missing>,
 ) -> Result<CxxCompiler, Missing> {
     if native {
         let cross_named = musl_cross_prefix(target).map(|prefix| format!("{prefix}-g++"));
@@ -575,6 +818,17 @@ fn choose_cxx_compiler(
             return Ok(CxxCompiler::MuslGxx(path));
         }
     }
+    // Where `cc` links, only C++ links need zig: its wrapper looks for it then. Elsewhere
+    // (rust-lld, zig) the choice changes every link, so it is made now.
+    let links_with_cc = matches!(linker, Ok(Linker::SystemCc(_)));
+    if links_with_cc && zig.looked_up().is_none() && target.zig_target().is_some() {
+        return Ok(CxxCompiler::ZigAtFirstUse);
+    }
+    zig_cxx(target, zig.get())
+}
+
+/// zig c++ for `target`, or what to install.
+fn zig_cxx(target: &TargetTriple, zig: Option<&Zig>) -> Result<CxxCompiler, Missing> {
     match zig {
         Some(zig) if target.zig_target().is_some() => Ok(CxxCompiler::Zig(zig.clone())),
         _ => Err(Missing {

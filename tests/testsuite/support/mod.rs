@@ -234,8 +234,9 @@ pub fn path_without_zig() -> (tempfile::TempDir, std::ffi::OsString) {
     (bin, path)
 }
 
-/// A `RUSTC` for airlock's own probes: the real rustc, except that `--print sysroot` names a
-/// directory with no target's standard library in it, and rust-src only when `with_src`.
+/// A `RUSTC` for airlock's own probes: the real rustc, except that `--print sysroot` (also
+/// when followed by more `--print`s) names a directory with no target's standard library in
+/// it, and rust-src only when `with_src`.
 /// Returns the guard and the script's path.
 pub fn rustc_with_bare_sysroot(with_src: bool) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -251,8 +252,8 @@ pub fn rustc_with_bare_sysroot(with_src: bool) -> (tempfile::TempDir, PathBuf) {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nif [ \"$1\" = --print ] && [ \"$2\" = sysroot ]; then\n  echo '{}'\n  \
-             exit 0\nfi\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nif [ \"$1\" = --print ] && [ \"$2\" = sysroot ]; then\n  echo '{0}'\n  \
+             shift 2\n  [ $# -eq 0 ] && exit 0\nfi\nexec '{1}' \"$@\"\n",
             sysroot.display(),
             rustc.display()
         ),

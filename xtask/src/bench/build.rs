@@ -74,14 +74,18 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
          `-Clink-self-contained=yes`, `--build-id=sha1`, the `--remap-path-prefix` pair), \
          `SOURCE_DATE_EPOCH=0`, `cc` as linker, `musl-gcc` as C compiler with the same \
          `-ffile-prefix-map` flags in `CFLAGS_x86_64_unknown_linux_musl`. What airlock does \
-         besides, and is measured here: `cargo metadata`, the toolchain probes, its wrapper \
-         scripts (one `sh` more per C compile and link), `--message-format=json` parsing, \
-         embedding the dependency list and proving the binary static from its ELF. {}\n",
+         besides, and is measured here: one `cargo metadata`, `rustc -vV` and `rustc --print \
+         sysroot --print target-list` (side by side; their answers kept in \
+         `~/.cache/airlock/rustc` while the toolchain is the same, so only the first run of \
+         each table asks), `git log` for the source date, its wrapper scripts \
+         (one `sh` more per C compile and link; zig is looked for only by a C++ compile or \
+         link, which this fixture has none of), `--message-format=json` parsing, embedding the \
+         dependency list and proving the binary static from its ELF. {}\n",
         method()
     );
     out += "\n### warm (nothing changed since the last build)\n\n";
     out += &table(&warm);
-    out += &overhead(&warm);
+    out += &overhead(&warm, Cache::Warm);
 
     if !super::quick() {
         let cold = interleave(&[
@@ -90,17 +94,26 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
         ])?;
         out += "\n### cold (the target directory removed before each run, untimed)\n\n";
         out += &table(&cold);
-        out += &overhead(&cold);
+        out += &overhead(&cold, Cache::Cold);
     }
     Ok(out)
 }
 
-/// The sentence under a table: airlock's overhead in percent and whether the goal holds.
-fn overhead(measured: &[Measured]) -> String {
+/// Which table a sentence is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    Warm,
+    Cold,
+}
+
+/// The sentence under a table: airlock's overhead in milliseconds and percent, and whether
+/// the goal holds.
+fn overhead(measured: &[Measured], cache: Cache) -> String {
     let [plain, wrapped] = measured else {
         return String::new();
     };
     let wall = (wrapped.wall() / plain.wall().max(1e-9) - 1.0) * 100.0;
+    let wall_ms = (wrapped.wall() - plain.wall()) * 1000.0;
     // GNU time counts CPU in 10 ms steps: a no-op cargo build shows one step or none.
     let cpu = if super::cpu_resolved(plain.cpu()) {
         format!("{:+.1} % CPU", (wrapped.cpu() / plain.cpu() - 1.0) * 100.0)
@@ -117,12 +130,27 @@ fn overhead(measured: &[Measured]) -> String {
         "not met"
     };
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n`cargo airlock build` takes {wall:+.1} % wall time ({cpu}) over the plain \
-         build ({:.2}× as fast): the {GOAL_PERCENT} % goal is {verdict}.",
-        wrapped.speedup(plain)
-    );
+    if cache == Cache::Warm {
+        // 2 % of a no-op build is a fraction of a millisecond, less than starting any one
+        // process costs: the fixed cost in milliseconds is what can be compared.
+        let _ = writeln!(
+            out,
+            "\n`cargo airlock build` takes {wall_ms:+.0} ms wall time ({wall:+.0} %; {cpu}) over \
+             the plain no-op build. The percentage is not the measure here: {GOAL_PERCENT} % of \
+             a {:.0} ms no-op build is {:.1} ms, less than starting one process costs, while \
+             airlock starts cargo (and `cargo metadata`, `git`) like any wrapper must; the \
+             fixed cost in milliseconds is. The {GOAL_PERCENT} % goal is the cold build's.",
+            plain.wall() * 1000.0,
+            plain.wall() * 1000.0 * GOAL_PERCENT / 100.0
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\n`cargo airlock build` takes {wall:+.1} % wall time ({wall_ms:+.0} ms; {cpu}) over \
+             the plain build ({:.2}× as fast): the {GOAL_PERCENT} % goal is {verdict}.",
+            wrapped.speedup(plain)
+        );
+    }
     out
 }
 
