@@ -89,6 +89,20 @@ impl Workspace {
     }
 }
 
+/// airlock's directory in the user's cache: `$XDG_CACHE_HOME/airlock`, else
+/// `$HOME/.cache/airlock` (the XDG base directory spec's default); shared by every workspace,
+/// and outside every target directory. `None` when neither variable names an absolute path.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|cache| cache.join("airlock"))
+}
+
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org) if set, else the time of the last commit of
 /// the git checkout at `dir`, else 0 (outside git, every build gets the same timestamp).
 pub fn source_date_epoch(dir: &Path) -> Result<u64> {

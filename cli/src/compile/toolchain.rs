@@ -88,14 +88,7 @@ impl RustToolchain {
     /// clean`, a fresh checkout) does not cost the next build its probes. `None` when neither
     /// variable names an absolute directory.
     pub fn answers_dir() -> Option<PathBuf> {
-        let absolute = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-        };
-        absolute("XDG_CACHE_HOME")
-            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
-            .map(|cache| cache.join("airlock").join("rustc"))
+        crate::workspace::user_cache_dir().map(|cache| cache.join("rustc"))
     }
 
     fn from_answers(rustc: OsString, answers: &RustcAnswers) -> RustToolchain {

@@ -34,16 +34,8 @@ impl BaseCache {
     /// `$XDG_CACHE_HOME/airlock/bases`, else `$HOME/.cache/airlock/bases` (the XDG base
     /// directory spec's default).
     pub fn default_dir() -> Result<PathBuf> {
-        let absolute = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-        };
-        if let Some(cache) = absolute("XDG_CACHE_HOME") {
-            return Ok(cache.join("airlock").join("bases"));
-        }
-        if let Some(home) = absolute("HOME") {
-            return Ok(home.join(".cache").join("airlock").join("bases"));
+        if let Some(cache) = crate::workspace::user_cache_dir() {
+            return Ok(cache.join("bases"));
         }
         Err(error::environment(
             "no cache directory for base images: neither XDG_CACHE_HOME nor HOME is set; \
