@@ -27,6 +27,7 @@
 
 mod build;
 mod image;
+mod large;
 mod scale;
 mod vendor;
 
@@ -62,6 +63,10 @@ const BENCHMARKS: &[Benchmark] = &[
     Benchmark {
         name: "image",
         run: image::run,
+    },
+    Benchmark {
+        name: "large",
+        run: large::run,
     },
 ];
 
