@@ -37,6 +37,7 @@ pub fn run(root: &Path) -> Result<String> {
 }
 
 fn run_in(root: &Path, work: &Path) -> Result<String> {
+    let load_before = super::load_average();
     let (input, how) = if super::quick() {
         (
             super::image::input_binary(root, work)?,
@@ -48,7 +49,7 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
             format!(
                 "`cargo-airlock` from this repository built once with `cargo build -p \
                  cargo-airlock --target {TARGET}` in the dev profile (static-pie, full debug \
-                 info of every crate it links) and kept"
+                 info of every crate it links) and kept under `$AIRLOCK_BENCH_CACHE/large`"
             ),
         )
     };
@@ -159,10 +160,12 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
 
     let mut out = format!(
         "## large\n\n`cargo xtask bench large`: one static binary of {} ({size} bytes, of which \
-         {debug} bytes in `.debug_*` sections), {how}, made once and cached; files on tmpfs, \
-         release `cargo-airlock`. {}\n",
+         {debug} bytes in `.debug_*` sections), {how}; files on tmpfs, release \
+         `cargo-airlock`. {} 1-minute load average {load_before:.2} before these runs and \
+         {:.2} after them (2 cores: above 2, other work shared the machine).\n",
         human_bytes(size),
-        method()
+        method(),
+        super::load_average(),
     );
     let _ = write!(
         out,
