@@ -252,6 +252,9 @@ pub fn build_id(data: &[u8]) -> Result<Option<String>> {
 pub enum StripMethod {
     /// Rewritten in process with the `object` crate's ELF builder.
     Object,
+    /// Computed from the ELF headers: the size the in-process rewrite writes, without
+    /// writing it.
+    Headers,
     /// `llvm-strip` on a temporary copy.
     LlvmStrip,
     /// GNU `strip` on a temporary copy.
