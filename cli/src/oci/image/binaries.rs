@@ -152,7 +152,8 @@ fn strip_binary(
         binary.shipped = None;
         return Ok(None);
     }
-    let split = strip::split_debug(&built, options.strip, debug_name).map_err(|e| {
+    let built_size = built.len() as u64;
+    let split = strip::split_debug(built, options.strip, debug_name).map_err(|e| {
         error::input(format!(
             "{}: cannot strip it in process ({e:#}); pass --strip none to ship it as built",
             binary.source.display()
@@ -160,7 +161,7 @@ fn strip_binary(
     })?;
     // What ships is what is judged: the linkage of the bytes read here, not of an earlier read.
     binary.linkage = elf::parse_elf(&binary.source, &split.shipped)?.linkage;
-    binary.built_size = built.len() as u64;
+    binary.built_size = built_size;
     binary.size = split.shipped.len() as u64;
     binary.strip = options.strip;
     binary.build_id = split.build_id;
@@ -168,7 +169,7 @@ fn strip_binary(
         // Nothing removed: the layer streams the file from disk, checked against the digest
         // of the bytes judged here, rather than holding a copy of a binary that may be
         // hundreds of MB for as long as the compression takes.
-        binary.checked = Some(Sha256Digest::of(&built));
+        binary.checked = Some(Sha256Digest::of(&split.shipped));
         binary.shipped = None;
         return Ok(None);
     };
