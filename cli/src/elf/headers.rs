@@ -2,19 +2,24 @@
 //! program headers, the section headers, the section name table and the dynamic section, in
 //! as few sequential passes as their order in the file needs (usually two: the section name
 //! table tends to lie before the section headers that locate it). From them: linkage,
-//! machine, whether a symbol table is there, and the size `strip --strip-all` leaves, as
-//! [`super::strip::strip_in_process`] lays the stripped file out.
+//! machine, whether a symbol table is there, the GNU build-id (from the notes, read with the
+//! tables), and the size `strip --strip-all` leaves, as [`super::strip::strip_in_process`] lays
+//! the stripped file out.
 //!
-//! Never reads a section's contents other than those two tables, and never more than
+//! Never reads a section's contents other than those tables and the notes, and never more than
 //! [`MAX_HEADER_BYTES`] in all: a 500 MB binary costs a few kilobytes of memory.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
 use super::Linkage;
+use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error;
+use crate::input::{self, Links};
+use crate::target::Arch;
 
 /// The gABI values read here ("ELF Header", "Sections", "Program Header", "Dynamic Section"),
 /// as the plain integers the headers hold.
@@ -28,15 +33,18 @@ mod gabi {
     pub const ET_DYN: u16 = 3;
     pub const PT_DYNAMIC: u32 = 2;
     pub const PT_INTERP: u32 = 3;
+    pub const PT_NOTE: u32 = 4;
     pub const SHT_SYMTAB: u32 = 2;
     pub const SHT_STRTAB: u32 = 3;
     pub const SHT_RELA: u32 = 4;
+    pub const SHT_NOTE: u32 = 7;
     pub const SHT_NOBITS: u32 = 8;
     pub const SHT_REL: u32 = 9;
     pub const SHT_SYMTAB_SHNDX: u32 = 18;
     pub const SHF_ALLOC: u64 = 2;
     pub const DT_NULL: u64 = 0;
     pub const DT_NEEDED: u64 = 1;
+    pub const NT_GNU_BUILD_ID: u64 = 3;
 }
 use gabi as elf;
 
@@ -89,6 +97,7 @@ struct ProgramHeader {
     p_type: u32,
     p_offset: u64,
     p_filesz: u64,
+    p_align: u64,
 }
 
 /// A section header's fields that matter here.
@@ -200,6 +209,7 @@ fn program_headers(header: &FileHeader, ranges: &Ranges) -> Option<Vec<ProgramHe
                     p_type: f.u32(0) as u32,
                     p_offset: f.word(header.is_64, 8, 4),
                     p_filesz: f.word(header.is_64, 32, 16),
+                    p_align: f.word(header.is_64, 48, 28),
                 }
             })
             .collect(),
@@ -233,7 +243,7 @@ fn section_headers(header: &FileHeader, ranges: &Ranges) -> Option<Vec<SectionHe
 }
 
 /// The ranges still to read, given what has been read: the file header first, then the
-/// tables it locates, then the name table and the dynamic section they locate.
+/// tables it locates, then the name table, the dynamic section and the notes they locate.
 fn wanted(ranges: &Ranges) -> Result<Vec<(u64, u64)>> {
     let Some(header) = file_header(ranges)? else {
         return Ok(vec![(0, IDENT_AND_HEADER_64.min(ranges.size))]);
@@ -255,10 +265,22 @@ fn wanted(ranges: &Ranges) -> Result<Vec<(u64, u64)>> {
     {
         wanted.push((names.sh_offset, names.sh_size));
     }
+    if let Some(sections) = section_headers(&header, ranges) {
+        for note in sections.iter().filter(|s| s.sh_type == elf::SHT_NOTE) {
+            if ranges.get(note.sh_offset, note.sh_size).is_none() {
+                wanted.push((note.sh_offset, note.sh_size));
+            }
+        }
+    }
     if let Some(segments) = program_headers(&header, ranges) {
-        for dynamic in segments.iter().filter(|p| p.p_type == elf::PT_DYNAMIC) {
-            if ranges.get(dynamic.p_offset, dynamic.p_filesz).is_none() {
-                wanted.push((dynamic.p_offset, dynamic.p_filesz));
+        // The notes segments too: they lie next to the program headers, so the build-id is
+        // read in the first pass, from the bytes that pass hashes.
+        for segment in segments
+            .iter()
+            .filter(|p| matches!(p.p_type, elf::PT_DYNAMIC | elf::PT_NOTE))
+        {
+            if ranges.get(segment.p_offset, segment.p_filesz).is_none() {
+                wanted.push((segment.p_offset, segment.p_filesz));
             }
         }
     }
@@ -338,10 +360,15 @@ pub struct Headers {
     pub linkage: Linkage,
     /// The ELF machine, named as [`super::ElfInfo::machine`] names it.
     pub machine: String,
+    /// The architecture when airlock knows it, as [`super::ElfInfo::arch`].
+    pub arch: Option<Arch>,
     /// Whether it has no static symbol table.
     pub stripped: bool,
     /// Its size after `strip --strip-all` as airlock strips it in process.
     pub stripped_size: u64,
+    /// Its GNU build-id in hex, as [`super::strip::build_id`] reads it: from the notes
+    /// segments, else the notes sections.
+    pub build_id: Option<String>,
 }
 
 /// Reads an ELF file's headers over one or more sequential passes of the file: give each pass
@@ -397,6 +424,38 @@ pub fn read<'a>(
     reader.finish()
 }
 
+/// The headers of the file at `path`, its size and the digest of the bytes its first pass
+/// read (every byte of it, read once, never held): what a caller that ships the file judges,
+/// so the copy it streams later can be checked against that digest. Not an ELF file, or
+/// tables outside it: an input error naming `path`.
+pub fn read_file(path: &Path) -> Result<(Headers, u64, Sha256Digest)> {
+    let size = input::open_regular(path, Links::Follow)?.size;
+    let mut hashed = HashingWriter::new(io::sink());
+    let headers = read(
+        size,
+        || {
+            let file = input::open_regular(path, Links::Follow)?;
+            if file.size != size {
+                return Err(error::input(format!(
+                    "{} changed size while it was read",
+                    path.display()
+                )));
+            }
+            Ok(Box::new(io::BufReader::with_capacity(1 << 20, file.file)))
+        },
+        Some(&mut hashed),
+    )
+    .with_context(|| format!("cannot read the ELF headers of {}", path.display()))?;
+    let (digest, read, _) = hashed.finish();
+    if read != size {
+        return Err(error::input(format!(
+            "{} changed size while it was read",
+            path.display()
+        )));
+    }
+    Ok((headers, size, digest))
+}
+
 /// Reads the headers of `data`, a whole file in memory (tests, small files).
 pub fn read_bytes(data: &[u8]) -> Result<Headers> {
     read(data.len() as u64, || Ok(Box::new(data)), None)
@@ -430,9 +489,58 @@ fn interpret(ranges: &Ranges) -> Result<Headers> {
     Ok(Headers {
         linkage,
         machine: super::parse::machine_name(header.e_machine, header.is_64, header.little),
+        arch: super::parse::machine_arch(header.e_machine, header.is_64, header.little),
         stripped: !sections.iter().any(|s| s.sh_type == elf::SHT_SYMTAB),
         stripped_size: stripped_size(&header, &segments, &sections, names),
+        build_id: build_id(&header, &segments, &sections, ranges),
     })
+}
+
+/// The `NT_GNU_BUILD_ID` note of owner `GNU` in the notes segments or sections, in hex.
+fn build_id(
+    header: &FileHeader,
+    segments: &[ProgramHeader],
+    sections: &[SectionHeader],
+    ranges: &Ranges,
+) -> Option<String> {
+    let in_segments = segments
+        .iter()
+        .filter(|p| p.p_type == elf::PT_NOTE)
+        .map(|p| (p.p_offset, p.p_filesz, p.p_align));
+    let in_sections = sections
+        .iter()
+        .filter(|s| s.sh_type == elf::SHT_NOTE)
+        .map(|s| (s.sh_offset, s.sh_size, s.sh_addralign));
+    in_segments
+        .chain(in_sections)
+        .filter_map(|(offset, len, alignment)| Some((ranges.get(offset, len)?, alignment)))
+        .find_map(|(notes, alignment)| gnu_build_id(header.little, notes, alignment))
+}
+
+/// The build-id in one table of notes (gABI, "Note Section": name and descriptor each padded
+/// to the table's alignment, 4 or 8, as `object` reads them).
+fn gnu_build_id(little: bool, notes: &[u8], alignment: u64) -> Option<String> {
+    let pad = if alignment == 8 { 8 } else { 4 };
+    let f = Fields {
+        bytes: notes,
+        little,
+    };
+    let mut at = 0usize;
+    while at.checked_add(12)? <= notes.len() {
+        let name_len = usize::try_from(f.u32(at)).ok()?;
+        let desc_len = usize::try_from(f.u32(at + 4)).ok()?;
+        let kind = f.u32(at + 8);
+        let name_at = at + 12;
+        let desc_at = name_at.checked_add(name_len.checked_next_multiple_of(pad)?)?;
+        let next = desc_at.checked_add(desc_len.checked_next_multiple_of(pad)?)?;
+        let name = notes.get(name_at..name_at.checked_add(name_len)?)?;
+        let desc = notes.get(desc_at..desc_at.checked_add(desc_len)?)?;
+        if name.strip_suffix(b"\0").unwrap_or(name) == b"GNU" && kind == elf::NT_GNU_BUILD_ID {
+            return Some(hex::encode(desc));
+        }
+        at = next;
+    }
+    None
 }
 
 /// The name of `section` in the section name table `names`.
@@ -579,6 +687,12 @@ mod tests {
         let info = super::super::parse_elf(std::path::Path::new("self"), &data).unwrap();
         assert_eq!(headers.linkage, info.linkage);
         assert_eq!(headers.machine, info.machine);
+        assert_eq!(headers.arch, info.arch);
+        assert_eq!(
+            headers.build_id,
+            super::super::strip::build_id(&data).unwrap()
+        );
+        assert!(headers.build_id.is_some());
         assert_eq!(headers.stripped, info.stripped);
     }
 

@@ -202,7 +202,7 @@ pub(super) fn machine_name(e_machine: u16, is_64: bool, little: bool) -> String 
 
 /// The architecture airlock builds for an ELF machine, if any. 32-bit ARM is taken as ARMv7
 /// (`linux/arm/v7`), the only 32-bit ARM airlock builds.
-fn machine_arch(e_machine: u16, is_64: bool, little: bool) -> Option<Arch> {
+pub(super) fn machine_arch(e_machine: u16, is_64: bool, little: bool) -> Option<Arch> {
     match elf::Machine(e_machine) {
         elf::EM_X86_64 => Some(Arch::X86_64),
         elf::EM_AARCH64 => Some(Arch::Aarch64),
