@@ -739,6 +739,11 @@ pub struct ReportArgs {
     /// Append the Markdown report to $GITHUB_STEP_SUMMARY when it is set.
     #[arg(long)]
     pub summary: bool,
+    /// Recompress every layer with the other codec (gzip -9 / zstd -19), and the binary with
+    /// any codec its layer does not give, whatever their size: without it, only layers and
+    /// binaries up to 16 MiB are (zstd -19 of a 400 MB layer takes minutes).
+    #[arg(long)]
+    pub recompress: bool,
 }
 
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
@@ -781,6 +786,7 @@ impl ReportArgs {
             } else {
                 None
             },
+            recompress: self.recompress,
         })
     }
 }

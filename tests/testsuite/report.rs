@@ -351,9 +351,10 @@ fn umoci_layout_figures_match_the_disk_and_skopeo() {
     assert_eq!(b["source"], "entrypoint");
     assert_eq!(u(&b["size"]), on_disk.len() as u64);
     assert_eq!(b["linkage"], "static-pie");
-    // Alone in its gzip layer: its zstd figure is the layer's, compressed once.
+    // Alone in its gzip layer: its zstd figure is the layer's, compressed once, and its gzip
+    // figure the layer as stored, never compressed again.
     assert_eq!(u(&b["zstd"]), u(&layer["zstd"]));
-    assert_eq!(u(&b["gzip"]), airlock_gzip9(&on_disk));
+    assert_eq!(u(&b["gzip"]), u(&layer["compressed"]));
     if let Some(strip) = require_tool("strip") {
         let stripped = dir.path().join("stripped");
         let mut cmd = Command::new(strip);
@@ -1017,9 +1018,9 @@ fn images_made_by_cargo_airlock_image() {
     }
 }
 
-/// The binary alone in its layer is not compressed a second time in the codec the layer was
-/// just recompressed with: its figure is the layer's (the binary plus its tar headers), not
-/// the binary's own, which only a second compression could give.
+/// The binary alone in its layer is never compressed a second time: in the layer's codec its
+/// figure is the layer as stored, in the other the layer's recompression (the binary plus its
+/// tar headers, both), not the binary's own, which only another compression could give.
 #[test]
 fn a_binary_alone_in_its_layer_is_compressed_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -1065,13 +1066,13 @@ fn a_binary_alone_in_its_layer_is_compressed_once() {
             alone,
             "{compression}: compressed a second time"
         );
-        // The layer's own codec: the binary compressed at the report's level (the layer's
-        // size as stored is at a level the layout does not record).
-        let own = match compression {
-            "zstd" => airlock_zstd19(&bytes),
-            _ => airlock_gzip9(&bytes),
-        };
-        assert_eq!(u(&binary[compression]), own, "{platform}");
+        // The layer's own codec: the layer as stored (the binary and its tar headers at the
+        // level `image` chose), not the binary compressed a second time.
+        assert_eq!(
+            u(&binary[compression]),
+            u(&layers[0]["compressed"]),
+            "{platform}"
+        );
     }
 }
 
@@ -1153,4 +1154,167 @@ fn with_gnu_compares_a_glibc_dynamic_build() {
             .contains("--with-gnu builds for this machine's architecture")),
         "{notes:?}"
     );
+}
+
+/// `zstd -19` of a large layer takes minutes: a layer over 16 MiB (as stored) is recompressed
+/// with the other codec only with `--recompress`; without it that figure is left out (`null`)
+/// and a note names the layer, while the small layer beside it is still recompressed.
+#[test]
+fn a_large_layer_is_recompressed_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = written_layout(dir.path(), &hello_binary(), &[Arch::Amd64], 17 << 20, true);
+    let image = format!("oci:{}:v1", written.layout.display());
+    let report = report_json(&[&image]);
+    let platform = &report["platforms"][0];
+    let layers = platform["layers"].as_array().unwrap();
+    assert!(u(&layers[0]["compressed"]) > 16 << 20, "{platform}");
+    assert_eq!(layers[0]["zstd"], Value::Null, "{platform}");
+    assert_eq!(u(&layers[0]["gzip"]), u(&layers[0]["compressed"]));
+    assert_eq!(u(&layers[1]["gzip"]), airlock_gzip9(&written.tars[1]));
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains(layers[0]["digest"].as_str().unwrap()) && notes.contains("--recompress"),
+        "{notes}"
+    );
+    // No "all zstd" total without every layer's zstd figure.
+    let rows = platform["comparisons"].to_string();
+    assert!(!rows.contains("all zstd"), "{rows}");
+
+    let report = report_json(&[&image, "--recompress"]);
+    let layers = report["platforms"][0]["layers"].as_array().unwrap();
+    // Noise does not compress: zstd -19 of it is about its size.
+    let zstd = u(&layers[0]["zstd"]);
+    assert!(zstd > 17 << 20, "{zstd}");
+    assert!(!report["notes"].to_string().contains("--recompress"));
+}
+
+/// The binary is streamed out of its layer, never held: `report` on the image `image --strip
+/// none` makes of an 80 MiB binary peaks well under that (the old reader held the whole binary,
+/// then compressed it with zstd -19).
+#[test]
+fn report_streams_a_large_binary_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The hello binary with 80 MiB of noise after its section headers: still the same ELF.
+    let big = dir.path().join("big");
+    let mut bytes = std::fs::read(hello_binary()).unwrap();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    bytes.extend((0..80 << 20).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    }));
+    std::fs::write(&big, &bytes).unwrap();
+    let stripped = airlock::elf::strip::strip_in_process(&bytes).unwrap().len() as u64;
+    drop(bytes);
+    let layout = dir.path().join("layout");
+    let image = format!("oci:{}:v1", layout.display());
+    run_expect(
+        airlock()
+            .current_dir(dir.path())
+            .args(["image", "-q", "--strip", "none", "--binary"])
+            .arg(&big)
+            .args(["-o", &image]),
+        0,
+    );
+    let (code, err, peak_kib) = run_measuring_peak(airlock().args(["report", "-q", &image]));
+    assert_eq!(code, 0, "{err}");
+    assert!(peak_kib < 48 << 10, "peak {peak_kib} KiB");
+    let report = report_json(&[&image]);
+    let binary = &report["platforms"][0]["binary"];
+    assert_eq!(u(&binary["size"]), std::fs::metadata(&big).unwrap().len());
+    assert_eq!(u(&binary["stripped"]), stripped);
+    assert_eq!(binary["strip_method"], "headers");
+    // Alone in its gzip layer: that layer is its gzip figure; over 16 MiB, zstd is left out.
+    let layers = report["platforms"][0]["layers"].as_array().unwrap();
+    let layer = layers.last().unwrap();
+    assert_eq!(u(&binary["gzip"]), u(&layer["compressed"]));
+    assert_eq!(binary["zstd"], Value::Null);
+}
+
+/// Inside a workspace, `report` keeps what it measured by layer digest under
+/// `target/airlock/report-cache`: run again, it reads each layer only to check its digest
+/// (`-v` names each figure taken from the cache) and gives the same report; a layer that
+/// changed (a new digest) is measured afresh, and a tampered blob is still caught.
+#[test]
+fn report_measures_a_layer_once_and_a_changed_layer_afresh() {
+    let (_guard, project) = copy_fixture("hello");
+    let manifest = project.join("Cargo.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let report = |layout: &Path| {
+        let image = format!("oci:{}:v1", layout.display());
+        let (out, err) = run_expect(
+            airlock()
+                .args(["report", "-v", "--format", "json", "--manifest-path"])
+                .arg(&manifest)
+                .arg(&image),
+            0,
+        );
+        let report: Value = serde_json::from_str(&out).unwrap();
+        (report, err)
+    };
+    let first = written_layout(dir.path(), &hello_binary(), &[Arch::Amd64], 0, true);
+    let (measured, err) = report(&first.layout);
+    assert!(!err.contains("measured earlier"), "{err}");
+    let cache = project.join("target/airlock/report-cache");
+    let mut files: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].starts_with("binary-") && files[1].starts_with("layer-"));
+
+    let (again, err) = report(&first.layout);
+    let layers = measured["platforms"][0]["layers"].as_array().unwrap();
+    for layer in layers {
+        let digest = layer["digest"].as_str().unwrap();
+        assert!(
+            err.contains(&format!("report cache: layer {digest}")),
+            "{digest}:\n{err}"
+        );
+    }
+    assert!(err.contains("report cache: binary "), "{err}");
+    assert_eq!(again, measured);
+
+    // The `/etc` layer changes (padding), the binary's does not.
+    std::fs::remove_dir_all(&first.layout).unwrap();
+    let second = written_layout(dir.path(), &hello_binary(), &[Arch::Amd64], 4096, true);
+    let (changed, err) = report(&second.layout);
+    let new_layers = changed["platforms"][0]["layers"].as_array().unwrap();
+    assert_ne!(new_layers[0]["digest"], layers[0]["digest"]);
+    assert!(
+        !err.contains(&format!(
+            "report cache: layer {}",
+            new_layers[0]["digest"].as_str().unwrap()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "report cache: layer {}",
+            new_layers[1]["digest"].as_str().unwrap()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        u(&new_layers[0]["uncompressed"]),
+        second.tars[0].len() as u64
+    );
+
+    // A hit still reads the blob: a tampered one fails as without the cache.
+    let path = blob(&second.layout, new_layers[1]["digest"].as_str().unwrap());
+    let mut tampered = std::fs::read(&path).unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    std::fs::write(&path, &tampered).unwrap();
+    let image = format!("oci:{}:v1", second.layout.display());
+    let (_, err) = run_expect(
+        airlock()
+            .args(["report", "-q", "--manifest-path"])
+            .arg(&manifest)
+            .arg(&image),
+        1,
+    );
+    assert!(err.contains("sha256 differs from its descriptor"), "{err}");
 }

@@ -6,6 +6,7 @@
 //! never runs them.
 
 pub mod deps;
+pub mod headers;
 mod parse;
 pub mod rewrite;
 pub mod strip;

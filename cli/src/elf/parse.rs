@@ -95,23 +95,11 @@ fn analyse<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> ParseResult<Elf
         }
     }
 
-    let e_machine = header.e_machine(endian);
+    let e_machine = header.e_machine(endian).0;
     let is_64 = header.is_type_64();
     let little = endian == Endianness::Little;
-    // The machine alone does not say the word size or byte order: RISC-V and POWER share one
-    // e_machine between 32/64-bit and big/little-endian builds (gABI, EI_CLASS and EI_DATA).
-    // 32-bit ARM is taken as ARMv7 (`linux/arm/v7`), the only 32-bit ARM airlock builds.
-    let (machine, arch) = match e_machine {
-        elf::EM_X86_64 => ("x86_64".to_owned(), Some(Arch::X86_64)),
-        elf::EM_AARCH64 => ("aarch64".to_owned(), Some(Arch::Aarch64)),
-        elf::EM_386 => ("i386".to_owned(), Some(Arch::I686)),
-        elf::EM_ARM => ("arm".to_owned(), Some(Arch::Armv7)),
-        elf::EM_RISCV if is_64 => ("riscv64".to_owned(), Some(Arch::Riscv64)),
-        elf::EM_RISCV => ("riscv32".to_owned(), None),
-        elf::EM_PPC64 if little => ("ppc64le".to_owned(), Some(Arch::Powerpc64le)),
-        elf::EM_PPC64 => ("ppc64".to_owned(), None),
-        other => (format!("e_machine {other}"), None),
-    };
+    let machine = machine_name(e_machine, is_64, little);
+    let arch = machine_arch(e_machine, is_64, little);
 
     Ok(ElfInfo {
         path: Default::default(),
@@ -193,6 +181,37 @@ fn read_version_needs<Elf: FileHeader<Endian = Endianness>>(
         }
     }
     Ok(needs)
+}
+
+/// The name of an ELF machine. The machine alone does not say the word size or byte order:
+/// RISC-V and POWER share one e_machine between 32/64-bit and big/little-endian builds (gABI,
+/// EI_CLASS and EI_DATA).
+pub(super) fn machine_name(e_machine: u16, is_64: bool, little: bool) -> String {
+    match elf::Machine(e_machine) {
+        elf::EM_X86_64 => "x86_64".to_owned(),
+        elf::EM_AARCH64 => "aarch64".to_owned(),
+        elf::EM_386 => "i386".to_owned(),
+        elf::EM_ARM => "arm".to_owned(),
+        elf::EM_RISCV if is_64 => "riscv64".to_owned(),
+        elf::EM_RISCV => "riscv32".to_owned(),
+        elf::EM_PPC64 if little => "ppc64le".to_owned(),
+        elf::EM_PPC64 => "ppc64".to_owned(),
+        other => format!("e_machine {other}"),
+    }
+}
+
+/// The architecture airlock builds for an ELF machine, if any. 32-bit ARM is taken as ARMv7
+/// (`linux/arm/v7`), the only 32-bit ARM airlock builds.
+pub(super) fn machine_arch(e_machine: u16, is_64: bool, little: bool) -> Option<Arch> {
+    match elf::Machine(e_machine) {
+        elf::EM_X86_64 => Some(Arch::X86_64),
+        elf::EM_AARCH64 => Some(Arch::Aarch64),
+        elf::EM_386 => Some(Arch::I686),
+        elf::EM_ARM => Some(Arch::Armv7),
+        elf::EM_RISCV if is_64 => Some(Arch::Riscv64),
+        elf::EM_PPC64 if little => Some(Arch::Powerpc64le),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -103,29 +103,30 @@ fn is_removed(section: &Section<'_>, mode: StripMode) -> bool {
 
 /// Splits the ELF `data` into the binary that ships (stripped in `mode`, with a
 /// `.gnu_debuglink` naming `debug_file_name`) and its debug file. A binary with nothing to
-/// remove ships byte for byte as it is, with no debug file.
-pub fn split_debug(data: &[u8], mode: StripMode, debug_file_name: &str) -> Result<Split> {
-    let build_id = build_id(data)?;
-    let unchanged = |data: &[u8]| Split {
-        shipped: data.to_vec(),
+/// remove ships byte for byte as it is, with no debug file: `data` itself, never a copy (a
+/// binary may be hundreds of MB).
+pub fn split_debug(data: Vec<u8>, mode: StripMode, debug_file_name: &str) -> Result<Split> {
+    let build_id = build_id(&data)?;
+    let unchanged = |data: Vec<u8>, build_id: Option<String>| Split {
+        shipped: data,
         debug: None,
-        build_id: build_id.clone(),
+        build_id,
     };
     if mode == StripMode::None {
-        return Ok(unchanged(data));
+        return Ok(unchanged(data, build_id));
     }
-    let (removes, endian) = rewrite::with_builder(data, |builder| {
+    let (removes, endian) = rewrite::with_builder(&data, |builder| {
         Ok((
             builder.sections.iter().any(|s| is_removed(s, mode)),
             builder.endian,
         ))
     })?;
     if !removes {
-        return Ok(unchanged(data));
+        return Ok(unchanged(data, build_id));
     }
-    let debug = debug_file(data)?;
+    let debug = debug_file(&data)?;
     let crc = crc32fast::hash(&debug);
-    let shipped = shipped_binary(data, mode, &gnu_debuglink(debug_file_name, crc, endian))?;
+    let shipped = shipped_binary(&data, mode, &gnu_debuglink(debug_file_name, crc, endian))?;
     Ok(Split {
         shipped,
         debug: Some(debug),
@@ -252,6 +253,9 @@ pub fn build_id(data: &[u8]) -> Result<Option<String>> {
 pub enum StripMethod {
     /// Rewritten in process with the `object` crate's ELF builder.
     Object,
+    /// Computed from the ELF headers: the size the in-process rewrite writes, without
+    /// writing it.
+    Headers,
     /// `llvm-strip` on a temporary copy.
     LlvmStrip,
     /// GNU `strip` on a temporary copy.
@@ -360,7 +364,7 @@ mod tests {
     #[test]
     fn split_keeps_symbols_in_debuginfo_mode_and_links_the_debug_file() {
         let data = own_binary();
-        let split = split_debug(&data, StripMode::Debuginfo, "app.debug").unwrap();
+        let split = split_debug(data.clone(), StripMode::Debuginfo, "app.debug").unwrap();
         let debug = split
             .debug
             .as_ref()
@@ -384,13 +388,13 @@ mod tests {
         assert_eq!(text.file_range(), None, "code is NOBITS in the debug file");
         assert!(debug.len() < data.len());
         // Symbols mode removes the symbol table too.
-        let all = split_debug(&data, StripMode::Symbols, "app.debug").unwrap();
+        let all = split_debug(data.clone(), StripMode::Symbols, "app.debug").unwrap();
         let info = crate::elf::parse_elf(Path::new("all"), &all.shipped).unwrap();
         assert!(info.stripped);
         assert!(all.shipped.len() < split.shipped.len());
         // Reproducible.
         assert_eq!(
-            split_debug(&data, StripMode::Debuginfo, "app.debug").unwrap(),
+            split_debug(data.clone(), StripMode::Debuginfo, "app.debug").unwrap(),
             split
         );
     }
@@ -426,7 +430,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         for mode in [StripMode::Debuginfo, StripMode::Symbols] {
-            let split = split_debug(&with_deps, mode, "x.debug").unwrap();
+            let split = split_debug(with_deps.clone(), mode, "x.debug").unwrap();
             for name in [".dep-v0", ".comment"] {
                 assert_eq!(
                     contents(&split.shipped, name),
@@ -461,12 +465,25 @@ mod tests {
     #[test]
     fn nothing_to_strip_ships_the_input_unchanged() {
         let stripped = strip_in_process(&own_binary()).unwrap();
-        let split = split_debug(&stripped, StripMode::Symbols, "x.debug").unwrap();
+        let split = split_debug(stripped.clone(), StripMode::Symbols, "x.debug").unwrap();
         assert_eq!(split.shipped, stripped);
         assert_eq!(split.debug, None);
-        let none = split_debug(&own_binary(), StripMode::None, "x.debug").unwrap();
+        let none = split_debug(own_binary(), StripMode::None, "x.debug").unwrap();
         assert_eq!(none.shipped, own_binary());
         assert_eq!(none.debug, None);
+    }
+
+    #[test]
+    fn nothing_to_strip_is_never_copied() {
+        // The bytes that ship are the very buffer read (a binary may be hundreds of MB).
+        for (data, mode) in [
+            (strip_in_process(&own_binary()).unwrap(), StripMode::Symbols),
+            (own_binary(), StripMode::None),
+        ] {
+            let read = data.as_ptr();
+            let split = split_debug(data, mode, "x.debug").unwrap();
+            assert_eq!(split.shipped.as_ptr(), read, "{mode} mode");
+        }
     }
 
     #[test]
@@ -482,6 +499,6 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         assert!(strip_in_process(b"not an elf").is_err());
-        assert!(split_debug(b"not an elf", StripMode::Debuginfo, "x").is_err());
+        assert!(split_debug(b"not an elf".to_vec(), StripMode::Debuginfo, "x").is_err());
     }
 }

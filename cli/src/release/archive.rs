@@ -96,11 +96,12 @@ fn is_release_document(path: &Path) -> bool {
 
 /// What goes into one archive.
 #[derive(Debug, Clone)]
-pub struct ArchiveSpec {
+pub struct ArchiveSpec<'a> {
     /// The top directory inside the archive (`<bin>-<version>-<target>`).
     pub top_dir: String,
-    /// The binary as it ships (stripped), stored as `<top>/<bin name>` with mode 0755.
-    pub binary: Vec<u8>,
+    /// The binary as it ships (stripped), stored as `<top>/<bin name>` with mode 0755:
+    /// borrowed, as a release binary may be hundreds of MB.
+    pub binary: &'a [u8],
     /// The binary's name inside the archive.
     pub binary_name: String,
     /// Documents stored as `<top>/<file name>` with mode 0644.
@@ -110,12 +111,12 @@ pub struct ArchiveSpec {
 }
 
 /// Writes `spec` as an archive at `dest` in `format`, atomically.
-pub fn write_archive(dest: &Path, format: ArchiveFormat, spec: &ArchiveSpec) -> Result<()> {
+pub fn write_archive(dest: &Path, format: ArchiveFormat, spec: &ArchiveSpec<'_>) -> Result<()> {
     let mut tar = TarBuilder::new();
     tar.dir(&spec.top_dir, tarball::EXEC_MODE);
     tar.file(
         &format!("{}/{}", spec.top_dir, spec.binary_name),
-        spec.binary.as_slice(),
+        spec.binary,
         tarball::EXEC_MODE,
     );
     for doc in &spec.documents {
@@ -179,7 +180,7 @@ mod tests {
         std::fs::write(&readme, b"# app").unwrap();
         let spec = ArchiveSpec {
             top_dir: "app-1.0.0-x86_64-unknown-linux-musl".into(),
-            binary: b"\x7fELF fake".to_vec(),
+            binary: b"\x7fELF fake",
             binary_name: "app".into(),
             documents: vec![readme],
             mtime: 1_700_000_000,

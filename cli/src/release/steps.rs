@@ -316,7 +316,7 @@ fn strip_binaries(
     for binary in &built.binaries {
         let debug_name = elf::strip::debug_file_name(&binary.name, &binary.version, &binary.target);
         let bytes = elf::read_binary(&binary.path)?;
-        let split = elf::strip::split_debug(&bytes, plan.strip, &debug_name).map_err(|e| {
+        let split = elf::strip::split_debug(bytes, plan.strip, &debug_name).map_err(|e| {
             error::input(format!(
                 "{}: cannot strip it in process ({e:#}); pass --strip none to release it as built",
                 binary.path.display()
@@ -361,7 +361,7 @@ fn write_archives(
             .unwrap_or_else(|| plan.workspace.root().to_path_buf());
         let spec = ArchiveSpec {
             top_dir: format!("{}-{}-{}", binary.name, binary.version, binary.target),
-            binary: shipped.bytes.clone(),
+            binary: &shipped.bytes,
             binary_name: binary.name.clone(),
             documents: archive::release_documents(&package_dir, plan.workspace.root())?,
             mtime: plan.source_date_epoch,

@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use sha2::{Digest as _, Sha256};
 
-use super::model::{BaseSplit, Codec, FileEntry, LayerReport, PlatformReport};
+use super::cache::Cache;
+use super::model::{BaseSplit, BinaryReport, Codec, FileEntry, LayerReport, PlatformReport};
 use crate::digest::Sha256Digest;
 use crate::error;
 use crate::oci::base;
@@ -31,15 +32,38 @@ pub const GZIP_LEVEL: u32 = 9;
 pub const ZSTD_LEVEL: i32 = 19;
 /// How many of a layer's largest files the report lists.
 const LARGEST_FILES: usize = 5;
-/// The largest binary the report reads into memory.
-const MAX_BINARY: u64 = crate::elf::MAX_BINARY_SIZE;
+/// The largest layer (as stored) or binary the report recompresses unless asked to
+/// (`--recompress`): `zstd -19` of it takes seconds on two cores, of a 400 MB layer minutes.
+pub const RECOMPRESS_LIMIT: u64 = 16 << 20;
+
+/// Which layers (and binaries) to compress with a codec they are not stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recompress {
+    /// None.
+    Never,
+    /// Those up to [`RECOMPRESS_LIMIT`] bytes.
+    Bounded,
+    /// All (`--recompress`).
+    Always,
+}
+
+impl Recompress {
+    /// Whether something of `size` bytes is recompressed.
+    pub fn applies(self, size: u64) -> bool {
+        match self {
+            Recompress::Never => false,
+            Recompress::Bounded => size <= RECOMPRESS_LIMIT,
+            Recompress::Always => true,
+        }
+    }
+}
 
 /// How much to measure.
 #[derive(Debug, Clone, Copy)]
 pub struct Depth {
-    /// Recompress every layer with the other codec (gzip -9 / zstd -19).
-    pub recompress: bool,
-    /// Find the binary the image runs and read it.
+    /// Which layers to recompress with the other codec (gzip -9 / zstd -19).
+    pub recompress: Recompress,
+    /// Find the binary the image runs and measure it.
     pub binary: bool,
 }
 
@@ -65,12 +89,18 @@ pub struct MeasuredPlatform {
     pub report: PlatformReport,
     /// The OCI architecture (`amd64`, `arm64`).
     pub architecture: String,
-    /// The binary found in the layers.
+    /// The binary found in the layers, measured.
     pub binary: Option<FoundBinary>,
+    /// What was left unmeasured, and how to measure it.
+    pub notes: Vec<String>,
 }
 
 /// Opens `image` and measures every platform in it.
-pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
+pub fn measure_image(
+    image: &ImageRef,
+    depth: Depth,
+    cache: Option<&Cache>,
+) -> Result<MeasuredImage> {
     let layout = Layout::open(&image.path)?;
     let top = layout.resolve(image.tag.as_deref())?.clone();
     let digest = layout::descriptor_digest(&top)?;
@@ -117,7 +147,7 @@ pub fn measure_image(image: &ImageRef, depth: Depth) -> Result<MeasuredImage> {
     let mut scanned = HashMap::new();
     for descriptor in &manifests {
         platforms.push(
-            measure_platform(&layout, &graph, descriptor, depth, &mut scanned)
+            measure_platform(&layout, &graph, descriptor, depth, cache, &mut scanned)
                 .with_context(|| format!("measuring {reference}"))?,
         );
     }
@@ -150,6 +180,7 @@ fn measure_platform(
     graph: &Graph,
     descriptor: &Descriptor,
     depth: Depth,
+    cache: Option<&Cache>,
     scanned: &mut HashMap<String, LayerScan>,
 ) -> Result<MeasuredPlatform> {
     let manifest: &ImageManifest = graph
@@ -160,6 +191,7 @@ fn measure_platform(
     let diff_ids = config.rootfs().diff_ids();
     let mut layers = Vec::with_capacity(manifest.layers().len());
     let mut scans = Vec::with_capacity(manifest.layers().len());
+    let mut notes = Vec::new();
     for (position, layer) in manifest.layers().iter().enumerate() {
         let key = format!("{}|{}", layer.digest(), layer.media_type());
         let scan = match scanned.get(&key) {
@@ -170,7 +202,32 @@ fn measure_platform(
                     position,
                     count: manifest.layers().len(),
                 };
-                let scan = scan_layer(layout, layer, depth.recompress, &label)?;
+                let recompress = depth.recompress.applies(layer.size());
+                if depth.recompress == Recompress::Bounded && !recompress {
+                    notes.push(format!(
+                        "{platform}: layer {} ({}, {}) not recompressed with the other codec: \
+                         larger than {}; `--recompress` measures it",
+                        position + 1,
+                        layer.digest(),
+                        crate::render::human_bytes(layer.size()),
+                        crate::render::human_bytes(RECOMPRESS_LIMIT)
+                    ));
+                }
+                let cache_key = format!("{key}|recompressed={recompress}");
+                let scan = match cache.and_then(|c| c.get::<LayerScan>("layer", &cache_key)) {
+                    Some(scan) => {
+                        // The figures are known; the blob is still the one named, or an error.
+                        layout.blobs().verify(layer)?;
+                        scan
+                    }
+                    None => {
+                        let scan = scan_layer(layout, layer, recompress, &label)?;
+                        if let Some(cache) = cache {
+                            cache.put("layer", &cache_key, &scan);
+                        }
+                        scan
+                    }
+                };
                 scanned.insert(key, scan.clone());
                 scan
             }
@@ -206,7 +263,15 @@ fn measure_platform(
         + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
     let uncompressed = layers.iter().map(|l| l.uncompressed).sum();
     let binary = if depth.binary {
-        find_binary(layout, manifest.layers(), &scans, &config)?
+        find_binary(
+            layout,
+            manifest.layers(),
+            &scans,
+            &config,
+            depth.recompress,
+            &platform,
+            cache,
+        )?
     } else {
         None
     };
@@ -227,6 +292,7 @@ fn measure_platform(
         },
         architecture: config.architecture().to_string(),
         binary,
+        notes,
     })
 }
 
@@ -288,7 +354,7 @@ pub fn codec_of(media_type: &str) -> Option<Codec> {
 }
 
 /// What a layer holds, read in one pass.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct LayerScan {
     codec: Codec,
     uncompressed: u64,
@@ -302,7 +368,7 @@ struct LayerScan {
 }
 
 /// A tar entry, as far as finding the binary is concerned.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Node {
     File {
         size: u64,
@@ -632,31 +698,20 @@ fn normalize(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// The binary an image runs, read from its layer.
+/// The binary an image runs, measured as it streams out of its layer.
 #[derive(Debug, Clone)]
 pub struct FoundBinary {
-    /// Its path in the image.
-    pub path: String,
-    /// How it was chosen.
-    pub source: super::model::BinarySource,
-    /// Its bytes.
-    pub bytes: Vec<u8>,
-    /// Its size as built, when its layer records one (`image` stripped it).
-    pub built: Option<u64>,
-    /// When it is the only file of its layer (`image`'s binary layer): that layer's size
-    /// recompressed with the other codec (`gzip -9` of a zstd layer, `zstd -19` of a gzip
-    /// one), which is the binary's own figure plus its tar headers, so the binary is not
-    /// compressed a second time with that codec.
-    pub layer_recompressed: LayerRecompressed,
+    /// Its figures (`built` filled in from the layer's annotation).
+    pub report: BinaryReport,
 }
 
-/// The sizes a layer scan recompressed: `gzip -9` and `zstd -19` of the tar, each None when
-/// the layer is in that codec (or was not recompressed).
+/// The compressed sizes a layer gives for the binary alone in it: its size as stored in its
+/// own codec, and its recompression in the other; each None when not known.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LayerRecompressed {
-    /// `gzip -9` of the layer's tar.
+    /// The gzip layer's size, or `gzip -9` of the layer's tar.
     pub gzip: Option<u64>,
-    /// `zstd -19` of the layer's tar.
+    /// The zstd layer's size, or `zstd -19` of the layer's tar.
     pub zstd: Option<u64>,
 }
 
@@ -677,6 +732,9 @@ fn find_binary(
     layers: &[Descriptor],
     scans: &[LayerScan],
     config: &ImageConfiguration,
+    recompress: Recompress,
+    platform: &str,
+    cache: Option<&Cache>,
 ) -> Result<Option<FoundBinary>> {
     use super::model::BinarySource;
     let view = merged_view(scans);
@@ -723,32 +781,62 @@ fn find_binary(
     let Some((path, layer, source)) = chosen else {
         return Ok(None);
     };
-    let bytes = read_file_from_layer(layout, &layers[layer], &path)?;
-    let built = built_size(layers[layer].annotations().as_ref(), &path);
-    let layer_recompressed = match scans.get(layer) {
-        // The layer's own codec is its size as stored, at a level the layout does not record:
-        // only the recompressed figure (at the report's level) stands for the binary.
+    let Some((_, Node::File { size, .. })) = view.get(&path) else {
+        return Ok(None);
+    };
+    let descriptor = &layers[layer];
+    let built = built_size(descriptor.annotations().as_ref(), &path);
+    let known = match scans.get(layer) {
+        // Alone in its layer: the layer's size as stored is the binary compressed (with its
+        // tar headers) in the layer's codec, and its recompression the other codec's figure.
         Some(scan) if scan.files == 1 => LayerRecompressed {
-            gzip: scan.gzip.filter(|_| scan.codec != Codec::Gzip),
-            zstd: scan.zstd.filter(|_| scan.codec != Codec::Zstd),
+            gzip: scan.gzip,
+            zstd: scan.zstd,
         },
         _ => LayerRecompressed::default(),
     };
-    Ok(Some(FoundBinary {
-        path,
-        source,
-        bytes,
-        built,
-        layer_recompressed,
-    }))
+    let compress = recompress.applies(*size);
+    let cache_key = format!(
+        "{}|{path}|compressed={compress}|known={:?}/{:?}",
+        descriptor.digest(),
+        known.gzip,
+        known.zstd
+    );
+    if let Some(mut report) = cache.and_then(|c| c.get::<BinaryReport>("binary", &cache_key)) {
+        report.built = built;
+        return Ok(Some(FoundBinary { report }));
+    }
+    let what = format!(
+        "{platform}: {path} ({}) stripped, with gzip -9 and zstd -19",
+        crate::render::human_bytes(*size)
+    );
+    crate::progress::detail(format!("measuring {what}"));
+    let spinner = crate::progress::spinner("Measuring", what);
+    let measured =
+        super::binary::measure_streamed(&path, source, *size, known, compress, &mut |visit| {
+            with_file_in_layer(layout, descriptor, &path, visit)
+        });
+    spinner.finish_and_clear();
+    let mut report = measured?;
+    if let Some(cache) = cache {
+        cache.put("binary", &cache_key, &report);
+    }
+    report.built = built;
+    Ok(Some(FoundBinary { report }))
 }
 
-/// Reads one regular file out of a layer.
-fn read_file_from_layer(layout: &Layout, descriptor: &Descriptor, wanted: &str) -> Result<Vec<u8>> {
+/// Streams one regular file out of a layer into `visit`, then checks the layer's digest: what
+/// was read counts only if it is still the blob the manifest names.
+fn with_file_in_layer(
+    layout: &Layout,
+    descriptor: &Descriptor,
+    wanted: &str,
+    visit: &mut dyn FnMut(&mut dyn Read) -> Result<()>,
+) -> Result<()> {
     let codec = codec_of(descriptor.media_type().as_ref()).unwrap_or(Codec::None);
     let mut blob = layout.blobs().open_verified(descriptor)?;
     let path = blob.path().to_path_buf();
-    let mut found = None;
+    let mut found = false;
     {
         let mut archive = tar::Archive::new(decompress(codec, &mut blob)?);
         for entry in archive.entries()? {
@@ -756,31 +844,20 @@ fn read_file_from_layer(layout: &Layout, descriptor: &Descriptor, wanted: &str) 
             if image_path(&entry.path_bytes()) != wanted || !entry.header().entry_type().is_file() {
                 continue;
             }
-            let size = entry.header().size()?;
-            if size > MAX_BINARY {
-                return Err(error::input(format!(
-                    "{wanted} in layer {} is {size} bytes; the report reads binaries up to \
-                     {MAX_BINARY} bytes",
-                    descriptor.digest()
-                )));
-            }
-            let mut bytes = Vec::with_capacity(size as usize);
-            entry
-                .read_to_end(&mut bytes)
+            visit(&mut entry)
                 .with_context(|| format!("cannot read {wanted} from {}", path.display()))?;
-            found = Some(bytes);
+            found = true;
             break;
         }
     }
-    // The layer is read a second time: what was read counts only if it is still the blob the
-    // manifest names.
     blob.finish()?;
-    found.ok_or_else(|| {
-        anyhow::anyhow!(
+    if !found {
+        return Err(anyhow::anyhow!(
             "{wanted} vanished from layer {} between two reads",
             descriptor.digest()
-        )
-    })
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod bases;
 pub mod binary;
+pub mod cache;
 pub mod checks;
 pub mod gnu;
 pub mod measure;
@@ -29,7 +30,7 @@ pub use model::*;
 
 use crate::error::{self, ExitKind};
 use crate::oci::layout::ImageRef;
-use measure::{Depth, MeasuredImage, MeasuredPlatform, measure_image};
+use measure::{Depth, MeasuredImage, MeasuredPlatform, Recompress, measure_image};
 
 /// Options of `cargo airlock report`.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +57,9 @@ pub struct ReportOptions {
     pub svg_file: Option<PathBuf>,
     /// Append the Markdown rendering to this file (`$GITHUB_STEP_SUMMARY`).
     pub summary_file: Option<PathBuf>,
+    /// Recompress every layer, and the binary, with the codecs they are not stored in,
+    /// whatever their size (else only those up to [`measure::RECOMPRESS_LIMIT`]).
+    pub recompress: bool,
 }
 
 /// `cargo airlock report`.
@@ -79,17 +83,30 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         },
     };
     crate::progress::status("Measuring", &image);
+    let recompress = if options.recompress {
+        Recompress::Always
+    } else {
+        Recompress::Bounded
+    };
+    // Only a workspace has a target directory to keep the cache in.
+    let cache = (options.manifest_path.is_some() || options.image.is_none())
+        .then(|| cache::Cache::for_workspace(options.manifest_path.as_deref()))
+        .flatten();
     let measured = measure_image(
         &image,
         Depth {
-            recompress: true,
+            recompress,
             binary: options.binary.is_none(),
         },
+        cache.as_ref(),
     )?;
     let given_binary = options
         .binary
         .as_deref()
-        .map(binary::measure_binary_file)
+        .map(|path| -> Result<_> {
+            let size = crate::input::open_regular(path, crate::input::Links::Follow)?.size;
+            binary::measure_binary_file(path, recompress.applies(size))
+        })
         .transpose()?;
     let mut compared = Vec::with_capacity(options.compare.len());
     for other in &options.compare {
@@ -97,9 +114,10 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         compared.push(measure_image(
             other,
             Depth {
-                recompress: false,
+                recompress: Recompress::Never,
                 binary: false,
             },
+            cache.as_ref(),
         )?);
     }
     let bases = bases::reference_bases()?;
@@ -109,32 +127,17 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         let mut report = platform.report.clone();
         report.binary = match (&given_binary, &platform.binary) {
             (Some(given), _) => Some(given.clone()),
-            (None, Some(found)) => {
-                let what = format!(
-                    "{}: {} ({}) stripped, with gzip -9 and zstd -19",
-                    report.platform,
-                    found.path,
-                    crate::render::human_bytes(found.bytes.len() as u64)
-                );
-                crate::progress::detail(format!("measuring {what}"));
-                let spinner = crate::progress::spinner("Measuring", what);
-                let measured = binary::measure_binary_in_layer(
-                    &found.path,
-                    found.source,
-                    &found.bytes,
-                    found.layer_recompressed,
-                );
-                spinner.finish_and_clear();
-                let mut measured = measured?;
-                measured.built = found.built;
-                Some(measured)
-            }
+            (None, Some(found)) => Some(found.report.clone()),
             (None, None) => None,
         };
         report.comparisons = comparisons(&measured, platform, &bases, &compared);
         platforms.push(report);
     }
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = measured
+        .platforms
+        .iter()
+        .flat_map(|p| p.notes.iter().cloned())
+        .collect();
     if options.with_gnu {
         let architectures: Vec<String> = measured
             .platforms

@@ -178,10 +178,14 @@ pub struct BinaryReport {
     pub strip_method: Option<StripMethod>,
     /// Whether it ships without a symbol table already.
     pub already_stripped: bool,
-    /// `gzip -9` of the binary as shipped.
-    pub gzip: u64,
-    /// `zstd -19` of the binary as shipped.
-    pub zstd: u64,
+    /// `gzip -9` of the binary as shipped (when it is alone in a gzip layer: that layer's
+    /// size); none when it was not measured (`report --recompress` measures it).
+    #[serde(default)]
+    pub gzip: Option<u64>,
+    /// `zstd -19` of the binary as shipped (when it is alone in a zstd layer: that layer's
+    /// size); none when it was not measured (`report --recompress` measures it).
+    #[serde(default)]
+    pub zstd: Option<u64>,
     /// `static`, `static-pie` or `dynamic`; none when it is not an ELF file.
     pub linkage: Option<String>,
     /// The ELF machine (`x86_64`, `aarch64`, …).

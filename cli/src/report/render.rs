@@ -65,14 +65,16 @@ fn binary_line(b: &BinaryReport) -> String {
         (Some(_), true) => line.push_str(", already stripped"),
         (None, _) => line.push_str(", not ELF"),
     }
-    let _ = write!(
-        line,
-        ", gzip -9 {} ({} bytes), zstd -19 {} ({} bytes)",
-        human_bytes(b.gzip),
-        b.gzip,
-        human_bytes(b.zstd),
-        b.zstd
-    );
+    for (name, size) in [("gzip -9", b.gzip), ("zstd -19", b.zstd)] {
+        match size {
+            Some(size) => {
+                let _ = write!(line, ", {name} {} ({size} bytes)", human_bytes(size));
+            }
+            None => {
+                let _ = write!(line, ", {name} not measured");
+            }
+        }
+    }
     if let (Some(linkage), Some(machine)) = (&b.linkage, &b.machine) {
         let _ = write!(line, ", {linkage} {machine}");
     }

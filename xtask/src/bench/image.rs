@@ -151,7 +151,7 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
 }
 
 /// The umoci pipeline a user would script: `sh umoci.sh BINARY DIR`.
-const UMOCI_PIPELINE: &str = r#"set -eu
+pub(super) const UMOCI_PIPELINE: &str = r#"set -eu
 binary=$1 dir=$2
 mkdir -p "$dir"
 layout=$dir/layout image=$dir/layout:bench bundle=$dir/bundle
@@ -170,7 +170,7 @@ fn blob_bytes(report: &serde_json::Value) -> u64 {
 }
 
 /// Builds the hello fixture (a copy, so the repository stays clean) and returns the binary.
-fn input_binary(root: &Path, work: &Path) -> Result<PathBuf> {
+pub(super) fn input_binary(root: &Path, work: &Path) -> Result<PathBuf> {
     let project = work.join("hello");
     copy_tree(&root.join("fixtures").join("hello"), &project)?;
     let target_dir = root.join("target").join("bench").join("hello-target");

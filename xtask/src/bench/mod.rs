@@ -27,6 +27,7 @@
 
 mod build;
 mod image;
+mod large;
 mod scale;
 mod vendor;
 
@@ -62,6 +63,10 @@ const BENCHMARKS: &[Benchmark] = &[
     Benchmark {
         name: "image",
         run: image::run,
+    },
+    Benchmark {
+        name: "large",
+        run: large::run,
     },
 ];
 
@@ -523,7 +528,7 @@ fn replace_section(doc: &str, name: &str, body: &str) -> String {
 }
 
 /// The 1-minute load average, which says whether other work shared the machine.
-fn load_average() -> f64 {
+pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))

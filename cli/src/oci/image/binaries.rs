@@ -15,7 +15,7 @@ use crate::atomic;
 use crate::compile::{self, BuildOptions};
 use crate::digest::Sha256Digest;
 use crate::elf::strip::{self, StripMode};
-use crate::elf::{self, ElfInfo};
+use crate::elf::{self, ElfInfo, Linkage, headers};
 use crate::error;
 use crate::oci::document;
 use crate::progress;
@@ -37,12 +37,12 @@ pub(super) fn collect_binaries(options: &ImageOptions, project: &Project) -> Res
         prebuilt_binaries(&options.binaries)?
     };
     let mut binaries = Binaries::new();
-    for (binary, info) in found {
-        let arch = info.arch.ok_or_else(|| {
+    for (binary, machine) in found {
+        let arch = machine.arch.ok_or_else(|| {
             error::input(format!(
                 "{} is a {} binary; airlock builds images for {}",
                 binary.source.display(),
-                info.machine,
+                machine.name,
                 Arch::list()
             ))
         })?;
@@ -63,7 +63,25 @@ pub(super) fn collect_binaries(options: &ImageOptions, project: &Project) -> Res
     Ok(binaries)
 }
 
-pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, ElfInfo)>> {
+/// The machine a binary's ELF header names, and airlock's architecture for it.
+pub(super) struct Machine {
+    name: String,
+    arch: Option<Arch>,
+}
+
+impl Machine {
+    fn of(info: &ElfInfo) -> Self {
+        Machine {
+            name: info.machine.clone(),
+            arch: info.arch,
+        }
+    }
+}
+
+/// Each `--binary` file judged from its headers in one streamed read (never held: it may be
+/// hundreds of MB), with the digest of that read, which the layer checks the copy it streams
+/// against unless stripping changes the binary.
+pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, Machine)>> {
     files
         .iter()
         .map(|file| {
@@ -73,13 +91,20 @@ pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, E
                     file.display()
                 )));
             }
-            // A FIFO, device or directory is refused by the read itself, before it can block.
-            let info = elf::inspect_file(file)?;
+            // A FIFO, device or directory is refused by the open itself, before it can block.
+            let (headers, size, digest) = headers::read_file(file)?;
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .ok_or_else(|| error::input(format!("{} has no file name", file.display())))?;
-            Ok((image_binary(name, file, &info, None), info))
+            let mut binary = image_binary(name, file, size, headers.linkage, None);
+            binary.build_id = headers.build_id;
+            binary.checked = Some(digest);
+            let machine = Machine {
+                name: headers.machine,
+                arch: headers.arch,
+            };
+            Ok((binary, machine))
         })
         .collect()
 }
@@ -138,21 +163,25 @@ fn strip_binary(
             binary.source.display()
         )));
     }
-    let built = elf::read_binary(&binary.source)?;
     if options.strip == StripMode::None {
-        // Shipped as built: judged from this one read, never copied (`split_debug` would copy
-        // it whole), and streamed into the layer.
-        binary.linkage = elf::parse_elf(&binary.source, &built)?.linkage;
-        binary.built_size = built.len() as u64;
-        binary.size = built.len() as u64;
+        // Shipped as built: judged from its headers in one streamed read (a `--binary` file
+        // was already, by `prebuilt_binaries`), never held, and streamed into the layer,
+        // checked against the digest of that read.
+        if binary.checked.is_none() {
+            let (headers, size, digest) = headers::read_file(&binary.source)?;
+            binary.linkage = headers.linkage;
+            binary.built_size = size;
+            binary.size = size;
+            binary.build_id = headers.build_id;
+            binary.checked = Some(digest);
+        }
         binary.strip = StripMode::None;
-        binary.build_id = strip::build_id(&built)
-            .map_err(|e| error::input(format!("{}: {e:#}", binary.source.display())))?;
-        binary.checked = Some(Sha256Digest::of(&built));
         binary.shipped = None;
         return Ok(None);
     }
-    let split = strip::split_debug(&built, options.strip, debug_name).map_err(|e| {
+    let built = elf::read_binary(&binary.source)?;
+    let built_size = built.len() as u64;
+    let split = strip::split_debug(built, options.strip, debug_name).map_err(|e| {
         error::input(format!(
             "{}: cannot strip it in process ({e:#}); pass --strip none to ship it as built",
             binary.source.display()
@@ -160,7 +189,7 @@ fn strip_binary(
     })?;
     // What ships is what is judged: the linkage of the bytes read here, not of an earlier read.
     binary.linkage = elf::parse_elf(&binary.source, &split.shipped)?.linkage;
-    binary.built_size = built.len() as u64;
+    binary.built_size = built_size;
     binary.size = split.shipped.len() as u64;
     binary.strip = options.strip;
     binary.build_id = split.build_id;
@@ -168,11 +197,12 @@ fn strip_binary(
         // Nothing removed: the layer streams the file from disk, checked against the digest
         // of the bytes judged here, rather than holding a copy of a binary that may be
         // hundreds of MB for as long as the compression takes.
-        binary.checked = Some(Sha256Digest::of(&built));
+        binary.checked = Some(Sha256Digest::of(&split.shipped));
         binary.shipped = None;
         return Ok(None);
     };
     binary.shipped = Some(Arc::new(split.shipped));
+    binary.checked = None;
     let dir = match (&options.debug_dir, &project.workspace) {
         (Some(dir), _) => dir.clone(),
         (None, Some(ws)) => ws.airlock_dir().join("debug"),
@@ -189,7 +219,7 @@ fn strip_binary(
 pub(super) fn built_binaries(
     options: &ImageOptions,
     project: &Project,
-) -> Result<Vec<(ImageBinary, ElfInfo)>> {
+) -> Result<Vec<(ImageBinary, Machine)>> {
     let package = project.package.as_ref().ok_or_else(|| {
         error::input(
             "no package to build: run in a Cargo workspace with a binary, pass -p/--package, \
@@ -241,8 +271,14 @@ pub(super) fn built_binaries(
                 ))
             })?;
             found.push((
-                image_binary(bin.clone(), &built.path, &built.elf, Some(target.clone())),
-                built.elf.clone(),
+                image_binary(
+                    bin.clone(),
+                    &built.path,
+                    built.elf.size,
+                    built.elf.linkage,
+                    Some(target.clone()),
+                ),
+                Machine::of(&built.elf),
             ));
         }
     }
@@ -275,19 +311,20 @@ pub(super) fn default_bins(package: &Package) -> Result<Vec<String>> {
 pub(super) fn image_binary(
     name: String,
     source: &Path,
-    info: &ElfInfo,
+    size: u64,
+    linkage: Linkage,
     target: Option<TargetTriple>,
 ) -> ImageBinary {
     ImageBinary {
         path: format!("{BIN_DIR}/{name}"),
         name,
         source: source.to_path_buf(),
-        size: info.size,
-        built_size: info.size,
+        size,
+        built_size: size,
         strip: StripMode::None,
         debug_file: None,
         build_id: None,
-        linkage: info.linkage,
+        linkage,
         target,
         shipped: None,
         checked: None,
