@@ -41,44 +41,41 @@ pub struct TargetPlatform {
 impl TargetPlatform {
     /// Asks `rustc --print cfg --target TRIPLE` for the platform's `cfg` values.
     pub fn query(triple: &str) -> Result<TargetPlatform> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let output = process::run_captured(
-            Command::new(rustc).args(["--print", "cfg", "--target", triple]),
-        )
-        .map_err(|e| {
-            crate::error::input(format!(
-                "rustc does not know the target `{triple}` ({e:#}); see `rustc --print target-list`"
-            ))
-        })?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let cfgs = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(Cfg::from_str)
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("cannot parse `rustc --print cfg --target {triple}`"))?;
         Ok(TargetPlatform {
             triple: triple.to_owned(),
-            cfgs,
+            cfgs: print_cfg(Some(triple))?,
         })
     }
 
-    /// The platform of the machine running airlock (`rustc -vV`'s host), where build scripts
-    /// and proc-macros run.
-    pub fn host() -> Result<TargetPlatform> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let output = process::run_captured(Command::new(rustc).arg("-vV")).map_err(|e| {
-            crate::error::environment(format!(
-                "cannot ask rustc for the host platform (`rustc -vV`: {e:#}); is a Rust \
-                 toolchain installed (rustup)?"
-            ))
-        })?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let triple = text
-            .lines()
-            .find_map(|l| l.strip_prefix("host: "))
-            .with_context(|| format!("`rustc -vV` names no host:\n{text}"))?;
-        TargetPlatform::query(triple.trim())
+    /// Each of `triples` ([`TargetPlatform::query`]), and the platform of the machine running
+    /// airlock (`rustc -vV`'s host, where build scripts and proc-macros run), all asked of
+    /// rustc at once: each `rustc` (behind rustup's proxy) takes tens of
+    /// milliseconds to start, most of `vendor --platform`'s own time if run one after another.
+    /// The first error in the order of `triples`, the host's last, is the one returned.
+    pub fn query_with_host(triples: &[String]) -> Result<(Vec<TargetPlatform>, TargetPlatform)> {
+        std::thread::scope(|scope| {
+            // `rustc --print cfg` without `--target` is the host's, so it need not wait for
+            // `rustc -vV` to name the host.
+            let host_triple = scope.spawn(host_triple);
+            let host_cfgs = scope.spawn(|| print_cfg(None));
+            let queried: Vec<_> = triples
+                .iter()
+                .map(|triple| scope.spawn(move || TargetPlatform::query(triple)))
+                .collect();
+            let platforms = queried
+                .into_iter()
+                .map(joined)
+                .collect::<Result<Vec<_>>>()?;
+            let triple = joined(host_triple)?;
+            let host = match platforms.iter().find(|p| p.triple == triple) {
+                Some(same) => same.clone(),
+                None => TargetPlatform {
+                    cfgs: joined(host_cfgs)?,
+                    triple,
+                },
+            };
+            Ok((platforms, host))
+        })
     }
 
     /// A platform from known cfg lines (tests).
@@ -95,6 +92,58 @@ impl TargetPlatform {
     fn matches(&self, platform: &Platform) -> bool {
         platform.matches(&self.triple, &self.cfgs)
     }
+}
+
+/// The `cfg` values `rustc --print cfg` reports for `triple` (None: the host).
+fn print_cfg(triple: Option<&str>) -> Result<Vec<Cfg>> {
+    let mut cmd = rustc();
+    cmd.args(["--print", "cfg"]);
+    if let Some(triple) = triple {
+        cmd.args(["--target", triple]);
+    }
+    let output = process::run_captured(&mut cmd).map_err(|e| match triple {
+        Some(triple) => crate::error::input(format!(
+            "rustc does not know the target `{triple}` ({e:#}); see `rustc --print target-list`"
+        )),
+        None => host_unknown("rustc --print cfg", &e),
+    })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(Cfg::from_str)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cannot parse `{}`", process::display(&cmd)))
+}
+
+/// The host triple, from `rustc -vV`.
+fn host_triple() -> Result<String> {
+    let output =
+        process::run_captured(rustc().arg("-vV")).map_err(|e| host_unknown("rustc -vV", &e))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let triple = text
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .with_context(|| format!("`rustc -vV` names no host:\n{text}"))?;
+    Ok(triple.trim().to_owned())
+}
+
+fn host_unknown(command: &str, e: &anyhow::Error) -> anyhow::Error {
+    crate::error::environment(format!(
+        "cannot ask rustc for the host platform (`{command}`: {e:#}); is a Rust toolchain \
+         installed (rustup)?"
+    ))
+}
+
+/// `$RUSTC`, else `rustc` (cargo's own rule).
+fn rustc() -> Command {
+    Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+}
+
+/// The value a thread of [`TargetPlatform::query_with_host`] returned.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("a rustc query panicked")))
 }
 
 /// One dependency declaration of a manifest: the package it names and the platform table it
@@ -195,11 +244,13 @@ pub fn needed_packages(
         .filter(|p| p.id.source == Source::Path)
         .map(|p| (&p.id, manifests.proc_macros.contains(&p.id)))
         .collect();
+    let by_id: std::collections::HashMap<&PackageId, &crate::lock::LockedPackage> =
+        lock.packages().iter().map(|p| (&p.id, p)).collect();
     while let Some((id, host)) = queue.pop_front() {
         if !seen.insert((id, host)) {
             continue;
         }
-        let Some(package) = lock.get(id) else {
+        let Some(package) = by_id.get(id) else {
             continue;
         };
         let decls = manifests.declarations.get(id);
