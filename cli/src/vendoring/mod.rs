@@ -337,7 +337,8 @@ fn vendor_all(
 /// read and inflated once. [`platform::needed_packages`] then answers for it exactly as with
 /// every manifest: every chain of edges from a workspace member to it runs through packages
 /// that depend on it, all done (see [`platform::batches`], whose argument this is, without
-/// waiting for a whole batch: a core that would wait takes the largest package decided).
+/// waiting for a whole batch: a core that would wait takes the largest package decided). A
+/// package [`platform::surely_needed`] keeps already does not wait for its dependents.
 /// Packages on a cycle (cargo forbids them among remote packages) come last, decided with some
 /// manifests unknown, which keeps more packages, never fewer.
 fn vendor_scheduled(
@@ -374,6 +375,7 @@ fn vendor_scheduled(
         parents,
         ready: std::collections::BinaryHeap::new(),
         running: 0,
+        learned: true,
         filter,
         outcomes: Vec::with_capacity(pending.len()),
         failed: None,
@@ -387,7 +389,7 @@ fn vendor_scheduled(
                 return None;
             }
             // Decided only when a core is about to run short: each decision walks the graph.
-            if now.ready.len() < workers && !now.undecided.is_empty() {
+            if now.ready.len() < workers && (!now.undecided.is_empty() || now.learned) {
                 now.decide(lock, pending);
             }
             if let Some(Ready { index, stub, .. }) = now.ready.pop() {
@@ -447,6 +449,8 @@ struct Schedule {
     /// Decided packages, the largest first.
     ready: std::collections::BinaryHeap<Ready>,
     running: usize,
+    /// Whether a manifest was learned since the last decision.
+    learned: bool,
     filter: PlatformFilter,
     outcomes: Vec<Result<VendoredPackage, String>>,
     failed: Option<anyhow::Error>,
@@ -461,16 +465,36 @@ struct Ready {
 }
 
 impl Schedule {
-    /// Decides every undecided package from the manifests known now.
+    /// Decides every undecided package from the manifests known now, and makes ready, kept,
+    /// every package not ready yet that some platform surely needs already (so chains of
+    /// dependencies do not wait for each package's dependents).
     fn decide(&mut self, lock: &Lockfile, pending: &[PendingCrate]) {
         let f = &self.filter;
-        let needed = platform::needed_packages(lock, &f.platforms, &f.host_platforms, &f.manifests);
-        for i in self.undecided.drain(..) {
-            self.ready.push(Ready {
-                size: pending[i].size(),
-                index: std::cmp::Reverse(i),
-                stub: !needed.contains(pending[i].id()),
-            });
+        if !self.undecided.is_empty() {
+            let needed =
+                platform::needed_packages(lock, &f.platforms, &f.host_platforms, &f.manifests);
+            for i in self.undecided.drain(..) {
+                self.ready.push(Ready {
+                    size: pending[i].size(),
+                    index: std::cmp::Reverse(i),
+                    stub: !needed.contains(pending[i].id()),
+                });
+            }
+        }
+        if self.learned {
+            self.learned = false;
+            let surely =
+                platform::surely_needed(lock, &f.platforms, &f.host_platforms, &f.manifests);
+            for (i, p) in pending.iter().enumerate() {
+                if !self.queued[i] && surely.contains(p.id()) {
+                    self.queued[i] = true;
+                    self.ready.push(Ready {
+                        size: p.size(),
+                        index: std::cmp::Reverse(i),
+                        stub: false,
+                    });
+                }
+            }
         }
     }
 
@@ -479,6 +503,7 @@ impl Schedule {
     fn done(&mut self, outcome: Outcome, children: &BTreeSet<usize>) {
         self.outcomes.push(outcome.map(|(package, manifest)| {
             if let Some((declarations, proc_macro)) = manifest {
+                self.learned = true;
                 let manifests = &mut self.filter.manifests;
                 if proc_macro {
                     manifests.proc_macros.insert(package.id.clone());

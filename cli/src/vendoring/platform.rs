@@ -232,6 +232,32 @@ pub fn needed_packages(
     host_platforms: &[TargetPlatform],
     manifests: &Manifests,
 ) -> BTreeSet<PackageId> {
+    reached(lock, platforms, host_platforms, manifests, true)
+}
+
+/// The locked packages some platform surely needs, whatever the manifests not known yet say:
+/// those [`needed_packages`] reaches through packages whose manifests are known (or never will
+/// be: path packages outside the workspace, which keep every dependency either way). Knowing
+/// more manifests only removes edges from packages whose manifests were unknown, so each of
+/// these stays needed.
+pub fn surely_needed(
+    lock: &Lockfile,
+    platforms: &[TargetPlatform],
+    host_platforms: &[TargetPlatform],
+    manifests: &Manifests,
+) -> BTreeSet<PackageId> {
+    reached(lock, platforms, host_platforms, manifests, false)
+}
+
+/// [`needed_packages`], following the dependencies of a remote package whose manifest is
+/// unknown (all of them) only with `through_unknown`.
+fn reached(
+    lock: &Lockfile,
+    platforms: &[TargetPlatform],
+    host_platforms: &[TargetPlatform],
+    manifests: &Manifests,
+    through_unknown: bool,
+) -> BTreeSet<PackageId> {
     let matches = |on: &[TargetPlatform], declaration: &Declaration| match &declaration.platform {
         None => true,
         Some(p) => on.iter().any(|t| t.matches(p)),
@@ -254,6 +280,9 @@ pub fn needed_packages(
             continue;
         };
         let decls = manifests.declarations.get(id);
+        if decls.is_none() && !through_unknown && id.source != Source::Path {
+            continue;
+        }
         for dep in &package.dependencies {
             let for_dep: Vec<&Declaration> = match decls {
                 None => Vec::new(),
@@ -860,6 +889,9 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         );
         for batch in batches {
             let needed = needed_packages(lock, platforms, host_platforms, &known);
+            // What is surely needed with some manifests unknown stays needed with all known.
+            let surely = surely_needed(lock, platforms, host_platforms, &known);
+            assert!(surely.is_subset(&all), "{surely:?} not within {all:?}");
             for id in &batch {
                 if needed.contains(id) {
                     decided.insert(id.clone());
