@@ -54,10 +54,7 @@ impl TargetPlatform {
     /// The first error in the order of `triples`, the host's last, is the one returned.
     pub fn query_with_host(triples: &[String]) -> Result<(Vec<TargetPlatform>, TargetPlatform)> {
         std::thread::scope(|scope| {
-            // `rustc --print cfg` without `--target` is the host's, so it need not wait for
-            // `rustc -vV` to name the host.
-            let host_triple = scope.spawn(host_triple);
-            let host_cfgs = scope.spawn(|| print_cfg(None));
+            let host = scope.spawn(host_platform);
             let queried: Vec<_> = triples
                 .iter()
                 .map(|triple| scope.spawn(move || TargetPlatform::query(triple)))
@@ -66,15 +63,7 @@ impl TargetPlatform {
                 .into_iter()
                 .map(joined)
                 .collect::<Result<Vec<_>>>()?;
-            let triple = joined(host_triple)?;
-            let host = match platforms.iter().find(|p| p.triple == triple) {
-                Some(same) => same.clone(),
-                None => TargetPlatform {
-                    cfgs: joined(host_cfgs)?,
-                    triple,
-                },
-            };
-            Ok((platforms, host))
+            Ok((platforms, joined(host)?))
         })
     }
 
@@ -113,6 +102,35 @@ fn print_cfg(triple: Option<&str>) -> Result<Vec<Cfg>> {
         .map(Cfg::from_str)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("cannot parse `{}`", process::display(&cmd)))
+}
+
+/// The host platform: `rustc --print host-tuple --print cfg` (rustc 1.84 and later), one
+/// process where older rustc needs two, `rustc -vV` for the triple and `rustc --print cfg`
+/// (without `--target`, the host's).
+fn host_platform() -> Result<TargetPlatform> {
+    if let Ok(output) =
+        process::run_captured(rustc().args(["--print", "host-tuple", "--print", "cfg"]))
+    {
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        if let Some(triple) = lines.next()
+            && !triple.contains(['=', '"'])
+            && let Ok(cfgs) = lines.map(Cfg::from_str).collect::<Result<Vec<_>, _>>()
+        {
+            return Ok(TargetPlatform {
+                triple: triple.trim().to_owned(),
+                cfgs,
+            });
+        }
+    }
+    std::thread::scope(|scope| {
+        let cfgs = scope.spawn(|| print_cfg(None));
+        let triple = host_triple()?;
+        Ok(TargetPlatform {
+            triple,
+            cfgs: joined(cfgs)?,
+        })
+    })
 }
 
 /// The host triple, from `rustc -vV`.
