@@ -204,8 +204,8 @@ pub fn run(root: &Path) -> Result<String> {
             "`cargo airlock vendor --from-bundle FILE`",
             Place::Tmpfs,
             || {
-                let mut cmd = airlock_cmd(&["vendor", "-q", "--from-bundle"]);
-                cmd.arg(&bundle).arg(&from_bundle);
+                let mut cmd = airlock_cmd(&["vendor", "-q"]);
+                cmd.arg("--from-bundle").arg(&bundle).arg(&from_bundle);
                 cmd
             },
         )
