@@ -18,6 +18,7 @@ mod vendor_dir;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -241,15 +242,18 @@ fn check_dependencies(
 ) -> Result<()> {
     let bundle = opts.bundle.as_deref().map(Bundle::read).transpose()?;
     // Finding `Cargo.lock` runs `cargo metadata`, tens of milliseconds of process start-up:
-    // the vendor directory is read meanwhile, and hashed whole when no pristine `.crate` can
-    // be compared with it.
-    let hash_early = opts.no_cache && bundle.is_none();
+    // the vendor directory is read meanwhile, and, when no pristine `.crate` can be compared
+    // with it, hashed until `Cargo.lock` is there.
+    let hash_until = (opts.no_cache && bundle.is_none()).then(|| AtomicBool::new(false));
     let (lock, survey) = std::thread::scope(|scope| {
         let survey = opts
             .vendor
             .as_deref()
-            .map(|dir| scope.spawn(move || vendor_dir::survey(dir, hash_early)));
+            .map(|dir| scope.spawn(|| vendor_dir::survey(dir, hash_until.as_ref())));
         let lock = load_lockfile(opts, bundle.as_ref());
+        if let Some(flag) = &hash_until {
+            flag.store(true, Ordering::Relaxed);
+        }
         let survey = survey.map(|handle| {
             handle
                 .join()

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
@@ -24,15 +25,15 @@ use crate::vendoring::platform;
 use super::{CheckSummary, Finding, FindingKind, shown};
 
 /// What can be read of a vendor directory without `Cargo.lock`: its package directories and
-/// whom each belongs to, and with [`survey`]'s `hash`, every file's digest and each checksum
-/// file, read while `Cargo.lock` is still being found (`cargo metadata` takes tens of
-/// milliseconds to start).
+/// whom each belongs to, and with [`survey`]'s `hash_until`, the files' digests and checksum
+/// files of the packages read while `Cargo.lock` is still being found (`cargo metadata` takes
+/// tens of milliseconds to start).
 pub struct Survey {
     dir: PathBuf,
     findings: Vec<Finding>,
     /// (name, version) → directory name, read from each directory's Cargo.toml.
     owners: BTreeMap<(String, String), Vec<String>>,
-    /// Directory name → its files hashed (only with `hash`).
+    /// Directory name → its files hashed (only with `hash_until`, until it was set).
     hashed: BTreeMap<String, Result<Hashed>>,
 }
 
@@ -46,9 +47,11 @@ struct Hashed {
     checksum_file: Result<CargoChecksum>,
 }
 
-/// Lists `dir`'s package directories and reads whom each belongs to; with `hash` (when no
-/// pristine `.crate` will be compared), also hashes every file and reads each checksum file.
-pub fn survey(dir: &Path, hash: bool) -> Result<Survey> {
+/// Lists `dir`'s package directories and reads whom each belongs to; with `hash_until` (when
+/// no pristine `.crate` will be compared), also hashes the files and reads the checksum file
+/// of each package reached before it is set (only until then: what is kept here grows with
+/// the files, what [`check`] keeps does not).
+pub fn survey(dir: &Path, hash_until: Option<&AtomicBool>) -> Result<Survey> {
     let entries = fs::read_dir(dir).with_context(|| {
         format!(
             "cannot read the vendor directory {}; vendor with `cargo airlock vendor {}`",
@@ -84,6 +87,7 @@ pub fn survey(dir: &Path, hash: bool) -> Result<Survey> {
         .with_max_len(1)
         .map(|name| {
             let package = dir.join(name);
+            let hash = hash_until.is_some_and(|done| !done.load(Ordering::Relaxed));
             (package_of(&package), hash.then(|| hash_package(&package)))
         })
         .collect();
