@@ -169,29 +169,6 @@ impl CrateArchive {
         Ok(found)
     }
 
-    /// The total size of the kept files (decompressed, not hashed).
-    pub fn content_bytes(&self) -> Result<u64> {
-        Ok(self.manifest_and_content_bytes()?.1)
-    }
-
-    /// The package's `Cargo.toml` (at most [`MAX_READ_FILE`] bytes; None when it has none) and
-    /// the total size of the kept files, in one pass over the archive.
-    pub fn manifest_and_content_bytes(&self) -> Result<(Option<Vec<u8>>, u64)> {
-        let mut manifest = None;
-        let mut total = 0;
-        self.for_each_file(|path, _, reader| {
-            if path == "Cargo.toml" {
-                let bytes = read_bounded(reader, path, MAX_READ_FILE)?;
-                total += bytes.len() as u64;
-                manifest = Some(bytes);
-            } else {
-                total += std::io::copy(reader, &mut std::io::sink())?;
-            }
-            Ok(())
-        })?;
-        Ok((manifest, total))
-    }
-
     /// Extracts the package's files into `dest` (which must not exist yet), hashing each file
     /// as it is written.
     ///

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ use super::PendingCrate;
 use super::archive::{self, ArchiveKind, CrateArchive};
 use super::cache::CrateCache;
 use super::git_proof::{self, BundleObjects, GitProof, ProblemKind};
+use super::platform::{self, Declaration};
 
 /// The top directory of every bundle.
 pub const BUNDLE_ROOT: &str = "airlock-bundle";
@@ -193,14 +195,20 @@ impl BundleEntry {
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// What a bundled `.crate`'s own `Cargo.toml` says it is, read while the bundle is scanned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OwnManifest {
-    /// `[package] name` and `version` (`None`: absent or not a string).
+    /// `[package] name` and `version` (`None`: absent or not a string), and what the platform
+    /// filter reads (so `vendor --from-bundle --platform` decides every stub before the second
+    /// pass over the bundle, which reads each `.crate` once).
     Names {
         /// The name.
         name: Option<String>,
         /// The version (a manifest without one is 0.0.0).
         version: Option<String>,
+        /// Its dependency declarations.
+        declarations: Vec<Declaration>,
+        /// Whether its library is a proc-macro.
+        proc_macro: bool,
     },
     /// The `.crate` has no `Cargo.toml`.
     Missing,
@@ -235,6 +243,8 @@ impl OwnManifest {
             // A manifest without a version is version 0.0.0 (cargo 1.75 and later).
             version: field("version")
                 .map_or(Some("0.0.0".to_owned()), |v| v.as_str().map(str::to_owned)),
+            declarations: platform::declarations(&table),
+            proc_macro: platform::is_proc_macro(&table),
         }
     }
 }
@@ -248,7 +258,7 @@ fn names_another_package(own: &OwnManifest, id: &PackageId, origin: &str) -> Opt
         Some(Finding::new(kind, format!("{origin}/Cargo.toml"), why).package(&label))
     };
     let (name, version) = match own {
-        OwnManifest::Names { name, version } => (name.as_deref(), version.as_deref()),
+        OwnManifest::Names { name, version, .. } => (name.as_deref(), version.as_deref()),
         OwnManifest::Missing => {
             return bad(
                 FindingKind::FileMissing,
@@ -486,6 +496,85 @@ pub struct PassedCrate {
     pub sha256: Sha256Digest,
     /// Its size.
     pub size: u64,
+    /// Its own `Cargo.toml`'s dependency declarations.
+    pub declarations: Vec<Declaration>,
+    /// Whether its library is a proc-macro.
+    pub proc_macro: bool,
+}
+
+/// What a second pass over a bundle does with its `.crate` files.
+trait CrateSink {
+    /// A buffer to read the `.crate` at `key` (under `airlock-bundle/`) into, or None to skip
+    /// it.
+    fn buffer_for(&mut self, key: &str) -> Option<Vec<u8>>;
+    /// Takes the `.crate` at `key`, read into the buffer [`CrateSink::buffer_for`] gave.
+    fn take(&mut self, key: &str, bytes: Vec<u8>) -> Result<()>;
+}
+
+/// What [`Bundle::for_each_passed`]'s reader and workers share.
+struct HandOnState<T> {
+    /// Workers at work.
+    busy: usize,
+    /// What the work returned.
+    done: Vec<T>,
+    /// The work's first error.
+    failed: Option<anyhow::Error>,
+    /// Buffers of `.crate` files done with, to read the next ones into.
+    buffers: Vec<Vec<u8>>,
+}
+
+fn lock<T>(state: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The sink of [`Bundle::for_each_passed`]: proves each wanted `.crate` and hands it to a free
+/// worker (`spawn`), waiting for one.
+struct HandOn<'a, T, S> {
+    wanted: BTreeMap<&'a str, &'a PassedCrate>,
+    shown: String,
+    workers: usize,
+    state: &'a Mutex<HandOnState<T>>,
+    freed: &'a Condvar,
+    spawn: S,
+}
+
+impl<T, S: FnMut(CrateArchive)> CrateSink for HandOn<'_, T, S> {
+    fn buffer_for(&mut self, key: &str) -> Option<Vec<u8>> {
+        self.wanted
+            .contains_key(key)
+            .then(|| lock(self.state).buffers.pop().unwrap_or_default())
+    }
+
+    fn take(&mut self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let Some(pass) = self.wanted.get(key) else {
+            return Ok(());
+        };
+        let archive = CrateArchive::new(
+            pass.id.clone(),
+            pass.kind,
+            bytes,
+            format!("{}:{BUNDLE_ROOT}/{key}", self.shown),
+        );
+        if archive.digest != pass.sha256 {
+            return Err(crate::error::check_failed(format!(
+                "{}: changed while airlock was reading it (expected {}, found {}); copy the \
+                 bundle again",
+                archive.origin, pass.sha256, archive.digest
+            )));
+        }
+        let mut now = lock(self.state);
+        while now.busy >= self.workers && now.failed.is_none() {
+            now = self.freed.wait(now).unwrap_or_else(PoisonError::into_inner);
+        }
+        if now.failed.is_some() {
+            // The work's error is the one returned.
+            anyhow::bail!("the work on the bundle stopped");
+        }
+        now.busy += 1;
+        drop(now);
+        (self.spawn)(archive);
+        Ok(())
+    }
 }
 
 /// The `NAME-VERSION` of every package a bundled `Cargo.lock` locks from git (None when it
@@ -520,12 +609,13 @@ impl Bundle {
     /// exceeds a bound, holds a path twice, or holds anything but regular files is refused
     /// (exit 1).
     pub fn read(path: &Path) -> Result<Bundle> {
-        Self::scan(path, &mut |_, _| Ok(()))
+        Self::scan(path, None)
     }
 
-    /// [`Bundle::read`], handing every `.crate` (its path under `airlock-bundle/` and its
-    /// bytes) to `visit` before dropping it.
-    pub fn scan(path: &Path, visit: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<Bundle> {
+    /// [`Bundle::read`]; with `sink`, a second pass that records nothing about the `.crate`
+    /// files (the first did) and hands those `sink` wants to it instead, with the same bounds
+    /// and refusals.
+    fn scan(path: &Path, mut sink: Option<&mut dyn CrateSink>) -> Result<Bundle> {
         let shown = path.display();
         let RegularFile { file, size } = crate::input::open_regular(path, Links::Follow)
             .with_context(|| format!("cannot open the bundle {shown}"))?;
@@ -566,6 +656,8 @@ impl Bundle {
         // .crate is kept, as a bundle in another order needs.
         let mut git_stems: Option<BTreeSet<String>> = None;
         let mut budget = limit;
+        // The `.crate` files handed to `visit` (not recorded in `crates`).
+        let mut visited = BTreeSet::new();
         for entry in tar.entries().map_err(broken)? {
             let mut entry = entry.map_err(broken)?;
             let raw = entry.path().map_err(broken)?.into_owned();
@@ -589,6 +681,7 @@ impl Bundle {
             })?;
             if files.contains_key(&key)
                 || crates.contains_key(&key)
+                || (sink.is_some() && crate_stem(&key).is_some() && !visited.insert(key.clone()))
                 || (key == "Cargo.lock" && lockfile.is_some())
                 || (key == "manifest.json" && manifest_bytes.is_some())
             {
@@ -613,7 +706,18 @@ impl Bundle {
                     raw.display()
                 ))
             })?;
-            let mut bytes = Vec::with_capacity(capacity);
+            let mut bytes = match (&mut sink, crate_stem(&key)) {
+                (Some(sink), Some(_)) => match sink.buffer_for(&key) {
+                    Some(mut buffer) => {
+                        buffer.clear();
+                        buffer.reserve_exact(capacity);
+                        buffer
+                    }
+                    // Not wanted: the tar reader reads past it to the next entry.
+                    None => continue,
+                },
+                _ => Vec::with_capacity(capacity),
+            };
             (&mut entry)
                 .take(declared)
                 .read_to_end(&mut bytes)
@@ -630,8 +734,12 @@ impl Bundle {
                 }
                 "manifest.json" => manifest_bytes = Some(bytes),
                 _ => match crate_stem(&key) {
+                    Some(_) if sink.is_some() => {
+                        if let Some(sink) = sink.as_mut() {
+                            sink.take(&key, bytes)?;
+                        }
+                    }
                     Some(stem) => {
-                        visit(&key, &bytes)?;
                         let origin = format!("{shown}:{BUNDLE_ROOT}/{key}");
                         let keep = git_stems.as_ref().is_none_or(|git| git.contains(stem));
                         crates.insert(
@@ -677,34 +785,59 @@ impl Bundle {
         })
     }
 
-    /// The `.crate` files that passed [`Bundle::check`], read again in a second pass over the
-    /// bundle (all of them in memory at once) and proven against the digests of the first.
-    pub fn load_passed(&self, passed: &[PassedCrate]) -> Result<Vec<CrateArchive>> {
-        let wanted: BTreeMap<&str, &PassedCrate> =
-            passed.iter().map(|p| (p.file.as_str(), p)).collect();
-        let shown = self.path.display().to_string();
-        let mut archives = Vec::with_capacity(passed.len());
-        Self::scan(&self.path, &mut |key, bytes| {
-            let Some(pass) = wanted.get(key) else {
-                return Ok(());
+    /// Runs `work` on each `.crate` of `passed` (which passed [`Bundle::check`]), on every
+    /// core, as a second pass over the bundle reads it, each proven against the digest the
+    /// first pass found; returns what `work` returned, in no particular order.
+    ///
+    /// Memory stays bounded whatever the size of the bundle: this thread reads the bundle and
+    /// waits, before handing a `.crate` on, until a worker is free, so at most one per worker
+    /// and the one being read are in memory, in buffers reused from one `.crate` to the next
+    /// (so the peak does not depend on how the allocator reuses freed memory). The first error
+    /// stops the reading and the work and is returned, `work`'s first.
+    pub fn for_each_passed<T: Send>(
+        &self,
+        passed: &[PassedCrate],
+        work: impl Fn(&CrateArchive) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let state = Mutex::new(HandOnState {
+            busy: 0,
+            done: Vec::with_capacity(passed.len()),
+            failed: None,
+            buffers: Vec::new(),
+        });
+        let freed = Condvar::new();
+        let read = rayon::in_place_scope(|scope| {
+            let (state, freed, work) = (&state, &freed, &work);
+            let mut sink = HandOn {
+                wanted: passed.iter().map(|p| (p.file.as_str(), p)).collect(),
+                shown: self.path.display().to_string(),
+                workers: rayon::current_num_threads().max(1),
+                state,
+                freed,
+                spawn: |archive: CrateArchive| {
+                    scope.spawn(move |_| {
+                        let result = work(&archive);
+                        let mut now = lock(state);
+                        now.busy -= 1;
+                        match result {
+                            Ok(value) => now.done.push(value),
+                            Err(e) => {
+                                now.failed.get_or_insert(e);
+                            }
+                        }
+                        now.buffers.push(archive.bytes);
+                        freed.notify_one();
+                    });
+                },
             };
-            let archive = CrateArchive::new(
-                pass.id.clone(),
-                pass.kind,
-                bytes.to_vec(),
-                format!("{shown}:{BUNDLE_ROOT}/{key}"),
-            );
-            if archive.digest != pass.sha256 {
-                return Err(crate::error::check_failed(format!(
-                    "{}: changed while airlock was reading it (expected {}, found {}); copy the \
-                     bundle again",
-                    archive.origin, pass.sha256, archive.digest
-                )));
-            }
-            archives.push(archive);
-            Ok(())
-        })?;
-        Ok(archives)
+            Self::scan(&self.path, Some(&mut sink)).map(drop)
+        });
+        let state = state.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = state.failed {
+            return Err(e);
+        }
+        read?;
+        Ok(state.done)
     }
 
     /// Checks every `.crate` against the manifest and `lock`, and the bundle against `lock`
@@ -871,12 +1004,23 @@ impl Bundle {
                     continue;
                 }
             }
+            let (declarations, proc_macro) = match &bundled.own_manifest {
+                OwnManifest::Names {
+                    declarations,
+                    proc_macro,
+                    ..
+                } => (declarations.clone(), *proc_macro),
+                // Refused above.
+                OwnManifest::Missing | OwnManifest::Unreadable(_) => continue,
+            };
             passed.push(PassedCrate {
                 id: locked.id.clone(),
                 kind,
                 file: entry.file.clone(),
                 sha256: actual,
                 size: bundled.size,
+                declarations,
+                proc_macro,
             });
         }
         // Objects no proof needed: carried for nothing, or left behind by an edit.

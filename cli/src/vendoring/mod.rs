@@ -80,7 +80,8 @@ pub struct VendoredPackage {
     pub bytes: u64,
     /// Whether it was replaced by a stub (`--platform`).
     pub stub: bool,
-    /// Bytes of sources left out by the stub.
+    /// Size of the `.crate` archive a stub stands in for (0 when not a stub): what the
+    /// receiver of the vendor directory does not carry.
     pub bytes_left_out: u64,
 }
 
@@ -103,7 +104,7 @@ pub struct VendorReport {
     pub files: usize,
     /// Bytes written.
     pub bytes: u64,
-    /// Bytes of sources the stubs left out.
+    /// Total size of the `.crate` archives the stubs stand in for.
     pub bytes_left_out: u64,
     /// Wall time in seconds.
     pub seconds: f64,
@@ -130,7 +131,21 @@ pub struct BundleSummary {
 pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let started = Instant::now();
     let mut phase = Phase::start();
-    let ws = Workspace::load(opts.manifest_path.as_deref())?;
+    // `cargo metadata` and the rustc queries of `--platform` are processes that each take tens
+    // of milliseconds to start: they run side by side.
+    let (ws, platforms) = std::thread::scope(|scope| {
+        let platforms = (opts.bundle.is_none() && !opts.platforms.is_empty())
+            .then(|| scope.spawn(|| TargetPlatform::query_with_host(&opts.platforms)));
+        let ws = Workspace::load(opts.manifest_path.as_deref());
+        let platforms = platforms.map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a rustc query panicked")))
+        });
+        (ws, platforms)
+    });
+    let ws = ws?;
+    let platforms = platforms.transpose()?;
     let lock = Lockfile::load(&ws.lockfile())?;
     check_unique(&lock)?;
     // The source replacement is planned (and a conflicting one refused) before anything is
@@ -142,14 +157,21 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     };
     phase.done("workspace and Cargo.lock");
 
-    let (cache, pending) = match &opts.from_bundle {
-        Some(path) => (
-            CrateCache::default(),
-            archives_from_bundle(path, &lock)?
-                .into_iter()
-                .map(PendingCrate::Loaded)
-                .collect(),
-        ),
+    let crates = match &opts.from_bundle {
+        Some(path) => {
+            if opts.bundle.is_some() {
+                return Err(crate::error::input(
+                    "--bundle and --from-bundle cannot be combined: a bundle is made from \
+                     cargo's cache",
+                ));
+            }
+            let (bundle, passed) = checked_bundle(path, &lock)?;
+            phase.done(format_args!(
+                "{} .crate files checked in the bundle",
+                passed.len()
+            ));
+            Crates::Bundle(bundle, passed)
+        }
         None => {
             let cargo_home = match &opts.cargo_home {
                 Some(home) => home.clone(),
@@ -159,112 +181,98 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
                 fetch(&ws)?;
                 phase.done("cargo fetch");
             }
-            pending_from_cache(&lock, &cargo_home, opts.offline, opts.bundle.is_some())?
+            let (cache, pending) =
+                pending_from_cache(&lock, &cargo_home, opts.offline, opts.bundle.is_some())?;
+            phase.done(format_args!("{} .crate files found", pending.len()));
+            if let Some(bundle_path) = &opts.bundle {
+                return write_bundle_report(&ws, &lock, &cache, pending, bundle_path, started);
+            }
+            Crates::Cache(cache, pending)
         }
     };
-    phase.done(format_args!("{} .crate files found", pending.len()));
 
-    if let Some(bundle_path) = &opts.bundle {
-        return write_bundle_report(&ws, &lock, &cache, pending, bundle_path, started);
-    }
-
-    let platforms: Vec<TargetPlatform> = opts
-        .platforms
-        .iter()
-        .map(|t| TargetPlatform::query(t))
-        .collect::<Result<_>>()?;
-    let filter = if platforms.is_empty() {
-        None
-    } else {
+    let mut filter = platforms.map(|(platforms, host)| {
         let mut host_platforms = platforms.clone();
-        let host = TargetPlatform::host()?;
         if !platforms.iter().any(|p| p.triple == host.triple) {
             host_platforms.push(host);
         }
-        Some(PlatformFilter {
+        PlatformFilter {
             manifests: member_manifests(&ws, &lock),
             platforms,
             host_platforms,
-        })
-    };
+        }
+    });
 
     let dir_names = dir_names(&lock, opts.versioned_dirs);
     let staged = atomic::StagedDir::new(&opts.dir)?;
+    let count = match &crates {
+        Crates::Cache(_, pending) => pending.len(),
+        Crates::Bundle(_, passed) => passed.len(),
+    };
     progress::status(
         "Vendoring",
-        format!("{} crates into {}", pending.len(), opts.dir.display()),
+        format!("{count} crates into {}", opts.dir.display()),
     );
-    let bar = progress::bar(pending.len() as u64, "Extracting");
-    // With `--platform`, whether a package gets a stub depends on the manifests of the packages
-    // that depend on it: packages go in batches (see `platform::batches`), each decided from
-    // the manifests read while the batches before it were extracted, so each `.crate` is read
-    // and inflated once. Without it, one batch.
-    let batches: Vec<Vec<&PendingCrate>> = match &filter {
-        None => vec![pending.iter().collect()],
-        Some(_) => {
-            let mut by_id: BTreeMap<&PackageId, &PendingCrate> =
-                pending.iter().map(|p| (p.id(), p)).collect();
-            let mut batches: Vec<Vec<&PendingCrate>> = platform::batches(&lock)
-                .iter()
-                .map(|batch| batch.iter().filter_map(|id| by_id.remove(id)).collect())
-                .collect();
-            // None is left (every pending package is locked); if one were, it would still be
-            // vendored, decided last.
-            batches.push(by_id.into_values().collect());
-            batches
-        }
+    let bar = progress::bar(count as u64, "Extracting");
+    let empty = CrateCache::default();
+    let mut job = VendorJob {
+        cache: &empty,
+        lock: &lock,
+        dir_names: &dir_names,
+        dir: staged.path(),
+        needed: None,
+        platforms: &opts.platforms,
+        read_manifests: false,
     };
-    let mut filter = filter;
-    let mut outcomes: Vec<Result<VendoredPackage, String>> = Vec::with_capacity(pending.len());
-    for mut batch in batches {
-        let needed = filter.as_ref().map(|f| {
-            platform::needed_packages(&lock, &f.platforms, &f.host_platforms, &f.manifests)
-        });
-        let job = VendorJob {
-            cache: &cache,
-            lock: &lock,
-            dir_names: &dir_names,
-            dir: staged.path(),
-            needed: needed.as_ref(),
-            platforms: &opts.platforms,
-        };
-        // Largest first, one package per task: a few crates (windows-sys, linux-raw-sys)
-        // expand to a tenth of the tree each, and one of them started last would leave the
-        // other cores idle. Each task reads its `.crate`, proves it and extracts it, so only
-        // the crates being extracted are in memory, whatever the size of the lockfile.
-        batch.sort_by_key(|p| std::cmp::Reverse(p.size()));
-        let done: Vec<Outcome> = batch
-            .into_par_iter()
-            .with_max_len(1)
-            .map(|pending| {
-                let outcome = job.vendor_one(pending);
+    let outcomes: Vec<Result<VendoredPackage, String>> = match &crates {
+        Crates::Bundle(bundle, passed) => {
+            // The first pass read every manifest: every stub is decided before the second.
+            let needed = filter.as_mut().map(|f| {
+                for p in passed {
+                    f.manifests
+                        .declarations
+                        .insert(p.id.clone(), p.declarations.clone());
+                    if p.proc_macro {
+                        f.manifests.proc_macros.insert(p.id.clone());
+                    }
+                }
+                platform::needed_packages(&lock, &f.platforms, &f.host_platforms, &f.manifests)
+            });
+            job.needed = needed.as_ref();
+            let done = bundle.for_each_passed(passed, |archive| {
+                let stub = job.needed.is_some_and(|n| !n.contains(&archive.id));
+                let outcome = job.vendor_archive(archive, stub);
                 bar.inc(1);
                 outcome
-            })
-            .collect::<Result<_>>()?;
-        for outcome in done {
-            outcomes.push(outcome.map(|(package, manifest)| {
-                if let (Some(filter), Some((declarations, proc_macro))) = (&mut filter, manifest) {
-                    if proc_macro {
-                        filter.manifests.proc_macros.insert(package.id.clone());
-                    }
-                    filter
-                        .manifests
-                        .declarations
-                        .insert(package.id.clone(), declarations);
-                }
-                package
-            }));
+            })?;
+            done.into_iter()
+                .map(|outcome| outcome.map(|(package, _)| package))
+                .collect()
         }
-    }
+        Crates::Cache(cache, pending) => {
+            job.cache = cache;
+            match filter {
+                None => vendor_all(&job, pending, &bar)?,
+                Some(filter) => {
+                    job.read_manifests = true;
+                    vendor_scheduled(&job, pending, &lock, filter, &bar)?
+                }
+            }
+        }
+    };
     bar.finish_and_clear();
     let (mut packages, mismatches) = split_mismatches(outcomes);
-    fail_on_mismatches(mismatches, &cache)?;
-    phase.done(format_args!(
-        "read ({} .crate files from cargo's cache), proven against Cargo.lock, extracted and \
-         hashed",
-        cache.files_read()
-    ));
+    match &crates {
+        Crates::Cache(cache, _) => {
+            fail_on_mismatches(mismatches, cache)?;
+            phase.done(format_args!(
+                "read ({} .crate files from cargo's cache), proven against Cargo.lock, \
+                 extracted and hashed",
+                cache.files_read()
+            ));
+        }
+        Crates::Bundle(..) => phase.done("read from the bundle, extracted and hashed"),
+    }
     staged.commit()?;
     phase.done("swapped into place");
     packages.sort_by(|a, b| a.id.cmp(&b.id));
@@ -285,6 +293,235 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         cargo_config,
         config_written,
     })
+}
+
+/// Where the `.crate` files come from.
+enum Crates {
+    /// Cargo's cache (and git packages packaged here), each read when its turn comes.
+    Cache(CrateCache, Vec<PendingCrate>),
+    /// A bundle, checked against `Cargo.lock`, the `.crate` files that passed read in a second
+    /// pass over it.
+    Bundle(bundle::Bundle, Vec<bundle::PassedCrate>),
+}
+
+/// Vendors `pending` from `job.cache`, largest first, one package per task on every core:
+/// a few crates (windows-sys, linux-raw-sys) expand to a tenth of the tree each, and one of
+/// them started last would leave the other cores idle. Each task reads its `.crate`, proves it
+/// and extracts it, so only the crates being extracted are in memory, whatever the size of
+/// the lockfile.
+fn vendor_all(
+    job: &VendorJob<'_>,
+    pending: &[PendingCrate],
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<Result<VendoredPackage, String>>> {
+    let mut order: Vec<&PendingCrate> = pending.iter().collect();
+    order.sort_by_key(|p| std::cmp::Reverse(p.size()));
+    let done: Vec<Outcome> = order
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|pending| {
+            let outcome = job.vendor_one(pending);
+            bar.inc(1);
+            outcome
+        })
+        .collect::<Result<_>>()?;
+    Ok(done
+        .into_iter()
+        .map(|outcome| outcome.map(|(package, _)| package))
+        .collect())
+}
+
+/// [`vendor_all`] with `--platform`: whether a package gets a stub depends on the manifests of
+/// the packages that depend on it, so a package is decided once every package that depends on
+/// it in `Cargo.lock` is done (its manifest read while it was extracted), and each `.crate` is
+/// read and inflated once. [`platform::needed_packages`] then answers for it exactly as with
+/// every manifest: every chain of edges from a workspace member to it runs through packages
+/// that depend on it, all done (see [`platform::batches`], whose argument this is, without
+/// waiting for a whole batch: a core that would wait takes the largest package decided). A
+/// package [`platform::surely_needed`] keeps already does not wait for its dependents.
+/// Packages on a cycle (cargo forbids them among remote packages) come last, decided with some
+/// manifests unknown, which keeps more packages, never fewer.
+fn vendor_scheduled(
+    job: &VendorJob<'_>,
+    pending: &[PendingCrate],
+    lock: &Lockfile,
+    filter: PlatformFilter,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<Result<VendoredPackage, String>>> {
+    use std::sync::{Condvar, Mutex, PoisonError};
+    let index: HashMap<&PackageId, usize> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id(), i))
+        .collect();
+    let by_id: HashMap<&PackageId, &LockedPackage> =
+        lock.packages().iter().map(|p| (&p.id, p)).collect();
+    let mut children: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); pending.len()];
+    let mut parents = vec![0usize; pending.len()];
+    for (i, p) in pending.iter().enumerate() {
+        for dep in by_id.get(p.id()).map_or(&[][..], |l| &l.dependencies[..]) {
+            if let Some(&j) = index.get(dep)
+                && j != i
+                && children[i].insert(j)
+            {
+                parents[j] += 1;
+            }
+        }
+    }
+    let workers = rayon::current_num_threads().max(1);
+    let state = Mutex::new(Schedule {
+        undecided: (0..pending.len()).filter(|&i| parents[i] == 0).collect(),
+        queued: parents.iter().map(|&n| n == 0).collect(),
+        parents,
+        ready: std::collections::BinaryHeap::new(),
+        running: 0,
+        learned: true,
+        filter,
+        outcomes: Vec::with_capacity(pending.len()),
+        failed: None,
+    });
+    let wake = Condvar::new();
+    let lock_state = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    let next = || -> Option<(usize, bool)> {
+        let mut now = lock_state();
+        loop {
+            if now.failed.is_some() {
+                return None;
+            }
+            // Decided only when a core is about to run short: each decision walks the graph.
+            if now.ready.len() < workers && (!now.undecided.is_empty() || now.learned) {
+                now.decide(lock, pending);
+            }
+            if let Some(Ready { index, stub, .. }) = now.ready.pop() {
+                now.running += 1;
+                return Some((index.0, stub));
+            }
+            if now.running == 0 {
+                // Nothing ready and nothing running: what is left waits on a cycle.
+                let left: Vec<usize> = (0..pending.len()).filter(|&i| !now.queued[i]).collect();
+                if left.is_empty() {
+                    return None;
+                }
+                for &i in &left {
+                    now.queued[i] = true;
+                }
+                now.undecided.extend(left);
+                continue;
+            }
+            now = wake.wait(now).unwrap_or_else(PoisonError::into_inner);
+        }
+    };
+    rayon::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|_| {
+                while let Some((i, stub)) = next() {
+                    let outcome = job.vendor_as(&pending[i], stub);
+                    bar.inc(1);
+                    let mut now = lock_state();
+                    now.running -= 1;
+                    match outcome {
+                        Ok(outcome) => now.done(outcome, &children[i]),
+                        Err(e) => {
+                            now.failed.get_or_insert(e);
+                        }
+                    }
+                    drop(now);
+                    wake.notify_all();
+                }
+            });
+        }
+    });
+    let state = state.into_inner().unwrap_or_else(PoisonError::into_inner);
+    match state.failed {
+        Some(e) => Err(e),
+        None => Ok(state.outcomes),
+    }
+}
+
+/// What [`vendor_scheduled`]'s workers share.
+struct Schedule {
+    /// Packages whose dependents are all done, not decided yet.
+    undecided: Vec<usize>,
+    /// Whether a package was made ready (or decided as one left on a cycle).
+    queued: Vec<bool>,
+    /// Dependents not done yet, per package.
+    parents: Vec<usize>,
+    /// Decided packages, the largest first.
+    ready: std::collections::BinaryHeap<Ready>,
+    running: usize,
+    /// Whether a manifest was learned since the last decision.
+    learned: bool,
+    filter: PlatformFilter,
+    outcomes: Vec<Result<VendoredPackage, String>>,
+    failed: Option<anyhow::Error>,
+}
+
+/// A decided package: its `.crate`'s size, then its index (for a fixed order).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ready {
+    size: u64,
+    index: std::cmp::Reverse<usize>,
+    stub: bool,
+}
+
+impl Schedule {
+    /// Decides every undecided package from the manifests known now, and makes ready, kept,
+    /// every package not ready yet that some platform surely needs already (so chains of
+    /// dependencies do not wait for each package's dependents).
+    fn decide(&mut self, lock: &Lockfile, pending: &[PendingCrate]) {
+        let f = &self.filter;
+        if !self.undecided.is_empty() {
+            let needed =
+                platform::needed_packages(lock, &f.platforms, &f.host_platforms, &f.manifests);
+            for i in self.undecided.drain(..) {
+                self.ready.push(Ready {
+                    size: pending[i].size(),
+                    index: std::cmp::Reverse(i),
+                    stub: !needed.contains(pending[i].id()),
+                });
+            }
+        }
+        if self.learned {
+            self.learned = false;
+            let surely =
+                platform::surely_needed(lock, &f.platforms, &f.host_platforms, &f.manifests);
+            for (i, p) in pending.iter().enumerate() {
+                if !self.queued[i] && surely.contains(p.id()) {
+                    self.queued[i] = true;
+                    self.ready.push(Ready {
+                        size: p.size(),
+                        index: std::cmp::Reverse(i),
+                        stub: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Records a package's outcome and manifest, and makes ready its dependencies (`children`)
+    /// whose dependents are now all done.
+    fn done(&mut self, outcome: Outcome, children: &BTreeSet<usize>) {
+        self.outcomes.push(outcome.map(|(package, manifest)| {
+            if let Some((declarations, proc_macro)) = manifest {
+                self.learned = true;
+                let manifests = &mut self.filter.manifests;
+                if proc_macro {
+                    manifests.proc_macros.insert(package.id.clone());
+                }
+                manifests
+                    .declarations
+                    .insert(package.id.clone(), declarations);
+            }
+            package
+        }));
+        for &child in children {
+            self.parents[child] = self.parents[child].saturating_sub(1);
+            if self.parents[child] == 0 && !self.queued[child] {
+                self.queued[child] = true;
+                self.undecided.push(child);
+            }
+        }
+    }
 }
 
 /// The `.cargo/config.toml` source replacement for `lock`'s sources and `opts.dir`, and with
@@ -549,8 +786,12 @@ fn pending_from_cache(
     Ok((cache, pending))
 }
 
-/// The archives of a bundle, each checked against its manifest and `Cargo.lock`.
-fn archives_from_bundle(path: &Path, lock: &Lockfile) -> Result<Vec<CrateArchive>> {
+/// A bundle, read once and checked against its manifest and `Cargo.lock`, and its `.crate`
+/// files (all of them pass, or this fails listing every problem, exit 1).
+fn checked_bundle(
+    path: &Path,
+    lock: &Lockfile,
+) -> Result<(bundle::Bundle, Vec<bundle::PassedCrate>)> {
     progress::status("Reading", path.display());
     let bundle = bundle::Bundle::read(path)?;
     let (passed, findings) = bundle.check(lock);
@@ -565,7 +806,7 @@ fn archives_from_bundle(path: &Path, lock: &Lockfile) -> Result<Vec<CrateArchive
         );
         return Err(crate::error::check_failed(message));
     }
-    bundle.load_passed(&passed)
+    Ok((bundle, passed))
 }
 
 fn write_bundle_report(
@@ -643,25 +884,34 @@ struct VendorJob<'a> {
     /// With `--platform`: the packages some platform needs; the others get a stub.
     needed: Option<&'a BTreeSet<PackageId>>,
     platforms: &'a [String],
+    /// Whether the platform filter still needs each package's manifest (returned with it).
+    read_manifests: bool,
 }
 
 impl VendorJob<'_> {
     /// Reads `pending`'s `.crate` (once), proves it, and extracts it or writes its stub.
     fn vendor_one(&self, pending: &PendingCrate) -> Result<Outcome> {
-        let archive = match pending.load(self.cache)? {
-            Ok(archive) => archive,
-            Err(mismatch) => return Ok(Err(mismatch)),
-        };
-        let archive = archive.as_ref();
+        let stub = self.needed.is_some_and(|n| !n.contains(pending.id()));
+        self.vendor_as(pending, stub)
+    }
+
+    /// [`VendorJob::vendor_one`], a stub when `stub`.
+    fn vendor_as(&self, pending: &PendingCrate, stub: bool) -> Result<Outcome> {
+        match pending.load(self.cache)? {
+            Ok(archive) => self.vendor_archive(&archive, stub),
+            Err(mismatch) => Ok(Err(mismatch)),
+        }
+    }
+
+    /// Extracts `archive` (proven already) or writes its stub.
+    fn vendor_archive(&self, archive: &CrateArchive, stub: bool) -> Result<Outcome> {
         let name = &self.dir_names[&archive.id];
         let dest = self.dir.join(name);
-        let stub = self.needed.is_some_and(|n| !n.contains(&archive.id));
         let (files, left_out, manifest) = if stub {
             let (files, left_out) = write_stub(archive, &dest, self.platforms)?;
             (files, left_out, None)
         } else {
-            let (files, manifest) =
-                write_package(archive, &dest, self.lock, self.needed.is_some())?;
+            let (files, manifest) = write_package(archive, &dest, self.lock, self.read_manifests)?;
             let manifest = manifest.map(|m| declared(archive, &m)).transpose()?;
             (files, 0, manifest)
         };
@@ -748,16 +998,20 @@ fn write_package(
 }
 
 /// Writes a stub for `archive` (see [`platform`]); returns its files and the bytes of the
-/// package's own files it leaves out.
+/// `.crate` it leaves out.
 fn write_stub(
     archive: &CrateArchive,
     dest: &Path,
     platforms: &[String],
 ) -> Result<(PackageFiles, u64)> {
-    // One pass for both: the manifest, then the rest of the archive only to count it.
-    let (original, left_out) = archive.manifest_and_content_bytes()?;
-    let original =
-        original.ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
+    // The archive is inflated only as far as its `Cargo.toml` (near the start: `cargo package`
+    // sorts entries by path, so only dot-files and names such as `CHANGELOG.md` precede it);
+    // what is left out is counted as the `.crate` the receiver need not carry, known without
+    // inflating the rest.
+    let original = archive
+        .read_file("Cargo.toml")?
+        .ok_or_else(|| anyhow::anyhow!("{} has no Cargo.toml", archive.origin))?;
+    let left_out = archive.bytes.len() as u64;
     let manifest = platform::stub_manifest(&archive.id, &original, platforms)?;
     std::fs::create_dir_all(dest.join("src"))
         .with_context(|| format!("cannot create {}", dest.display()))?;
@@ -808,7 +1062,7 @@ impl CommandReport for VendorReport {
         if !self.platforms.is_empty() {
             let _ = writeln!(
                 out,
-                "Platforms {}: {} crates replaced by stubs, {} of sources left out",
+                "Platforms {}: {} crates replaced by stubs ({} of .crate archives left out)",
                 self.platforms.join(", "),
                 self.stubs,
                 human_bytes(self.bytes_left_out)

@@ -41,44 +41,30 @@ pub struct TargetPlatform {
 impl TargetPlatform {
     /// Asks `rustc --print cfg --target TRIPLE` for the platform's `cfg` values.
     pub fn query(triple: &str) -> Result<TargetPlatform> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let output = process::run_captured(
-            Command::new(rustc).args(["--print", "cfg", "--target", triple]),
-        )
-        .map_err(|e| {
-            crate::error::input(format!(
-                "rustc does not know the target `{triple}` ({e:#}); see `rustc --print target-list`"
-            ))
-        })?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let cfgs = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(Cfg::from_str)
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("cannot parse `rustc --print cfg --target {triple}`"))?;
         Ok(TargetPlatform {
             triple: triple.to_owned(),
-            cfgs,
+            cfgs: print_cfg(Some(triple))?,
         })
     }
 
-    /// The platform of the machine running airlock (`rustc -vV`'s host), where build scripts
-    /// and proc-macros run.
-    pub fn host() -> Result<TargetPlatform> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let output = process::run_captured(Command::new(rustc).arg("-vV")).map_err(|e| {
-            crate::error::environment(format!(
-                "cannot ask rustc for the host platform (`rustc -vV`: {e:#}); is a Rust \
-                 toolchain installed (rustup)?"
-            ))
-        })?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let triple = text
-            .lines()
-            .find_map(|l| l.strip_prefix("host: "))
-            .with_context(|| format!("`rustc -vV` names no host:\n{text}"))?;
-        TargetPlatform::query(triple.trim())
+    /// Each of `triples` ([`TargetPlatform::query`]), and the platform of the machine running
+    /// airlock (`rustc -vV`'s host, where build scripts and proc-macros run), all asked of
+    /// rustc at once: each `rustc` (behind rustup's proxy) takes tens of
+    /// milliseconds to start, most of `vendor --platform`'s own time if run one after another.
+    /// The first error in the order of `triples`, the host's last, is the one returned.
+    pub fn query_with_host(triples: &[String]) -> Result<(Vec<TargetPlatform>, TargetPlatform)> {
+        std::thread::scope(|scope| {
+            let host = scope.spawn(host_platform);
+            let queried: Vec<_> = triples
+                .iter()
+                .map(|triple| scope.spawn(move || TargetPlatform::query(triple)))
+                .collect();
+            let platforms = queried
+                .into_iter()
+                .map(joined)
+                .collect::<Result<Vec<_>>>()?;
+            Ok((platforms, joined(host)?))
+        })
     }
 
     /// A platform from known cfg lines (tests).
@@ -95,6 +81,87 @@ impl TargetPlatform {
     fn matches(&self, platform: &Platform) -> bool {
         platform.matches(&self.triple, &self.cfgs)
     }
+}
+
+/// The `cfg` values `rustc --print cfg` reports for `triple` (None: the host).
+fn print_cfg(triple: Option<&str>) -> Result<Vec<Cfg>> {
+    let mut cmd = rustc();
+    cmd.args(["--print", "cfg"]);
+    if let Some(triple) = triple {
+        cmd.args(["--target", triple]);
+    }
+    let output = process::run_captured(&mut cmd).map_err(|e| match triple {
+        Some(triple) => crate::error::input(format!(
+            "rustc does not know the target `{triple}` ({e:#}); see `rustc --print target-list`"
+        )),
+        None => host_unknown("rustc --print cfg", &e),
+    })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(Cfg::from_str)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cannot parse `{}`", process::display(&cmd)))
+}
+
+/// The host platform: `rustc --print host-tuple --print cfg` (rustc 1.84 and later), one
+/// process where older rustc needs two, `rustc -vV` for the triple and `rustc --print cfg`
+/// (without `--target`, the host's).
+fn host_platform() -> Result<TargetPlatform> {
+    if let Ok(output) =
+        process::run_captured(rustc().args(["--print", "host-tuple", "--print", "cfg"]))
+    {
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        if let Some(triple) = lines.next()
+            && !triple.contains(['=', '"'])
+            && let Ok(cfgs) = lines.map(Cfg::from_str).collect::<Result<Vec<_>, _>>()
+        {
+            return Ok(TargetPlatform {
+                triple: triple.trim().to_owned(),
+                cfgs,
+            });
+        }
+    }
+    std::thread::scope(|scope| {
+        let cfgs = scope.spawn(|| print_cfg(None));
+        let triple = host_triple()?;
+        Ok(TargetPlatform {
+            triple,
+            cfgs: joined(cfgs)?,
+        })
+    })
+}
+
+/// The host triple, from `rustc -vV`.
+fn host_triple() -> Result<String> {
+    let output =
+        process::run_captured(rustc().arg("-vV")).map_err(|e| host_unknown("rustc -vV", &e))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let triple = text
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .with_context(|| format!("`rustc -vV` names no host:\n{text}"))?;
+    Ok(triple.trim().to_owned())
+}
+
+fn host_unknown(command: &str, e: &anyhow::Error) -> anyhow::Error {
+    crate::error::environment(format!(
+        "cannot ask rustc for the host platform (`{command}`: {e:#}); is a Rust toolchain \
+         installed (rustup)?"
+    ))
+}
+
+/// `$RUSTC`, else `rustc` (cargo's own rule).
+fn rustc() -> Command {
+    Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+}
+
+/// The value a thread of [`TargetPlatform::query_with_host`] returned.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("a rustc query panicked")))
 }
 
 /// One dependency declaration of a manifest: the package it names and the platform table it
@@ -183,6 +250,32 @@ pub fn needed_packages(
     host_platforms: &[TargetPlatform],
     manifests: &Manifests,
 ) -> BTreeSet<PackageId> {
+    reached(lock, platforms, host_platforms, manifests, true)
+}
+
+/// The locked packages some platform surely needs, whatever the manifests not known yet say:
+/// those [`needed_packages`] reaches through packages whose manifests are known (or never will
+/// be: path packages outside the workspace, which keep every dependency either way). Knowing
+/// more manifests only removes edges from packages whose manifests were unknown, so each of
+/// these stays needed.
+pub fn surely_needed(
+    lock: &Lockfile,
+    platforms: &[TargetPlatform],
+    host_platforms: &[TargetPlatform],
+    manifests: &Manifests,
+) -> BTreeSet<PackageId> {
+    reached(lock, platforms, host_platforms, manifests, false)
+}
+
+/// [`needed_packages`], following the dependencies of a remote package whose manifest is
+/// unknown (all of them) only with `through_unknown`.
+fn reached(
+    lock: &Lockfile,
+    platforms: &[TargetPlatform],
+    host_platforms: &[TargetPlatform],
+    manifests: &Manifests,
+    through_unknown: bool,
+) -> BTreeSet<PackageId> {
     let matches = |on: &[TargetPlatform], declaration: &Declaration| match &declaration.platform {
         None => true,
         Some(p) => on.iter().any(|t| t.matches(p)),
@@ -195,14 +288,19 @@ pub fn needed_packages(
         .filter(|p| p.id.source == Source::Path)
         .map(|p| (&p.id, manifests.proc_macros.contains(&p.id)))
         .collect();
+    let by_id: std::collections::HashMap<&PackageId, &crate::lock::LockedPackage> =
+        lock.packages().iter().map(|p| (&p.id, p)).collect();
     while let Some((id, host)) = queue.pop_front() {
         if !seen.insert((id, host)) {
             continue;
         }
-        let Some(package) = lock.get(id) else {
+        let Some(package) = by_id.get(id) else {
             continue;
         };
         let decls = manifests.declarations.get(id);
+        if decls.is_none() && !through_unknown && id.source != Source::Path {
+            continue;
+        }
         for dep in &package.dependencies {
             let for_dep: Vec<&Declaration> = match decls {
                 None => Vec::new(),
@@ -809,6 +907,9 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         );
         for batch in batches {
             let needed = needed_packages(lock, platforms, host_platforms, &known);
+            // What is surely needed with some manifests unknown stays needed with all known.
+            let surely = surely_needed(lock, platforms, host_platforms, &known);
+            assert!(surely.is_subset(&all), "{surely:?} not within {all:?}");
             for id in &batch {
                 if needed.contains(id) {
                     decided.insert(id.clone());

@@ -15,9 +15,10 @@ mod release;
 mod signatures;
 mod vendor_dir;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -29,7 +30,7 @@ use crate::error::ExitKind;
 use crate::lock::{Lockfile, PackageId};
 use crate::render::{CommandReport, human_bytes};
 use crate::vendoring::PendingCrate as Pristine;
-use crate::vendoring::bundle::Bundle;
+use crate::vendoring::bundle::{Bundle, PassedCrate};
 use crate::vendoring::cache::{self, CrateCache};
 use crate::workspace::Workspace;
 
@@ -240,12 +241,34 @@ fn check_dependencies(
     findings: &mut Vec<Finding>,
 ) -> Result<()> {
     let bundle = opts.bundle.as_deref().map(Bundle::read).transpose()?;
-    let lock = load_lockfile(opts, bundle.as_ref())?;
+    // Finding `Cargo.lock` runs `cargo metadata`, tens of milliseconds of process start-up:
+    // the vendor directory is read meanwhile, and, when no pristine `.crate` can be compared
+    // with it, hashed until `Cargo.lock` is there.
+    let hash_until = (opts.no_cache && bundle.is_none()).then(|| AtomicBool::new(false));
+    let (lock, survey) = std::thread::scope(|scope| {
+        let survey = opts
+            .vendor
+            .as_deref()
+            .map(|dir| scope.spawn(|| vendor_dir::survey(dir, hash_until.as_ref())));
+        let lock = load_lockfile(opts, bundle.as_ref());
+        if let Some(flag) = &hash_until {
+            flag.store(true, Ordering::Relaxed);
+        }
+        let survey = survey.map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the vendor directory panicked")))
+        });
+        (lock, survey)
+    });
+    let lock = lock?;
     let mut pristine: BTreeMap<PackageId, Pristine> = BTreeMap::new();
     let mut crates = CrateCache::default();
+    let mut passed = Vec::new();
 
     if let Some(bundle) = &bundle {
-        let (passed, found) = bundle.check(&lock);
+        let found;
+        (passed, found) = bundle.check(&lock);
         checks.push(CheckSummary {
             check: CheckKind::Bundle,
             target: bundle.path.clone(),
@@ -256,22 +279,16 @@ fn check_dependencies(
             compared_with_crate: 0,
         });
         findings.extend(found);
-        // Only a vendor directory to compare needs the bytes: a second pass over the bundle.
-        if opts.vendor.is_some() {
-            let archives = bundle.load_passed(&passed)?;
-            pristine.extend(
-                archives
-                    .into_iter()
-                    .map(|a| (a.id.clone(), Pristine::Loaded(a))),
-            );
-        }
     }
 
-    if let Some(dir) = &opts.vendor {
+    if let Some(survey) = survey {
+        let survey = survey?;
         if !opts.no_cache {
-            crates = add_cached_crates(opts, &lock, &mut pristine)?;
+            crates = add_cached_crates(opts, &lock, &passed, &mut pristine)?;
         }
-        let (summary, found) = vendor_dir::check(dir, &lock, &pristine, &crates)?;
+        // Only a vendor directory to compare needs the bundle's bytes: one more pass over it.
+        let bundle = bundle.as_ref().map(|b| (b, passed.as_slice()));
+        let (summary, found) = vendor_dir::check(survey, &lock, bundle, &pristine, &crates)?;
         checks.push(summary);
         findings.extend(found);
     }
@@ -301,8 +318,10 @@ fn load_lockfile(opts: &VerifyOptions, bundle: Option<&Bundle>) -> Result<Lockfi
 fn add_cached_crates(
     opts: &VerifyOptions,
     lock: &Lockfile,
+    from_bundle: &[PassedCrate],
     pristine: &mut BTreeMap<PackageId, Pristine>,
 ) -> Result<CrateCache> {
+    let from_bundle: BTreeSet<&PackageId> = from_bundle.iter().map(|p| &p.id).collect();
     let home = match &opts.cargo_home {
         Some(home) => home.clone(),
         None => match cache::cargo_home() {
@@ -312,7 +331,7 @@ fn add_cached_crates(
     };
     let crates = CrateCache::scan(&home)?;
     for package in lock.remote_packages() {
-        if pristine.contains_key(&package.id) || crates.candidates(package).is_empty() {
+        if from_bundle.contains(&package.id) || crates.candidates(package).is_empty() {
             continue;
         }
         if let Some(expected) = package.checksum {

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
@@ -17,19 +18,40 @@ use crate::input::{self, Links, MAX_TEXT_INPUT, read_regular_to_string};
 use crate::lock::{LockedPackage, Lockfile, PackageId, Source};
 use crate::vendoring::PendingCrate;
 use crate::vendoring::archive::{CHECKSUM_FILE, CargoChecksum, CrateArchive};
+use crate::vendoring::bundle::{Bundle, PassedCrate};
 use crate::vendoring::cache::CrateCache;
 use crate::vendoring::platform;
 
 use super::{CheckSummary, Finding, FindingKind, shown};
 
-/// Checks `dir` against `lock`; `pristine` holds the `.crate` files (in memory, or in `cache`
-/// to be read and proven against `Cargo.lock` when their package's turn comes) by package.
-pub fn check(
-    dir: &Path,
-    lock: &Lockfile,
-    pristine: &BTreeMap<PackageId, PendingCrate>,
-    cache: &CrateCache,
-) -> Result<(CheckSummary, Vec<Finding>)> {
+/// What can be read of a vendor directory without `Cargo.lock`: its package directories and
+/// whom each belongs to, and with [`survey`]'s `hash_until`, the files' digests and checksum
+/// files of the packages read while `Cargo.lock` is still being found (`cargo metadata` takes
+/// tens of milliseconds to start).
+pub struct Survey {
+    dir: PathBuf,
+    findings: Vec<Finding>,
+    /// (name, version) → directory name, read from each directory's Cargo.toml.
+    owners: BTreeMap<(String, String), Vec<String>>,
+    /// Directory name → its files hashed (only with `hash_until`, until it was set).
+    hashed: BTreeMap<String, Result<Hashed>>,
+}
+
+/// A package directory's files hashed and its checksum file read, before it is known which
+/// locked package it is.
+struct Hashed {
+    is_stub: bool,
+    paths: Paths,
+    special: Vec<PathBuf>,
+    on_disk: OnDisk,
+    checksum_file: Result<CargoChecksum>,
+}
+
+/// Lists `dir`'s package directories and reads whom each belongs to; with `hash_until` (when
+/// no pristine `.crate` will be compared), also hashes the files and reads the checksum file
+/// of each package reached before it is set (only until then: what is kept here grows with
+/// the files, what [`check`] keeps does not).
+pub fn survey(dir: &Path, hash_until: Option<&AtomicBool>) -> Result<Survey> {
     let entries = fs::read_dir(dir).with_context(|| {
         format!(
             "cannot read the vendor directory {}; vendor with `cargo airlock vendor {}`",
@@ -59,11 +81,21 @@ pub fn check(
     }
     dir_names.sort();
     // Parsing every Cargo.toml (some list thousands of features) is worth both cores.
-    let packages: Vec<Result<(String, String)>> = dir_names
+    type Owner = Result<(String, String)>;
+    let packages: Vec<(Owner, Option<Result<Hashed>>)> = dir_names
         .par_iter()
-        .map(|name| package_of(&dir.join(name)))
+        .with_max_len(1)
+        .map(|name| {
+            let package = dir.join(name);
+            let hash = hash_until.is_some_and(|done| !done.load(Ordering::Relaxed));
+            (package_of(&package), hash.then(|| hash_package(&package)))
+        })
         .collect();
-    for (name, package) in dir_names.iter().zip(packages) {
+    let mut hashed = BTreeMap::new();
+    for (name, (package, files)) in dir_names.iter().zip(packages) {
+        if let Some(files) = files {
+            hashed.insert(name.clone(), files);
+        }
         match package {
             Ok(key) => owners.entry(key).or_default().push(name.clone()),
             Err(e) => findings.push(Finding::new(
@@ -73,6 +105,54 @@ pub fn check(
             )),
         }
     }
+    Ok(Survey {
+        dir: dir.to_path_buf(),
+        findings,
+        owners,
+        hashed,
+    })
+}
+
+/// [`Hashed`] for the package directory `dir`.
+fn hash_package(dir: &Path) -> Result<Hashed> {
+    let is_stub = platform::is_stub(dir);
+    let (paths, special) = list_tree(dir)?;
+    let on_disk = hash_paths(&paths)?;
+    Ok(Hashed {
+        is_stub,
+        paths,
+        special,
+        on_disk,
+        checksum_file: CargoChecksum::read_from(dir),
+    })
+}
+
+/// Checks the vendor directory of `survey` against `lock`. The pristine `.crate` files come
+/// from `bundle` (its `.crate` files that passed its check, read in one more pass over it as
+/// their packages are checked) and from `pristine` (in `cache`, read and proven against
+/// `Cargo.lock` when their package's turn comes), by package: either way only the packages
+/// being checked are in memory.
+pub fn check(
+    survey: Survey,
+    lock: &Lockfile,
+    bundle: Option<(&Bundle, &[PassedCrate])>,
+    pristine: &BTreeMap<PackageId, PendingCrate>,
+    cache: &CrateCache,
+) -> Result<(CheckSummary, Vec<Finding>)> {
+    let Survey {
+        dir,
+        mut findings,
+        mut owners,
+        hashed,
+    } = survey;
+    let dir = dir.as_path();
+    let hashed = std::sync::Mutex::new(hashed);
+    let take_hashed = |name: &str| {
+        hashed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name)
+    };
 
     let mut matched: Vec<(&LockedPackage, String)> = Vec::new();
     for package in lock.remote_packages() {
@@ -112,13 +192,40 @@ pub fn check(
         }
     }
 
+    // The packages whose pristine .crate the bundle holds are checked as a pass over the
+    // bundle reads them; the others from the cache, or from their checksum file alone.
+    let in_bundle: BTreeMap<&PackageId, &PassedCrate> = bundle
+        .map(|(_, passed)| passed.iter().map(|p| (&p.id, p)).collect())
+        .unwrap_or_default();
+    let (from_bundle, mut matched): (Vec<_>, Vec<_>) = matched
+        .into_iter()
+        .partition(|(package, _)| in_bundle.contains_key(&package.id));
+    let mut results: Vec<PackageCheck> = Vec::with_capacity(from_bundle.len() + matched.len());
+    if let Some((bundle, _)) = bundle
+        && !from_bundle.is_empty()
+    {
+        let names: BTreeMap<&PackageId, (&LockedPackage, &str)> = from_bundle
+            .iter()
+            .map(|(package, name)| (&package.id, (*package, name.as_str())))
+            .collect();
+        let wanted: Vec<PassedCrate> = from_bundle
+            .iter()
+            .map(|(package, _)| in_bundle[&package.id].clone())
+            .collect();
+        results.extend(bundle.for_each_passed(&wanted, |archive| {
+            let (package, name) = names
+                .get(&archive.id)
+                .with_context(|| format!("{} was not asked of the bundle", archive.id))?;
+            check_package(dir, name, package, Some(archive), take_hashed(name))
+        })?);
+    }
     // Largest .crate first, one package per task, so a big package started last does not
     // leave the other cores idle (each package is read on one core).
     matched.sort_by_key(|(package, _)| {
         std::cmp::Reverse(pristine.get(&package.id).map_or(0, PendingCrate::size))
     });
     // Each task reads its own pristine .crate: only the packages being checked are in memory.
-    let results: Vec<PackageCheck> = matched
+    let rest: Vec<PackageCheck> = matched
         .par_iter()
         .with_max_len(1)
         .map(|(package, name)| {
@@ -129,14 +236,15 @@ pub fn check(
                 Some(pending) => pending.load(cache)?.ok(),
                 None => None,
             };
-            check_package(dir, name, package, archive.as_deref())
+            check_package(dir, name, package, archive.as_deref(), take_hashed(name))
         })
         .collect::<Result<_>>()?;
+    results.extend(rest);
     let mut summary = CheckSummary {
         check: super::CheckKind::Vendor,
         target: dir.to_path_buf(),
         against: lock.path().to_path_buf(),
-        items: matched.len(),
+        items: results.len(),
         files: 0,
         bytes: 0,
         compared_with_crate: 0,
@@ -176,30 +284,65 @@ struct PackageCheck {
     compared: bool,
 }
 
+/// Checks the package directory `name` against `package` and its `pristine` `.crate`, from
+/// what `hashed` found of it already, when it was hashed beforehand.
 fn check_package(
     vendor_dir: &Path,
     name: &str,
     package: &LockedPackage,
     pristine: Option<&CrateArchive>,
+    hashed: Option<Result<Hashed>>,
 ) -> Result<PackageCheck> {
     let dir = vendor_dir.join(name);
     let id = &package.id;
     let mut findings = Vec::new();
-    let is_stub = platform::is_stub(&dir);
-    let paths = list_tree(&dir, &mut findings, id)?;
+    let (is_stub, paths, special, on_disk, checksum_file) = match hashed {
+        Some(hashed) => {
+            let h = hashed?;
+            (
+                h.is_stub,
+                h.paths,
+                h.special,
+                Some(h.on_disk),
+                h.checksum_file,
+            )
+        }
+        None => {
+            let is_stub = platform::is_stub(&dir);
+            let (paths, special) = list_tree(&dir)?;
+            (
+                is_stub,
+                paths,
+                special,
+                None,
+                CargoChecksum::read_from(&dir),
+            )
+        }
+    };
+    for path in special {
+        findings.push(
+            Finding::new(
+                FindingKind::FileAdded,
+                path.display().to_string(),
+                "a link or special file; vendored sources are regular files",
+            )
+            .package(id),
+        );
+    }
     // With the pristine .crate, each file is read beside its pristine copy and hashed once
     // when they are equal; otherwise every file is hashed on its own.
-    let (on_disk, from_crate) = match pristine {
-        Some(archive) if !is_stub => {
+    let (on_disk, from_crate) = match (pristine, on_disk) {
+        (Some(archive), _) if !is_stub => {
             let (on_disk, from_crate) = hash_against_crate(archive, paths)?;
             (on_disk, Some(from_crate))
         }
-        _ => (hash_paths(&paths)?, None),
+        (_, Some(on_disk)) => (on_disk, None),
+        (_, None) => (hash_paths(&paths)?, None),
     };
     let files = on_disk.len();
     let bytes = on_disk.values().map(|(_, len)| len).sum();
 
-    let checksum_file = match CargoChecksum::read_from(&dir) {
+    let checksum_file = match checksum_file {
         Ok(sum) => Some(sum),
         Err(e) => {
             findings.push(
@@ -285,13 +428,10 @@ fn check_package_checksum(
 }
 
 /// Every regular file under `dir` except the checksum file: (relative path, path), sorted;
-/// links and special files become findings.
-fn list_tree(
-    dir: &Path,
-    findings: &mut Vec<Finding>,
-    id: &PackageId,
-) -> Result<Vec<(String, PathBuf)>> {
-    let mut paths: Vec<(String, PathBuf)> = Vec::new();
+/// and the links and special files.
+fn list_tree(dir: &Path) -> Result<(Paths, Vec<PathBuf>)> {
+    let mut paths: Paths = Vec::new();
+    let mut special = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
         let kind = entry.file_type();
@@ -310,20 +450,16 @@ fn list_tree(
             continue;
         }
         if !kind.is_file() {
-            findings.push(
-                Finding::new(
-                    FindingKind::FileAdded,
-                    entry.path().display().to_string(),
-                    "a link or special file; vendored sources are regular files",
-                )
-                .package(id),
-            );
+            special.push(entry.into_path());
             continue;
         }
         paths.push((relative, entry.into_path()));
     }
-    Ok(paths)
+    Ok((paths, special))
 }
+
+/// Files of a package directory: (relative path, path).
+type Paths = Vec<(String, PathBuf)>;
 
 /// Files on disk: relative path → (hex sha256, size).
 type OnDisk = BTreeMap<String, (String, u64)>;

@@ -1,5 +1,5 @@
-//! `cargo xtask bench scale`: `vendor`, `verify --vendor`, `vendor --bundle` and
-//! `verify --bundle` on a workspace of about a thousand real crates.io packages, on tmpfs, to
+//! `cargo xtask bench scale`: `vendor`, `verify --vendor`, `vendor --bundle`, `verify --bundle`,
+//! `verify --vendor --bundle` and `vendor --from-bundle` on a workspace of about a thousand real crates.io packages, on tmpfs, to
 //! show that time grows with the bytes and peak memory does not grow with the lockfile.
 //!
 //! The workspace is made once from [`DEPENDENCIES`] (a few crates with large dependency trees;
@@ -31,7 +31,7 @@ reqwest = { version = "=0.12.8", features = ["blocking", "json", "rustls-tls"] }
 clap = "=4.5.20"
 "#;
 
-/// The most memory any of the four commands may use at this scale.
+/// The most memory any of the commands may use at this scale.
 const PEAK_GOAL: u64 = 100 << 20;
 
 /// Measures and returns the Markdown section.
@@ -178,8 +178,40 @@ pub fn run(root: &Path) -> Result<String> {
             cmd.arg("--bundle").arg(&bundle);
             cmd
         }),
+        Contender::new(
+            "`cargo airlock verify --vendor DIR --bundle FILE --no-cache` (also every vendored \
+             file against its `.crate` from the bundle)",
+            Place::Tmpfs,
+            || {
+                let mut cmd = airlock_cmd(&["verify", "-q", "--no-cache"]);
+                cmd.arg("--vendor").arg(&tree).arg("--bundle").arg(&bundle);
+                cmd
+            },
+        ),
     ];
     let read = interleave(&read)?;
+    // From the bundle instead of cargo's cache: the same tree, the `.crate` files read in a
+    // second pass over the bundle once it is checked.
+    let from_bundle = work.join("from-bundle");
+    let unbundle = [
+        Contender::new(
+            "`cargo airlock vendor --offline` (from cargo's cache)",
+            Place::Tmpfs,
+            || with_home(airlock_vendor(&airlock, &manifest, &tree, false)),
+        )
+        .removing(&tree),
+        Contender::new(
+            "`cargo airlock vendor --from-bundle FILE`",
+            Place::Tmpfs,
+            || {
+                let mut cmd = airlock_cmd(&["vendor", "-q"]);
+                cmd.arg("--from-bundle").arg(&bundle).arg(&from_bundle);
+                cmd
+            },
+        )
+        .removing(&from_bundle),
+    ];
+    let unbundle = interleave(&unbundle)?;
     let bundle_bytes = std::fs::metadata(&bundle).map_or(0, |m| m.len());
     super::remove_work_dir(&work);
 
@@ -213,10 +245,23 @@ pub fn run(root: &Path) -> Result<String> {
         table(&write)
     );
     let _ = write!(out, "\n### verify --bundle\n\n{}", table(&read));
-    let worst = [&vendor[1], &verify[1], &verify[2], &write[1], &read[1]]
-        .into_iter()
-        .max_by_key(|m| m.peak())
-        .context("no airlock row")?;
+    let _ = write!(
+        out,
+        "\n### vendor --from-bundle ({files} files)\n\n{}",
+        table(&unbundle)
+    );
+    let worst = [
+        &vendor[1],
+        &verify[1],
+        &verify[2],
+        &write[1],
+        &read[1],
+        &read[2],
+        &unbundle[1],
+    ]
+    .into_iter()
+    .max_by_key(|m| m.peak())
+    .context("no airlock row")?;
     let _ = writeln!(
         out,
         "\nPeak memory goal at this scale: under {} for every command. Highest: {} ({}): {}.",
