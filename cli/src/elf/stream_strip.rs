@@ -912,8 +912,17 @@ mod tests {
                     assert_eq!(outcome, Streamed::Unchanged, "{context}");
                     continue;
                 };
-                let Streamed::Split { crc } = outcome else {
-                    panic!("{context}: {outcome:?}");
+                let crc = match outcome {
+                    Streamed::Split { crc } => crc,
+                    // Others may need what the plan does not do (AArch64 linkers leave `$d`
+                    // mapping symbols in debug sections, which would have to be dropped):
+                    // they take the in-memory path. The test binary itself must stream.
+                    Streamed::Fallback(ref why) if path != binaries()[0] => {
+                        eprintln!("{context}: falls back: {why}");
+                        assert!(debug.is_empty() && shipped.is_empty(), "{context}");
+                        continue;
+                    }
+                    other => panic!("{context}: {other:?}"),
                 };
                 eprintln!("{context}: streamed");
                 assert_eq!(crc, crc32fast::hash(&debug), "{context}");
