@@ -251,6 +251,7 @@ pub fn write_file_with(
 }
 
 /// A staging path known to the interrupt cleanup until this is dropped.
+#[derive(Debug)]
 struct Registration(PathBuf);
 
 impl Registration {
@@ -269,6 +270,87 @@ impl Drop for Registration {
 /// Writes `bytes` to `path` atomically with mode 0644.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_file_with(path, FILE_MODE, |w| Ok(w.write_all(bytes)?))
+}
+
+/// A file written now at a temporary sibling of its final place and moved there later
+/// ([`StagedFile::commit`]), or never: dropped uncommitted, it is removed and the target
+/// stays as it was. A file that is never committed (a scratch copy) names a target only to
+/// be staged, and cleaned up, as outputs are.
+#[derive(Debug)]
+pub struct StagedFile {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+    _registration: Registration,
+}
+
+impl StagedFile {
+    /// Starts an empty file that will replace `target`: beside it when its directory
+    /// exists, else in the temporary directory (nothing is created where the output goes
+    /// until it is committed).
+    pub fn new(target: &Path) -> Result<StagedFile> {
+        let parent = match target.parent() {
+            Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+            Some(p) if p.is_dir() => p.to_path_buf(),
+            _ => std::env::temp_dir(),
+        };
+        if parent == target.parent().unwrap_or(Path::new("")) {
+            remove_stale_staging(target);
+        }
+        let temp = tempfile::Builder::new()
+            .prefix(&staging_prefix(target))
+            .tempfile_in(&parent)
+            .map_err(|e| {
+                error::write_failed(
+                    target,
+                    format!("cannot create a file in {}: {e}", parent.display()),
+                )
+            })?;
+        Ok(StagedFile {
+            _registration: Registration::new(temp.path()),
+            temp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// The staged file, to write (or read back).
+    pub fn file(&self) -> &File {
+        self.temp.as_file()
+    }
+
+    /// Where the staged file is.
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Moves the staged file into place with `mode`, replacing whatever was there.
+    pub fn commit(self, mode: u32) -> Result<()> {
+        let target = self.target.clone();
+        self.temp
+            .as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| error::write_failed(&target, format!("cannot set its mode: {e}")))?;
+        let staged = self.temp.path().to_path_buf();
+        let same_directory = staged.parent() == target.parent();
+        if !same_directory {
+            // Staged elsewhere (perhaps on another file system): copied into place.
+            let mut file = self
+                .temp
+                .reopen()
+                .map_err(|e| error::write_failed(&staged, e))?;
+            return write_file_with(&target, mode, |w| {
+                std::io::copy(&mut file, w)?;
+                Ok(())
+            });
+        }
+        let mut live = live_staging();
+        let persisted = self.temp.persist(&target);
+        unregister(&mut live, &staged);
+        drop(live);
+        persisted.map_err(|e| {
+            error::write_failed(&target, format!("cannot move it into place: {}", e.error))
+        })?;
+        Ok(())
+    }
 }
 
 /// A directory being built beside its final place. [`StagedDir::commit`] swaps it in;

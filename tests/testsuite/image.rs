@@ -594,6 +594,136 @@ fn a_binary_shipped_as_built_is_streamed_into_its_layer() {
     );
 }
 
+/// The default strip of a binary with a large debug section streams: the debug file and the
+/// stripped binary are written from disk in bounded memory (the binary was read whole, rebuilt
+/// twice in memory, and the stripped copy held until the layer was written): the peak stays
+/// under 48 MiB for 96 MiB of debug information, the debug file holds it all, and what ships
+/// has none of it.
+#[test]
+fn the_default_strip_of_a_large_binary_streams() {
+    let Some(time) = require_tool("time") else {
+        return;
+    };
+    const DEBUG: usize = 96 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    let hello = std::fs::read(x86_64_hello()).unwrap();
+    let bytes = airlock::elf::rewrite::rewrite(&hello, hello.len() + DEBUG, |builder| {
+        let section = builder.sections.add();
+        section.name = b".debug_airlock".as_slice().into();
+        section.sh_type = object::elf::SHT_PROGBITS;
+        section.sh_addralign = 1;
+        let noise: Vec<u8> = (0..DEBUG).map(|i| (i % 251) as u8).collect();
+        section.data = object::build::elf::SectionData::Data(noise.into());
+        Ok(())
+    })
+    .unwrap();
+    std::fs::write(&big, &bytes).unwrap();
+    std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stats = dir.path().join("stats");
+    let debug_dir = dir.path().join("debug");
+    let base = airlock();
+    let mut cmd = Command::new(&time);
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&stats)
+        .arg(base.get_program())
+        .args([
+            "image", "-v", "--format", "json", "--level", "1", "--binary",
+        ])
+        .arg(&big)
+        .arg("--debug-dir")
+        .arg(&debug_dir)
+        .arg("-o")
+        .arg(dir.path().join("layout"))
+        .current_dir(dir.path());
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let (out, err) = run_expect(&mut cmd, 0);
+    assert!(!err.contains("not streamed"), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let shipped = &report["images"][0]["binaries"][0];
+    let size = shipped["size"].as_u64().unwrap();
+    assert!(size < (hello.len() as u64) + (1 << 16), "{shipped}");
+    let build_id = airlock::elf::strip::build_id(&bytes).unwrap().unwrap();
+    assert_eq!(shipped["build_id"], build_id.as_str(), "{shipped}");
+    // One file in the debug directory, the debug file: no staged file is left beside it.
+    let left: Vec<PathBuf> = std::fs::read_dir(&debug_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].to_string_lossy().ends_with(".debug"), "{left:?}");
+    let debug = std::fs::read(&left[0]).unwrap();
+    assert!(debug.len() > DEBUG, "{}", debug.len());
+    let peak_kib: u64 = std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        peak_kib < 48 << 10,
+        "peak {peak_kib} KiB for a {} MiB binary",
+        bytes.len() >> 20
+    );
+}
+
+/// A layout the streamed strip cannot prove safe takes the in-memory path, and `-v` says why:
+/// here a debug section whose bytes lie inside the loaded image (copied byte for byte, so it
+/// could not be left out). The same binary with the section after the image streams.
+#[test]
+fn a_layout_the_streamed_strip_cannot_prove_is_stripped_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(x86_64_hello()).unwrap();
+    let plain = airlock::elf::rewrite::rewrite(&hello, hello.len() + 64, |builder| {
+        let section = builder.sections.add();
+        section.name = b".debug_airlock".as_slice().into();
+        section.sh_type = object::elf::SHT_PROGBITS;
+        section.sh_addralign = 1;
+        section.data = object::build::elf::SectionData::Data(vec![7u8; 16].into());
+        Ok(())
+    })
+    .unwrap();
+    // The section's `sh_offset` (Elf64_Shdr + 24) moved onto the program headers (offset 64).
+    let index = {
+        use object::{Object, ObjectSection};
+        let file = object::File::parse(plain.as_slice()).unwrap();
+        file.section_by_name(".debug_airlock").unwrap().index().0
+    };
+    let shoff = u64::from_le_bytes(plain[40..48].try_into().unwrap()) as usize;
+    let mut inside = plain.clone();
+    let at = shoff + index * 64 + 24;
+    inside[at..at + 8].copy_from_slice(&64u64.to_le_bytes());
+    for (name, bytes, streamed) in [("plain", &plain, true), ("inside", &inside, false)] {
+        let binary = dir.path().join(name);
+        std::fs::write(&binary, bytes).unwrap();
+        let debug_dir = dir.path().join(format!("{name}-debug"));
+        let (_, err) = run_expect(
+            airlock()
+                .args(["image", "-v", "--binary"])
+                .arg(&binary)
+                .arg("--debug-dir")
+                .arg(&debug_dir)
+                .arg("-o")
+                .arg(dir.path().join(format!("{name}-layout"))),
+            0,
+        );
+        let note = "stripped in memory, not streamed: a removed section lies inside the loaded \
+                    image";
+        assert_eq!(err.contains(note), !streamed, "{name}: {err}");
+        let debug: Vec<_> = std::fs::read_dir(&debug_dir).unwrap().collect();
+        assert_eq!(debug.len(), 1, "{name}: {debug:?}");
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     airlock::Sha256Digest::of(bytes).hex()
 }

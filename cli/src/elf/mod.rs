@@ -9,6 +9,7 @@ pub mod deps;
 pub mod headers;
 mod parse;
 pub mod rewrite;
+pub mod stream_strip;
 pub mod strip;
 
 use std::path::{Path, PathBuf};

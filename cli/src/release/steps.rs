@@ -315,13 +315,46 @@ fn strip_binaries(
     let mut artifacts = Vec::new();
     for binary in &built.binaries {
         let debug_name = elf::strip::debug_file_name(&binary.name, &binary.version, &binary.target);
-        let bytes = elf::read_binary(&binary.path)?;
-        let split = elf::strip::split_debug(bytes, plan.strip, &debug_name).map_err(|e| {
+        let cannot = |e: anyhow::Error| {
             error::input(format!(
                 "{}: cannot strip it in process ({e:#}); pass --strip none to release it as built",
                 binary.path.display()
             ))
-        })?;
+        };
+        // The image strips the same way (streamed where the plan is proven), so the debug file
+        // written here is the one the image's binary links to, byte for byte.
+        let input = crate::input::open_regular(&binary.path, crate::input::Links::Follow)?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, input.file);
+        let planned = elf::stream_strip::plan(&mut reader, plan.strip).map_err(cannot)?;
+        if let elf::stream_strip::Planned::Stream(split) = planned {
+            let path = out.join(&debug_name);
+            let mut crc = 0;
+            atomic::write_file_with(&path, atomic::FILE_MODE, |w| {
+                crc = split.write_debug(&mut reader, w).map_err(cannot)?;
+                Ok(())
+            })?;
+            let link = elf::strip::gnu_debuglink(&debug_name, crc, object::Endianness::Little);
+            let mut bytes = Vec::new();
+            split
+                .write_shipped(&mut reader, &link, &mut bytes)
+                .map_err(cannot)?;
+            artifacts.push(artifact(
+                out,
+                &path,
+                ArtifactKind::DebugInfo,
+                Some(&binary.target),
+            )?);
+            shipped.push(Shipped { bytes, debug_name });
+            continue;
+        }
+        if let elf::stream_strip::Planned::Fallback(why) = planned {
+            progress::detail(format!(
+                "{}: stripped in memory, not streamed: {why}",
+                binary.path.display()
+            ));
+        }
+        let bytes = elf::read_binary(&binary.path)?;
+        let split = elf::strip::split_debug(bytes, plan.strip, &debug_name).map_err(cannot)?;
         if let Some(debug) = &split.debug {
             let path = out.join(&debug_name);
             atomic::write_file(&path, debug)?;

@@ -3,6 +3,7 @@
 //! written beside, never into the image).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::{BIN_DIR, ImageBinary, ImageOptions};
 use crate::atomic;
 use crate::compile::{self, BuildOptions};
 use crate::digest::Sha256Digest;
+use crate::elf::stream_strip;
 use crate::elf::strip::{self, StripMode};
 use crate::elf::{self, ElfInfo, Linkage, headers};
 use crate::error;
@@ -109,11 +111,20 @@ pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, M
         .collect()
 }
 
-/// Debug files to write once the binaries are accepted: (path, contents).
-pub(super) type DebugFiles = Vec<(PathBuf, Vec<u8>)>;
+/// A debug file to write once the binaries are accepted.
+pub(super) enum DebugContents {
+    /// Made in memory (the fallback path).
+    Bytes(Vec<u8>),
+    /// Already written beside its place, by the streamed split.
+    Staged(atomic::StagedFile),
+}
 
-/// Strips every binary in `mode` (the bytes that go into the layer), in memory, and returns
-/// each debug file with its path in `debug_dir`, named `<bin>-<version>-<target>.debug` for built binaries (the name `dist`
+/// Debug files to write once the binaries are accepted: (path, contents).
+pub(super) type DebugFiles = Vec<(PathBuf, DebugContents)>;
+
+/// Strips every binary in `mode` (the bytes that go into the layer), streamed from disk where
+/// the plan is proven (else in memory), and returns each debug file with its path in
+/// `debug_dir`, named `<bin>-<version>-<target>.debug` for built binaries (the name `dist`
 /// releases it under), `debug_names`' name or `<file name>-<arch>.debug` for `--binary` files.
 pub(super) fn strip_binaries(
     binaries: &mut Binaries,
@@ -141,9 +152,12 @@ pub(super) fn strip_binaries(
 }
 
 /// Writes the debug files [`strip_binaries`] made.
-pub(super) fn write_debug_files(debug_files: &DebugFiles) -> Result<()> {
+pub(super) fn write_debug_files(debug_files: DebugFiles) -> Result<()> {
     for (path, contents) in debug_files {
-        atomic::write_file(path, contents)?;
+        match contents {
+            DebugContents::Bytes(bytes) => atomic::write_file(&path, &bytes)?,
+            DebugContents::Staged(staged) => staged.commit(atomic::FILE_MODE)?,
+        }
     }
     Ok(())
 }
@@ -153,7 +167,7 @@ fn strip_binary(
     options: &ImageOptions,
     project: &Project,
     debug_name: &str,
-) -> Result<Option<(PathBuf, Vec<u8>)>> {
+) -> Result<Option<(PathBuf, DebugContents)>> {
     if debug_name.contains('/')
         || debug_name.contains('\0')
         || matches!(debug_name, "" | "." | "..")
@@ -179,6 +193,22 @@ fn strip_binary(
         binary.shipped = None;
         return Ok(None);
     }
+    let dir = match (&options.debug_dir, &project.workspace) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(ws)) => ws.airlock_dir().join("debug"),
+        (None, None) => binary
+            .source
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    let path = dir.join(debug_name);
+    match streamed_split(binary, options.strip, &path, debug_name)? {
+        Streamed::Done(debug) => return Ok(debug),
+        Streamed::Fallback(why) => progress::detail(format!(
+            "{}: stripped in memory, not streamed: {why}",
+            binary.source.display()
+        )),
+    }
     let built = elf::read_binary(&binary.source)?;
     let built_size = built.len() as u64;
     let split = strip::split_debug(built, options.strip, debug_name).map_err(|e| {
@@ -203,17 +233,84 @@ fn strip_binary(
     };
     binary.shipped = Some(Arc::new(split.shipped));
     binary.checked = None;
-    let dir = match (&options.debug_dir, &project.workspace) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(ws)) => ws.airlock_dir().join("debug"),
-        (None, None) => binary
-            .source
-            .parent()
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-    };
-    let path = dir.join(debug_name);
     binary.debug_file = Some(path.clone());
-    Ok(Some((path, debug)))
+    Ok(Some((path, DebugContents::Bytes(debug))))
+}
+
+/// What [`streamed_split`] did.
+enum Streamed {
+    /// The binary is judged and ready for the layer, with its debug file if any.
+    Done(Option<(PathBuf, DebugContents)>),
+    /// Why it must be stripped in memory.
+    Fallback(String),
+}
+
+/// Strips `binary` in `mode` from disk in bounded memory (a binary may be hundreds of MB):
+/// the debug file staged beside `debug_path`, the stripped binary staged beside it too, then
+/// judged from its headers in one streamed read whose digest the layer checks.
+fn streamed_split(
+    binary: &mut ImageBinary,
+    mode: StripMode,
+    debug_path: &Path,
+    debug_name: &str,
+) -> Result<Streamed> {
+    let input = crate::input::open_regular(&binary.source, crate::input::Links::Follow)?;
+    let built_size = input.size;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, input.file);
+    let cannot = |e: anyhow::Error| {
+        error::input(format!(
+            "{}: cannot strip it in process ({e:#}); pass --strip none to ship it as built",
+            binary.source.display()
+        ))
+    };
+    let planned = stream_strip::plan(&mut reader, mode).map_err(cannot)?;
+    let plan = match planned {
+        stream_strip::Planned::Fallback(why) => return Ok(Streamed::Fallback(why)),
+        stream_strip::Planned::Unchanged => {
+            // Nothing removed: shipped as built, streamed from disk like `--strip none`.
+            let (headers, size, digest) = headers::read_file(&binary.source)?;
+            binary.linkage = headers.linkage;
+            binary.built_size = size;
+            binary.size = size;
+            binary.strip = mode;
+            binary.build_id = headers.build_id;
+            binary.checked = Some(digest);
+            binary.shipped = None;
+            return Ok(Streamed::Done(None));
+        }
+        stream_strip::Planned::Stream(plan) => plan,
+    };
+    let debug = atomic::StagedFile::new(debug_path)?;
+    let mut shipped_name = debug_path.as_os_str().to_owned();
+    shipped_name.push(".shipped");
+    let shipped = atomic::StagedFile::new(Path::new(&shipped_name))?;
+    let written = (|| -> Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, debug.file());
+        let crc = plan.write_debug(&mut reader, &mut out)?;
+        out.flush()?;
+        let link = strip::gnu_debuglink(debug_name, crc, object::Endianness::Little);
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, shipped.file());
+        plan.write_shipped(&mut reader, &link, &mut out)?;
+        out.flush()?;
+        Ok(())
+    })();
+    written.map_err(cannot)?;
+    // What ships is what is judged: the staged file's headers, read in the pass that hashes
+    // it for the layer's check.
+    let (headers, size, digest) = headers::read_file(shipped.path())?;
+    binary.linkage = headers.linkage;
+    binary.built_size = built_size;
+    binary.size = size;
+    binary.strip = mode;
+    binary.build_id = headers.build_id;
+    binary.checked = Some(digest);
+    binary.shipped = None;
+    binary.staged = Some(Arc::new(shipped));
+    binary.debug_file = Some(debug_path.to_path_buf());
+    Ok(Streamed::Done(Some((
+        debug_path.to_path_buf(),
+        DebugContents::Staged(debug),
+    ))))
 }
 
 pub(super) fn built_binaries(
@@ -327,6 +424,7 @@ pub(super) fn image_binary(
         linkage,
         target,
         shipped: None,
+        staged: None,
         checked: None,
     }
 }

@@ -45,8 +45,9 @@ pub(super) struct LayerInputs<'a> {
 }
 
 /// The binary layer of one platform: each binary at its path, executable, as it ships (the
-/// stripped bytes when stripping changed it, else streamed from disk, checked against the
-/// digest of the bytes judged when there is one).
+/// stripped bytes when stripping changed them in memory, else streamed from disk (the staged
+/// stripped file, or the file as built), checked against the digest of the bytes judged when
+/// there is one).
 pub(super) fn binary_tar(binaries: &[ImageBinary]) -> TarBuilder {
     let mut tar = TarBuilder::new();
     for binary in binaries {
@@ -54,7 +55,8 @@ pub(super) fn binary_tar(binaries: &[ImageBinary]) -> TarBuilder {
         match (&binary.shipped, binary.checked) {
             (Some(bytes), _) => tar.file(path, bytes.as_slice(), tarball::EXEC_MODE),
             (None, Some(digest)) => {
-                tar.file_checked(path, &binary.source, digest, tarball::EXEC_MODE)
+                let from = binary.staged.as_ref().map_or(&*binary.source, |s| s.path());
+                tar.file_checked(path, from, digest, tarball::EXEC_MODE)
             }
             (None, None) => tar.file_from_disk(path, &binary.source, tarball::EXEC_MODE),
         };

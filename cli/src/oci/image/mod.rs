@@ -133,8 +133,12 @@ pub struct ImageBinary {
     /// The bytes that go into the layer, when stripping changed them.
     #[serde(skip)]
     pub(crate) shipped: Option<Arc<Vec<u8>>>,
-    /// The digest of the file as checked, when it ships as it is: the layer streams it from
-    /// disk and refuses bytes that no longer have this digest.
+    /// The stripped file, staged on disk when stripping streamed it: the layer streams it
+    /// instead of `source`, checked against `checked`.
+    #[serde(skip)]
+    pub(crate) staged: Option<Arc<crate::atomic::StagedFile>>,
+    /// The digest of the file as checked, when it ships from disk (`source` as it is, or
+    /// `staged`): the layer streams it and refuses bytes that no longer have this digest.
     #[serde(skip)]
     pub(crate) checked: Option<crate::digest::Sha256Digest>,
 }
@@ -236,7 +240,7 @@ pub fn image(options: &ImageOptions) -> Result<ImageReport> {
     let mut binaries = collect_binaries(options, &project)?;
     let debug_files = strip_binaries(&mut binaries, options, &project)?;
     check_static(&binaries, options.allow_dynamic)?;
-    write_debug_files(&debug_files)?;
+    write_debug_files(debug_files)?;
 
     let repository = repository(settings, project.package.as_ref(), &binaries)?;
     let tags = tags(settings, &project);

@@ -1,0 +1,1066 @@
+//! The split [`super::strip::split_debug`] makes, written from a seekable reader in bounded
+//! memory: a plan from the ELF headers, then the debug file (written first: the shipped
+//! file's `.gnu_debuglink` carries its CRC32), then the shipped file. The removed sections are
+//! never read into memory; only the header tables, the section name table and a buffer are
+//! held, whatever the binary's size.
+//!
+//! The shipped file is the loaded image byte for byte (from offset 0 to the end of the last
+//! segment or allocated section), then the kept non-allocated sections each at its
+//! alignment, the new `.gnu_debuglink`, a new section name table and new section headers. The
+//! debug file keeps every section header (the old `.gnu_debuglink` aside), with contents only
+//! for the debug sections, the symbol table and its strings, the notes and the name table, as
+//! [`super::strip::split_debug`]'s debug file does.
+//!
+//! Only layouts whose renumbering is proven safe from the headers are planned: anything else
+//! (extended section numbering, `SHT_SYMTAB_SHNDX`, a removed section inside the loaded image
+//! or numbered before an allocated one, a link to a removed section, big-endian files, no
+//! program headers) is a [`Planned::Fallback`] with the reason, for the in-memory path. Never
+//! writes a file itself and never runs anything.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use anyhow::{Context, Result};
+
+use super::headers::MAX_HEADER_BYTES;
+use super::strip::StripMode;
+
+const SHT_SYMTAB: u32 = 2;
+const SHT_STRTAB: u32 = 3;
+const SHT_NOTE: u32 = 7;
+const SHT_NOBITS: u32 = 8;
+const SHT_REL: u32 = 9;
+const SHT_RELA: u32 = 4;
+const SHT_PROGBITS: u32 = 1;
+const SHT_SYMTAB_SHNDX: u32 = 18;
+const SHF_ALLOC: u64 = 2;
+/// gABI "Sections": `sh_info` holds a section index.
+const SHF_INFO_LINK: u64 = 0x40;
+const SHN_LORESERVE: u64 = 0xff00;
+
+/// One section header, every field.
+#[derive(Debug, Clone)]
+struct Section {
+    name: Vec<u8>,
+    sh_type: u32,
+    sh_flags: u64,
+    sh_addr: u64,
+    sh_offset: u64,
+    sh_size: u64,
+    sh_link: u64,
+    sh_info: u64,
+    sh_addralign: u64,
+    sh_entsize: u64,
+}
+
+impl Section {
+    fn is_alloc(&self) -> bool {
+        self.sh_flags & SHF_ALLOC != 0
+    }
+
+    fn has_bytes(&self) -> bool {
+        self.sh_type != SHT_NOBITS && self.sh_size > 0
+    }
+
+    /// Whether `sh_info` is a section index (gABI, "sh_link and sh_info Interpretation").
+    fn info_is_index(&self) -> bool {
+        matches!(self.sh_type, SHT_REL | SHT_RELA) || self.sh_flags & SHF_INFO_LINK != 0
+    }
+}
+
+/// How the split of one file is to be written.
+#[derive(Debug)]
+pub enum Planned {
+    /// The file has nothing `mode` removes: it ships as it is.
+    Unchanged,
+    /// The layout is proven safe to stream.
+    Stream(Plan),
+    /// Why the file must take the in-memory path.
+    Fallback(String),
+}
+
+/// A proven layout: the headers of the input and what each output keeps.
+#[derive(Debug)]
+pub struct Plan {
+    is_64: bool,
+    ehsize: u64,
+    phoff: u64,
+    phdrs: Vec<u8>,
+    sections: Vec<Section>,
+    shstrndx: usize,
+    /// Removed from the shipped file (the old `.gnu_debuglink` included).
+    shipped_removed: Vec<bool>,
+    /// Removed from the debug file (the old `.gnu_debuglink`).
+    debug_removed: Vec<bool>,
+    /// Contents kept in the debug file (the rest becomes `SHT_NOBITS`).
+    debug_contents: Vec<bool>,
+    /// The bytes of the input copied as they are to the start of the shipped file.
+    prefix: u64,
+}
+
+fn uint(bytes: &[u8], at: usize, len: usize) -> u64 {
+    bytes
+        .get(at..at + len)
+        .map(|raw| {
+            raw.iter()
+                .rev()
+                .fold(0u64, |value, byte| (value << 8) | u64::from(*byte))
+        })
+        .unwrap_or(0)
+}
+
+fn put(bytes: &mut [u8], at: usize, len: usize, value: u64) {
+    for (i, byte) in bytes[at..at + len].iter_mut().enumerate() {
+        *byte = (value >> (8 * i)) as u8;
+    }
+}
+
+fn align(offset: u64, alignment: u64) -> u64 {
+    match alignment {
+        0 | 1 => offset,
+        a => offset.div_ceil(a) * a,
+    }
+}
+
+/// Reads `len` bytes at `offset`, refusing more than [`MAX_HEADER_BYTES`].
+fn read_at(reader: &mut (impl Read + Seek), offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    if len > MAX_HEADER_BYTES {
+        return Err(io::Error::other("a header table is too large"));
+    }
+    reader.seek(SeekFrom::Start(offset))?;
+    let mut bytes = vec![0u8; len as usize];
+    reader.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Field offsets of a section header: (name, type, flags, addr, offset, size, link, info,
+/// addralign, entsize), each with its width.
+fn section_fields(is_64: bool) -> [(usize, usize); 10] {
+    if is_64 {
+        [
+            (0, 4),
+            (4, 4),
+            (8, 8),
+            (16, 8),
+            (24, 8),
+            (32, 8),
+            (40, 4),
+            (44, 4),
+            (48, 8),
+            (56, 8),
+        ]
+    } else {
+        [
+            (0, 4),
+            (4, 4),
+            (8, 4),
+            (12, 4),
+            (16, 4),
+            (20, 4),
+            (24, 4),
+            (28, 4),
+            (32, 4),
+            (36, 4),
+        ]
+    }
+}
+
+/// Plans the split of the ELF file in `reader` in `mode`. Malformed files are fallbacks too:
+/// the in-memory path reports them.
+pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned> {
+    let size = reader
+        .seek(SeekFrom::End(0))
+        .context("cannot read the binary")?;
+    let fallback = |why: &str| -> Result<Planned> { Ok(Planned::Fallback(why.to_owned())) };
+    if mode == StripMode::None {
+        return Ok(Planned::Unchanged);
+    }
+    let header = read_at(reader, 0, size.min(64)).context("cannot read the binary")?;
+    if header.len() < 52 || !header.starts_with(b"\x7fELF") {
+        return fallback("not an ELF file");
+    }
+    let is_64 = match header[4] {
+        2 => true,
+        1 => false,
+        _ => return fallback("unknown ELF class"),
+    };
+    if header[5] != 1 {
+        return fallback("a big-endian ELF file (streamed stripping is tested on little-endian)");
+    }
+    if is_64 && header.len() < 64 {
+        return fallback("truncated ELF header");
+    }
+    let (phoff, shoff) = if is_64 {
+        (uint(&header, 32, 8), uint(&header, 40, 8))
+    } else {
+        (uint(&header, 28, 4), uint(&header, 32, 4))
+    };
+    let base = if is_64 { 52 } else { 40 };
+    let ehsize = uint(&header, base, 2);
+    let phentsize = uint(&header, base + 2, 2);
+    let phnum = uint(&header, base + 4, 2);
+    let shentsize = uint(&header, base + 6, 2);
+    let shnum = uint(&header, base + 8, 2);
+    let shstrndx = uint(&header, base + 10, 2);
+    let (want_eh, want_ph, want_sh) = if is_64 { (64, 56, 64) } else { (52, 32, 40) };
+    if ehsize != want_eh || shentsize != want_sh || (phnum > 0 && phentsize != want_ph) {
+        return fallback("unusual ELF header sizes");
+    }
+    if shnum == 0 || shstrndx == 0 || shstrndx >= SHN_LORESERVE || shstrndx >= shnum {
+        return fallback("extended section numbering or no section name table");
+    }
+    if phnum == 0 {
+        return fallback("no program headers");
+    }
+    let inside = |offset: u64, len: u64| offset.checked_add(len).is_some_and(|end| end <= size);
+    if !inside(phoff, phnum * phentsize) || !inside(shoff, shnum * shentsize) {
+        return fallback("a header table lies outside the file");
+    }
+    let phdrs = read_at(reader, phoff, phnum * phentsize).context("cannot read the binary")?;
+    let table = read_at(reader, shoff, shnum * shentsize).context("cannot read the binary")?;
+    let fields = section_fields(is_64);
+    let mut sections: Vec<Section> = table
+        .chunks_exact(shentsize as usize)
+        .map(|entry| {
+            let f = |i: usize| uint(entry, fields[i].0, fields[i].1);
+            Section {
+                name: f(0).to_le_bytes().to_vec(),
+                sh_type: f(1) as u32,
+                sh_flags: f(2),
+                sh_addr: f(3),
+                sh_offset: f(4),
+                sh_size: f(5),
+                sh_link: f(6),
+                sh_info: f(7),
+                sh_addralign: f(8),
+                sh_entsize: f(9),
+            }
+        })
+        .collect();
+    let shstrndx = shstrndx as usize;
+    let names = &sections[shstrndx];
+    if names.sh_type != SHT_STRTAB || !inside(names.sh_offset, names.sh_size) {
+        return fallback("an unusual section name table");
+    }
+    let names =
+        read_at(reader, names.sh_offset, names.sh_size).context("cannot read the binary")?;
+    for section in &mut sections {
+        let at = uint(&section.name, 0, 4) as usize;
+        let Some(tail) = names.get(at..) else {
+            return fallback("a section name lies outside the name table");
+        };
+        section.name = tail.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+    }
+    for section in &sections {
+        if section.sh_type == SHT_SYMTAB_SHNDX {
+            return fallback("extended symbol section indices (SHT_SYMTAB_SHNDX)");
+        }
+        if section.sh_addralign > 1 && !section.sh_addralign.is_power_of_two() {
+            return fallback("an alignment that is not a power of two");
+        }
+        if section.has_bytes() && !inside(section.sh_offset, section.sh_size) {
+            return fallback("a section lies outside the file");
+        }
+    }
+    // As `strip::is_removed` decides: `object` reads the string table `.symtab` links to
+    // (when it is not the name table) as the symbol strings.
+    let symbol_strings: Vec<u64> = sections
+        .iter()
+        .filter(|s| s.sh_type == SHT_SYMTAB)
+        .map(|s| s.sh_link)
+        .collect();
+    let removed_by = |index: usize, section: &Section, mode: StripMode| {
+        if section.is_alloc() || index == 0 {
+            return false;
+        }
+        let debug = section.name.starts_with(b".debug") || section.name.starts_with(b".zdebug");
+        let symbols = section.sh_type == SHT_SYMTAB
+            || (section.sh_type == SHT_STRTAB
+                && index != shstrndx
+                && symbol_strings.contains(&(index as u64)));
+        match mode {
+            StripMode::None => false,
+            StripMode::Debuginfo => debug,
+            StripMode::Symbols => debug || symbols,
+        }
+    };
+    if !sections
+        .iter()
+        .enumerate()
+        .any(|(i, s)| removed_by(i, s, mode))
+    {
+        return Ok(Planned::Unchanged);
+    }
+    let old_link = |s: &Section| !s.is_alloc() && s.name == b".gnu_debuglink";
+    let shipped_removed: Vec<bool> = sections
+        .iter()
+        .enumerate()
+        .map(|(i, s)| removed_by(i, s, mode) || old_link(s))
+        .collect();
+    let debug_removed: Vec<bool> = sections.iter().map(old_link).collect();
+    let debug_contents: Vec<bool> = sections
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            removed_by(i, s, StripMode::Symbols) || s.sh_type == SHT_NOTE || i == shstrndx
+        })
+        .collect();
+    // The loaded image: every segment and allocated section, copied byte for byte.
+    let mut prefix = phoff + phnum * phentsize;
+    prefix = prefix.max(ehsize);
+    for entry in phdrs.chunks_exact(phentsize as usize) {
+        let (offset, filesz) = if is_64 {
+            (uint(entry, 8, 8), uint(entry, 32, 8))
+        } else {
+            (uint(entry, 4, 4), uint(entry, 16, 4))
+        };
+        if !inside(offset, filesz) {
+            return fallback("a segment lies outside the file");
+        }
+        prefix = prefix.max(offset + filesz);
+    }
+    for section in sections.iter().filter(|s| s.is_alloc() && s.has_bytes()) {
+        prefix = prefix.max(section.sh_offset + section.sh_size);
+    }
+    let last_alloc = sections.iter().rposition(Section::is_alloc).unwrap_or(0);
+    for removed in [&shipped_removed, &debug_removed] {
+        for (index, section) in sections.iter().enumerate() {
+            if !removed[index] {
+                continue;
+            }
+            if section.has_bytes() && section.sh_offset < prefix {
+                return fallback("a removed section lies inside the loaded image");
+            }
+            // Allocated sections keep their numbers, so `.dynsym` and the loaded image
+            // need no renumbering.
+            if index < last_alloc {
+                return fallback("a removed section is numbered before an allocated one");
+            }
+        }
+        for (index, section) in sections.iter().enumerate() {
+            if removed[index] {
+                continue;
+            }
+            let dangling =
+                |target: u64| target != 0 && (target >= shnum || removed[target as usize]);
+            if dangling(section.sh_link) || (section.info_is_index() && dangling(section.sh_info)) {
+                return fallback("a kept section links to a removed one");
+            }
+        }
+    }
+    let plan = Plan {
+        is_64,
+        ehsize,
+        phoff,
+        phdrs,
+        sections,
+        shstrndx,
+        shipped_removed,
+        debug_removed,
+        debug_contents,
+        prefix,
+    };
+    for (index, section) in plan.sections.iter().enumerate() {
+        if section.sh_type != SHT_SYMTAB || !section.has_bytes() {
+            continue;
+        }
+        let entry = if is_64 { 24 } else { 16 };
+        if section.sh_entsize != entry || section.sh_size % entry != 0 {
+            return fallback("a symbol table of unusual entries");
+        }
+        let kept_by_shipped = !plan.shipped_removed[index];
+        let mut bad = None;
+        plan.symbols(
+            reader,
+            section,
+            |shndx| {
+                let outside = shndx >= shnum
+                    || plan.debug_removed[shndx as usize]
+                    || (kept_by_shipped && plan.shipped_removed[shndx as usize]);
+                if outside && bad.is_none() {
+                    bad = Some(shndx);
+                }
+                shndx
+            },
+            &mut io::sink(),
+        )?;
+        if bad.is_some() {
+            return fallback("a symbol refers to a removed section");
+        }
+    }
+    Ok(Planned::Stream(plan))
+}
+
+impl Plan {
+    /// Copies the symbol table `section` from `reader` to `out`, each symbol's section index
+    /// through `map` (indices below `SHN_LORESERVE` other than `SHN_UNDEF`).
+    fn symbols(
+        &self,
+        reader: &mut (impl Read + Seek),
+        section: &Section,
+        mut map: impl FnMut(u64) -> u64,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let entry = if self.is_64 { 24 } else { 16 };
+        let at = if self.is_64 { 6 } else { 14 };
+        reader.seek(SeekFrom::Start(section.sh_offset))?;
+        let mut buffer = vec![0u8; entry * 4096];
+        let mut left = section.sh_size;
+        while left > 0 {
+            let len = buffer.len().min(left as usize);
+            reader
+                .read_exact(&mut buffer[..len])
+                .context("cannot read the symbol table")?;
+            for symbol in buffer[..len].chunks_exact_mut(entry) {
+                let shndx = uint(symbol, at, 2);
+                if shndx != 0 && shndx < SHN_LORESERVE {
+                    put(symbol, at, 2, map(shndx));
+                }
+            }
+            out.write_all(&buffer[..len])?;
+            left -= len as u64;
+        }
+        Ok(())
+    }
+
+    /// The new numbering for the sections `removed` leaves.
+    fn renumbered(&self, removed: &[bool]) -> Vec<Option<u64>> {
+        let mut next = 0;
+        removed
+            .iter()
+            .map(|gone| {
+                (!gone).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    }
+
+    /// A name table for the kept sections, and each one's offset in it.
+    fn name_table(&self, removed: &[bool], extra: Option<&[u8]>) -> (Vec<u8>, Vec<u64>, u64) {
+        let mut names = vec![0u8];
+        let mut offsets = Vec::new();
+        let add = |name: &[u8], names: &mut Vec<u8>| {
+            if name.is_empty() {
+                return 0;
+            }
+            let at = names.len() as u64;
+            names.extend_from_slice(name);
+            names.push(0);
+            at
+        };
+        for (index, section) in self.sections.iter().enumerate() {
+            offsets.push(if removed[index] {
+                0
+            } else {
+                add(&section.name, &mut names)
+            });
+        }
+        let extra = extra.map(|n| add(n, &mut names)).unwrap_or(0);
+        (names, offsets, extra)
+    }
+
+    /// Writes one section header.
+    fn header(&self, out: &mut dyn Write, values: [u64; 10]) -> io::Result<()> {
+        let fields = section_fields(self.is_64);
+        let mut entry = vec![0u8; if self.is_64 { 64 } else { 40 }];
+        for (value, (at, len)) in values.iter().zip(fields) {
+            put(&mut entry, at, len, *value);
+        }
+        out.write_all(&entry)
+    }
+
+    /// Patches `e_phoff`, `e_shoff`, `e_shnum` and `e_shstrndx` in `header`.
+    fn patch_header(&self, header: &mut [u8], phoff: u64, shoff: u64, shnum: u64, shstrndx: u64) {
+        let (phoff_at, shoff_at, width, base) = if self.is_64 {
+            (32, 40, 8, 52)
+        } else {
+            (28, 32, 4, 40)
+        };
+        put(header, phoff_at, width, phoff);
+        put(header, shoff_at, width, shoff);
+        put(header, base + 8, 2, shnum);
+        put(header, base + 10, 2, shstrndx);
+    }
+
+    fn address_size(&self) -> u64 {
+        if self.is_64 { 8 } else { 4 }
+    }
+
+    /// Writes the debug file to `out` and returns its CRC32.
+    pub fn write_debug(&self, reader: &mut (impl Read + Seek), out: &mut dyn Write) -> Result<u32> {
+        let mut out = Counting::new(out);
+        let numbers = self.renumbered(&self.debug_removed);
+        let (names, name_offsets, _) = self.name_table(&self.debug_removed, None);
+        // Layout: the file header, the program headers as they are, then the kept contents.
+        let phoff = self.ehsize;
+        let mut offset = phoff + self.phdrs.len() as u64;
+        let mut placed = vec![None; self.sections.len()];
+        for (index, section) in self.sections.iter().enumerate() {
+            if self.debug_removed[index] || index == 0 {
+                continue;
+            }
+            if self.debug_contents[index] && index != self.shstrndx && section.has_bytes() {
+                offset = align(offset, section.sh_addralign);
+                placed[index] = Some(offset);
+                offset += section.sh_size;
+            }
+        }
+        let names_at = offset;
+        offset += names.len() as u64;
+        let shoff = align(offset, self.address_size());
+        let shnum = numbers.iter().flatten().count() as u64;
+        let mut header = read_at(reader, 0, self.ehsize)?;
+        let shstrndx = numbers[self.shstrndx].unwrap_or(0);
+        self.patch_header(&mut header, phoff, shoff, shnum, shstrndx);
+        out.write_all(&header)?;
+        out.write_all(&self.phdrs)?;
+        for (index, section) in self.sections.iter().enumerate() {
+            let Some(at) = placed[index] else { continue };
+            out.pad_to(at)?;
+            if section.sh_type == SHT_SYMTAB {
+                self.symbols(
+                    reader,
+                    section,
+                    |i| numbers[i as usize].unwrap_or(0),
+                    &mut out,
+                )?;
+            } else {
+                copy(reader, section.sh_offset, section.sh_size, &mut out)?;
+            }
+        }
+        out.pad_to(names_at)?;
+        out.write_all(&names)?;
+        out.pad_to(shoff)?;
+        let end_of_contents = names_at + names.len() as u64;
+        for (index, section) in self.sections.iter().enumerate() {
+            if self.debug_removed[index] {
+                continue;
+            }
+            if index == 0 {
+                self.header(&mut out, [0; 10])?;
+                continue;
+            }
+            let (sh_type, sh_offset, sh_size) = if index == self.shstrndx {
+                (section.sh_type, names_at, names.len() as u64)
+            } else if let Some(at) = placed[index] {
+                (section.sh_type, at, section.sh_size)
+            } else {
+                (SHT_NOBITS, end_of_contents, section.sh_size)
+            };
+            let link = |target: u64| numbers.get(target as usize).copied().flatten().unwrap_or(0);
+            let info = if section.info_is_index() {
+                link(section.sh_info)
+            } else {
+                section.sh_info
+            };
+            self.header(
+                &mut out,
+                [
+                    name_offsets[index],
+                    u64::from(sh_type),
+                    section.sh_flags,
+                    section.sh_addr,
+                    sh_offset,
+                    sh_size,
+                    link(section.sh_link),
+                    info,
+                    section.sh_addralign,
+                    section.sh_entsize,
+                ],
+            )?;
+        }
+        Ok(out.crc.finalize())
+    }
+
+    /// Writes the shipped file to `out`: the loaded image as it is, the kept non-allocated
+    /// sections, `debuglink` as the new `.gnu_debuglink`, a new name table and new headers.
+    pub fn write_shipped(
+        &self,
+        reader: &mut (impl Read + Seek),
+        debuglink: &[u8],
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let mut out = Counting::new(out);
+        let numbers = self.renumbered(&self.shipped_removed);
+        let (names, name_offsets, link_name) =
+            self.name_table(&self.shipped_removed, Some(b".gnu_debuglink"));
+        let mut offset = self.prefix;
+        let mut placed = vec![None; self.sections.len()];
+        for (index, section) in self.sections.iter().enumerate() {
+            if self.shipped_removed[index] || index == 0 || index == self.shstrndx {
+                continue;
+            }
+            if section.is_alloc() {
+                placed[index] = Some(section.sh_offset);
+            } else if section.has_bytes() {
+                offset = align(offset, section.sh_addralign);
+                placed[index] = Some(offset);
+                offset += section.sh_size;
+            } else {
+                placed[index] = Some(offset);
+            }
+        }
+        let link_at = align(offset, 4);
+        let names_at = link_at + debuglink.len() as u64;
+        let shoff = align(names_at + names.len() as u64, self.address_size());
+        let kept = numbers.iter().flatten().count() as u64;
+        let mut header = read_at(reader, 0, self.ehsize)?;
+        let shstrndx = numbers[self.shstrndx].unwrap_or(0);
+        self.patch_header(&mut header, self.phoff, shoff, kept + 1, shstrndx);
+        out.write_all(&header)?;
+        copy(reader, self.ehsize, self.prefix - self.ehsize, &mut out)?;
+        for (index, section) in self.sections.iter().enumerate() {
+            let Some(at) = placed[index] else { continue };
+            if section.is_alloc() || !section.has_bytes() {
+                continue;
+            }
+            out.pad_to(at)?;
+            if section.sh_type == SHT_SYMTAB {
+                self.symbols(
+                    reader,
+                    section,
+                    |i| numbers[i as usize].unwrap_or(0),
+                    &mut out,
+                )?;
+            } else {
+                copy(reader, section.sh_offset, section.sh_size, &mut out)?;
+            }
+        }
+        out.pad_to(link_at)?;
+        out.write_all(debuglink)?;
+        out.write_all(&names)?;
+        out.pad_to(shoff)?;
+        for (index, section) in self.sections.iter().enumerate() {
+            if self.shipped_removed[index] {
+                continue;
+            }
+            if index == 0 {
+                self.header(&mut out, [0; 10])?;
+                continue;
+            }
+            let (sh_offset, sh_size) = if index == self.shstrndx {
+                (names_at, names.len() as u64)
+            } else {
+                (placed[index].unwrap_or(section.sh_offset), section.sh_size)
+            };
+            let link = |target: u64| numbers.get(target as usize).copied().flatten().unwrap_or(0);
+            let info = if section.info_is_index() {
+                link(section.sh_info)
+            } else {
+                section.sh_info
+            };
+            self.header(
+                &mut out,
+                [
+                    name_offsets[index],
+                    u64::from(section.sh_type),
+                    section.sh_flags,
+                    section.sh_addr,
+                    sh_offset,
+                    sh_size,
+                    link(section.sh_link),
+                    info,
+                    section.sh_addralign,
+                    section.sh_entsize,
+                ],
+            )?;
+        }
+        self.header(
+            &mut out,
+            [
+                link_name,
+                u64::from(SHT_PROGBITS),
+                0,
+                0,
+                link_at,
+                debuglink.len() as u64,
+                0,
+                0,
+                4,
+                0,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// What [`split`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Streamed {
+    /// Nothing to remove: nothing was written, the input ships as it is.
+    Unchanged,
+    /// Both files were written; the debug file's CRC32.
+    Split {
+        /// The CRC32 of the debug file, as `.gnu_debuglink` carries it.
+        crc: u32,
+    },
+    /// Nothing was written: the file must take the in-memory path, for this reason.
+    Fallback(String),
+}
+
+/// Splits the ELF file in `reader` as [`super::strip::split_debug`] does, writing the debug
+/// file to `debug` first, then the shipped file (its `.gnu_debuglink` naming
+/// `debug_file_name`) to `shipped`. Writes nothing unless the plan is proven.
+pub fn split(
+    reader: &mut (impl Read + Seek),
+    mode: StripMode,
+    debug_file_name: &str,
+    debug: &mut dyn Write,
+    shipped: &mut dyn Write,
+) -> Result<Streamed> {
+    let plan = match plan(reader, mode)? {
+        Planned::Unchanged => return Ok(Streamed::Unchanged),
+        Planned::Fallback(why) => return Ok(Streamed::Fallback(why)),
+        Planned::Stream(plan) => plan,
+    };
+    let crc = plan.write_debug(reader, debug)?;
+    let link = super::strip::gnu_debuglink(debug_file_name, crc, object::Endianness::Little);
+    plan.write_shipped(reader, &link, shipped)?;
+    Ok(Streamed::Split { crc })
+}
+
+/// Copies `len` bytes at `offset` of `reader` to `out`.
+fn copy(reader: &mut (impl Read + Seek), offset: u64, len: u64, out: &mut dyn Write) -> Result<()> {
+    reader.seek(SeekFrom::Start(offset))?;
+    let copied = io::copy(&mut reader.by_ref().take(len), out)?;
+    if copied != len {
+        return Err(anyhow::anyhow!(
+            "the binary is shorter than its headers say"
+        ));
+    }
+    Ok(())
+}
+
+/// A writer that knows its position (to pad to the next placed offset) and the CRC32 of what
+/// it wrote.
+struct Counting<'w> {
+    inner: &'w mut dyn Write,
+    position: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<'w> Counting<'w> {
+    fn new(inner: &'w mut dyn Write) -> Self {
+        Counting {
+            inner,
+            position: 0,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    fn pad_to(&mut self, offset: u64) -> io::Result<()> {
+        debug_assert!(offset >= self.position);
+        let zeros = [0u8; 4096];
+        while self.position < offset {
+            let n = (offset - self.position).min(zeros.len() as u64) as usize;
+            self.write_all(&zeros[..n])?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::path::PathBuf;
+
+    use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+
+    use super::*;
+    use crate::elf::strip::split_debug;
+
+    /// The test binary itself (a PIE with symbols and, in dev builds, DWARF), then any cross
+    /// binary the target directory holds, then the files `AIRLOCK_TEST_ELF_FILES` names
+    /// (`:`-separated), to check others by hand.
+    fn binaries() -> Vec<PathBuf> {
+        let own = std::env::current_exe().unwrap();
+        let mut found = vec![own.clone()];
+        // target/<profile>/deps/<test> → target
+        if let Some(target) = own.ancestors().nth(3) {
+            for triple in [
+                "aarch64-unknown-linux-musl",
+                "powerpc64le-unknown-linux-musl",
+            ] {
+                for profile in ["debug", "release"] {
+                    let path = target.join(triple).join(profile).join("cargo-airlock");
+                    if path.is_file() {
+                        found.push(path);
+                    }
+                }
+            }
+        }
+        if let Ok(list) = std::env::var("AIRLOCK_TEST_ELF_FILES") {
+            found.extend(list.split(':').filter(|p| !p.is_empty()).map(PathBuf::from));
+        }
+        found
+    }
+
+    /// Each section's name, kind, flags, address, size and contents; not the size and
+    /// contents of the tables `object`'s builder lays out its own way (names, symbols and
+    /// their strings, the dynamic tables it rebuilds with a merged `.dynstr`; the streamed
+    /// file keeps the loaded ones byte for byte, checked by [`segments`]), nor the
+    /// debuglink's (checked apart).
+    fn sections(data: &[u8]) -> Vec<String> {
+        let file = object::File::parse(data).unwrap();
+        file.sections()
+            .map(|s| {
+                let name = s.name().unwrap();
+                let laid_out_freely = matches!(
+                    name,
+                    ".shstrtab"
+                        | ".symtab"
+                        | ".strtab"
+                        | ".gnu_debuglink"
+                        | ".dynsym"
+                        | ".dynstr"
+                        | ".dynamic"
+                        | ".hash"
+                        | ".gnu.hash"
+                        | ".gnu.version"
+                        | ".gnu.version_r"
+                        | ".gnu.version_d"
+                );
+                let contents = if laid_out_freely || s.file_range().is_none() {
+                    String::new()
+                } else {
+                    format!("{} {:x}", s.size(), crc32fast::hash(s.data().unwrap()))
+                };
+                format!(
+                    "{name} {:?} {:?} {:#x} {contents}",
+                    s.kind(),
+                    s.flags(),
+                    s.address(),
+                )
+            })
+            .collect()
+    }
+
+    /// Each symbol, static then dynamic: name, address, size, kind and its section's name.
+    fn symbols(data: &[u8]) -> Vec<String> {
+        let file = object::File::parse(data).unwrap();
+        file.symbols()
+            .chain(file.dynamic_symbols())
+            .map(|s| {
+                let section = s
+                    .section_index()
+                    .map(|i| file.section_by_index(i).unwrap().name().unwrap().to_owned());
+                format!(
+                    "{} {:#x} {} {:?} {section:?}",
+                    s.name().unwrap(),
+                    s.address(),
+                    s.size(),
+                    s.kind()
+                )
+            })
+            .collect()
+    }
+
+    /// Each segment's address, size and bytes, the ELF header's section table fields
+    /// (`e_shoff`, `e_shnum`, `e_shstrndx`, which locate the new headers) aside.
+    fn segments(data: &[u8]) -> Vec<(u64, u64, u32)> {
+        let file = object::File::parse(data).unwrap();
+        let is_64 = file.is_64();
+        file.segments()
+            .map(|s| {
+                let mut bytes = s.data().unwrap().to_vec();
+                if s.file_range().0 == 0 {
+                    let (shoff, width, counts) = if is_64 { (40, 8, 60) } else { (32, 4, 48) };
+                    bytes[shoff..shoff + width].fill(0);
+                    bytes[counts..counts + 4].fill(0);
+                }
+                (s.address(), s.size(), crc32fast::hash(&bytes))
+            })
+            .collect()
+    }
+
+    fn streamed(data: &[u8], mode: StripMode) -> (Streamed, Vec<u8>, Vec<u8>) {
+        let (mut debug, mut shipped) = (Vec::new(), Vec::new());
+        let outcome = split(
+            &mut Cursor::new(data),
+            mode,
+            "app.debug",
+            &mut debug,
+            &mut shipped,
+        )
+        .unwrap();
+        (outcome, debug, shipped)
+    }
+
+    #[test]
+    fn the_streamed_split_is_the_in_memory_one_section_by_section() {
+        for path in binaries() {
+            let data = std::fs::read(&path).unwrap();
+            for mode in [StripMode::Debuginfo, StripMode::Symbols] {
+                let context = format!("{} in {mode} mode", path.display());
+                let expected = split_debug(data.clone(), mode, "app.debug").unwrap();
+                let (outcome, debug, shipped) = streamed(&data, mode);
+                let Some(expected_debug) = expected.debug else {
+                    assert_eq!(outcome, Streamed::Unchanged, "{context}");
+                    continue;
+                };
+                let crc = match outcome {
+                    Streamed::Split { crc } => crc,
+                    // Others may need what the plan does not do (AArch64 linkers leave `$d`
+                    // mapping symbols in debug sections, which would have to be dropped):
+                    // they take the in-memory path. The test binary itself must stream.
+                    Streamed::Fallback(ref why) if path != binaries()[0] => {
+                        eprintln!("{context}: falls back: {why}");
+                        assert!(debug.is_empty() && shipped.is_empty(), "{context}");
+                        continue;
+                    }
+                    other => panic!("{context}: {other:?}"),
+                };
+                eprintln!("{context}: streamed");
+                assert_eq!(crc, crc32fast::hash(&debug), "{context}");
+                assert_eq!(sections(&shipped), sections(&expected.shipped), "{context}");
+                assert_eq!(symbols(&shipped), symbols(&expected.shipped), "{context}");
+                assert_eq!(segments(&shipped), segments(&data), "{context}");
+                assert_eq!(sections(&debug), sections(&expected_debug), "{context}");
+                assert_eq!(symbols(&debug), symbols(&expected_debug), "{context}");
+                // The debuglink names the debug file and carries the CRC of the one written.
+                let file = object::File::parse(shipped.as_slice()).unwrap();
+                let (name, link_crc) = file.gnu_debuglink().unwrap().unwrap();
+                assert_eq!(
+                    (name, link_crc),
+                    (b"app.debug".as_slice(), crc),
+                    "{context}"
+                );
+                // Both parse as airlock reads binaries, and the build-id is the input's.
+                let info = crate::elf::parse_elf(&path, &shipped).unwrap();
+                assert!(!info.debug_info, "{context}");
+                assert_eq!(info.stripped, mode == StripMode::Symbols, "{context}");
+                let id = crate::elf::strip::build_id(&data).unwrap();
+                assert_eq!(crate::elf::strip::build_id(&shipped).unwrap(), id);
+                assert_eq!(crate::elf::strip::build_id(&debug).unwrap(), id);
+                // Reproducible.
+                assert_eq!(streamed(&data, mode), (outcome.clone(), debug, shipped));
+            }
+        }
+    }
+
+    /// A reader that records the longest single read it was asked for.
+    struct Watched<'a> {
+        inner: Cursor<&'a [u8]>,
+        longest: usize,
+        total: u64,
+    }
+
+    impl Read for Watched<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.longest = self.longest.max(n);
+            self.total += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Watched<'_> {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    #[test]
+    fn the_plan_reads_only_headers_and_symbols_and_writing_holds_no_section_whole() {
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let file = object::File::parse(data.as_slice()).unwrap();
+        let debug_info = file.section_by_name(".debug_info").unwrap().size();
+        let symtab = file.section_by_name(".symtab").unwrap().size();
+        let mut reader = Watched {
+            inner: Cursor::new(&data),
+            longest: 0,
+            total: 0,
+        };
+        let Planned::Stream(plan) = plan(&mut reader, StripMode::Debuginfo).unwrap() else {
+            panic!("the test binary streams");
+        };
+        // Header tables and names are a few KiB; the symbol table is read once, to prove
+        // no symbol points at a removed section.
+        assert!(
+            reader.total < symtab + (1 << 20),
+            "{} bytes read",
+            reader.total
+        );
+        plan.write_debug(&mut reader, &mut io::sink()).unwrap();
+        plan.write_shipped(&mut reader, b"x.debug\0", &mut io::sink())
+            .unwrap();
+        assert!(debug_info > 1 << 20, "{debug_info}");
+        assert!(
+            reader.longest <= 1 << 17,
+            "a read of {} bytes",
+            reader.longest
+        );
+    }
+
+    /// Where section `name`'s header lies in `data` (a 64-bit little-endian file), and its
+    /// index.
+    fn header_of(data: &[u8], name: &str) -> (usize, usize) {
+        let file = object::File::parse(data).unwrap();
+        let index = file.section_by_name(name).unwrap().index().0;
+        let shoff = uint(data, 40, 8) as usize;
+        (shoff + index * 64, index)
+    }
+
+    #[test]
+    fn what_the_plan_cannot_prove_falls_back_and_writes_nothing() {
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let (_, debug_info) = header_of(&data, ".debug_info");
+        // A kept section linked to a removed one.
+        let mut linked = data.clone();
+        let (comment, _) = header_of(&linked, ".comment");
+        put(&mut linked, comment + 40, 4, debug_info as u64);
+        // A symbol defined in a removed section.
+        let mut symbol = data.clone();
+        let (symtab, _) = header_of(&symbol, ".symtab");
+        let first = uint(&symbol, symtab + 24, 8) as usize + 24;
+        put(&mut symbol, first + 6, 2, debug_info as u64);
+        // Extended symbol indices.
+        let mut extended = data.clone();
+        put(&mut extended, comment + 4, 4, u64::from(SHT_SYMTAB_SHNDX));
+        for (crafted, why) in [
+            (linked, "a kept section links to a removed one"),
+            (symbol, "a symbol refers to a removed section"),
+            (
+                extended,
+                "extended symbol section indices (SHT_SYMTAB_SHNDX)",
+            ),
+        ] {
+            let (outcome, debug, shipped) = streamed(&crafted, StripMode::Debuginfo);
+            assert_eq!(outcome, Streamed::Fallback(why.to_owned()));
+            assert!(debug.is_empty() && shipped.is_empty(), "{why}");
+        }
+        // The untouched file streams.
+        assert!(matches!(
+            streamed(&data, StripMode::Debuginfo).0,
+            Streamed::Split { .. }
+        ));
+    }
+
+    #[test]
+    fn nothing_to_remove_writes_nothing() {
+        let stripped = crate::elf::strip::strip_in_process(
+            &std::fs::read(std::env::current_exe().unwrap()).unwrap(),
+        )
+        .unwrap();
+        for mode in [StripMode::None, StripMode::Debuginfo, StripMode::Symbols] {
+            assert_eq!(
+                streamed(&stripped, mode),
+                (Streamed::Unchanged, Vec::new(), Vec::new())
+            );
+        }
+    }
+}
