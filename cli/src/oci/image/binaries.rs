@@ -182,12 +182,8 @@ fn strip_binary(
         // was already, by `prebuilt_binaries`), never held, and streamed into the layer,
         // checked against the digest of that read.
         if binary.checked.is_none() {
-            let (headers, size, digest) = headers::read_file(&binary.source)?;
-            binary.linkage = headers.linkage;
-            binary.built_size = size;
-            binary.size = size;
-            binary.build_id = headers.build_id;
-            binary.checked = Some(digest);
+            let source = binary.source.clone();
+            ship_from_disk(binary, &source, StripMode::None, None)?;
         }
         binary.strip = StripMode::None;
         binary.shipped = None;
@@ -237,6 +233,27 @@ fn strip_binary(
     Ok(Some((path, DebugContents::Bytes(debug))))
 }
 
+/// Judges `binary` by `file`, the file the layer will stream: its headers and digest from
+/// one streamed read (`headers::read_file`), so what ships is what was judged and the layer
+/// refuses bytes that changed since. `built_size` is the size before stripping, when `file`
+/// is not the file as built.
+fn ship_from_disk(
+    binary: &mut ImageBinary,
+    file: &Path,
+    strip: StripMode,
+    built_size: Option<u64>,
+) -> Result<()> {
+    let (headers, size, digest) = headers::read_file(file)?;
+    binary.linkage = headers.linkage;
+    binary.built_size = built_size.unwrap_or(size);
+    binary.size = size;
+    binary.strip = strip;
+    binary.build_id = headers.build_id;
+    binary.checked = Some(digest);
+    binary.shipped = None;
+    Ok(())
+}
+
 /// What [`streamed_split`] did.
 enum Streamed {
     /// The binary is judged and ready for the layer, with its debug file if any.
@@ -268,14 +285,8 @@ fn streamed_split(
         stream_strip::Planned::Fallback(why) => return Ok(Streamed::Fallback(why)),
         stream_strip::Planned::Unchanged => {
             // Nothing removed: shipped as built, streamed from disk like `--strip none`.
-            let (headers, size, digest) = headers::read_file(&binary.source)?;
-            binary.linkage = headers.linkage;
-            binary.built_size = size;
-            binary.size = size;
-            binary.strip = mode;
-            binary.build_id = headers.build_id;
-            binary.checked = Some(digest);
-            binary.shipped = None;
+            let source = binary.source.clone();
+            ship_from_disk(binary, &source, mode, None)?;
             return Ok(Streamed::Done(None));
         }
         stream_strip::Planned::Stream(plan) => plan,
@@ -297,14 +308,7 @@ fn streamed_split(
     written.map_err(cannot)?;
     // What ships is what is judged: the staged file's headers, read in the pass that hashes
     // it for the layer's check.
-    let (headers, size, digest) = headers::read_file(shipped.path())?;
-    binary.linkage = headers.linkage;
-    binary.built_size = built_size;
-    binary.size = size;
-    binary.strip = mode;
-    binary.build_id = headers.build_id;
-    binary.checked = Some(digest);
-    binary.shipped = None;
+    ship_from_disk(binary, shipped.path(), mode, Some(built_size))?;
     binary.staged = Some(Arc::new(shipped));
     binary.debug_file = Some(debug_path.to_path_buf());
     Ok(Streamed::Done(Some((
