@@ -21,9 +21,10 @@ use crate::error;
 use crate::input::{self, Links};
 use crate::target::Arch;
 
-/// The gABI values read here ("ELF Header", "Sections", "Program Header", "Dynamic Section"),
-/// as the plain integers the headers hold.
-mod gabi {
+/// The gABI values the streamed readers use ("ELF Header", "Sections", "Program Header",
+/// "Dynamic Section"), as the plain integers the headers hold; [`super::stream_strip`] reads
+/// them from here too.
+pub(super) mod gabi {
     pub const EI_CLASS: usize = 4;
     pub const EI_DATA: usize = 5;
     pub const ELFCLASS32: u8 = 1;
@@ -34,6 +35,7 @@ mod gabi {
     pub const PT_DYNAMIC: u32 = 2;
     pub const PT_INTERP: u32 = 3;
     pub const PT_NOTE: u32 = 4;
+    pub const SHT_PROGBITS: u32 = 1;
     pub const SHT_SYMTAB: u32 = 2;
     pub const SHT_STRTAB: u32 = 3;
     pub const SHT_RELA: u32 = 4;
@@ -42,6 +44,9 @@ mod gabi {
     pub const SHT_REL: u32 = 9;
     pub const SHT_SYMTAB_SHNDX: u32 = 18;
     pub const SHF_ALLOC: u64 = 2;
+    /// "Sections": `sh_info` holds a section index.
+    pub const SHF_INFO_LINK: u64 = 0x40;
+    pub const SHN_LORESERVE: u64 = 0xff00;
     pub const DT_NULL: u64 = 0;
     pub const DT_NEEDED: u64 = 1;
     pub const NT_GNU_BUILD_ID: u64 = 3;

@@ -24,18 +24,10 @@ use anyhow::{Context, Result};
 use super::headers::MAX_HEADER_BYTES;
 use super::strip::StripMode;
 
-const SHT_SYMTAB: u32 = 2;
-const SHT_STRTAB: u32 = 3;
-const SHT_NOTE: u32 = 7;
-const SHT_NOBITS: u32 = 8;
-const SHT_REL: u32 = 9;
-const SHT_RELA: u32 = 4;
-const SHT_PROGBITS: u32 = 1;
-const SHT_SYMTAB_SHNDX: u32 = 18;
-const SHF_ALLOC: u64 = 2;
-/// gABI "Sections": `sh_info` holds a section index.
-const SHF_INFO_LINK: u64 = 0x40;
-const SHN_LORESERVE: u64 = 0xff00;
+use super::headers::gabi::{
+    SHF_ALLOC, SHF_INFO_LINK, SHN_LORESERVE, SHT_NOBITS, SHT_NOTE, SHT_PROGBITS, SHT_REL, SHT_RELA,
+    SHT_STRTAB, SHT_SYMTAB, SHT_SYMTAB_SHNDX,
+};
 
 /// One section header, every field.
 #[derive(Debug, Clone)]
