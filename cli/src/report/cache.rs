@@ -8,7 +8,7 @@
 //! (what `verify --layout` does, a fraction of decompressing it). A cache file that cannot be
 //! read or parsed is a miss, never an error; one that cannot be written is skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,11 +26,9 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The cache of the workspace of `manifest_path` (or the current directory's); None
-    /// outside a workspace.
-    pub fn for_workspace(manifest_path: Option<&Path>) -> Option<Cache> {
-        let workspace = crate::workspace::Workspace::load(manifest_path).ok()?;
-        Some(Cache::at(workspace.airlock_dir().join("report-cache")))
+    /// The cache of `workspace`, in its target directory.
+    pub fn of_workspace(workspace: &crate::workspace::Workspace) -> Cache {
+        Cache::at(workspace.airlock_dir().join("report-cache"))
     }
 
     /// A cache in `dir`.

@@ -30,6 +30,7 @@ pub use model::*;
 
 use crate::error::{self, ExitKind};
 use crate::oci::layout::ImageRef;
+use crate::workspace::Workspace;
 use measure::{Depth, MeasuredImage, MeasuredPlatform, Recompress, measure_image};
 
 /// Options of `cargo airlock report`.
@@ -75,12 +76,22 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
         .as_deref()
         .map(checks::load_baseline)
         .transpose()?;
-    let image = match &options.image {
-        Some(image) => image.clone(),
-        None => ImageRef {
-            path: crate::oci::image::default_layout(options.manifest_path.as_deref())?,
-            tag: None,
-        },
+    // The workspace, loaded once: its default layout is the image when none is named, and
+    // its target directory keeps the cache (a named image outside a named workspace is
+    // measured without one).
+    let (image, workspace) = match &options.image {
+        Some(image) => (
+            image.clone(),
+            options
+                .manifest_path
+                .as_deref()
+                .and_then(|path| Workspace::load(Some(path)).ok()),
+        ),
+        None => {
+            let workspace = Workspace::load(options.manifest_path.as_deref())?;
+            let path = crate::oci::image::default_layout_of(&workspace);
+            (ImageRef { path, tag: None }, Some(workspace))
+        }
     };
     crate::progress::status("Measuring", &image);
     let recompress = if options.recompress {
@@ -88,10 +99,7 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
     } else {
         Recompress::Bounded
     };
-    // Only a workspace has a target directory to keep the cache in.
-    let cache = (options.manifest_path.is_some() || options.image.is_none())
-        .then(|| cache::Cache::for_workspace(options.manifest_path.as_deref()))
-        .flatten();
+    let cache = workspace.as_ref().map(cache::Cache::of_workspace);
     let measured = measure_image(
         &image,
         Depth {
