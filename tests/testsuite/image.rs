@@ -546,29 +546,16 @@ fn a_binary_shipped_as_built_is_streamed_into_its_layer() {
     bytes.extend((0..PAD).map(|i| (i % 251) as u8));
     std::fs::write(&big, &bytes).unwrap();
     std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let stats = dir.path().join("stats");
-    let base = airlock();
-    let mut cmd = Command::new(&time);
-    cmd.arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&stats)
-        .arg(base.get_program())
-        .args([
-            "image", "-q", "--format", "json", "--strip", "none", "--level", "1",
-        ])
-        .arg("--binary")
-        .arg(&big)
-        .arg("-o")
-        .arg(dir.path().join("layout"))
-        .current_dir(dir.path());
-    for (key, value) in base.get_envs() {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
-    let (out, _) = run_expect(&mut cmd, 0);
+    let mut cmd = airlock();
+    cmd.args([
+        "image", "-q", "--format", "json", "--strip", "none", "--level", "1",
+    ])
+    .arg("--binary")
+    .arg(&big)
+    .arg("-o")
+    .arg(dir.path().join("layout"))
+    .current_dir(dir.path());
+    let (out, _, peak_kib) = run_under_gnu_time(&time, &cmd, 0);
     let report: Value = serde_json::from_str(&out).unwrap();
     let shipped = &report["images"][0]["binaries"][0];
     let judged = airlock::elf::parse_elf(&big, &bytes).unwrap().linkage;
@@ -579,14 +566,6 @@ fn a_binary_shipped_as_built_is_streamed_into_its_layer() {
     );
     let build_id = airlock::elf::strip::build_id(&bytes).unwrap().unwrap();
     assert_eq!(shipped["build_id"], build_id.as_str(), "{shipped}");
-    let peak_kib: u64 = std::fs::read_to_string(&stats)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert!(
         peak_kib < 48 << 10,
         "peak {peak_kib} KiB for a {} MiB binary",
@@ -620,31 +599,18 @@ fn the_default_strip_of_a_large_binary_streams() {
     .unwrap();
     std::fs::write(&big, &bytes).unwrap();
     std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let stats = dir.path().join("stats");
     let debug_dir = dir.path().join("debug");
-    let base = airlock();
-    let mut cmd = Command::new(&time);
-    cmd.arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&stats)
-        .arg(base.get_program())
-        .args([
-            "image", "-v", "--format", "json", "--level", "1", "--binary",
-        ])
-        .arg(&big)
-        .arg("--debug-dir")
-        .arg(&debug_dir)
-        .arg("-o")
-        .arg(dir.path().join("layout"))
-        .current_dir(dir.path());
-    for (key, value) in base.get_envs() {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
-    let (out, err) = run_expect(&mut cmd, 0);
+    let mut cmd = airlock();
+    cmd.args([
+        "image", "-v", "--format", "json", "--level", "1", "--binary",
+    ])
+    .arg(&big)
+    .arg("--debug-dir")
+    .arg(&debug_dir)
+    .arg("-o")
+    .arg(dir.path().join("layout"))
+    .current_dir(dir.path());
+    let (out, err, peak_kib) = run_under_gnu_time(&time, &cmd, 0);
     assert!(!err.contains("not streamed"), "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     let shipped = &report["images"][0]["binaries"][0];
@@ -661,14 +627,6 @@ fn the_default_strip_of_a_large_binary_streams() {
     assert!(left[0].to_string_lossy().ends_with(".debug"), "{left:?}");
     let debug = std::fs::read(&left[0]).unwrap();
     assert!(debug.len() > DEBUG, "{}", debug.len());
-    let peak_kib: u64 = std::fs::read_to_string(&stats)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert!(
         peak_kib < 48 << 10,
         "peak {peak_kib} KiB for a {} MiB binary",

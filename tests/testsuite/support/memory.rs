@@ -34,3 +34,42 @@ pub fn run_measuring_peak(cmd: &mut std::process::Command) -> (i32, String, u64)
     };
     (status.code().unwrap_or(-1), reader.join().unwrap(), peak)
 }
+
+/// Runs `cmd` under GNU `time` (`time`, the path [`super::require_tool`] found), expecting
+/// exit `code`, and returns its stdout, stderr and peak resident set in KiB as GNU time counts
+/// it (file-backed pages included, as `cargo xtask bench` reports it). `cmd`'s program,
+/// arguments, environment and directory are carried over.
+pub fn run_under_gnu_time(
+    time: &std::path::Path,
+    cmd: &std::process::Command,
+    code: i32,
+) -> (String, String, u64) {
+    let stats = tempfile::NamedTempFile::new().unwrap();
+    let mut timed = std::process::Command::new(time);
+    timed
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(stats.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => timed.env(key, value),
+            None => timed.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    let (stdout, stderr) = super::run_expect(&mut timed, code);
+    let peak_kib = std::fs::read_to_string(stats.path())
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (stdout, stderr, peak_kib)
+}
