@@ -42,6 +42,7 @@ pub(super) mod gabi {
     pub const SHT_NOTE: u32 = 7;
     pub const SHT_NOBITS: u32 = 8;
     pub const SHT_REL: u32 = 9;
+    pub const SHT_GROUP: u32 = 17;
     pub const SHT_SYMTAB_SHNDX: u32 = 18;
     pub const SHF_ALLOC: u64 = 2;
     /// "Sections": `sh_info` holds a section index.

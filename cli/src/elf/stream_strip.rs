@@ -11,11 +11,15 @@
 //! for the debug sections, the symbol table and its strings, the notes and the name table, as
 //! [`super::strip::split_debug`]'s debug file does.
 //!
+//! Symbols defined in a section an output removes are left out of that output's symbol table
+//! (its `sh_info` counting the locals kept), as `object`'s builder leaves such orphans out.
+//!
 //! Only layouts whose renumbering is proven safe from the headers are planned: anything else
 //! (extended section numbering, `SHT_SYMTAB_SHNDX`, a removed section inside the loaded image
-//! or numbered before an allocated one, a link to a removed section, big-endian files, no
-//! program headers) is a [`Planned::Fallback`] with the reason, for the in-memory path. Never
-//! writes a file itself and never runs anything.
+//! or numbered before an allocated one, a link to a removed section, kept relocations or
+//! groups numbering symbols that are left out, big-endian files, no program headers) is a
+//! [`Planned::Fallback`] with the reason, for the in-memory path. Never writes a file itself
+//! and never runs anything.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -25,8 +29,8 @@ use super::headers::MAX_HEADER_BYTES;
 use super::strip::StripMode;
 
 use super::headers::gabi::{
-    SHF_ALLOC, SHF_INFO_LINK, SHN_LORESERVE, SHT_NOBITS, SHT_NOTE, SHT_PROGBITS, SHT_REL, SHT_RELA,
-    SHT_STRTAB, SHT_SYMTAB, SHT_SYMTAB_SHNDX,
+    SHF_ALLOC, SHF_INFO_LINK, SHN_LORESERVE, SHT_GROUP, SHT_NOBITS, SHT_NOTE, SHT_PROGBITS,
+    SHT_REL, SHT_RELA, SHT_STRTAB, SHT_SYMTAB, SHT_SYMTAB_SHNDX,
 };
 
 /// One section header, every field.
@@ -87,6 +91,19 @@ pub struct Plan {
     debug_contents: Vec<bool>,
     /// The bytes of the input copied as they are to the start of the shipped file.
     prefix: u64,
+    /// For each symbol table, the symbols the shipped file leaves out: those defined in a
+    /// section it removes (`object`'s builder drops such orphans too).
+    shipped_dropped: Vec<Dropped>,
+    /// The same for the debug file.
+    debug_dropped: Vec<Dropped>,
+}
+
+/// The symbols one output leaves out of one symbol table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Dropped {
+    symbols: u64,
+    /// Of them, those before the first global (`sh_info` counts the locals).
+    locals: u64,
 }
 
 fn uint(bytes: &[u8], at: usize, len: usize) -> u64 {
@@ -339,7 +356,7 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
             }
         }
     }
-    let plan = Plan {
+    let mut plan = Plan {
         is_64,
         ehsize,
         phoff,
@@ -350,7 +367,14 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
         debug_removed,
         debug_contents,
         prefix,
+        shipped_dropped: Vec::new(),
+        debug_dropped: Vec::new(),
     };
+    let count = plan.sections.len();
+    let (mut shipped_dropped, mut debug_dropped) = (
+        vec![Dropped::default(); count],
+        vec![Dropped::default(); count],
+    );
     for (index, section) in plan.sections.iter().enumerate() {
         if section.sh_type != SHT_SYMTAB || !section.has_bytes() {
             continue;
@@ -359,59 +383,112 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
         if section.sh_entsize != entry || section.sh_size % entry != 0 {
             return fallback("a symbol table of unusual entries");
         }
-        let kept_by_shipped = !plan.shipped_removed[index];
-        let mut bad = None;
+        // A symbol defined in a section an output removes is left out of that output, as
+        // `object`'s builder leaves it out (AArch64 linkers put `$d` mapping symbols in
+        // debug sections). Symbols then move down the table, which is safe only while no
+        // kept section numbers them: relocations and groups name symbols by index.
+        let mut invalid = false;
         plan.symbols(
             reader,
             section,
-            |shndx| {
-                let outside = shndx >= shnum
-                    || plan.debug_removed[shndx as usize]
-                    || (kept_by_shipped && plan.shipped_removed[shndx as usize]);
-                if outside && bad.is_none() {
-                    bad = Some(shndx);
+            |number, shndx| {
+                invalid |= shndx >= shnum;
+                let local = number < section.sh_info;
+                for (removed, dropped) in [
+                    (&plan.shipped_removed, &mut shipped_dropped[index]),
+                    (&plan.debug_removed, &mut debug_dropped[index]),
+                ] {
+                    if removed.get(shndx as usize).copied().unwrap_or(true) {
+                        dropped.symbols += 1;
+                        dropped.locals += u64::from(local);
+                    }
                 }
-                shndx
+                Some(shndx)
             },
             &mut io::sink(),
         )?;
-        if bad.is_some() {
-            return fallback("a symbol refers to a removed section");
+        if invalid {
+            return fallback("a symbol refers to a section that does not exist");
+        }
+        for (removed, dropped) in [
+            (&plan.shipped_removed, shipped_dropped[index]),
+            (&plan.debug_removed, debug_dropped[index]),
+        ] {
+            let numbered_by = |s: &Section| {
+                matches!(s.sh_type, SHT_REL | SHT_RELA | SHT_GROUP) && s.sh_link == index as u64
+            };
+            let kept = |i: usize| !removed[i];
+            if dropped.symbols > 0
+                && kept(index)
+                && plan
+                    .sections
+                    .iter()
+                    .enumerate()
+                    .any(|(i, s)| kept(i) && numbered_by(s))
+            {
+                return fallback(
+                    "a symbol refers to a removed section and kept relocations or groups \
+                     number the symbols",
+                );
+            }
         }
     }
+    plan.shipped_dropped = shipped_dropped;
+    plan.debug_dropped = debug_dropped;
     Ok(Planned::Stream(plan))
 }
 
 impl Plan {
     /// Copies the symbol table `section` from `reader` to `out`, each symbol's section index
-    /// through `map` (indices below `SHN_LORESERVE` other than `SHN_UNDEF`).
+    /// through `map`, given the symbol's number and its section index (indices below
+    /// `SHN_LORESERVE` other than `SHN_UNDEF`; every other symbol is kept as it is): the new
+    /// index, or `None` to leave the symbol out.
     fn symbols(
         &self,
         reader: &mut (impl Read + Seek),
         section: &Section,
-        mut map: impl FnMut(u64) -> u64,
+        mut map: impl FnMut(u64, u64) -> Option<u64>,
         out: &mut dyn Write,
     ) -> Result<()> {
         let entry = if self.is_64 { 24 } else { 16 };
         let at = if self.is_64 { 6 } else { 14 };
         reader.seek(SeekFrom::Start(section.sh_offset))?;
         let mut buffer = vec![0u8; entry * 4096];
+        let mut kept = Vec::with_capacity(buffer.len());
         let mut left = section.sh_size;
+        let mut number = 0u64;
         while left > 0 {
             let len = buffer.len().min(left as usize);
             reader
                 .read_exact(&mut buffer[..len])
                 .context("cannot read the symbol table")?;
+            kept.clear();
             for symbol in buffer[..len].chunks_exact_mut(entry) {
                 let shndx = uint(symbol, at, 2);
+                number += 1;
                 if shndx != 0 && shndx < SHN_LORESERVE {
-                    put(symbol, at, 2, map(shndx));
+                    let Some(new) = map(number - 1, shndx) else {
+                        continue;
+                    };
+                    put(symbol, at, 2, new);
                 }
+                kept.extend_from_slice(symbol);
             }
-            out.write_all(&buffer[..len])?;
+            out.write_all(&kept)?;
             left -= len as u64;
         }
         Ok(())
+    }
+
+    /// Section `index`'s size and `sh_info` in an output that leaves out `dropped` symbols.
+    fn size_and_info(&self, index: usize, dropped: &[Dropped]) -> (u64, u64) {
+        let section = &self.sections[index];
+        let dropped = dropped.get(index).copied().unwrap_or_default();
+        let entry = if self.is_64 { 24 } else { 16 };
+        (
+            section.sh_size - dropped.symbols * entry,
+            section.sh_info.saturating_sub(dropped.locals),
+        )
     }
 
     /// The new numbering for the sections `removed` leaves.
@@ -495,7 +572,7 @@ impl Plan {
             if self.debug_contents[index] && index != self.shstrndx && section.has_bytes() {
                 offset = align(offset, section.sh_addralign);
                 placed[index] = Some(offset);
-                offset += section.sh_size;
+                offset += self.size_and_info(index, &self.debug_dropped).0;
             }
         }
         let names_at = offset;
@@ -511,12 +588,7 @@ impl Plan {
             let Some(at) = placed[index] else { continue };
             out.pad_to(at)?;
             if section.sh_type == SHT_SYMTAB {
-                self.symbols(
-                    reader,
-                    section,
-                    |i| numbers[i as usize].unwrap_or(0),
-                    &mut out,
-                )?;
+                self.symbols(reader, section, |_, i| numbers[i as usize], &mut out)?;
             } else {
                 copy(reader, section.sh_offset, section.sh_size, &mut out)?;
             }
@@ -533,10 +605,11 @@ impl Plan {
                 self.header(&mut out, [0; 10])?;
                 continue;
             }
+            let (size, info) = self.size_and_info(index, &self.debug_dropped);
             let (sh_type, sh_offset, sh_size) = if index == self.shstrndx {
                 (section.sh_type, names_at, names.len() as u64)
             } else if let Some(at) = placed[index] {
-                (section.sh_type, at, section.sh_size)
+                (section.sh_type, at, size)
             } else {
                 (SHT_NOBITS, end_of_contents, section.sh_size)
             };
@@ -544,7 +617,7 @@ impl Plan {
             let info = if section.info_is_index() {
                 link(section.sh_info)
             } else {
-                section.sh_info
+                info
             };
             self.header(
                 &mut out,
@@ -588,7 +661,7 @@ impl Plan {
             } else if section.has_bytes() {
                 offset = align(offset, section.sh_addralign);
                 placed[index] = Some(offset);
-                offset += section.sh_size;
+                offset += self.size_and_info(index, &self.shipped_dropped).0;
             } else {
                 placed[index] = Some(offset);
             }
@@ -609,12 +682,7 @@ impl Plan {
             }
             out.pad_to(at)?;
             if section.sh_type == SHT_SYMTAB {
-                self.symbols(
-                    reader,
-                    section,
-                    |i| numbers[i as usize].unwrap_or(0),
-                    &mut out,
-                )?;
+                self.symbols(reader, section, |_, i| numbers[i as usize], &mut out)?;
             } else {
                 copy(reader, section.sh_offset, section.sh_size, &mut out)?;
             }
@@ -631,16 +699,17 @@ impl Plan {
                 self.header(&mut out, [0; 10])?;
                 continue;
             }
+            let (size, info) = self.size_and_info(index, &self.shipped_dropped);
             let (sh_offset, sh_size) = if index == self.shstrndx {
                 (names_at, names.len() as u64)
             } else {
-                (placed[index].unwrap_or(section.sh_offset), section.sh_size)
+                (placed[index].unwrap_or(section.sh_offset), size)
             };
             let link = |target: u64| numbers.get(target as usize).copied().flatten().unwrap_or(0);
             let info = if section.info_is_index() {
                 link(section.sh_info)
             } else {
-                section.sh_info
+                info
             };
             self.header(
                 &mut out,
@@ -768,7 +837,7 @@ impl Write for Counting<'_> {
 #[cfg(test)]
 mod tests {
     use std::io::Cursor;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
@@ -892,54 +961,118 @@ mod tests {
         (outcome, debug, shipped)
     }
 
+    /// Checks that `data` streams, and that the streamed split is the in-memory one section by
+    /// section and symbol by symbol; `None` when the file has nothing to strip or falls back
+    /// (with the reason) and `may_fall_back`.
+    fn assert_streams_as_in_memory(
+        data: &[u8],
+        mode: StripMode,
+        may_fall_back: bool,
+        context: &str,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let expected = split_debug(data.to_vec(), mode, "app.debug").unwrap();
+        let (outcome, debug, shipped) = streamed(data, mode);
+        let Some(expected_debug) = expected.debug else {
+            assert_eq!(outcome, Streamed::Unchanged, "{context}");
+            return None;
+        };
+        let crc = match outcome {
+            Streamed::Split { crc } => crc,
+            Streamed::Fallback(ref why) if may_fall_back => {
+                eprintln!("{context}: falls back: {why}");
+                assert!(debug.is_empty() && shipped.is_empty(), "{context}");
+                return None;
+            }
+            other => panic!("{context}: {other:?}"),
+        };
+        eprintln!("{context}: streamed");
+        assert_eq!(crc, crc32fast::hash(&debug), "{context}");
+        assert_eq!(sections(&shipped), sections(&expected.shipped), "{context}");
+        assert_eq!(symbols(&shipped), symbols(&expected.shipped), "{context}");
+        assert_eq!(segments(&shipped), segments(data), "{context}");
+        assert_eq!(sections(&debug), sections(&expected_debug), "{context}");
+        assert_eq!(symbols(&debug), symbols(&expected_debug), "{context}");
+        // The debuglink names the debug file and carries the CRC of the one written.
+        let file = object::File::parse(shipped.as_slice()).unwrap();
+        let (name, link_crc) = file.gnu_debuglink().unwrap().unwrap();
+        assert_eq!(
+            (name, link_crc),
+            (b"app.debug".as_slice(), crc),
+            "{context}"
+        );
+        // Both parse as airlock reads binaries, and the build-id is the input's.
+        let info = crate::elf::parse_elf(Path::new(context), &shipped).unwrap();
+        assert!(!info.debug_info, "{context}");
+        assert_eq!(info.stripped, mode == StripMode::Symbols, "{context}");
+        let id = crate::elf::strip::build_id(data).unwrap();
+        assert_eq!(crate::elf::strip::build_id(&shipped).unwrap(), id);
+        assert_eq!(crate::elf::strip::build_id(&debug).unwrap(), id);
+        // Reproducible.
+        assert_eq!(
+            streamed(data, mode),
+            (outcome.clone(), debug.clone(), shipped.clone())
+        );
+        Some((debug, shipped))
+    }
+
     #[test]
     fn the_streamed_split_is_the_in_memory_one_section_by_section() {
         for path in binaries() {
             let data = std::fs::read(&path).unwrap();
             for mode in [StripMode::Debuginfo, StripMode::Symbols] {
                 let context = format!("{} in {mode} mode", path.display());
-                let expected = split_debug(data.clone(), mode, "app.debug").unwrap();
-                let (outcome, debug, shipped) = streamed(&data, mode);
-                let Some(expected_debug) = expected.debug else {
-                    assert_eq!(outcome, Streamed::Unchanged, "{context}");
-                    continue;
-                };
-                let crc = match outcome {
-                    Streamed::Split { crc } => crc,
-                    // Others may need what the plan does not do (AArch64 linkers leave `$d`
-                    // mapping symbols in debug sections, which would have to be dropped):
-                    // they take the in-memory path. The test binary itself must stream.
-                    Streamed::Fallback(ref why) if path != binaries()[0] => {
-                        eprintln!("{context}: falls back: {why}");
-                        assert!(debug.is_empty() && shipped.is_empty(), "{context}");
-                        continue;
-                    }
-                    other => panic!("{context}: {other:?}"),
-                };
-                eprintln!("{context}: streamed");
-                assert_eq!(crc, crc32fast::hash(&debug), "{context}");
-                assert_eq!(sections(&shipped), sections(&expected.shipped), "{context}");
-                assert_eq!(symbols(&shipped), symbols(&expected.shipped), "{context}");
-                assert_eq!(segments(&shipped), segments(&data), "{context}");
-                assert_eq!(sections(&debug), sections(&expected_debug), "{context}");
-                assert_eq!(symbols(&debug), symbols(&expected_debug), "{context}");
-                // The debuglink names the debug file and carries the CRC of the one written.
-                let file = object::File::parse(shipped.as_slice()).unwrap();
-                let (name, link_crc) = file.gnu_debuglink().unwrap().unwrap();
-                assert_eq!(
-                    (name, link_crc),
-                    (b"app.debug".as_slice(), crc),
-                    "{context}"
-                );
-                // Both parse as airlock reads binaries, and the build-id is the input's.
-                let info = crate::elf::parse_elf(&path, &shipped).unwrap();
-                assert!(!info.debug_info, "{context}");
-                assert_eq!(info.stripped, mode == StripMode::Symbols, "{context}");
-                let id = crate::elf::strip::build_id(&data).unwrap();
-                assert_eq!(crate::elf::strip::build_id(&shipped).unwrap(), id);
-                assert_eq!(crate::elf::strip::build_id(&debug).unwrap(), id);
-                // Reproducible.
-                assert_eq!(streamed(&data, mode), (outcome.clone(), debug, shipped));
+                // Others may need what the plan does not do: they take the in-memory path.
+                // The test binary itself must stream.
+                assert_streams_as_in_memory(&data, mode, path != binaries()[0], &context);
+            }
+        }
+    }
+
+    /// Symbol `number` of `data`'s `.symtab` (a 64-bit little-endian file): where its entry
+    /// lies.
+    fn symbol_at(data: &[u8], number: usize) -> usize {
+        let (symtab, _) = header_of(data, ".symtab");
+        uint(data, symtab + 24, 8) as usize + 24 * number
+    }
+
+    #[test]
+    fn symbols_in_removed_sections_are_left_out_as_in_memory() {
+        // AArch64 linkers leave `$d` mapping symbols (local) in debug sections; a global
+        // there is odd but just as orphaned. The in-memory path (`object`) drops both.
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let (symtab, _) = header_of(&data, ".symtab");
+        let (_, debug_info) = header_of(&data, ".debug_info");
+        let (_, debug_line) = header_of(&data, ".debug_line");
+        let locals = uint(&data, symtab + 44, 4) as usize;
+        let count = uint(&data, symtab + 32, 8) as usize / 24;
+        assert!(locals > 3 && count > locals + 3, "{locals} of {count}");
+        let mut crafted = data.clone();
+        put(&mut crafted, symbol_at(&data, 1) + 6, 2, debug_info as u64);
+        put(
+            &mut crafted,
+            symbol_at(&data, locals - 1) + 6,
+            2,
+            debug_line as u64,
+        );
+        put(
+            &mut crafted,
+            symbol_at(&data, count - 1) + 6,
+            2,
+            debug_info as u64,
+        );
+        for mode in [StripMode::Debuginfo, StripMode::Symbols] {
+            let (debug, shipped) =
+                assert_streams_as_in_memory(&crafted, mode, false, &format!("{mode} mode"))
+                    .unwrap();
+            // The debug file keeps the debug sections, so every symbol; the shipped file in
+            // debuginfo mode keeps the table without the three, its locals counted anew.
+            let table = |file: &[u8]| {
+                let (at, _) = header_of(file, ".symtab");
+                (uint(file, at + 32, 8) / 24, uint(file, at + 44, 4))
+            };
+            assert_eq!(table(&debug), (count as u64, locals as u64));
+            if mode == StripMode::Debuginfo {
+                assert_eq!(table(&shipped), (count as u64 - 3, locals as u64 - 2));
             }
         }
     }
@@ -1015,17 +1148,23 @@ mod tests {
         let mut linked = data.clone();
         let (comment, _) = header_of(&linked, ".comment");
         put(&mut linked, comment + 40, 4, debug_info as u64);
-        // A symbol defined in a removed section.
+        // A symbol defined in a removed section, while a kept section (made a relocation
+        // section here) numbers the symbols.
         let mut symbol = data.clone();
-        let (symtab, _) = header_of(&symbol, ".symtab");
-        let first = uint(&symbol, symtab + 24, 8) as usize + 24;
-        put(&mut symbol, first + 6, 2, debug_info as u64);
+        let (_, symtab) = header_of(&symbol, ".symtab");
+        put(&mut symbol, symbol_at(&data, 1) + 6, 2, debug_info as u64);
+        put(&mut symbol, comment + 4, 4, u64::from(SHT_RELA));
+        put(&mut symbol, comment + 40, 4, symtab as u64);
         // Extended symbol indices.
         let mut extended = data.clone();
         put(&mut extended, comment + 4, 4, u64::from(SHT_SYMTAB_SHNDX));
         for (crafted, why) in [
             (linked, "a kept section links to a removed one"),
-            (symbol, "a symbol refers to a removed section"),
+            (
+                symbol,
+                "a symbol refers to a removed section and kept relocations or groups number the \
+                 symbols",
+            ),
             (
                 extended,
                 "extended symbol section indices (SHT_SYMTAB_SHNDX)",
