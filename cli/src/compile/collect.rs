@@ -1,6 +1,7 @@
 //! After cargo: each binary copied (atomically) to `target/airlock/<triple>/<bin>` with its
-//! dependency list embedded ([`super::embed`]), read back with [`crate::elf`], and judged: the right architecture, and static unless dynamic
-//! binaries are allowed. A dynamic binary's problem names the `-sys` crate behind each
+//! dependency list embedded ([`super::embed`]), read back with [`crate::elf`] (from its
+//! headers: neither step holds the binary), and judged: the right architecture, and static
+//! unless dynamic binaries are allowed. A dynamic binary's problem names the `-sys` crate behind each
 //! needed library.
 
 use std::collections::HashMap;
@@ -114,15 +115,14 @@ fn dynamic_problem(
 /// them embedded (cargo's own output is left as cargo wrote it).
 fn copy_executable(from: &Path, to: &Path, deps: Option<&DepList>) -> Result<()> {
     if let Some(deps) = deps {
-        let original = elf::read_binary(from)?;
-        let embedded = embed::embed(&original, deps).with_context(|| {
-            format!(
-                "{}: cannot embed its dependency list; build with --no-embed-deps to skip it",
-                from.display()
-            )
-        })?;
         return atomic::write_file_with(to, atomic::EXEC_MODE, |w| {
-            w.write_all(&embedded)?;
+            embed::embed_file(from, deps, w).with_context(|| {
+                format!(
+                    "{}: cannot embed its dependency list; build with --no-embed-deps to skip \
+                     it",
+                    from.display()
+                )
+            })?;
             w.flush()?;
             Ok(())
         });

@@ -4,9 +4,12 @@
 //! cargo-auditable's format (see [`crate::elf::deps`]).
 //!
 //! cargo-auditable gets the section in by wrapping rustc and linking an extra object file;
-//! airlock adds it to the linked ELF instead (`object`'s builder, in process): no wrapper, no
-//! second `cargo metadata` per crate, nothing changed in cargo's own output, and the same
-//! binary and list always give the same bytes. It never runs cargo and never reads the network.
+//! airlock adds it to the linked ELF instead, in process: streamed from cargo's output with
+//! the section appended ([`crate::elf::append`]), in bounded memory whatever the binary's
+//! size, else (a layout that cannot stream, a section already there) with `object`'s builder.
+//! No wrapper, no second `cargo metadata` per crate, nothing changed in cargo's own output,
+//! and the same binary and list always give the same bytes. It never runs cargo and never
+//! reads the network.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -135,6 +138,33 @@ fn source_kind(source: Option<&str>) -> String {
         None => "local".to_owned(),
         Some(s) if CRATES_IO.contains(&s) => "crates.io".to_owned(),
         Some(s) => s.split('+').next().unwrap_or(s).to_owned(),
+    }
+}
+
+/// Writes the ELF file at `from` to `out` with `list` in its `.dep-v0` section: streamed where
+/// [`elf::append::append_section`] can, else read whole and rewritten by [`embed`] (with a
+/// `-v` note saying why).
+pub fn embed_file(
+    from: &std::path::Path,
+    list: &DepList,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let compressed = list.encode()?;
+    let file = crate::input::open_regular(from, crate::input::Links::Follow)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file.file);
+    match elf::append::append_section(&mut reader, deps::SECTION_NAME, &compressed, out)
+        .with_context(|| format!("cannot read {}", from.display()))?
+    {
+        elf::append::Appended::Written => Ok(()),
+        elf::append::Appended::Fallback(why) => {
+            crate::progress::detail(format!(
+                "{}: dependency list embedded in memory, not streamed: {why}",
+                from.display()
+            ));
+            let embedded = embed(&elf::read_binary(from)?, list)?;
+            out.write_all(&embedded)?;
+            Ok(())
+        }
     }
 }
 

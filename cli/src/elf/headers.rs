@@ -10,7 +10,7 @@
 //! [`MAX_HEADER_BYTES`] in all: a 500 MB binary costs a few kilobytes of memory.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -44,12 +44,15 @@ pub(super) mod gabi {
     pub const SHT_REL: u32 = 9;
     pub const SHT_GROUP: u32 = 17;
     pub const SHT_SYMTAB_SHNDX: u32 = 18;
+    pub const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
     pub const SHF_ALLOC: u64 = 2;
     /// "Sections": `sh_info` holds a section index.
     pub const SHF_INFO_LINK: u64 = 0x40;
     pub const SHN_LORESERVE: u64 = 0xff00;
     pub const DT_NULL: u64 = 0;
     pub const DT_NEEDED: u64 = 1;
+    pub const DT_RPATH: u64 = 15;
+    pub const DT_RUNPATH: u64 = 29;
     pub const NT_GNU_BUILD_ID: u64 = 3;
 }
 use gabi as elf;
@@ -375,6 +378,16 @@ pub struct Headers {
     /// Its GNU build-id in hex, as [`super::strip::build_id`] reads it: from the notes
     /// segments, else the notes sections.
     pub build_id: Option<String>,
+    /// 32 or 64.
+    pub class: u8,
+    /// Whether a `.debug_info` section is there.
+    pub debug_info: bool,
+    /// Where the first `.dep-v0` section's contents lie (offset, length; empty for
+    /// `SHT_NOBITS`), not read: see [`super::inspect_file`].
+    pub dep_section: Option<(u64, u64)>,
+    /// Whether the dynamic table names search paths (`DT_RPATH`, `DT_RUNPATH`) or a section
+    /// needs symbol versions: what [`super::parse_elf`] reads and the headers do not.
+    pub dynamic_details: bool,
 }
 
 /// Reads an ELF file's headers over one or more sequential passes of the file: give each pass
@@ -462,6 +475,35 @@ pub fn read_file(path: &Path) -> Result<(Headers, u64, Sha256Digest)> {
     Ok((headers, size, digest))
 }
 
+/// Reads the headers of a file of `size` bytes from a reader that can seek: only the ranges
+/// they need, each once, in as many rounds as the tables point at one another.
+pub fn read_seekable(reader: &mut (impl Read + Seek), size: u64) -> Result<Headers> {
+    let mut ranges = Ranges {
+        read: BTreeMap::new(),
+        size,
+    };
+    for _ in 0..MAX_PASSES {
+        let wanted = wanted(&ranges).map_err(|e| error::input(format!("{e:#}")))?;
+        if wanted.is_empty() {
+            return interpret(&ranges).map_err(|e| error::input(format!("{e:#}")));
+        }
+        for (offset, len) in wanted {
+            if ranges.total() + len > MAX_HEADER_BYTES {
+                return Err(error::input(format!(
+                    "its header tables are larger than {MAX_HEADER_BYTES} bytes"
+                )));
+            }
+            reader.seek(SeekFrom::Start(offset))?;
+            let mut bytes = vec![0u8; usize::try_from(len)?];
+            reader.read_exact(&mut bytes)?;
+            ranges.read.insert(offset, bytes);
+        }
+    }
+    Err(error::input(
+        "its header tables point at one another more often than an ELF file's do",
+    ))
+}
+
 /// Reads the headers of `data`, a whole file in memory (tests, small files).
 pub fn read_bytes(data: &[u8]) -> Result<Headers> {
     read(data.len() as u64, || Ok(Box::new(data)), None)
@@ -482,6 +524,13 @@ fn interpret(ranges: &Ranges) -> Result<Headers> {
         .filter_map(|p| ranges.get(p.p_offset, p.p_filesz))
         .map(|table| dynamic_needed(&header, table))
         .sum::<usize>();
+    let paths = segments
+        .iter()
+        .filter(|p| p.p_type == elf::PT_DYNAMIC)
+        .filter_map(|p| ranges.get(p.p_offset, p.p_filesz))
+        .any(|table| {
+            dynamic_tags(&header, table).any(|t| matches!(t, elf::DT_RPATH | elf::DT_RUNPATH))
+        });
     let interpreter = segments.iter().any(|p| p.p_type == elf::PT_INTERP);
     let has_dynamic = segments.iter().any(|p| p.p_type == elf::PT_DYNAMIC);
     // As `parse_elf` decides it.
@@ -499,6 +548,20 @@ fn interpret(ranges: &Ranges) -> Result<Headers> {
         stripped: !sections.iter().any(|s| s.sh_type == elf::SHT_SYMTAB),
         stripped_size: stripped_size(&header, &segments, &sections, names),
         build_id: build_id(&header, &segments, &sections, ranges),
+        class: if header.is_64 { 64 } else { 32 },
+        debug_info: sections.iter().any(|s| name_of(names, s) == b".debug_info"),
+        dep_section: sections
+            .iter()
+            .find(|s| name_of(names, s) == super::deps::SECTION_NAME.as_bytes())
+            .map(|s| {
+                let len = if s.sh_type == elf::SHT_NOBITS {
+                    0
+                } else {
+                    s.sh_size
+                };
+                (s.sh_offset, len)
+            }),
+        dynamic_details: paths || sections.iter().any(|s| s.sh_type == elf::SHT_GNU_VERNEED),
     })
 }
 
@@ -558,16 +621,24 @@ fn name_of<'n>(names: &'n [u8], section: &SectionHeader) -> &'n [u8] {
 
 /// How many `DT_NEEDED` entries a dynamic section holds, up to its `DT_NULL`.
 fn dynamic_needed(header: &FileHeader, table: &[u8]) -> usize {
-    let entry = if header.is_64 { 16 } else { 8 };
-    let f = Fields {
-        bytes: table,
-        little: header.little,
-    };
-    (0..table.len() / entry)
-        .map(|i| f.word(header.is_64, i * entry, i * entry))
-        .take_while(|tag| *tag != elf::DT_NULL)
+    dynamic_tags(header, table)
         .filter(|tag| *tag == elf::DT_NEEDED)
         .count()
+}
+
+/// The tags of a dynamic section's entries, up to its `DT_NULL`.
+fn dynamic_tags<'t>(header: &FileHeader, table: &'t [u8]) -> impl Iterator<Item = u64> + 't {
+    let entry = if header.is_64 { 16 } else { 8 };
+    let (is_64, little) = (header.is_64, header.little);
+    (0..table.len() / entry)
+        .map(move |i| {
+            Fields {
+                bytes: table,
+                little,
+            }
+            .word(is_64, i * entry, i * entry)
+        })
+        .take_while(|tag| *tag != elf::DT_NULL)
 }
 
 fn align(offset: u64, alignment: u64) -> u64 {

@@ -5,6 +5,7 @@
 //! `elf` only reads files, each a regular file read within a bound known before reading; it
 //! never runs them.
 
+pub mod append;
 pub mod deps;
 pub mod headers;
 mod parse;
@@ -14,7 +15,7 @@ pub mod strip;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::{self, ExitKind};
@@ -160,11 +161,70 @@ pub fn read_binary(path: &Path) -> Result<Vec<u8>> {
     input::read_regular(path, Links::Follow, MAX_BINARY_SIZE)
 }
 
-/// Reads `path` (see [`read_binary`]) and analyses its ELF headers. Empty, non-ELF and
-/// truncated files are input errors naming the file.
+/// Analyses the ELF headers of `path`, as [`parse_elf`] does, without holding the file: a
+/// static binary's headers, and its `.dep-v0` section, say all of it, read with seeks (a
+/// 500 MB binary costs a few kilobytes). A dynamic binary (whose libraries, search paths and
+/// symbol versions only the whole file says), or anything the headers alone cannot read, is
+/// read whole (see [`read_binary`]). Empty, non-ELF and truncated files are input errors
+/// naming the file.
 pub fn inspect_file(path: &Path) -> Result<ElfInfo> {
+    if let Some(info) = inspect_from_headers(path)? {
+        return Ok(info);
+    }
     let data = read_binary(path)?;
     parse_elf(path, &data)
+}
+
+/// [`inspect_file`] from the headers, or `None` when they do not say everything.
+fn inspect_from_headers(path: &Path) -> Result<Option<ElfInfo>> {
+    let file = input::open_regular(path, Links::Follow)?;
+    let size = file.size;
+    from_headers(path, &mut std::io::BufReader::new(file.file), size)
+}
+
+/// [`inspect_from_headers`] of the file of `size` bytes in `reader`.
+fn from_headers(
+    path: &Path,
+    reader: &mut (impl std::io::Read + std::io::Seek),
+    size: u64,
+) -> Result<Option<ElfInfo>> {
+    use std::io::SeekFrom;
+    let Ok(headers) = headers::read_seekable(reader, size) else {
+        return Ok(None);
+    };
+    if !headers.linkage.is_static() || headers.dynamic_details {
+        return Ok(None);
+    }
+    let dependencies = match headers.dep_section {
+        None => EmbeddedDeps::Absent,
+        Some((offset, len)) => {
+            if len > deps::MAX_JSON_SIZE || offset.checked_add(len).is_none_or(|end| end > size) {
+                return Ok(None);
+            }
+            let mut section = vec![0u8; len as usize];
+            reader.seek(SeekFrom::Start(offset))?;
+            reader
+                .read_exact(&mut section)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            EmbeddedDeps::from_section(Some(&section))
+        }
+    };
+    Ok(Some(ElfInfo {
+        path: path.to_path_buf(),
+        size,
+        linkage: headers.linkage,
+        interpreter: None,
+        needed: Vec::new(),
+        rpath: Vec::new(),
+        runpath: Vec::new(),
+        version_needs: Vec::new(),
+        machine: headers.machine,
+        arch: headers.arch,
+        class: headers.class,
+        stripped: headers.stripped,
+        debug_info: headers.debug_info,
+        dependencies,
+    }))
 }
 
 /// Options of `cargo airlock inspect`.
@@ -361,5 +421,127 @@ impl CommandReport for InspectReport {
         } else {
             ExitKind::CheckFailed
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Read, Seek, SeekFrom};
+
+    use super::*;
+
+    /// A reader that counts the bytes read.
+    struct Counted<'a> {
+        inner: Cursor<&'a [u8]>,
+        total: u64,
+    }
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.total += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Counted<'_> {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    /// The test binary (a dynamic PIE) made to look static-pie: its `PT_INTERP` a `PT_NULL`,
+    /// its `DT_NEEDED` entries `DT_DEBUG`, its version needs plain bytes; then a dependency
+    /// list embedded.
+    fn static_looking(data: &[u8]) -> Vec<u8> {
+        use object::{Object, ObjectSection};
+        let mut data = data.to_vec();
+        let file = object::File::parse(data.as_slice()).unwrap();
+        let phoff = u64::from_le_bytes(data[32..40].try_into().unwrap()) as usize;
+        let phnum = u16::from_le_bytes(data[56..58].try_into().unwrap()) as usize;
+        let dynamic = file
+            .section_by_name(".dynamic")
+            .unwrap()
+            .file_range()
+            .unwrap();
+        let verneed = file.section_by_name(".gnu.version_r").unwrap().index().0;
+        drop(file);
+        for i in 0..phnum {
+            let at = phoff + i * 56;
+            if data[at..at + 4] == [3, 0, 0, 0] {
+                data[at..at + 4].copy_from_slice(&[0; 4]);
+            }
+        }
+        for at in (dynamic.0 as usize..(dynamic.0 + dynamic.1) as usize).step_by(16) {
+            if data[at..at + 8] == 1u64.to_le_bytes() {
+                data[at..at + 8].copy_from_slice(&21u64.to_le_bytes());
+            }
+        }
+        let shoff = u64::from_le_bytes(data[40..48].try_into().unwrap()) as usize;
+        let type_at = shoff + verneed * 64 + 4;
+        data[type_at..type_at + 4].copy_from_slice(&1u32.to_le_bytes());
+        let list = DepList {
+            format: deps::FORMAT,
+            packages: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let outcome = append::append_section(
+            &mut Cursor::new(&data),
+            deps::SECTION_NAME,
+            &list.encode().unwrap(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(outcome, append::Appended::Written);
+        out
+    }
+
+    #[test]
+    fn a_static_binary_is_inspected_from_its_headers_as_parse_elf_reads_it_whole() {
+        let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let data = static_looking(&own);
+        let path = Path::new("app");
+        let whole = parse_elf(path, &data).unwrap();
+        assert_eq!(whole.linkage, Linkage::StaticPie);
+        assert!(whole.dependencies.list().is_some(), "{whole:?}");
+        let mut reader = Counted {
+            inner: Cursor::new(&data),
+            total: 0,
+        };
+        let headers = from_headers(path, &mut reader, data.len() as u64)
+            .unwrap()
+            .expect("a static binary is read from its headers");
+        assert_eq!(headers, whole);
+        // Header tables, names, notes and the section: a few KiB of a file of megabytes.
+        assert!(data.len() > 4 << 20, "{}", data.len());
+        assert!(reader.total < 256 << 10, "{} bytes read", reader.total);
+        // Through the file, as `build` inspects what it copied.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app");
+        std::fs::write(&file, &data).unwrap();
+        assert_eq!(
+            inspect_file(&file).unwrap(),
+            ElfInfo {
+                path: file.clone(),
+                ..whole
+            }
+        );
+    }
+
+    #[test]
+    fn a_dynamic_binary_is_read_whole_for_its_libraries() {
+        let exe = std::env::current_exe().unwrap();
+        let data = std::fs::read(&exe).unwrap();
+        let mut reader = Counted {
+            inner: Cursor::new(&data),
+            total: 0,
+        };
+        assert_eq!(
+            from_headers(&exe, &mut reader, data.len() as u64).unwrap(),
+            None
+        );
+        let info = inspect_file(&exe).unwrap();
+        assert_eq!(info, parse_elf(&exe, &data).unwrap());
+        assert!(!info.needed.is_empty(), "{info:?}");
     }
 }
