@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
+use crate::digest::Sha256Digest;
 use crate::tarball::{self, TarBuilder};
 
 /// An archive format for release archives.
@@ -100,8 +101,9 @@ pub struct ArchiveSpec<'a> {
     /// The top directory inside the archive (`<bin>-<version>-<target>`).
     pub top_dir: String,
     /// The binary as it ships (stripped), stored as `<top>/<bin name>` with mode 0755:
-    /// borrowed, as a release binary may be hundreds of MB.
-    pub binary: &'a [u8],
+    /// streamed from this file (a release binary may be hundreds of MB), whose bytes must
+    /// still have this digest.
+    pub binary: (&'a Path, Sha256Digest),
     /// The binary's name inside the archive.
     pub binary_name: String,
     /// Documents stored as `<top>/<file name>` with mode 0644.
@@ -114,9 +116,11 @@ pub struct ArchiveSpec<'a> {
 pub fn write_archive(dest: &Path, format: ArchiveFormat, spec: &ArchiveSpec<'_>) -> Result<()> {
     let mut tar = TarBuilder::new();
     tar.dir(&spec.top_dir, tarball::EXEC_MODE);
-    tar.file(
+    let (binary, digest) = spec.binary;
+    tar.file_checked(
         &format!("{}/{}", spec.top_dir, spec.binary_name),
-        spec.binary,
+        binary,
+        digest,
         tarball::EXEC_MODE,
     );
     for doc in &spec.documents {
@@ -178,9 +182,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let readme = dir.path().join("README.md");
         std::fs::write(&readme, b"# app").unwrap();
+        let binary = dir.path().join("app");
+        std::fs::write(&binary, b"\x7fELF fake").unwrap();
         let spec = ArchiveSpec {
             top_dir: "app-1.0.0-x86_64-unknown-linux-musl".into(),
-            binary: b"\x7fELF fake",
+            binary: (&binary, Sha256Digest::of(b"\x7fELF fake")),
             binary_name: "app".into(),
             documents: vec![readme],
             mtime: 1_700_000_000,
@@ -198,7 +204,14 @@ mod tests {
             assert_eq!(entries[2].0, "app-1.0.0-x86_64-unknown-linux-musl/app");
             assert_eq!(entries[2].1, 0o755);
             assert_eq!(entries[1].2, b"# app");
+            assert_eq!(entries[2].2, b"\x7fELF fake");
         }
+        // A binary changed after it was judged is refused, and no archive is left behind.
+        std::fs::write(&binary, b"\x7fELF evil").unwrap();
+        let dest = dir.path().join("changed.tar.gz");
+        let err = write_archive(&dest, ArchiveFormat::TarGz, &spec).unwrap_err();
+        assert!(format!("{err:#}").contains("app"), "{err:#}");
+        assert!(!dest.exists());
     }
 
     #[test]

@@ -299,10 +299,37 @@ fn artifact(
 
 /// One released binary as it ships.
 struct Shipped {
-    /// The stripped bytes (archives hold these, and the image the same bytes).
-    bytes: Vec<u8>,
+    /// The stripped binary (archives hold these bytes, and the image the same bytes): a
+    /// scratch file beside the built one, removed when dropped, so a binary of hundreds of
+    /// MB is never held in memory.
+    file: atomic::StagedFile,
+    /// The digest of what was written to it, checked as the archives read it back.
+    digest: digest::Sha256Digest,
     /// The name of its debug file, which its `.gnu_debuglink` names.
     debug_name: String,
+}
+
+impl Shipped {
+    /// A scratch file beside `binary` for its stripped copy, filled by `write`.
+    fn write(
+        binary: &Path,
+        debug_name: String,
+        write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+    ) -> Result<Shipped> {
+        use std::io::Write;
+        let mut name = binary.file_name().unwrap_or_default().to_os_string();
+        name.push(".stripped");
+        let file = atomic::StagedFile::new(&binary.with_file_name(name))?;
+        let mut hashed = digest::HashingWriter::new(std::io::BufWriter::new(file.file()));
+        write(&mut hashed)?;
+        hashed.flush()?;
+        let (digest, _, _) = hashed.finish();
+        Ok(Shipped {
+            file,
+            digest,
+            debug_name,
+        })
+    }
 }
 
 /// Strips every built binary in the plan's mode and writes the debug files into the release.
@@ -334,17 +361,16 @@ fn strip_binaries(
                 Ok(())
             })?;
             let link = elf::strip::gnu_debuglink(&debug_name, crc, object::Endianness::Little);
-            let mut bytes = Vec::new();
-            split
-                .write_shipped(&mut reader, &link, &mut bytes)
-                .map_err(cannot)?;
+            let stripped = Shipped::write(&binary.path, debug_name, |w| {
+                split.write_shipped(&mut reader, &link, w).map_err(cannot)
+            })?;
             artifacts.push(artifact(
                 out,
                 &path,
                 ArtifactKind::DebugInfo,
                 Some(&binary.target),
             )?);
-            shipped.push(Shipped { bytes, debug_name });
+            shipped.push(stripped);
             continue;
         }
         if let elf::stream_strip::Planned::Fallback(why) = planned {
@@ -365,10 +391,9 @@ fn strip_binaries(
                 Some(&binary.target),
             )?);
         }
-        shipped.push(Shipped {
-            bytes: split.shipped,
-            debug_name,
-        });
+        shipped.push(Shipped::write(&binary.path, debug_name, |w| {
+            Ok(w.write_all(&split.shipped)?)
+        })?);
     }
     Ok((shipped, artifacts))
 }
@@ -394,7 +419,7 @@ fn write_archives(
             .unwrap_or_else(|| plan.workspace.root().to_path_buf());
         let spec = ArchiveSpec {
             top_dir: format!("{}-{}-{}", binary.name, binary.version, binary.target),
-            binary: &shipped.bytes,
+            binary: (shipped.file.path(), shipped.digest),
             binary_name: binary.name.clone(),
             documents: archive::release_documents(&package_dir, plan.workspace.root())?,
             mtime: plan.source_date_epoch,
