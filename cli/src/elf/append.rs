@@ -11,16 +11,16 @@
 //! the ELF contents, say) stays where it is.
 //!
 //! Layouts it does not handle are an [`Appended::Fallback`] with the reason, before anything is
-//! written, for the in-memory path ([`super::rewrite`]): big-endian files, extended section
-//! numbering, unusual header sizes, and a file that already has a section of that name
-//! (which the in-memory path replaces). Never writes a file itself and never runs anything.
+//! written, for the in-memory path ([`super::rewrite`]): what [`super::tables`] does not read
+//! (big-endian files, extended section numbering, unusual header sizes), and a file that
+//! already has a section of that name (which the in-memory path replaces). Never writes a file itself and never runs anything.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::headers::MAX_HEADER_BYTES;
 use super::headers::gabi::{SHN_LORESERVE, SHT_NOBITS, SHT_PROGBITS};
+use super::tables::{self, Tables, Unsupported, align};
 
 /// What [`append_section`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,30 +31,6 @@ pub enum Appended {
     Fallback(String),
 }
 
-fn uint(bytes: &[u8], at: usize, len: usize) -> u64 {
-    bytes[at..at + len]
-        .iter()
-        .rev()
-        .fold(0u64, |value, byte| (value << 8) | u64::from(*byte))
-}
-
-fn put(bytes: &mut [u8], at: usize, len: usize, value: u64) {
-    for (i, byte) in bytes[at..at + len].iter_mut().enumerate() {
-        *byte = (value >> (8 * i)) as u8;
-    }
-}
-
-/// Reads `len` bytes at `offset`, refusing more than [`MAX_HEADER_BYTES`].
-fn read_at(reader: &mut (impl Read + Seek), offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    if len > MAX_HEADER_BYTES {
-        return Err(io::Error::other("a header table is too large"));
-    }
-    reader.seek(SeekFrom::Start(offset))?;
-    let mut bytes = vec![0u8; len as usize];
-    reader.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
 /// Writes the ELF file in `reader` to `out` with one more non-allocated `SHT_PROGBITS`
 /// section, `name`, holding `contents`.
 pub fn append_section(
@@ -63,137 +39,84 @@ pub fn append_section(
     contents: &[u8],
     out: &mut dyn Write,
 ) -> Result<Appended> {
+    let tables = match tables::read(reader)? {
+        Ok(tables) => tables,
+        Err(Unsupported(why)) => return Ok(Appended::Fallback(why)),
+    };
     let fallback = |why: &str| Ok(Appended::Fallback(why.to_owned()));
-    let size = reader
-        .seek(SeekFrom::End(0))
-        .context("cannot read the binary")?;
-    let mut header = read_at(reader, 0, size.min(64)).context("cannot read the binary")?;
-    if header.len() < 52 || !header.starts_with(b"\x7fELF") {
-        return fallback("not an ELF file");
+    let shnum = tables.sections.len() as u64;
+    if shnum + 1 >= SHN_LORESERVE {
+        return fallback("one more section would need extended section numbering");
     }
-    let is_64 = match header[4] {
-        2 => true,
-        1 => false,
-        _ => return fallback("unknown ELF class"),
-    };
-    if header[5] != 1 {
-        return fallback("a big-endian ELF file");
-    }
-    if is_64 && header.len() < 64 {
-        return fallback("truncated ELF header");
-    }
-    // gABI, "ELF Header" and "Sections".
-    let (shoff_at, base, word) = if is_64 { (40, 52, 8) } else { (32, 40, 4) };
-    let ehsize = uint(&header, base, 2);
-    let phoff = uint(&header, if is_64 { 32 } else { 28 }, word);
-    let phentsize = uint(&header, base + 2, 2);
-    let phnum = uint(&header, base + 4, 2);
-    let shoff = uint(&header, shoff_at, word);
-    let shentsize = uint(&header, base + 6, 2);
-    let shnum = uint(&header, base + 8, 2);
-    let shstrndx = uint(&header, base + 10, 2);
-    let (want_eh, want_ph, want_sh) = if is_64 { (64, 56, 64) } else { (52, 32, 40) };
-    if ehsize != want_eh || shentsize != want_sh || (phnum > 0 && phentsize != want_ph) {
-        return fallback("unusual ELF header sizes");
-    }
-    if shnum == 0 || shnum + 1 >= SHN_LORESERVE || shstrndx == 0 || shstrndx >= shnum {
-        return fallback("extended section numbering or no section name table");
-    }
-    let inside = |offset: u64, len: u64| offset.checked_add(len).is_some_and(|end| end <= size);
-    let table_len = shnum * shentsize;
-    if !inside(shoff, table_len) || !inside(phoff, phnum * phentsize) {
-        return fallback("a header table lies outside the file");
-    }
-    let mut table = read_at(reader, shoff, table_len).context("cannot read the binary")?;
-    // Field offsets in a section header: name, type, offset, size, then the entry's width.
-    let (type_at, offset_at, size_at) = if is_64 { (4, 24, 32) } else { (4, 16, 20) };
-    let field = |table: &[u8], index: u64, at: usize, len: usize| {
-        uint(table, (index * shentsize) as usize + at, len)
-    };
-    let names_offset = field(&table, shstrndx, offset_at, word);
-    let names_len = field(&table, shstrndx, size_at, word);
-    if field(&table, shstrndx, type_at, 4) == u64::from(SHT_NOBITS)
-        || !inside(names_offset, names_len)
-    {
-        return fallback("an unusual section name table");
-    }
-    let mut names = read_at(reader, names_offset, names_len).context("cannot read the binary")?;
-    let taken = (0..shnum).any(|index| {
-        let at = field(&table, index, 0, 4) as usize;
-        names
-            .get(at..)
-            .is_some_and(|rest| rest.split(|b| *b == 0).next() == Some(name.as_bytes()))
-    });
-    if taken {
+    if tables.sections.iter().any(|s| s.name == name.as_bytes()) {
         return fallback("the section is there already");
     }
+    let shstrndx = tables.shstrndx;
+    let old_names = &tables.sections[shstrndx];
     // What must stay: every section's bytes but the name table's, every segment, the headers.
-    let mut kept_end = phoff + phnum * phentsize;
-    kept_end = kept_end.max(ehsize);
-    for index in (1..shnum).filter(|&i| i != shstrndx) {
-        if field(&table, index, type_at, 4) != u64::from(SHT_NOBITS) {
-            let (offset, len) = (
-                field(&table, index, offset_at, word),
-                field(&table, index, size_at, word),
-            );
-            if !inside(offset, len) {
-                return fallback("a section lies outside the file");
-            }
-            kept_end = kept_end.max(offset + len);
+    let mut kept_end = (tables.phoff + tables.phdrs.len() as u64).max(tables.ehsize());
+    for (index, section) in tables.sections.iter().enumerate() {
+        if index != shstrndx && section.sh_type != SHT_NOBITS {
+            kept_end = kept_end.max(section.sh_offset + section.sh_size);
         }
     }
-    let phdrs = read_at(reader, phoff, phnum * phentsize).context("cannot read the binary")?;
-    for entry in phdrs.chunks_exact(phentsize.max(1) as usize) {
-        let (offset, filesz) = if is_64 {
-            (uint(entry, 8, 8), uint(entry, 32, 8))
-        } else {
-            (uint(entry, 4, 4), uint(entry, 16, 4))
-        };
+    for (offset, filesz) in tables.segments() {
         kept_end = kept_end.max(offset.saturating_add(filesz));
     }
     // The old header table is left out when it ends the file; the old names too when they
     // come right before it (at most the table's alignment apart) and after everything kept.
-    let mut cut = size;
-    if shoff + table_len == size && shoff >= kept_end {
-        cut = shoff;
-        let names_end = names_offset + names_len;
-        if names_offset >= kept_end && names_end <= shoff && shoff - names_end < word as u64 {
-            cut = names_offset;
+    let word = tables.word();
+    let mut cut = tables.size;
+    if tables.shoff + shnum * tables.shentsize() == tables.size && tables.shoff >= kept_end {
+        cut = tables.shoff;
+        let names_end = old_names.sh_offset + old_names.sh_size;
+        if old_names.sh_offset >= kept_end
+            && names_end <= tables.shoff
+            && tables.shoff - names_end < word
+        {
+            cut = old_names.sh_offset;
         }
     }
+    let mut names = tables.names.clone();
     let name_at = names.len() as u64;
     names.extend_from_slice(name.as_bytes());
     names.push(0);
     let contents_at = cut;
-    let new_names_at = contents_at + contents.len() as u64;
-    let end = new_names_at + names.len() as u64;
-    let new_shoff = end.next_multiple_of(word as u64);
-    put(&mut header, shoff_at, word, new_shoff);
-    put(&mut header, base + 8, 2, shnum + 1);
-    let entry = (shstrndx * shentsize) as usize;
-    put(&mut table, entry + offset_at, word, new_names_at);
-    put(&mut table, entry + size_at, word, names.len() as u64);
-    let mut added = vec![0u8; shentsize as usize];
-    put(&mut added, 0, 4, name_at);
-    put(&mut added, type_at, 4, u64::from(SHT_PROGBITS));
-    put(&mut added, offset_at, word, contents_at);
-    put(&mut added, size_at, word, contents.len() as u64);
-    // sh_addralign: 1 (after sh_link and sh_info).
-    put(&mut added, if is_64 { 48 } else { 32 }, word, 1);
+    let names_at = contents_at + contents.len() as u64;
+    let end = names_at + names.len() as u64;
+    let shoff = align(end, word);
 
-    let header_len = header.len() as u64;
-    out.write_all(&header)?;
-    reader.seek(SeekFrom::Start(header_len))?;
-    let copied = io::copy(&mut reader.by_ref().take(cut - header_len), out)?;
-    if copied != cut - header_len {
+    let ehsize = tables.ehsize();
+    out.write_all(&tables.patched_header(tables.phoff, shoff, shnum + 1, shstrndx as u64))?;
+    reader.seek(SeekFrom::Start(ehsize))?;
+    let copied = io::copy(&mut reader.by_ref().take(cut - ehsize), out)?;
+    if copied != cut - ehsize {
         anyhow::bail!("the binary is shorter than its headers say");
     }
     out.write_all(contents)?;
     out.write_all(&names)?;
-    let padding = new_shoff - end;
-    out.write_all(&vec![0u8; padding as usize])?;
-    out.write_all(&table)?;
-    out.write_all(&added)?;
+    out.write_all(&vec![0u8; (shoff - end) as usize])?;
+    for (index, section) in tables.sections.iter().enumerate() {
+        let mut fields = Tables::fields_of(section);
+        if index == shstrndx {
+            // sh_offset, sh_size.
+            (fields[4], fields[5]) = (names_at, names.len() as u64);
+        }
+        tables.write_section_header(out, fields)?;
+    }
+    let added = [
+        name_at,
+        u64::from(SHT_PROGBITS),
+        0,
+        0,
+        contents_at,
+        contents.len() as u64,
+        0,
+        0,
+        1,
+        0,
+    ];
+    tables.write_section_header(out, added)?;
     Ok(Appended::Written)
 }
 
@@ -204,6 +127,7 @@ mod tests {
     use object::{Object, ObjectSection, ObjectSegment};
 
     use super::*;
+    use crate::elf::tables::put;
 
     fn appended(data: &[u8], contents: &[u8]) -> (Appended, Vec<u8>) {
         let mut out = Vec::new();
@@ -300,7 +224,10 @@ mod tests {
         let mut no_names = data.clone();
         put(&mut no_names, 62, 2, 0);
         for (input, why) in [
-            (big_endian, "a big-endian ELF file"),
+            (
+                big_endian,
+                "a big-endian ELF file (the streaming rewriters are tested on little-endian)",
+            ),
             (
                 no_names,
                 "extended section numbering or no section name table",

@@ -12,6 +12,7 @@ mod parse;
 pub mod rewrite;
 pub mod stream_strip;
 pub mod strip;
+mod tables;
 
 use std::path::{Path, PathBuf};
 

@@ -25,43 +25,12 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use anyhow::{Context, Result};
 
-use super::headers::MAX_HEADER_BYTES;
-use super::strip::StripMode;
-
 use super::headers::gabi::{
-    SHF_ALLOC, SHF_INFO_LINK, SHN_LORESERVE, SHT_GROUP, SHT_NOBITS, SHT_NOTE, SHT_PROGBITS,
-    SHT_REL, SHT_RELA, SHT_STRTAB, SHT_SYMTAB, SHT_SYMTAB_SHNDX,
+    SHN_LORESERVE, SHT_GROUP, SHT_NOBITS, SHT_NOTE, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB,
+    SHT_SYMTAB, SHT_SYMTAB_SHNDX,
 };
-
-/// One section header, every field.
-#[derive(Debug, Clone)]
-struct Section {
-    name: Vec<u8>,
-    sh_type: u32,
-    sh_flags: u64,
-    sh_addr: u64,
-    sh_offset: u64,
-    sh_size: u64,
-    sh_link: u64,
-    sh_info: u64,
-    sh_addralign: u64,
-    sh_entsize: u64,
-}
-
-impl Section {
-    fn is_alloc(&self) -> bool {
-        self.sh_flags & SHF_ALLOC != 0
-    }
-
-    fn has_bytes(&self) -> bool {
-        self.sh_type != SHT_NOBITS && self.sh_size > 0
-    }
-
-    /// Whether `sh_info` is a section index (gABI, "sh_link and sh_info Interpretation").
-    fn info_is_index(&self) -> bool {
-        matches!(self.sh_type, SHT_REL | SHT_RELA) || self.sh_flags & SHF_INFO_LINK != 0
-    }
-}
+use super::strip::StripMode;
+use super::tables::{self, Section, Tables, Unsupported, align, put, uint};
 
 /// How the split of one file is to be written.
 #[derive(Debug)]
@@ -69,7 +38,7 @@ pub enum Planned {
     /// The file has nothing `mode` removes: it ships as it is.
     Unchanged,
     /// The layout is proven safe to stream.
-    Stream(Plan),
+    Stream(Box<Plan>),
     /// Why the file must take the in-memory path.
     Fallback(String),
 }
@@ -77,12 +46,7 @@ pub enum Planned {
 /// A proven layout: the headers of the input and what each output keeps.
 #[derive(Debug)]
 pub struct Plan {
-    is_64: bool,
-    ehsize: u64,
-    phoff: u64,
-    phdrs: Vec<u8>,
-    sections: Vec<Section>,
-    shstrndx: usize,
+    tables: Tables,
     /// Removed from the shipped file (the old `.gnu_debuglink` included).
     shipped_removed: Vec<bool>,
     /// Removed from the debug file (the old `.gnu_debuglink`).
@@ -106,168 +70,30 @@ struct Dropped {
     locals: u64,
 }
 
-fn uint(bytes: &[u8], at: usize, len: usize) -> u64 {
-    bytes
-        .get(at..at + len)
-        .map(|raw| {
-            raw.iter()
-                .rev()
-                .fold(0u64, |value, byte| (value << 8) | u64::from(*byte))
-        })
-        .unwrap_or(0)
-}
-
-fn put(bytes: &mut [u8], at: usize, len: usize, value: u64) {
-    for (i, byte) in bytes[at..at + len].iter_mut().enumerate() {
-        *byte = (value >> (8 * i)) as u8;
-    }
-}
-
-fn align(offset: u64, alignment: u64) -> u64 {
-    match alignment {
-        0 | 1 => offset,
-        a => offset.div_ceil(a) * a,
-    }
-}
-
-/// Reads `len` bytes at `offset`, refusing more than [`MAX_HEADER_BYTES`].
-fn read_at(reader: &mut (impl Read + Seek), offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    if len > MAX_HEADER_BYTES {
-        return Err(io::Error::other("a header table is too large"));
-    }
-    reader.seek(SeekFrom::Start(offset))?;
-    let mut bytes = vec![0u8; len as usize];
-    reader.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Field offsets of a section header: (name, type, flags, addr, offset, size, link, info,
-/// addralign, entsize), each with its width.
-fn section_fields(is_64: bool) -> [(usize, usize); 10] {
-    if is_64 {
-        [
-            (0, 4),
-            (4, 4),
-            (8, 8),
-            (16, 8),
-            (24, 8),
-            (32, 8),
-            (40, 4),
-            (44, 4),
-            (48, 8),
-            (56, 8),
-        ]
-    } else {
-        [
-            (0, 4),
-            (4, 4),
-            (8, 4),
-            (12, 4),
-            (16, 4),
-            (20, 4),
-            (24, 4),
-            (28, 4),
-            (32, 4),
-            (36, 4),
-        ]
-    }
-}
-
 /// Plans the split of the ELF file in `reader` in `mode`. Malformed files are fallbacks too:
 /// the in-memory path reports them.
 pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned> {
-    let size = reader
-        .seek(SeekFrom::End(0))
-        .context("cannot read the binary")?;
     let fallback = |why: &str| -> Result<Planned> { Ok(Planned::Fallback(why.to_owned())) };
     if mode == StripMode::None {
         return Ok(Planned::Unchanged);
     }
-    let header = read_at(reader, 0, size.min(64)).context("cannot read the binary")?;
-    if header.len() < 52 || !header.starts_with(b"\x7fELF") {
-        return fallback("not an ELF file");
-    }
-    let is_64 = match header[4] {
-        2 => true,
-        1 => false,
-        _ => return fallback("unknown ELF class"),
+    let tables = match tables::read(reader)? {
+        Ok(tables) => tables,
+        Err(Unsupported(why)) => return Ok(Planned::Fallback(why)),
     };
-    if header[5] != 1 {
-        return fallback("a big-endian ELF file (streamed stripping is tested on little-endian)");
-    }
-    if is_64 && header.len() < 64 {
-        return fallback("truncated ELF header");
-    }
-    let (phoff, shoff) = if is_64 {
-        (uint(&header, 32, 8), uint(&header, 40, 8))
-    } else {
-        (uint(&header, 28, 4), uint(&header, 32, 4))
-    };
-    let base = if is_64 { 52 } else { 40 };
-    let ehsize = uint(&header, base, 2);
-    let phentsize = uint(&header, base + 2, 2);
-    let phnum = uint(&header, base + 4, 2);
-    let shentsize = uint(&header, base + 6, 2);
-    let shnum = uint(&header, base + 8, 2);
-    let shstrndx = uint(&header, base + 10, 2);
-    let (want_eh, want_ph, want_sh) = if is_64 { (64, 56, 64) } else { (52, 32, 40) };
-    if ehsize != want_eh || shentsize != want_sh || (phnum > 0 && phentsize != want_ph) {
-        return fallback("unusual ELF header sizes");
-    }
-    if shnum == 0 || shstrndx == 0 || shstrndx >= SHN_LORESERVE || shstrndx >= shnum {
-        return fallback("extended section numbering or no section name table");
-    }
-    if phnum == 0 {
+    if tables.phdrs.is_empty() {
         return fallback("no program headers");
     }
-    let inside = |offset: u64, len: u64| offset.checked_add(len).is_some_and(|end| end <= size);
-    if !inside(phoff, phnum * phentsize) || !inside(shoff, shnum * shentsize) {
-        return fallback("a header table lies outside the file");
-    }
-    let phdrs = read_at(reader, phoff, phnum * phentsize).context("cannot read the binary")?;
-    let table = read_at(reader, shoff, shnum * shentsize).context("cannot read the binary")?;
-    let fields = section_fields(is_64);
-    let mut sections: Vec<Section> = table
-        .chunks_exact(shentsize as usize)
-        .map(|entry| {
-            let f = |i: usize| uint(entry, fields[i].0, fields[i].1);
-            Section {
-                name: f(0).to_le_bytes().to_vec(),
-                sh_type: f(1) as u32,
-                sh_flags: f(2),
-                sh_addr: f(3),
-                sh_offset: f(4),
-                sh_size: f(5),
-                sh_link: f(6),
-                sh_info: f(7),
-                sh_addralign: f(8),
-                sh_entsize: f(9),
-            }
-        })
-        .collect();
-    let shstrndx = shstrndx as usize;
-    let names = &sections[shstrndx];
-    if names.sh_type != SHT_STRTAB || !inside(names.sh_offset, names.sh_size) {
-        return fallback("an unusual section name table");
-    }
-    let names =
-        read_at(reader, names.sh_offset, names.sh_size).context("cannot read the binary")?;
-    for section in &mut sections {
-        let at = uint(&section.name, 0, 4) as usize;
-        let Some(tail) = names.get(at..) else {
-            return fallback("a section name lies outside the name table");
-        };
-        section.name = tail.split(|b| *b == 0).next().unwrap_or_default().to_vec();
-    }
-    for section in &sections {
+    let (is_64, ehsize, shstrndx) = (tables.is_64, tables.ehsize(), tables.shstrndx);
+    let shnum = tables.sections.len() as u64;
+    let sections = &tables.sections;
+    let inside = |offset: u64, len: u64| tables.inside(offset, len);
+    for section in sections {
         if section.sh_type == SHT_SYMTAB_SHNDX {
             return fallback("extended symbol section indices (SHT_SYMTAB_SHNDX)");
         }
         if section.sh_addralign > 1 && !section.sh_addralign.is_power_of_two() {
             return fallback("an alignment that is not a power of two");
-        }
-        if section.has_bytes() && !inside(section.sh_offset, section.sh_size) {
-            return fallback("a section lies outside the file");
         }
     }
     // As `strip::is_removed` decides: `object` reads the string table `.symtab` links to
@@ -314,14 +140,8 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
         })
         .collect();
     // The loaded image: every segment and allocated section, copied byte for byte.
-    let mut prefix = phoff + phnum * phentsize;
-    prefix = prefix.max(ehsize);
-    for entry in phdrs.chunks_exact(phentsize as usize) {
-        let (offset, filesz) = if is_64 {
-            (uint(entry, 8, 8), uint(entry, 32, 8))
-        } else {
-            (uint(entry, 4, 4), uint(entry, 16, 4))
-        };
+    let mut prefix = (tables.phoff + tables.phdrs.len() as u64).max(ehsize);
+    for (offset, filesz) in tables.segments() {
         if !inside(offset, filesz) {
             return fallback("a segment lies outside the file");
         }
@@ -357,12 +177,7 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
         }
     }
     let mut plan = Plan {
-        is_64,
-        ehsize,
-        phoff,
-        phdrs,
-        sections,
-        shstrndx,
+        tables,
         shipped_removed,
         debug_removed,
         debug_contents,
@@ -370,12 +185,12 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
         shipped_dropped: Vec::new(),
         debug_dropped: Vec::new(),
     };
-    let count = plan.sections.len();
+    let count = plan.tables.sections.len();
     let (mut shipped_dropped, mut debug_dropped) = (
         vec![Dropped::default(); count],
         vec![Dropped::default(); count],
     );
-    for (index, section) in plan.sections.iter().enumerate() {
+    for (index, section) in plan.tables.sections.iter().enumerate() {
         if section.sh_type != SHT_SYMTAB || !section.has_bytes() {
             continue;
         }
@@ -421,6 +236,7 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
             if dropped.symbols > 0
                 && kept(index)
                 && plan
+                    .tables
                     .sections
                     .iter()
                     .enumerate()
@@ -435,7 +251,7 @@ pub fn plan(reader: &mut (impl Read + Seek), mode: StripMode) -> Result<Planned>
     }
     plan.shipped_dropped = shipped_dropped;
     plan.debug_dropped = debug_dropped;
-    Ok(Planned::Stream(plan))
+    Ok(Planned::Stream(Box::new(plan)))
 }
 
 impl Plan {
@@ -450,8 +266,8 @@ impl Plan {
         mut map: impl FnMut(u64, u64) -> Option<u64>,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let entry = if self.is_64 { 24 } else { 16 };
-        let at = if self.is_64 { 6 } else { 14 };
+        let entry = if self.tables.is_64 { 24 } else { 16 };
+        let at = if self.tables.is_64 { 6 } else { 14 };
         reader.seek(SeekFrom::Start(section.sh_offset))?;
         let mut buffer = vec![0u8; entry * 4096];
         let mut kept = Vec::with_capacity(buffer.len());
@@ -482,9 +298,9 @@ impl Plan {
 
     /// Section `index`'s size and `sh_info` in an output that leaves out `dropped` symbols.
     fn size_and_info(&self, index: usize, dropped: &[Dropped]) -> (u64, u64) {
-        let section = &self.sections[index];
+        let section = &self.tables.sections[index];
         let dropped = dropped.get(index).copied().unwrap_or_default();
-        let entry = if self.is_64 { 24 } else { 16 };
+        let entry = if self.tables.is_64 { 24 } else { 16 };
         (
             section.sh_size - dropped.symbols * entry,
             section.sh_info.saturating_sub(dropped.locals),
@@ -518,7 +334,7 @@ impl Plan {
             names.push(0);
             at
         };
-        for (index, section) in self.sections.iter().enumerate() {
+        for (index, section) in self.tables.sections.iter().enumerate() {
             offsets.push(if removed[index] {
                 0
             } else {
@@ -529,47 +345,20 @@ impl Plan {
         (names, offsets, extra)
     }
 
-    /// Writes one section header.
-    fn header(&self, out: &mut dyn Write, values: [u64; 10]) -> io::Result<()> {
-        let fields = section_fields(self.is_64);
-        let mut entry = vec![0u8; if self.is_64 { 64 } else { 40 }];
-        for (value, (at, len)) in values.iter().zip(fields) {
-            put(&mut entry, at, len, *value);
-        }
-        out.write_all(&entry)
-    }
-
-    /// Patches `e_phoff`, `e_shoff`, `e_shnum` and `e_shstrndx` in `header`.
-    fn patch_header(&self, header: &mut [u8], phoff: u64, shoff: u64, shnum: u64, shstrndx: u64) {
-        let (phoff_at, shoff_at, width, base) = if self.is_64 {
-            (32, 40, 8, 52)
-        } else {
-            (28, 32, 4, 40)
-        };
-        put(header, phoff_at, width, phoff);
-        put(header, shoff_at, width, shoff);
-        put(header, base + 8, 2, shnum);
-        put(header, base + 10, 2, shstrndx);
-    }
-
-    fn address_size(&self) -> u64 {
-        if self.is_64 { 8 } else { 4 }
-    }
-
     /// Writes the debug file to `out` and returns its CRC32.
     pub fn write_debug(&self, reader: &mut (impl Read + Seek), out: &mut dyn Write) -> Result<u32> {
         let mut out = Counting::new(out);
         let numbers = self.renumbered(&self.debug_removed);
         let (names, name_offsets, _) = self.name_table(&self.debug_removed, None);
         // Layout: the file header, the program headers as they are, then the kept contents.
-        let phoff = self.ehsize;
-        let mut offset = phoff + self.phdrs.len() as u64;
-        let mut placed = vec![None; self.sections.len()];
-        for (index, section) in self.sections.iter().enumerate() {
+        let phoff = self.tables.ehsize();
+        let mut offset = phoff + self.tables.phdrs.len() as u64;
+        let mut placed = vec![None; self.tables.sections.len()];
+        for (index, section) in self.tables.sections.iter().enumerate() {
             if self.debug_removed[index] || index == 0 {
                 continue;
             }
-            if self.debug_contents[index] && index != self.shstrndx && section.has_bytes() {
+            if self.debug_contents[index] && index != self.tables.shstrndx && section.has_bytes() {
                 offset = align(offset, section.sh_addralign);
                 placed[index] = Some(offset);
                 offset += self.size_and_info(index, &self.debug_dropped).0;
@@ -577,14 +366,13 @@ impl Plan {
         }
         let names_at = offset;
         offset += names.len() as u64;
-        let shoff = align(offset, self.address_size());
+        let shoff = align(offset, self.tables.word());
         let shnum = numbers.iter().flatten().count() as u64;
-        let mut header = read_at(reader, 0, self.ehsize)?;
-        let shstrndx = numbers[self.shstrndx].unwrap_or(0);
-        self.patch_header(&mut header, phoff, shoff, shnum, shstrndx);
+        let shstrndx = numbers[self.tables.shstrndx].unwrap_or(0);
+        let header = self.tables.patched_header(phoff, shoff, shnum, shstrndx);
         out.write_all(&header)?;
-        out.write_all(&self.phdrs)?;
-        for (index, section) in self.sections.iter().enumerate() {
+        out.write_all(&self.tables.phdrs)?;
+        for (index, section) in self.tables.sections.iter().enumerate() {
             let Some(at) = placed[index] else { continue };
             out.pad_to(at)?;
             if section.sh_type == SHT_SYMTAB {
@@ -597,16 +385,16 @@ impl Plan {
         out.write_all(&names)?;
         out.pad_to(shoff)?;
         let end_of_contents = names_at + names.len() as u64;
-        for (index, section) in self.sections.iter().enumerate() {
+        for (index, section) in self.tables.sections.iter().enumerate() {
             if self.debug_removed[index] {
                 continue;
             }
             if index == 0 {
-                self.header(&mut out, [0; 10])?;
+                self.tables.write_section_header(&mut out, [0; 10])?;
                 continue;
             }
             let (size, info) = self.size_and_info(index, &self.debug_dropped);
-            let (sh_type, sh_offset, sh_size) = if index == self.shstrndx {
+            let (sh_type, sh_offset, sh_size) = if index == self.tables.shstrndx {
                 (section.sh_type, names_at, names.len() as u64)
             } else if let Some(at) = placed[index] {
                 (section.sh_type, at, size)
@@ -619,7 +407,7 @@ impl Plan {
             } else {
                 info
             };
-            self.header(
+            self.tables.write_section_header(
                 &mut out,
                 [
                     name_offsets[index],
@@ -651,9 +439,9 @@ impl Plan {
         let (names, name_offsets, link_name) =
             self.name_table(&self.shipped_removed, Some(b".gnu_debuglink"));
         let mut offset = self.prefix;
-        let mut placed = vec![None; self.sections.len()];
-        for (index, section) in self.sections.iter().enumerate() {
-            if self.shipped_removed[index] || index == 0 || index == self.shstrndx {
+        let mut placed = vec![None; self.tables.sections.len()];
+        for (index, section) in self.tables.sections.iter().enumerate() {
+            if self.shipped_removed[index] || index == 0 || index == self.tables.shstrndx {
                 continue;
             }
             if section.is_alloc() {
@@ -668,14 +456,20 @@ impl Plan {
         }
         let link_at = align(offset, 4);
         let names_at = link_at + debuglink.len() as u64;
-        let shoff = align(names_at + names.len() as u64, self.address_size());
+        let shoff = align(names_at + names.len() as u64, self.tables.word());
         let kept = numbers.iter().flatten().count() as u64;
-        let mut header = read_at(reader, 0, self.ehsize)?;
-        let shstrndx = numbers[self.shstrndx].unwrap_or(0);
-        self.patch_header(&mut header, self.phoff, shoff, kept + 1, shstrndx);
+        let shstrndx = numbers[self.tables.shstrndx].unwrap_or(0);
+        let header = self
+            .tables
+            .patched_header(self.tables.phoff, shoff, kept + 1, shstrndx);
         out.write_all(&header)?;
-        copy(reader, self.ehsize, self.prefix - self.ehsize, &mut out)?;
-        for (index, section) in self.sections.iter().enumerate() {
+        copy(
+            reader,
+            self.tables.ehsize(),
+            self.prefix - self.tables.ehsize(),
+            &mut out,
+        )?;
+        for (index, section) in self.tables.sections.iter().enumerate() {
             let Some(at) = placed[index] else { continue };
             if section.is_alloc() || !section.has_bytes() {
                 continue;
@@ -691,16 +485,16 @@ impl Plan {
         out.write_all(debuglink)?;
         out.write_all(&names)?;
         out.pad_to(shoff)?;
-        for (index, section) in self.sections.iter().enumerate() {
+        for (index, section) in self.tables.sections.iter().enumerate() {
             if self.shipped_removed[index] {
                 continue;
             }
             if index == 0 {
-                self.header(&mut out, [0; 10])?;
+                self.tables.write_section_header(&mut out, [0; 10])?;
                 continue;
             }
             let (size, info) = self.size_and_info(index, &self.shipped_dropped);
-            let (sh_offset, sh_size) = if index == self.shstrndx {
+            let (sh_offset, sh_size) = if index == self.tables.shstrndx {
                 (names_at, names.len() as u64)
             } else {
                 (placed[index].unwrap_or(section.sh_offset), size)
@@ -711,7 +505,7 @@ impl Plan {
             } else {
                 info
             };
-            self.header(
+            self.tables.write_section_header(
                 &mut out,
                 [
                     name_offsets[index],
@@ -727,7 +521,7 @@ impl Plan {
                 ],
             )?;
         }
-        self.header(
+        self.tables.write_section_header(
             &mut out,
             [
                 link_name,
