@@ -760,6 +760,7 @@ impl ReportArgs {
         let image = |text: &str| -> Result<airlock::oci::ImageRef> { text.parse() };
         Ok(airlock::report::ReportOptions {
             manifest_path: global.manifest_path.clone(),
+            workspace: None,
             image: self.layout.as_deref().map(image).transpose()?,
             binary: self.binary.clone(),
             compare: self

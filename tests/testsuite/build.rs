@@ -458,32 +458,6 @@ fn missing_toolchain_pieces_are_exit_3_with_the_install_command() {
     );
 }
 
-/// An executable `dir/name` that appends its arguments to `log` (one line per call) and runs
-/// `real` with them.
-fn logging_shim(dir: &Path, name: &str, real: &str, log: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec {real} \"$@\"\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-/// The lines of a shim's log (none when it never ran).
-fn logged(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn zig_is_looked_for_only_when_the_build_compiles_cpp_and_again_each_build() {
     let (Some(_), Some(python3)) = (require_tool("musl-gcc"), require_tool("python3")) else {

@@ -691,15 +691,29 @@ fn releases_of_two_clones_are_identical_and_name_neither_checkout() {
 fn dist_report_step_says_what_it_measures() {
     let (_guard, project) = copy_fixture("hello");
     let out = project.join("target/dist");
+    let shims = tempfile::tempdir().unwrap();
+    let cargo_log = shims.path().join("cargo.log");
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = logging_shim(shims.path(), "cargo", &format!("'{cargo_bin}'"), &cargo_log);
     let (_, stderr) = run_expect(
         dist(
             &project,
             &out,
             &["-v", "--target", "x86_64-unknown-linux-musl"],
         )
+        .env("CARGO", &cargo)
         .env("SOURCE_DATE_EPOCH", "1700000000"),
         0,
     );
+    // After cargo builds: the SBOMs' resolve and the image step's workspace; the report step
+    // is given the workspace dist loaded and runs none (it ran a third).
+    let calls = logged(&cargo_log);
+    let after_build: Vec<&String> = calls
+        .iter()
+        .skip_while(|c| !c.starts_with("build "))
+        .filter(|c| c.starts_with("metadata "))
+        .collect();
+    assert_eq!(after_build.len(), 2, "{calls:#?}");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(out.join("dist-manifest.json")).unwrap()).unwrap();
     let manifest_digest = manifest["images"][0]["manifests"]["linux/amd64"]

@@ -671,6 +671,7 @@ fn write_report(
 ) -> Result<(Vec<Artifact>, Vec<String>)> {
     let mut report = report::report(&ReportOptions {
         manifest_path: Some(plan.workspace.root().join("Cargo.toml")),
+        workspace: Some(plan.workspace.clone()),
         image: Some(ImageRef {
             path: out.join(&image.layout),
             tag: Some(image.tag.clone()),

@@ -39,6 +39,9 @@ pub struct ReportOptions {
     /// The workspace's `Cargo.toml` (finds the default layout and, for `--with-gnu`, what to
     /// build).
     pub manifest_path: Option<PathBuf>,
+    /// That workspace, when the caller has loaded it already (`dist`): used instead of a
+    /// second `cargo metadata`.
+    pub workspace: Option<Workspace>,
     /// The image; default: the layout `cargo airlock image` writes.
     pub image: Option<ImageRef>,
     /// Measure this binary instead of the one found in the image.
@@ -79,16 +82,22 @@ pub fn report(options: &ReportOptions) -> Result<SizeReport> {
     // The workspace, loaded once: its default layout is the image when none is named, and
     // its target directory keeps the cache (a named image outside a named workspace is
     // measured without one).
+    let loaded = options.workspace.clone();
     let (image, workspace) = match &options.image {
         Some(image) => (
             image.clone(),
-            options
-                .manifest_path
-                .as_deref()
-                .and_then(|path| Workspace::load(Some(path)).ok()),
+            loaded.or_else(|| {
+                options
+                    .manifest_path
+                    .as_deref()
+                    .and_then(|path| Workspace::load(Some(path)).ok())
+            }),
         ),
         None => {
-            let workspace = Workspace::load(options.manifest_path.as_deref())?;
+            let workspace = match loaded {
+                Some(workspace) => workspace,
+                None => Workspace::load(options.manifest_path.as_deref())?,
+            };
             let path = crate::oci::image::default_layout_of(&workspace);
             (ImageRef { path, tag: None }, Some(workspace))
         }

@@ -47,3 +47,34 @@ pub fn cargo_installed_tool(krate: &str, version: &str, bin: &str) -> Option<Pat
     std::fs::write(&stamp, b"").unwrap();
     Some(path)
 }
+
+/// An executable `dir/name` that appends its arguments to `log` (one line per call) and runs
+/// `real` with them.
+pub fn logging_shim(
+    dir: &std::path::Path,
+    name: &str,
+    real: &str,
+    log: &std::path::Path,
+) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec {real} \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The lines of a shim's log (none when it never ran).
+pub fn logged(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
