@@ -290,6 +290,29 @@ mod tests {
         }
     }
 
+    /// Pieces are written in order as they are done, while input still comes: the encoder
+    /// holds a few per thread, never the whole stream.
+    #[test]
+    fn finished_pieces_are_written_while_the_input_still_comes() {
+        let data = sample(64 * 16 * 1024);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut encoder = ParallelGzEncoder::with_chunk_size(Vec::new(), 6, 16 * 1024);
+            encoder.write_all(&data).unwrap();
+            let limit = ParallelGzEncoder::<Vec<u8>>::max_in_flight();
+            assert!(
+                encoder.in_flight.len() <= limit,
+                "{}",
+                encoder.in_flight.len()
+            );
+            assert!(encoder.out.len() > 10, "nothing written yet");
+            assert_eq!(gunzip(&encoder.finish().unwrap()), data);
+        });
+    }
+
     #[test]
     fn priming_keeps_the_size_close_to_one_stream() {
         let data = sample(2 << 20);
