@@ -1271,3 +1271,54 @@ fn a_write_that_the_disk_refuses_is_exit_3_naming_the_output() {
         .collect();
     assert!(left.is_empty(), "a failed write left {left:?}");
 }
+
+/// `--binary` outside any workspace (no `Cargo.toml` in the directory or above it): cargo is
+/// never started, since `cargo metadata` could only fail there (its start was a good part of
+/// a small image's time). Under a `Cargo.toml` it is asked, and its failure still ignored.
+#[test]
+fn prebuilt_binaries_outside_a_workspace_never_start_cargo() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        !dir.path()
+            .ancestors()
+            .any(|d| d.join("Cargo.toml").exists()),
+        "the temporary directory {} is inside a Cargo project",
+        dir.path().display()
+    );
+    let log = dir.path().join("cargo.log");
+    let cargo = dir.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 101\n", log.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let image = |layout: &str| {
+        run_expect(
+            airlock()
+                .current_dir(&work)
+                .env("CARGO", &cargo)
+                .args(["image", "-q", "--binary"])
+                .arg(x86_64_hello())
+                .arg("-o")
+                .arg(dir.path().join(layout)),
+            0,
+        )
+    };
+    image("outside");
+    assert!(
+        !log.exists(),
+        "cargo was started: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(dir.path().join("outside/index.json").is_file());
+
+    std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+    image("inside");
+    let asked = std::fs::read_to_string(&log).unwrap();
+    assert!(asked.starts_with("metadata "), "{asked}");
+    assert!(dir.path().join("inside/index.json").is_file());
+}

@@ -25,10 +25,18 @@ impl Project {
     pub(super) fn load(options: &ImageOptions) -> Result<Project> {
         let manifest_path = options.build.manifest_path.as_deref();
         let prebuilt = !options.binaries.is_empty();
-        let workspace = match Workspace::load(manifest_path) {
-            Ok(ws) => Some(ws),
+        let optional = prebuilt && manifest_path.is_none();
+        // Without a `Cargo.toml` here or above, `cargo metadata` can only fail: not started,
+        // it saves a process start, a good part of a small image's time.
+        let loaded = if optional && !manifest_above_cwd() {
+            Ok(None)
+        } else {
+            Workspace::load(manifest_path).map(Some)
+        };
+        let workspace = match loaded {
+            Ok(ws) => ws,
             // Prebuilt binaries need no workspace; its metadata is used when there is one.
-            Err(_) if prebuilt && manifest_path.is_none() => None,
+            Err(_) if optional => None,
             Err(e) => return Err(e),
         };
         let package = match &workspace {
@@ -113,6 +121,15 @@ impl Project {
         );
         map
     }
+}
+
+/// Whether cargo would find a manifest for the current directory: a `Cargo.toml` in it or in
+/// one of its parents, where cargo looks for one (cargo's `find_root_manifest_for_wd`). When
+/// the directory cannot be read, cargo decides.
+fn manifest_above_cwd() -> bool {
+    std::env::current_dir().map_or(true, |cwd| {
+        cwd.ancestors().any(|dir| dir.join("Cargo.toml").exists())
+    })
 }
 
 /// The package an image is made from: `-p`, else the only member with binaries, else the root
