@@ -103,8 +103,9 @@ impl Compression {
         Ok(Compression { kind, level })
     }
 
-    /// Compresses everything `write` produces into `out`.
-    fn compress(
+    /// Compresses everything `write` produces into `out`, on every core, the bytes the same
+    /// on any machine (layers; `dist`'s archives).
+    pub fn compress(
         self,
         out: &mut dyn Write,
         write: impl FnOnce(&mut dyn Write) -> Result<()>,

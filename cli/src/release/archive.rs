@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic;
 use crate::digest::Sha256Digest;
+use crate::oci::layer::{Compression, CompressionKind};
 use crate::tarball::{self, TarBuilder};
 
 /// An archive format for release archives.
@@ -130,22 +131,18 @@ pub fn write_archive(dest: &Path, format: ArchiveFormat, spec: &ArchiveSpec<'_>)
             .with_context(|| format!("{} has no usable file name", doc.display()))?;
         tar.file_from_disk(&format!("{}/{name}", spec.top_dir), doc, tarball::FILE_MODE);
     }
+    // The layers' compressors, on every core, gzip -9 and zstd -19: the bytes depend on the
+    // contents only (no file name or mtime in the gzip header), never on the machine.
+    let kind = match format {
+        ArchiveFormat::TarGz => CompressionKind::Gzip,
+        ArchiveFormat::TarZst => CompressionKind::Zstd,
+    };
     atomic::write_file_with(dest, atomic::FILE_MODE, |out| {
-        match format {
-            ArchiveFormat::TarGz => {
-                // No file name and mtime 0 in the gzip header: the bytes depend on the contents only.
-                let encoder = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(3)
-                    .write(out, flate2::Compression::best());
-                tar.write_to(encoder, spec.mtime)?.finish()?;
-            }
-            ArchiveFormat::TarZst => {
-                let mut encoder = zstd::Encoder::new(out, 19)?;
-                encoder.include_checksum(true)?;
-                tar.write_to(encoder, spec.mtime)?.finish()?.flush()?;
-            }
-        }
+        Compression::new(kind, None)?.compress(out, |w| {
+            tar.write_to(w, spec.mtime)?;
+            Ok(())
+        })?;
+        out.flush()?;
         Ok(())
     })
 }
