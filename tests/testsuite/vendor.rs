@@ -638,6 +638,92 @@ fn escaping_entries_are_refused_and_leave_the_old_vendor_dir() {
     }
 }
 
+/// A `.crate` whose gzip trailer lies about its inflated size (ISIZE), with a `Cargo.lock`
+/// checksum that matches it: the size the whole-buffer inflate is sized from is refused as
+/// corrupt (exit 2), naming the crate and both sizes, and the old vendor directory stays.
+#[test]
+fn crate_with_a_lying_gzip_size_is_refused_and_leaves_the_old_vendor_dir() {
+    let good = good_crate("aaa-good");
+    let honest = good_crate("zzz-liar");
+    let at = honest.len() - 4;
+    let real = u32::from_le_bytes(honest[at..].try_into().unwrap());
+    for claimed in [real / 2, real * 2] {
+        let mut liar = honest.clone();
+        liar[at..].copy_from_slice(&claimed.to_le_bytes());
+        let h = hostile_project(&[
+            CraftedCrate {
+                name: "aaa-good",
+                lock_checksum: Some(sha256_hex(&good)),
+                bytes: good.clone(),
+            },
+            CraftedCrate {
+                name: "zzz-liar",
+                lock_checksum: Some(sha256_hex(&liar)),
+                bytes: liar,
+            },
+        ]);
+        let stderr = h.vendor(2);
+        assert!(stderr.contains("zzz-liar v1.0.0"), "{stderr}");
+        assert!(stderr.contains("corrupt"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("records {claimed} bytes")),
+            "{stderr}"
+        );
+        h.assert_previous_vendor_untouched();
+    }
+}
+
+/// `verify --vendor DIR --no-cache` in a project whose manifest is its workspace root finds
+/// `Cargo.lock` beside it without starting cargo: `$CARGO` is a script that leaves a mark and
+/// fails, and the check passes without a mark; then it fails on a tampered file (exit 1).
+#[test]
+fn verify_of_a_workspace_root_finds_the_lockfile_without_cargo() {
+    let good = good_crate("aaa-good");
+    let h = hostile_project(&[CraftedCrate {
+        name: "aaa-good",
+        lock_checksum: Some(sha256_hex(&good)),
+        bytes: good,
+    }]);
+    run_expect(
+        airlock()
+            .current_dir(&h.dir)
+            .env("CARGO_HOME", &h.cargo_home)
+            .args(["vendor", "--offline", "-q", "vendored"]),
+        0,
+    );
+    let mark = h.dir.join("cargo-ran");
+    let fake_cargo = h.dir.join("fake-cargo");
+    std::fs::write(
+        &fake_cargo,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 101\n", mark.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &fake_cargo,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let verify = |code: i32| {
+        run_expect(
+            airlock()
+                .current_dir(&h.dir)
+                .env("CARGO", &fake_cargo)
+                .args(["verify", "--vendor", "vendored", "--no-cache"]),
+            code,
+        )
+    };
+    verify(0);
+    assert!(
+        !mark.exists(),
+        "cargo ran: {:?}",
+        std::fs::read_to_string(&mark)
+    );
+    std::fs::write(h.dir.join("vendored/aaa-good/src/lib.rs"), "// changed\n").unwrap();
+    let (stdout, _) = verify(1);
+    assert!(stdout.contains("src/lib.rs"), "{stdout}");
+    assert!(!mark.exists());
+}
+
 /// The names of the stubs in a `vendor --format json` report.
 fn stub_names(report: &serde_json::Value) -> Vec<String> {
     report["packages"]

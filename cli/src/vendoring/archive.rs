@@ -2,12 +2,16 @@
 //! entry by entry with every path checked, no links or devices, and a bound on the size.
 //!
 //! The same bytes that were hashed are the bytes extracted: nothing is read twice from disk.
+//! Extraction inflates a `.crate` in one piece when its gzip trailer's size fits a budget all
+//! threads share, never trusting that size beyond sizing the buffer; it never holds more.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -172,9 +176,12 @@ impl CrateArchive {
     /// Extracts the package's files into `dest` (which must not exist yet), hashing each file
     /// as it is written.
     ///
-    /// Each file costs three system calls (create with its final mode, one write per
-    /// [`COPY_BUFFER_SIZE`] bytes, close) and each directory one `mkdir`: the entries are
-    /// decompressed straight into one buffer per package, hashed there, and written from it.
+    /// Each file costs three system calls (create with its final mode, one write, close) and
+    /// each directory one `mkdir`. A `.crate` whose gzip trailer's size fits its thread's share
+    /// of [`WHOLE_INFLATE_BUDGET`] is inflated in one piece into the thread's buffer (one call
+    /// into the inflater, no reads through the tar reader), and each file is hashed and
+    /// written straight from there; a larger one is decompressed through one
+    /// [`COPY_BUFFER_SIZE`] buffer, one write per buffer.
     pub fn extract_to(&self, dest: &Path) -> Result<PackageFiles> {
         Ok(self.extract_keeping_manifest(dest, false)?.0)
     }
@@ -190,19 +197,50 @@ impl CrateArchive {
         fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
         let mut files = PackageFiles::default();
         let mut created = HashSet::new();
-        let mut buffer = vec![0; COPY_BUFFER_SIZE];
         let mut kept = None;
-        self.for_each_file(|relative, executable, reader| {
+        let mut create = |relative: &str, executable: bool| -> Result<(File, std::path::PathBuf)> {
             if let Some((parent, _)) = relative.rsplit_once('/') {
                 create_dir_once(dest, parent, &mut created)?;
             }
             let path = dest.join(relative);
-            let mut file = File::options()
+            let file = File::options()
                 .write(true)
                 .create_new(true)
                 .mode(if executable { 0o755 } else { 0o644 })
                 .open(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
+            Ok((file, path))
+        };
+        let what = || format!("{} ({})", self.id, self.origin);
+        let whole = INFLATE_BUFFER.with_borrow_mut(|buffer| -> Result<bool> {
+            if !inflate_whole(&self.bytes, buffer, &what)? {
+                return Ok(false);
+            }
+            let prefix = self.id.dir_name();
+            visit_inflated_files(
+                &buffer.bytes,
+                &prefix,
+                &what,
+                self.kind,
+                |relative, executable, contents| {
+                    if manifest && relative == "Cargo.toml" {
+                        kept = Some(read_bounded(&mut &contents[..], relative, MAX_READ_FILE)?);
+                    }
+                    let (mut file, path) = create(relative, executable)?;
+                    file.write_all(contents)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    files.insert(relative, Sha256Digest::of(contents), contents.len() as u64);
+                    Ok(())
+                },
+            )?;
+            Ok(true)
+        })?;
+        if whole {
+            return Ok((files, kept));
+        }
+        let mut buffer = vec![0; COPY_BUFFER_SIZE];
+        self.for_each_file(|relative, executable, reader| {
+            let (mut file, path) = create(relative, executable)?;
             if manifest && relative == "Cargo.toml" {
                 let bytes = read_bounded(reader, relative, MAX_READ_FILE)?;
                 file.write_all(&bytes)
@@ -218,6 +256,153 @@ impl CrateArchive {
         })?;
         Ok((files, kept))
     }
+}
+
+/// The most bytes the buffers of whole-`.crate` inflates hold together, over every thread: a
+/// `.crate` that would need more is inflated as a stream, so the memory this takes does not
+/// grow with the number of cores or with what a gzip trailer claims.
+pub const WHOLE_INFLATE_BUDGET: usize = 16 << 20;
+
+/// Bytes the [`InflateBuffer`]s of every thread hold now (at most [`WHOLE_INFLATE_BUDGET`]).
+static WHOLE_INFLATE_HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// A thread's buffer for whole-`.crate` inflates: its share of [`WHOLE_INFLATE_BUDGET`],
+/// allocated the first time the thread inflates (address space only: a page becomes resident
+/// when an inflate writes it) and kept, never grown or freed, until the thread ends. A fresh
+/// buffer per `.crate` would cost a page fault per 4 KiB written, most of what inflating in
+/// one piece saves; and freeing buffers of several MiB makes glibc's `malloc` raise its mmap
+/// threshold, after which the `.crate` files read stay resident in its heap (the peak memory
+/// of `cargo xtask bench scale` grew by more than the budget that way).
+struct InflateBuffer {
+    bytes: Vec<u8>,
+    /// What it counts against [`WHOLE_INFLATE_BUDGET`].
+    held: usize,
+}
+
+impl InflateBuffer {
+    /// Whether the buffer can take `len` bytes, allocating this thread's share of the budget
+    /// the first time (none is left for a thread beyond the budget's shares: it streams).
+    fn fits(&mut self, len: usize) -> bool {
+        if self.held == 0 {
+            let share = WHOLE_INFLATE_BUDGET / rayon::current_num_threads().max(1);
+            let reserved =
+                WHOLE_INFLATE_HELD.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                    held.checked_add(share)
+                        .filter(|&total| total <= WHOLE_INFLATE_BUDGET)
+                });
+            if share == 0 || reserved.is_err() {
+                return false;
+            }
+            self.held = share;
+            self.bytes = Vec::with_capacity(share);
+        }
+        len <= self.held
+    }
+}
+
+impl Drop for InflateBuffer {
+    fn drop(&mut self) {
+        WHOLE_INFLATE_HELD.fetch_sub(self.held, Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    static INFLATE_BUFFER: RefCell<InflateBuffer> =
+        const { RefCell::new(InflateBuffer { bytes: Vec::new(), held: 0 }) };
+}
+
+/// Inflates the gzipped `.crate` `gz` in one piece into `buffer` when it can; false when it
+/// is to be read as a stream instead: its trailer's size (ISIZE, RFC 1952 section 2.3.1) is
+/// more than the thread's buffer holds, a header or a layout this does not parse (trailing data after
+/// the member), or corrupt deflate data (the stream reports those as it always did).
+///
+/// ISIZE is only what the archive claims: the output never grows past the buffer sized from
+/// it, and an archive that inflates to another size is refused as corrupt, naming it (`what`).
+/// The CRC-32 is not checked: every `.crate` extracted was proven by its sha256 first
+/// (against `Cargo.lock`, or made by `cargo package` here), which a CRC adds nothing to.
+fn inflate_whole(gz: &[u8], buffer: &mut InflateBuffer, what: &dyn Fn() -> String) -> Result<bool> {
+    let Some(header) = gzip_header_len(gz) else {
+        return Ok(false);
+    };
+    let Some(trailer) = gz.len().checked_sub(8).filter(|&t| t >= header) else {
+        return Ok(false);
+    };
+    let mut claimed = [0; 4];
+    claimed.copy_from_slice(&gz[gz.len() - 4..]);
+    let claimed = u32::from_le_bytes(claimed) as usize;
+    if !buffer.fits(claimed) {
+        return Ok(false);
+    }
+    buffer.bytes.clear();
+    let mut inflater = flate2::Decompress::new(false);
+    let status = match inflater.decompress_vec(
+        &gz[header..trailer],
+        &mut buffer.bytes,
+        flate2::FlushDecompress::Finish,
+    ) {
+        Ok(status) => status,
+        Err(_) => return Ok(false),
+    };
+    if status != flate2::Status::StreamEnd {
+        // Either the output filled the buffer or the input ran out first: which one, the
+        // stream tells apart.
+        if buffer.bytes.len() < claimed {
+            return Ok(false);
+        }
+        return Err(corrupt_size(
+            what,
+            claimed,
+            format_args!("more than {claimed}"),
+        ));
+    }
+    if header + inflater.total_in() as usize != trailer {
+        return Ok(false);
+    }
+    if buffer.bytes.len() != claimed {
+        return Err(corrupt_size(what, claimed, buffer.bytes.len()));
+    }
+    Ok(true)
+}
+
+fn corrupt_size(
+    what: &dyn Fn() -> String,
+    claimed: usize,
+    found: impl std::fmt::Display,
+) -> anyhow::Error {
+    crate::error::input(format!(
+        "{} is corrupt: its gzip trailer records {claimed} bytes inflated, its contents inflate \
+         to {found}; refusing to extract it (the archive is damaged or hostile)",
+        what()
+    ))
+}
+
+/// The length of the gzip member header at the start of `gz` (RFC 1952 section 2.3), or None
+/// when it is not one this reads (then the stream decoder judges it).
+fn gzip_header_len(gz: &[u8]) -> Option<usize> {
+    const FHCRC: u8 = 0x02;
+    const FEXTRA: u8 = 0x04;
+    const FNAME: u8 = 0x08;
+    const FCOMMENT: u8 = 0x10;
+    let [0x1f, 0x8b, 8, flags, ..] = *gz else {
+        return None;
+    };
+    if flags & 0xe0 != 0 {
+        return None;
+    }
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let len = gz.get(at..at + 2)?;
+        at += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
+    }
+    for field in [FNAME, FCOMMENT] {
+        if flags & field != 0 {
+            at += gz.get(at..)?.iter().position(|&b| b == 0)? + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    (at <= gz.len()).then_some(at)
 }
 
 /// Visits the regular files of the `.crate` `bytes` whose entries sit under `prefix/`
@@ -239,43 +424,108 @@ fn visit_crate_files(
         .with_context(|| format!("{} is not a valid .crate archive", what()))?;
     for entry in entries {
         let mut entry = entry.with_context(|| format!("{} is corrupt or truncated", what()))?;
-        let raw_path = entry
-            .path()
-            .with_context(|| format!("{} has an entry with an unreadable path", what()))?
-            .into_owned();
-        let relative = safe_entry_path(&raw_path, Some(prefix))
-            .map_err(|e| refuse(&what(), &raw_path, &e.to_string()))?;
-        let kind = entry.header().entry_type();
-        match kind {
-            tar::EntryType::Directory => continue,
-            tar::EntryType::XGlobalHeader => continue,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {}
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                return Err(refuse(&what(), &raw_path, "is a link"));
-            }
-            _ => return Err(refuse(&what(), &raw_path, "is not a regular file")),
-        }
-        let relative = relative_string(&relative)
-            .ok_or_else(|| refuse(&what(), &raw_path, "is not a UTF-8 path"))?;
-        if relative.is_empty() || !CrateArchive::kept_as(keep_as, &relative) {
+        let Some((relative, executable)) = kept_entry(&entry, prefix, what, keep_as, &mut seen)?
+        else {
             continue;
-        }
-        if !seen.insert(relative.clone()) {
-            return Err(refuse(&what(), &raw_path, "appears twice"));
-        }
-        let executable = entry
-            .header()
-            .mode()
-            .map(|m| m & 0o111 != 0)
-            .unwrap_or(false);
+        };
         let size = entry.size();
         let more = visit(&relative, executable, size, &mut entry)
             .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
         if !more {
-            break;
+            return Ok(());
         }
     }
+    // The tar ends before the gzip member does: read on to its trailer, which the decoder
+    // checks (CRC-32 and ISIZE), so a lying trailer is refused here as in
+    // [`inflate_whole`].
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(|e| {
+        crate::error::input(format!(
+            "{} is corrupt: its gzip trailer does not match its contents ({e}); refusing to \
+             extract it (the archive is damaged or hostile)",
+            what()
+        ))
+    })?;
     Ok(())
+}
+
+/// [`visit_crate_files`] over the tar `inflated` already in memory, handing each kept file's
+/// contents as the slice of `inflated` that holds them: nothing is copied before it is hashed
+/// and written.
+fn visit_inflated_files(
+    inflated: &[u8],
+    prefix: &str,
+    what: &dyn Fn() -> String,
+    keep_as: ArchiveKind,
+    mut visit: impl FnMut(&str, bool, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut tar = tar::Archive::new(std::io::Cursor::new(inflated));
+    let mut seen = BTreeSet::new();
+    // With seeking, the entries' data are skipped, not read: only the headers are parsed.
+    let entries = tar
+        .entries_with_seek()
+        .with_context(|| format!("{} is not a valid .crate archive", what()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{} is corrupt or truncated", what()))?;
+        let Some((relative, executable)) = kept_entry(&entry, prefix, what, keep_as, &mut seen)?
+        else {
+            continue;
+        };
+        // A regular (or contiguous) entry's data follow its headers in one piece.
+        let contents = usize::try_from(entry.raw_file_position())
+            .ok()
+            .zip(usize::try_from(entry.size()).ok())
+            .and_then(|(start, len)| inflated.get(start..start.checked_add(len)?))
+            .ok_or_else(|| {
+                crate::error::input(format!(
+                    "{} is corrupt or truncated: the archive ends inside `{relative}`",
+                    what()
+                ))
+            })?;
+        visit(&relative, executable, contents)
+            .with_context(|| format!("{}: cannot read `{relative}`", what()))?;
+    }
+    Ok(())
+}
+
+/// The path (relative to the package root) of `entry` and whether it is executable, when it
+/// is a regular file an archive of `keep_as` keeps; None for what is skipped (directories,
+/// global headers, files cargo vendor drops). Refuses what [`CrateArchive::for_each_file`]
+/// refuses, and a path `seen` holds already.
+fn kept_entry<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    prefix: &str,
+    what: &dyn Fn() -> String,
+    keep_as: ArchiveKind,
+    seen: &mut BTreeSet<String>,
+) -> Result<Option<(String, bool)>> {
+    let raw_path = entry
+        .path()
+        .with_context(|| format!("{} has an entry with an unreadable path", what()))?
+        .into_owned();
+    let relative = safe_entry_path(&raw_path, Some(prefix))
+        .map_err(|e| refuse(&what(), &raw_path, &e.to_string()))?;
+    match entry.header().entry_type() {
+        tar::EntryType::Directory | tar::EntryType::XGlobalHeader => return Ok(None),
+        tar::EntryType::Regular | tar::EntryType::Continuous => {}
+        tar::EntryType::Symlink | tar::EntryType::Link => {
+            return Err(refuse(&what(), &raw_path, "is a link"));
+        }
+        _ => return Err(refuse(&what(), &raw_path, "is not a regular file")),
+    }
+    let relative = relative_string(&relative)
+        .ok_or_else(|| refuse(&what(), &raw_path, "is not a UTF-8 path"))?;
+    if relative.is_empty() || !CrateArchive::kept_as(keep_as, &relative) {
+        return Ok(None);
+    }
+    if !seen.insert(relative.clone()) {
+        return Err(refuse(&what(), &raw_path, "appears twice"));
+    }
+    let executable = entry
+        .header()
+        .mode()
+        .map(|m| m & 0o111 != 0)
+        .unwrap_or(false);
+    Ok(Some((relative, executable)))
 }
 
 /// The `Cargo.toml` of the package in the `.crate` `bytes` (entries under `dir_name/`), if it
@@ -581,6 +831,125 @@ pub(crate) mod tests {
         a.bytes.truncate(a.bytes.len() / 2);
         let err = a.file_digests().unwrap_err();
         assert!(format!("{err:#}").contains("demo v1.0.0"), "{err:#}");
+    }
+
+    /// The gzip trailer's size (ISIZE) sizes the whole-buffer inflate, and the archive alone
+    /// claims it: one smaller or larger than what the deflate data hold is refused as corrupt,
+    /// naming the crate, before any file is written; one beyond the budget is streamed, and the
+    /// stream's own trailer check refuses it.
+    #[test]
+    fn lying_gzip_size_is_refused_before_anything_is_written() {
+        let a = archive(&[(
+            "demo-1.0.0/src/lib.rs",
+            tar::EntryType::Regular,
+            &[7u8; 5000],
+        )]);
+        let at = a.bytes.len() - 4;
+        let real = u32::from_le_bytes(a.bytes[at..].try_into().unwrap());
+        for (claimed, streamed) in [
+            (real - 512, false),
+            (real + 512, false),
+            (0, false),
+            (u32::MAX, true),
+        ] {
+            let mut lying = a.clone();
+            lying.bytes[at..].copy_from_slice(&claimed.to_le_bytes());
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("demo");
+            let err = lying.extract_to(&dest).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains("demo v1.0.0 (demo-1.0.0.crate)"), "{text}");
+            assert!(text.contains("corrupt"), "{claimed}: {text}");
+            assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
+            if !streamed {
+                assert!(text.contains(&format!("records {claimed} bytes")), "{text}");
+                assert!(!dest.join("src").exists(), "{claimed}: a file was written");
+            }
+        }
+        // The same archive with its true size extracts.
+        let dir = tempfile::tempdir().unwrap();
+        let files = a.extract_to(&dir.path().join("demo")).unwrap();
+        assert_eq!(files.files["src/lib.rs"], Sha256Digest::of(&[7u8; 5000]));
+    }
+
+    /// A gzip stream that is whole around a tar cut off inside a file's contents: the
+    /// whole-buffer inflate succeeds, and the entry that runs past the end is refused, naming
+    /// the crate and the file, never read out of bounds.
+    #[test]
+    fn tar_cut_short_inside_a_whole_gzip_is_an_error() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("demo-1.0.0/Cargo.toml", &b"[package]"[..]),
+            ("demo-1.0.0/src/lib.rs", &[7u8; 5000][..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            builder.append_data(&mut h, path, data).unwrap();
+        }
+        let mut tar = builder.into_inner().unwrap();
+        // Past Cargo.toml's header and block and lib.rs's header, inside its contents.
+        tar.truncate(512 * 3 + 1000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let a = CrateArchive::new(
+            id("demo", "1.0.0"),
+            ArchiveKind::Registry,
+            gz.finish().unwrap(),
+            "demo-1.0.0.crate".into(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let err = a.extract_to(&dir.path().join("demo")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("demo v1.0.0 (demo-1.0.0.crate)"), "{text}");
+        assert!(text.contains("truncated"), "{text}");
+        assert!(text.contains("src/lib.rs"), "{text}");
+        assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
+        // The stream reader refuses it too.
+        assert!(a.file_digests().is_err());
+    }
+
+    /// Optional gzip header fields (RFC 1952 section 2.3) are skipped by the whole-buffer
+    /// inflate, and it extracts what the stream reader reads.
+    #[test]
+    fn whole_buffer_inflate_reads_optional_gzip_header_fields() {
+        let plain = archive(&[
+            (
+                "demo-1.0.0/Cargo.toml",
+                tar::EntryType::Regular,
+                b"[package]",
+            ),
+            (
+                "demo-1.0.0/src/lib.rs",
+                tar::EntryType::Regular,
+                &[3u8; 70_000],
+            ),
+        ]);
+        let tar = {
+            let mut tar = Vec::new();
+            flate2::read::GzDecoder::new(&plain.bytes[..])
+                .read_to_end(&mut tar)
+                .unwrap();
+            tar
+        };
+        let mut gz = flate2::GzBuilder::new()
+            .filename("demo-1.0.0.tar")
+            .comment("made here")
+            .extra(vec![1, 2, 3])
+            .write(Vec::new(), flate2::Compression::best());
+        gz.write_all(&tar).unwrap();
+        let bytes = gz.finish().unwrap();
+        assert_eq!(bytes[3] & 0x1c, 0x1c, "FEXTRA, FNAME and FCOMMENT set");
+        assert_eq!(gzip_header_len(&bytes), Some(10 + 2 + 3 + 15 + 10));
+        let a = CrateArchive::new(plain.id.clone(), plain.kind, bytes, plain.origin.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let files = a.extract_to(&dir.path().join("demo")).unwrap();
+        assert_eq!(files, plain.file_digests().unwrap());
+        assert_eq!(
+            fs::read(dir.path().join("demo/src/lib.rs")).unwrap(),
+            [3u8; 70_000]
+        );
     }
 
     #[test]

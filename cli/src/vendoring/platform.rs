@@ -18,8 +18,9 @@
 //! `cargo build --offline --frozen` still resolves the whole lockfile without its sources.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::OsString;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 
@@ -152,9 +153,52 @@ fn host_unknown(command: &str, e: &anyhow::Error) -> anyhow::Error {
     ))
 }
 
-/// `$RUSTC`, else `rustc` (cargo's own rule).
+/// `$RUSTC`, else `rustc` (cargo's own rule), run as cargo runs it: when the `rustc` on `PATH`
+/// is rustup's proxy and rustup chose the toolchain already (`RUSTUP_TOOLCHAIN` and
+/// `RUSTUP_HOME` set, as rustup sets them for the cargo it started), that toolchain's own
+/// `rustc`, which is what the proxy would run, without the proxy's start-up (cargo's
+/// `GlobalContext::maybe_get_tool`, "optimize usage under rustup", cargo #11917).
 fn rustc() -> Command {
-    Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+    if let Some(rustc) = std::env::var_os("RUSTC") {
+        return Command::new(rustc);
+    }
+    Command::new(toolchain_rustc(|key| std::env::var_os(key)).unwrap_or_else(|| "rustc".into()))
+}
+
+/// The toolchain `rustc` [`rustc`] runs instead of rustup's proxy, from the environment `var`.
+fn toolchain_rustc(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let toolchain = var("RUSTUP_TOOLCHAIN")?;
+    let home = var("RUSTUP_HOME")?;
+    // A toolchain name, never a path (`RUSTUP_TOOLCHAIN` may name one: then the proxy runs).
+    let mut components = Path::new(&toolchain).components();
+    if !matches!(
+        (components.next(), components.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) {
+        return None;
+    }
+    let direct = Path::new(&home)
+        .join("toolchains")
+        .join(&toolchain)
+        .join("bin")
+        .join("rustc");
+    let path = var("PATH")?;
+    let on_path = |name: &str| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    };
+    // The proxy is rustup itself under another name (a link, hard or symbolic, to it).
+    let same_file = |a: &Path, b: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    };
+    let proxy = on_path("rustc")?;
+    let rustup = on_path("rustup")?;
+    (same_file(&proxy, &rustup) && direct.is_file()).then_some(direct)
 }
 
 /// The value a thread of [`TargetPlatform::query_with_host`] returned.
@@ -527,6 +571,59 @@ pub fn is_stub(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// rustup's proxy is skipped only as cargo skips it: the `rustc` on `PATH` is rustup
+    /// itself, and the toolchain rustup chose has its own `rustc`.
+    #[test]
+    fn toolchain_rustc_skips_only_rustups_proxy() {
+        let temp = tempfile::tempdir().unwrap();
+        let bin = temp.path().join("cargo-home/bin");
+        let home = temp.path().join("rustup-home");
+        let toolchain_bin = home.join("toolchains/1.95.0-x86_64-unknown-linux-gnu/bin");
+        let other = temp.path().join("other-bin");
+        for dir in [&bin, &toolchain_bin, &other] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(bin.join("rustup"), "rustup").unwrap();
+        std::os::unix::fs::symlink("rustup", bin.join("rustc")).unwrap();
+        std::fs::write(toolchain_bin.join("rustc"), "rustc").unwrap();
+        std::fs::write(other.join("rustc"), "another rustc").unwrap();
+        let env = |toolchain: &str, path: &[&Path]| {
+            let path = std::env::join_paths(path).unwrap();
+            let home = home.clone();
+            let toolchain = OsString::from(toolchain);
+            move |key: &str| match key {
+                "RUSTUP_TOOLCHAIN" => Some(toolchain.clone()),
+                "RUSTUP_HOME" => Some(home.clone().into_os_string()),
+                "PATH" => Some(path.clone()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            toolchain_rustc(env("1.95.0-x86_64-unknown-linux-gnu", &[&bin])),
+            Some(toolchain_bin.join("rustc"))
+        );
+        // A hard link is rustup too.
+        std::fs::remove_file(bin.join("rustc")).unwrap();
+        std::fs::hard_link(bin.join("rustup"), bin.join("rustc")).unwrap();
+        assert_eq!(
+            toolchain_rustc(env("1.95.0-x86_64-unknown-linux-gnu", &[&bin])),
+            Some(toolchain_bin.join("rustc"))
+        );
+        // Another rustc first on PATH: cargo runs that one.
+        assert_eq!(
+            toolchain_rustc(env("1.95.0-x86_64-unknown-linux-gnu", &[&other, &bin])),
+            None
+        );
+        // A toolchain without its own rustc, or named by a path: the proxy decides.
+        assert_eq!(toolchain_rustc(env("stable", &[&bin])), None);
+        assert_eq!(toolchain_rustc(env("../../x", &[&bin])), None);
+        std::fs::create_dir_all(home.join("bin")).unwrap();
+        std::fs::write(home.join("bin/rustc"), "not a toolchain's").unwrap();
+        assert_eq!(toolchain_rustc(env("..", &[&bin])), None);
+        // No rustup in charge.
+        assert_eq!(toolchain_rustc(|_: &str| None), None);
+    }
 
     const LINUX: &[&str] = &[
         "target_os=\"linux\"",
