@@ -15,8 +15,9 @@ tasks:
   bench [--quick] [--runs N] [NAME…]
                   run the benchmarks (all, or those named) and rewrite docs/BENCHMARKS.md;
                   --quick: once each on small inputs, printed, nothing written (CI's smoke run);
-                  `scale` keeps its 1,000-crate workspace in $AIRLOCK_BENCH_CACHE
-                  (default target/bench-cache)
+                  NAME: vendor, build, scale, image, large, dist; `scale`, `large` and
+                  `dist` keep their inputs in $AIRLOCK_BENCH_CACHE (default
+                  target/bench-cache)
   fuzz [CASES]    the property tests with CASES cases each (default 100000; CI runs 256)";
 
 fn main() -> ExitCode {

@@ -466,6 +466,8 @@ mod tests {
             "crc32fast",
             "sha2",
             "object",
+            "scrypt",
+            "salsa20",
         ] {
             assert!(
                 dev["package"].get(name).is_some(),

@@ -26,6 +26,7 @@
 //! largest resident set of any one of them.
 
 mod build;
+mod dist;
 mod image;
 mod large;
 mod scale;
@@ -67,6 +68,10 @@ const BENCHMARKS: &[Benchmark] = &[
     Benchmark {
         name: "large",
         run: large::run,
+    },
+    Benchmark {
+        name: "dist",
+        run: dist::run,
     },
 ];
 
