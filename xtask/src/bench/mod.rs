@@ -132,6 +132,7 @@ pub fn run(args: &[String]) -> Result<()> {
         requested.runs = 1;
     }
     let _ = SETTINGS.set(requested);
+    let _lock = lock(&Path::new("/dev/shm").join(format!("airlock-bench-{}.lock", uid())))?;
     for name in &filter {
         if !BENCHMARKS.iter().any(|b| b.name == name) {
             let known: Vec<&str> = BENCHMARKS.iter().map(|b| b.name).collect();
@@ -161,6 +162,35 @@ pub fn run(args: &[String]) -> Result<()> {
     airlock::atomic::write_file(&doc_path, doc.as_bytes())?;
     eprintln!("wrote {}", doc_path.display());
     Ok(())
+}
+
+/// This process's user id (`USER` may be unset, or the same name on every container).
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
+
+/// Holds `path` locked for as long as the returned file lives: one benchmark run at a time
+/// per user on this machine. Two at once share the cores and the tmpfs work directory, so
+/// each would disturb the other's figures (and remove its files).
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `cargo xtask bench` is running on this machine ({} is locked); two at \
+             once share the cores and the work directories, so wait for it to end",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// The repository root (the parent of `xtask/`).
@@ -225,10 +255,7 @@ impl Place {
 /// run left there is removed first).
 pub fn work_dir(place: Place, name: &str) -> Result<PathBuf> {
     let base = match place {
-        Place::Tmpfs => PathBuf::from("/dev/shm").join(format!(
-            "airlock-bench-{}",
-            std::env::var("USER").unwrap_or_else(|_| "user".to_owned())
-        )),
+        Place::Tmpfs => PathBuf::from("/dev/shm").join(format!("airlock-bench-{}", uid())),
         Place::Disk => repo_root().join("target").join("bench"),
     };
     let dir = base.join(name);
@@ -590,4 +617,23 @@ fn filesystem_of(path: &Path) -> String {
         })
         .max()
         .map_or_else(|| "unknown file system".to_owned(), |(_, kind)| kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_bench_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.lock");
+        let held = lock(&path).unwrap();
+        let err = lock(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("another `cargo xtask bench` is running"),
+            "{err}"
+        );
+        drop(held);
+        lock(&path).unwrap();
+    }
 }
