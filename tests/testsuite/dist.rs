@@ -736,3 +736,60 @@ fn dist_report_step_says_what_it_measures() {
         "{stderr}"
     );
 }
+
+/// `--strip none`: the archive holds the built binary byte for byte, streamed from it (no
+/// stripped copy is made beside it, none is left), and no debug file is released.
+#[test]
+fn dist_strip_none_archives_the_binary_as_built() {
+    let (_guard, project) = copy_fixture("hello");
+    let out = project.join("target/dist");
+    let report = run_json(
+        dist(
+            &project,
+            &out,
+            &[
+                "--format",
+                "json",
+                "--target",
+                "x86_64-unknown-linux-musl",
+                "--strip",
+                "none",
+                "--archive",
+                "tar.gz",
+            ],
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    let artifacts = artifacts(&report);
+    assert!(
+        artifacts.values().all(|a| a["kind"] != "debug-info"),
+        "{artifacts:?}"
+    );
+    let built_dir = project.join("target/airlock/x86_64-unknown-linux-musl");
+    let built = std::fs::read(built_dir.join("hello")).unwrap();
+    let left: Vec<String> = std::fs::read_dir(&built_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "hello")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let archive = artifacts
+        .keys()
+        .find(|p| p.ends_with(".tar.gz"))
+        .unwrap_or_else(|| panic!("no archive in {artifacts:?}"));
+    let tar = readable_bytes(&out.join(archive));
+    let mut entries = tar::Archive::new(tar.as_slice());
+    let mut found = None;
+    for entry in entries.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with("hello") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            found = Some(bytes);
+        }
+    }
+    assert!(
+        found == Some(built),
+        "the archived binary is not the one built"
+    );
+}

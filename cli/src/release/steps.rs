@@ -299,11 +299,13 @@ fn artifact(
 
 /// One released binary as it ships.
 struct Shipped {
-    /// The stripped binary (archives hold these bytes, and the image the same bytes): a
-    /// scratch file beside the built one, removed when dropped, so a binary of hundreds of
-    /// MB is never held in memory.
-    file: atomic::StagedFile,
-    /// The digest of what was written to it, checked as the archives read it back.
+    /// The file the archives stream (they hold these bytes, and the image the same bytes):
+    /// the built binary itself when stripping leaves it as it is, else a stripped copy in
+    /// `scratch`, so a binary of hundreds of MB is never held in memory.
+    path: PathBuf,
+    /// The stripped copy beside the built binary, removed when dropped.
+    _scratch: Option<atomic::StagedFile>,
+    /// The digest of those bytes, checked as the archives read them back.
     digest: digest::Sha256Digest,
     /// The name of its debug file, which its `.gnu_debuglink` names.
     debug_name: String,
@@ -325,7 +327,19 @@ impl Shipped {
         hashed.flush()?;
         let (digest, _, _) = hashed.finish();
         Ok(Shipped {
-            file,
+            path: file.path().to_path_buf(),
+            _scratch: Some(file),
+            digest,
+            debug_name,
+        })
+    }
+
+    /// `binary` as built, when stripping leaves nothing to remove: hashed, not copied.
+    fn as_built(binary: &Path, debug_name: String) -> Result<Shipped> {
+        let (digest, _) = digest::hash_file(binary)?;
+        Ok(Shipped {
+            path: binary.to_path_buf(),
+            _scratch: None,
             digest,
             debug_name,
         })
@@ -371,6 +385,10 @@ fn strip_binaries(
                 Some(&binary.target),
             )?);
             shipped.push(stripped);
+            continue;
+        }
+        if let elf::stream_strip::Planned::Unchanged = planned {
+            shipped.push(Shipped::as_built(&binary.path, debug_name)?);
             continue;
         }
         if let elf::stream_strip::Planned::Fallback(why) = planned {
@@ -419,7 +437,7 @@ fn write_archives(
             .unwrap_or_else(|| plan.workspace.root().to_path_buf());
         let spec = ArchiveSpec {
             top_dir: format!("{}-{}-{}", binary.name, binary.version, binary.target),
-            binary: (shipped.file.path(), shipped.digest),
+            binary: (&shipped.path, shipped.digest),
             binary_name: binary.name.clone(),
             documents: archive::release_documents(&package_dir, plan.workspace.root())?,
             mtime: plan.source_date_epoch,
