@@ -345,6 +345,38 @@ impl Plan {
         (names, offsets, extra)
     }
 
+    /// Writes the header of a kept `section` as an output places it — `(sh_name, sh_type,
+    /// sh_offset, sh_size, sh_info)` — its section links renumbered by `numbers`.
+    fn kept_header(
+        &self,
+        out: &mut dyn Write,
+        section: &Section,
+        numbers: &[Option<u64>],
+        (name, sh_type, offset, size, info): (u64, u32, u64, u64, u64),
+    ) -> io::Result<()> {
+        let link = |target: u64| numbers.get(target as usize).copied().flatten().unwrap_or(0);
+        let info = if section.info_is_index() {
+            link(section.sh_info)
+        } else {
+            info
+        };
+        self.tables.write_section_header(
+            out,
+            [
+                name,
+                u64::from(sh_type),
+                section.sh_flags,
+                section.sh_addr,
+                offset,
+                size,
+                link(section.sh_link),
+                info,
+                section.sh_addralign,
+                section.sh_entsize,
+            ],
+        )
+    }
+
     /// Writes the debug file to `out` and returns its CRC32.
     pub fn write_debug(&self, reader: &mut (impl Read + Seek), out: &mut dyn Write) -> Result<u32> {
         let mut out = Counting::new(out);
@@ -401,27 +433,8 @@ impl Plan {
             } else {
                 (SHT_NOBITS, end_of_contents, section.sh_size)
             };
-            let link = |target: u64| numbers.get(target as usize).copied().flatten().unwrap_or(0);
-            let info = if section.info_is_index() {
-                link(section.sh_info)
-            } else {
-                info
-            };
-            self.tables.write_section_header(
-                &mut out,
-                [
-                    name_offsets[index],
-                    u64::from(sh_type),
-                    section.sh_flags,
-                    section.sh_addr,
-                    sh_offset,
-                    sh_size,
-                    link(section.sh_link),
-                    info,
-                    section.sh_addralign,
-                    section.sh_entsize,
-                ],
-            )?;
+            let fields = (name_offsets[index], sh_type, sh_offset, sh_size, info);
+            self.kept_header(&mut out, section, &numbers, fields)?;
         }
         Ok(out.crc.finalize())
     }
@@ -499,27 +512,14 @@ impl Plan {
             } else {
                 (placed[index].unwrap_or(section.sh_offset), size)
             };
-            let link = |target: u64| numbers.get(target as usize).copied().flatten().unwrap_or(0);
-            let info = if section.info_is_index() {
-                link(section.sh_info)
-            } else {
-                info
-            };
-            self.tables.write_section_header(
-                &mut out,
-                [
-                    name_offsets[index],
-                    u64::from(section.sh_type),
-                    section.sh_flags,
-                    section.sh_addr,
-                    sh_offset,
-                    sh_size,
-                    link(section.sh_link),
-                    info,
-                    section.sh_addralign,
-                    section.sh_entsize,
-                ],
-            )?;
+            let fields = (
+                name_offsets[index],
+                section.sh_type,
+                sh_offset,
+                sh_size,
+                info,
+            );
+            self.kept_header(&mut out, section, &numbers, fields)?;
         }
         self.tables.write_section_header(
             &mut out,
