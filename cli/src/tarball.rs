@@ -137,6 +137,26 @@ impl TarBuilder {
         self.entries.is_empty()
     }
 
+    /// The bytes of its files, those on disk as the file system gives their size now (one
+    /// that cannot be read counts nothing: writing it fails): a compressor's hint of how much
+    /// is coming, the headers aside.
+    pub fn file_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|entry| match entry {
+                Entry::File {
+                    contents: Contents::Bytes(bytes),
+                    ..
+                } => bytes.len() as u64,
+                Entry::File {
+                    contents: Contents::File(path) | Contents::Checked(path, _),
+                    ..
+                } => std::fs::metadata(path).map_or(0, |m| m.len()),
+                Entry::Dir { .. } | Entry::Symlink { .. } => 0,
+            })
+            .sum()
+    }
+
     /// The entries with implied parent directories, in the order they are written.
     fn complete_entries(&self) -> BTreeMap<String, Entry> {
         let mut all = self.entries.clone();

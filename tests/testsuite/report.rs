@@ -150,7 +150,7 @@ fn airlock_gzip9(bytes: &[u8]) -> u64 {
 
 /// `zstd -19` of `bytes` as airlock writes it (and the report measures): on worker threads.
 fn airlock_zstd19(bytes: &[u8]) -> u64 {
-    let mut e = airlock::oci::layer::zstd_encoder(Vec::new(), 19, 1).unwrap();
+    let mut e = airlock::oci::layer::zstd_encoder(Vec::new(), 19, 1, bytes.len() as u64).unwrap();
     e.write_all(bytes).unwrap();
     e.finish().unwrap().len() as u64
 }

@@ -104,10 +104,12 @@ impl Compression {
     }
 
     /// Compresses everything `write` produces into `out`, on every core, the bytes the same
-    /// on any machine (layers; `dist`'s archives).
+    /// on any machine (layers; `dist`'s archives). `input_bytes`, about how many bytes `write`
+    /// produces, is part of the output format for zstd ([`ZstdJobs::for_input`]).
     pub fn compress(
         self,
         out: &mut dyn Write,
+        input_bytes: u64,
         write: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
         match self.kind {
@@ -117,7 +119,7 @@ impl Compression {
                 encoder.finish().context("cannot finish the gzip stream")?;
             }
             CompressionKind::Zstd => {
-                let mut encoder = zstd_encoder(out, self.level, zstd_workers())?;
+                let mut encoder = zstd_encoder(out, self.level, zstd_workers(), input_bytes)?;
                 write(&mut encoder)?;
                 encoder.finish().context("cannot finish the zstd stream")?;
             }
@@ -126,19 +128,49 @@ impl Compression {
     }
 }
 
-/// The size of the pieces zstd compresses on its worker threads. Part of the output format
-/// with [`ZSTD_OVERLAP_LOG`]: changing either changes every zstd layer's digest. Every job but
-/// the first also reloads the [`ZSTD_OVERLAP_LOG`] overlap (2 MiB at `-19`), which costs about
-/// half as much as compressing it: 3 MiB jobs split a binary of about 5 MiB into two that take
-/// about as long each on two cores (2 MiB jobs made three, the last one waiting for a core),
-/// and spend less of a large binary's time reloading.
-const ZSTD_JOB_SIZE: u32 = 3 << 20;
+/// How zstd cuts a stream into jobs for its worker threads: part of the output format
+/// (changing it changes zstd layers' digests), chosen from the number of bytes coming, never
+/// from the number of cores, so the bytes are the same on every machine.
+///
+/// Every job but the first reloads the end of the one before as history (zstd.h
+/// `ZSTD_c_overlapLog`: 7 is a quarter of the window, 2 MiB at `-19`, 8 half), at about half
+/// the cost of compressing it, and zstd never makes a job smaller than its overlap. A job
+/// sees no further back than its overlap, where `zstd -19` on one core sees its whole 8 MiB
+/// window: small jobs with a short overlap keep a binary of a few MiB on every core (3 MiB
+/// jobs split 5 MiB into two that take about as long each), but lose matches from further
+/// back as the input grows (by hand, `-19` of the first 10 MiB of a 44 MB binary's code was
+/// 1.3 % bigger than one thread's, 16 MiB 2.1 %, a 196 MiB debug build 1.5 %). Past
+/// [`ZstdJobs::SMALL`], jobs of half the input (4 to 8 MiB) with a 4 MiB overlap: the same
+/// inputs came within 0.3 % of one thread's, at about a fifth more CPU than the small jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZstdJobs {
+    /// `ZSTD_c_jobSize`, in bytes.
+    pub size: u32,
+    /// `ZSTD_c_overlapLog`.
+    pub overlap_log: u32,
+}
 
-/// How much of the window each job reloads from the one before (zstd.h `ZSTD_c_overlapLog`:
-/// 7 is a quarter of the window, 2 MiB at `-19`). zstd never makes a job smaller than its
-/// overlap, so the default (the whole 8 MiB window at `-19`) would leave a binary of a few MiB
-/// in one job on one core; a quarter costs about 0.3 % in size against `zstd -19`.
-const ZSTD_OVERLAP_LOG: u32 = 7;
+impl ZstdJobs {
+    /// The largest input cut into 3 MiB jobs with a quarter-window overlap.
+    pub const SMALL: u64 = 6 << 20;
+
+    /// The jobs for `bytes` of input (a hint: the size of the files going into the stream,
+    /// which the stream's own headers make a little larger).
+    pub fn for_input(bytes: u64) -> ZstdJobs {
+        const MIB: u64 = 1 << 20;
+        if bytes <= Self::SMALL {
+            return ZstdJobs {
+                size: 3 << 20,
+                overlap_log: 7,
+            };
+        }
+        let half = bytes.div_ceil(2).div_ceil(MIB) * MIB;
+        ZstdJobs {
+            size: half.clamp(4 * MIB, 8 * MIB) as u32,
+            overlap_log: 8,
+        }
+    }
+}
 
 /// The number of zstd worker threads: every core. The output does not depend on it (zstd.h:
 /// with `ZSTD_c_nbWorkers` at 1 or more, jobs are cut at `ZSTD_c_jobSize` whatever the number
@@ -148,20 +180,23 @@ pub fn zstd_workers() -> u32 {
 }
 
 /// A zstd encoder at `level` on `workers` threads (at least one: zstd's single-threaded mode,
-/// `nbWorkers` 0, writes different frames).
+/// `nbWorkers` 0, writes different frames), its jobs cut for about `input_bytes` of input
+/// ([`ZstdJobs::for_input`]).
 pub fn zstd_encoder<W: Write>(
     out: W,
     level: i32,
     workers: u32,
+    input_bytes: u64,
 ) -> Result<zstd::stream::write::Encoder<'static, W>> {
+    let jobs = ZstdJobs::for_input(input_bytes);
     let mut encoder = zstd::stream::write::Encoder::new(out, level)
         .context("cannot start the zstd compressor")?;
     let configure = |encoder: &mut zstd::stream::write::Encoder<'static, W>| -> io::Result<()> {
         encoder.include_checksum(true)?;
         encoder.multithread(workers.max(1))?;
-        encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+        encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(jobs.size))?;
         encoder.set_parameter(zstd::zstd_safe::CParameter::OverlapSizeLog(
-            ZSTD_OVERLAP_LOG,
+            jobs.overlap_log,
         ))
     };
     configure(&mut encoder).context("cannot configure the zstd compressor")?;
@@ -201,7 +236,7 @@ pub fn write_layer(
 ) -> Result<Layer> {
     let mut uncompressed = None;
     let descriptor = layout.put_blob_with(compression.kind.media_type(), |out| {
-        compression.compress(out, |compressed| {
+        compression.compress(out, tar.file_bytes(), |compressed| {
             let hashing = tar.write_to(HashingWriter::new(compressed), mtime)?;
             let (diff_id, size, _) = hashing.finish();
             uncompressed = Some((diff_id, size));
@@ -268,7 +303,8 @@ mod tests {
     fn zstd_layers_are_the_same_on_any_number_of_workers() {
         let mut input = Vec::new();
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        while input.len() < 5 * ZSTD_JOB_SIZE as usize {
+        let jobs = ZstdJobs::for_input(5 << 20);
+        while input.len() < 5 * jobs.size as usize {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -276,7 +312,7 @@ mod tests {
             input.push(b"airlock!"[(state % 8) as usize]);
         }
         let compress = |workers: u32| {
-            let mut encoder = zstd_encoder(Vec::new(), 3, workers).unwrap();
+            let mut encoder = zstd_encoder(Vec::new(), 3, workers, 5 << 20).unwrap();
             // Fed in uneven pieces: the jobs are cut by size, not by write.
             for piece in input.chunks(777_777) {
                 encoder.write_all(piece).unwrap();
@@ -294,6 +330,49 @@ mod tests {
         single.write_all(&input).unwrap();
         let single = single.finish().unwrap();
         assert_ne!(one, single);
+    }
+
+    #[test]
+    fn zstd_jobs_grow_with_the_input() {
+        const MIB: u64 = 1 << 20;
+        let jobs = |bytes: u64| {
+            let j = ZstdJobs::for_input(bytes);
+            (u64::from(j.size) / MIB, j.overlap_log)
+        };
+        assert_eq!(jobs(0), (3, 7));
+        assert_eq!(jobs(ZstdJobs::SMALL), (3, 7));
+        assert_eq!(jobs(ZstdJobs::SMALL + 1), (4, 8));
+        assert_eq!(jobs(11 * MIB), (6, 8));
+        assert_eq!(jobs(11 * MIB + 1), (6, 8));
+        assert_eq!(jobs(12 * MIB + 1), (7, 8));
+        assert_eq!(jobs(500 * MIB), (8, 8));
+    }
+
+    /// Matches from further back than a small job's overlap, but within `zstd -19`'s 8 MiB
+    /// window: 3.5 MiB of noise three times over. One thread finds every repeat; 3 MiB jobs
+    /// with a 2 MiB overlap found none before the first job ends and wrote twice as much.
+    #[test]
+    fn zstd_19_of_a_large_input_keeps_its_window() {
+        let mut noise = Vec::with_capacity(7 << 19);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        while noise.len() < 7 << 19 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            noise.extend_from_slice(&state.to_le_bytes());
+        }
+        let input = noise.repeat(3);
+        let mut encoder = zstd_encoder(Vec::new(), 19, zstd_workers(), input.len() as u64).unwrap();
+        encoder.write_all(&input).unwrap();
+        let layer = encoder.finish().unwrap();
+        assert_eq!(zstd::decode_all(layer.as_slice()).unwrap(), input);
+        let one_thread = zstd::bulk::compress(&input, 19).unwrap();
+        assert!(
+            (layer.len() as f64) < one_thread.len() as f64 * 1.01,
+            "{} bytes against one thread's {}",
+            layer.len(),
+            one_thread.len()
+        );
     }
 
     #[test]

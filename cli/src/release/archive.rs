@@ -138,7 +138,7 @@ pub fn write_archive(dest: &Path, format: ArchiveFormat, spec: &ArchiveSpec<'_>)
         ArchiveFormat::TarZst => CompressionKind::Zstd,
     };
     atomic::write_file_with(dest, atomic::FILE_MODE, |out| {
-        Compression::new(kind, None)?.compress(out, |w| {
+        Compression::new(kind, None)?.compress(out, tar.file_bytes(), |w| {
             tar.write_to(w, spec.mtime)?;
             Ok(())
         })?;

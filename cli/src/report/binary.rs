@@ -40,6 +40,7 @@ pub fn measure_streamed(
     let mut compressors = Compressors::new(
         compress && known.gzip.is_none(),
         compress && known.zstd.is_none(),
+        size,
     )?;
     let mut headers = HeaderReader::new(size);
     let mut elf = None;
@@ -73,6 +74,7 @@ pub fn measure_streamed(
         compressors = Compressors::new(
             compress && known.gzip.is_none(),
             compress && known.zstd.is_none(),
+            size,
         )?;
         passes(&mut |reader| {
             io::copy(reader, &mut compressors)?;
@@ -151,7 +153,8 @@ struct Compressors {
 }
 
 impl Compressors {
-    fn new(gzip: bool, zstd: bool) -> Result<Self> {
+    /// Compressors of `size` bytes.
+    fn new(gzip: bool, zstd: bool, size: u64) -> Result<Self> {
         Ok(Compressors {
             gzip: gzip.then(|| ParallelGzEncoder::new(Counter::default(), GZIP_LEVEL)),
             zstd: if zstd {
@@ -159,6 +162,7 @@ impl Compressors {
                     Counter::default(),
                     ZSTD_LEVEL,
                     layer::zstd_workers(),
+                    size,
                 )?)
             } else {
                 None
@@ -210,7 +214,12 @@ pub fn gzip_size(bytes: &[u8]) -> Result<u64> {
 
 /// `zstd -19` size of `bytes`, compressed as `image` does (on zstd's worker threads).
 pub fn zstd_size(bytes: &[u8]) -> Result<u64> {
-    let mut encoder = layer::zstd_encoder(Counter::default(), ZSTD_LEVEL, layer::zstd_workers())?;
+    let mut encoder = layer::zstd_encoder(
+        Counter::default(),
+        ZSTD_LEVEL,
+        layer::zstd_workers(),
+        bytes.len() as u64,
+    )?;
     encoder.write_all(bytes).context("zstd")?;
     Ok(encoder.finish().context("zstd")?.0)
 }
@@ -229,7 +238,7 @@ mod tests {
         let mut encoder = ParallelGzEncoder::new(Vec::new(), 9);
         encoder.write_all(text.as_bytes()).unwrap();
         assert_eq!(encoder.finish().unwrap().len() as u64, gz);
-        let mut encoder = layer::zstd_encoder(Vec::new(), 19, 1).unwrap();
+        let mut encoder = layer::zstd_encoder(Vec::new(), 19, 1, text.len() as u64).unwrap();
         encoder.write_all(text.as_bytes()).unwrap();
         assert_eq!(encoder.finish().unwrap().len() as u64, zst);
         // Streamed, the same figures.

@@ -450,6 +450,24 @@ fn decompress<'a>(codec: Codec, blob: impl Read + 'a) -> Result<Box<dyn Read + '
     })
 }
 
+/// About how many bytes the layer at `path` (`size` bytes as stored) decompresses to, for
+/// zstd's jobs ([`layer::ZstdJobs::for_input`]): a gzip member's trailer says it modulo 4 GiB
+/// (RFC 1952 `ISIZE`), never less than the stored size is taken.
+fn uncompressed_hint(path: &std::path::Path, codec: Codec, size: u64) -> u64 {
+    let isize = || -> Result<u64> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = crate::input::open_regular(path, crate::input::Links::Refuse)?.file;
+        file.seek(SeekFrom::End(-4))?;
+        let mut trailer = [0u8; 4];
+        file.read_exact(&mut trailer)?;
+        Ok(u32::from_le_bytes(trailer).into())
+    };
+    match codec {
+        Codec::Gzip => isize().map_or(size, |isize| isize.max(size)),
+        Codec::Zstd | Codec::None => size,
+    }
+}
+
 /// Which layer of which platform a scan is, for progress: `layer 1/2 of linux/amd64`.
 struct LayerLabel<'a> {
     platform: &'a str,
@@ -504,6 +522,7 @@ fn scan_layer(
                     Counter::default(),
                     ZSTD_LEVEL,
                     layer::zstd_workers(),
+                    uncompressed_hint(&path, codec, descriptor.size()),
                 )?));
             }
         }
