@@ -1,7 +1,8 @@
 //! `cargo xtask bench large`: large static binaries with real debug info through `image`
 //! (as built and with the default strip), `report`, `verify --layout` and `push`, against
 //! what users would use instead (the umoci pipeline, `skopeo copy` to the same registry), to
-//! show that time grows with the bytes and peak memory stays under [`PEAK_GOAL`].
+//! show that time grows with the bytes and peak memory stays under [`PEAK_GOAL`]; and the
+//! default image's zstd layer against `zstd -19` on one thread ([`zstd_size_goal`]).
 //!
 //! The input is `cargo-airlock` itself built for `x86_64-unknown-linux-musl` in the dev
 //! profile (static, full debug info of every crate it links), made once and kept under
@@ -122,6 +123,8 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
         );
         image_rows.push((bytes, rows));
     }
+
+    out += &zstd_size_goal(&airlock, &binary, work)?;
 
     // The layouts every later row reads: each binary (`--strip none`) in one layer.
     let (layout, layout_big, layout_huge) = (
@@ -361,6 +364,49 @@ fn peak_goals(rows: &[(u64, &Measured)]) -> String {
     out
 }
 
+/// The size goal of `--compression zstd` (issue 11: within 1 % of `zstd -19`) on a layer
+/// larger than the image bench's: the default image's (the binary stripped of its debug info)
+/// against `zstd -19` on one thread of the same tar, where every match within the 8 MiB
+/// window is found.
+fn zstd_size_goal(airlock: &Path, binary: &Path, work: &Path) -> Result<String> {
+    let dir = work.join("zstd");
+    run_ok(&mut image_cmd(
+        airlock,
+        binary,
+        work,
+        &dir,
+        &["--compression", "zstd"],
+    ))?;
+    let layer_path = largest_blob_path(&dir)?;
+    let layer = fs::metadata(&layer_path)?.len();
+    let tar = run_ok(Command::new("zstd").args(["-dc", "-q"]).arg(&layer_path))?.stdout;
+    let mut one_thread = Command::new("zstd")
+        .args(["-19", "--single-thread", "-c", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start zstd")?;
+    let mut stdin = one_thread.stdin.take().context("zstd has no stdin")?;
+    let feeder = std::thread::spawn(move || stdin.write_all(&tar).map(|()| tar.len()));
+    let reference = one_thread.wait_with_output()?;
+    let tar_len = feeder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread feeding zstd panicked"))??;
+    anyhow::ensure!(reference.status.success(), "zstd -19 failed");
+    let reference = reference.stdout.len() as u64;
+    let _ = fs::remove_dir_all(&dir);
+    let over = (layer as f64 / reference as f64 - 1.0) * 100.0;
+    Ok(format!(
+        "\n\n### zstd of the default image's layer ({} of tar)\n\n\
+         | size goal | airlock layer | `zstd -19 --single-thread` of its tar | difference | goal \
+         | met |\n| --- | ---: | ---: | ---: | --- | --- |\n\
+         | `cargo airlock image --compression zstd` (-19, every core) | {layer} B | {reference} B \
+         | {over:+.2}% | ≤ +1% | {} |\n",
+        human_bytes(tar_len as u64),
+        if over <= 1.0 { "yes" } else { "**no**" },
+    ))
+}
+
 fn image_cmd(airlock: &Path, binary: &Path, work: &Path, out: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(airlock);
     // Outside any workspace, so no `[workspace.metadata.airlock]` applies.
@@ -472,12 +518,22 @@ fn debug_bytes(binary: &Path) -> Result<u64> {
 
 /// The largest blob of a layout: its one layer.
 fn largest_blob(layout: &Path) -> Result<u64> {
+    Ok(fs::metadata(largest_blob_path(layout)?)?.len())
+}
+
+fn largest_blob_path(layout: &Path) -> Result<PathBuf> {
     let blobs = layout.join("blobs").join("sha256");
-    let mut largest = 0;
+    let mut largest = (0, None);
     for entry in fs::read_dir(&blobs).with_context(|| format!("cannot read {}", blobs.display()))? {
-        largest = largest.max(entry?.metadata()?.len());
+        let entry = entry?;
+        let len = entry.metadata()?.len();
+        if largest.1.is_none() || len > largest.0 {
+            largest = (len, Some(entry.path()));
+        }
     }
-    Ok(largest)
+    largest
+        .1
+        .with_context(|| format!("{} holds no blob", blobs.display()))
 }
 
 /// `docker-registry serve` on 127.0.0.1 with its storage in the work directory; killed on
