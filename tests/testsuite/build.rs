@@ -619,6 +619,13 @@ fn one_resolve_two_rustc_probes_and_rustcs_host_answers_kept_for_the_build() {
     assert_eq!(host_probes, 1, "{rustc_calls:?}");
     assert!(hello.join("target/.rustc_info.json").is_file());
     assert_eq!(metadata.len(), 2, "{metadata:?}");
+    // Warm, the target directory is there: the resolve alone.
+    let (metadata, _) = build(&[]);
+    assert_eq!(metadata.len(), 1, "{metadata:?}");
+    assert!(
+        metadata[0].contains(&format!("--filter-platform {X86}")),
+        "{metadata:?}"
+    );
     // The sysroot and the target list in one run (cargo's own probes follow in the log).
     let printed = rustc_calls
         .iter()
