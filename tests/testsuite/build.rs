@@ -565,7 +565,7 @@ fn zig_is_looked_for_only_when_the_build_compiles_cpp_and_again_each_build() {
 }
 
 #[test]
-fn one_cargo_metadata_and_two_rustc_probes_before_cargo_builds() {
+fn one_resolve_two_rustc_probes_and_rustcs_host_answers_kept_for_the_build() {
     let shims = tempfile::tempdir().unwrap();
     let cargo_log = shims.path().join("cargo.log");
     let rustc_log = shims.path().join("rustc.log");
@@ -598,8 +598,29 @@ fn one_cargo_metadata_and_two_rustc_probes_before_cargo_builds() {
         (metadata, logged(&rustc_log))
     };
 
-    // The resolve for the target also says where the workspace is: one call, not two.
+    // The resolve for the target also says where the workspace is: one resolve. Beside it,
+    // `--no-deps` finds the target directory and creates it, so cargo keeps rustc's answers
+    // there: on this cold target directory, `cargo build` asks rustc about the host no
+    // more (it did, a second time, when only the build created the directory).
     let (metadata, rustc_calls) = build(&[]);
+    let resolves: Vec<&String> = metadata
+        .iter()
+        .filter(|c| !c.contains("--no-deps"))
+        .collect();
+    assert_eq!(resolves.len(), 1, "{metadata:?}");
+    assert!(
+        resolves[0].contains(&format!("--filter-platform {X86}")),
+        "{metadata:?}"
+    );
+    let host_probes = rustc_calls
+        .iter()
+        .filter(|c| c.starts_with("- --crate-name ___") && !c.contains("--target"))
+        .count();
+    assert_eq!(host_probes, 1, "{rustc_calls:?}");
+    assert!(hello.join("target/.rustc_info.json").is_file());
+    assert_eq!(metadata.len(), 2, "{metadata:?}");
+    // Warm, the target directory is there: the resolve alone.
+    let (metadata, _) = build(&[]);
     assert_eq!(metadata.len(), 1, "{metadata:?}");
     assert!(
         metadata[0].contains(&format!("--filter-platform {X86}")),
@@ -621,6 +642,60 @@ fn one_cargo_metadata_and_two_rustc_probes_before_cargo_builds() {
     let (metadata, _) = build(&["--no-default-features"]);
     assert_eq!(metadata.len(), 2, "{metadata:?}");
     assert!(metadata[0].contains("--no-deps"), "{metadata:?}");
+}
+
+#[test]
+fn musl_gcc_runs_without_a_shell_in_front_with_the_prefix_maps_first() {
+    let Some(musl_gcc) = require_tool("musl-gcc") else {
+        return;
+    };
+    let shims = tempfile::tempdir().unwrap();
+    let log = shims.path().join("musl-gcc.log");
+    let shim = logging_shim(
+        shims.path(),
+        "musl-gcc",
+        &format!("'{}'", musl_gcc.display()),
+        &log,
+    );
+    let mut path = shims.path().as_os_str().to_owned();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap());
+    let (_guard, with_c) = copy_fixture("with-c");
+    let (stdout, stderr) = run_expect(
+        airlock()
+            .current_dir(&with_c)
+            .env("PATH", &path)
+            .args(["build", "-v", "--format", "json", "--target", X86]),
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["problems"], serde_json::json!([]));
+    // cc-rs gets musl-gcc itself, the maps as its first words: no `sh` script in between,
+    // and none written.
+    let root_map = format!("-ffile-prefix-map={}=/build", with_c.display());
+    let cc = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CC_x86_64_unknown_linux_musl="))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        cc.starts_with(&format!("{} {root_map} ", shim.display())),
+        "{cc}"
+    );
+    let toolchain = with_c.join("target/airlock/toolchain").join(X86);
+    assert!(!toolchain.join("cc").exists());
+    // cc-rs split the value: every call has the maps first but its compiler-family probe
+    // (`-E` of a file of its own), which it runs with no flags at all.
+    let calls = logged(&log);
+    assert!(
+        calls.iter().any(|c| c.contains("csrc/checksum.c")),
+        "{calls:?}"
+    );
+    for call in calls
+        .iter()
+        .filter(|c| !c.contains("detect_compiler_family"))
+    {
+        assert!(call.starts_with(&format!("{root_map} ")), "{calls:?}");
+    }
 }
 
 #[test]

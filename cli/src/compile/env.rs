@@ -1,7 +1,8 @@
 //! The environment `cargo build` runs in: static linking forced per target through
 //! `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` (merged with the user's own flags), the linker and the C
-//! and C++ compilers per target (wrapper scripts under `target/airlock/toolchain/`), and the
-//! reproducibility settings (`SOURCE_DATE_EPOCH`, path remapping).
+//! and C++ compilers per target (musl-gcc named directly, the others through wrapper scripts
+//! under `target/airlock/toolchain/`), and the reproducibility settings (`SOURCE_DATE_EPOCH`,
+//! path remapping).
 //!
 //! Never sets `RUSTFLAGS` or touches the environment of anything but the cargo it prepares.
 
@@ -328,10 +329,14 @@ fn set_c_toolchain(env: &mut CargoEnv, tools: &TargetTools, inputs: &EnvInputs<'
     if !user_set("CC")
         && let Ok(compiler) = &tools.c_compiler
     {
-        let script = cc_wrapper(target, compiler, &prefix_maps);
-        let path = dir.join("cc");
-        write_script(&path, &script)?;
-        env.set(format!("CC_{underscored}"), path.as_os_str());
+        if let Some(command) = cc_command(compiler, &prefix_maps) {
+            env.set(format!("CC_{underscored}"), command);
+        } else {
+            let script = cc_wrapper(target, compiler, &prefix_maps);
+            let path = dir.join("cc");
+            write_script(&path, &script)?;
+            env.set(format!("CC_{underscored}"), path.as_os_str());
+        }
     }
     if !user_set("CXX")
         && let Ok(compiler) = &tools.cxx_compiler
@@ -389,6 +394,28 @@ fn file_prefix_maps(inputs: &EnvInputs<'_>) -> Vec<String> {
 const DROP_TARGET_FLAG: &str = "# cc-rs passes --target=<rust triple>, which zig rejects: drop it.\n\
      for arg do\n  shift\n  case \"$arg\" in\n    --target=*) ;;\n    \
      *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n";
+
+/// musl-gcc with the prefix maps as one `CC_<triple>` value, `<musl-gcc> <flag>…`, when no word
+/// has whitespace: cc-rs (and cmake-rs, autotools-rs, which ask it) splits such a value into
+/// the program and arguments it puts first on every command line, exactly where the wrapper
+/// script put them, so each compile and each of cc-rs's compiler probes runs musl-gcc without
+/// a shell in front, on the build script's critical path. zig needs the script: it drops
+/// cc-rs's `--target=`.
+fn cc_command(compiler: &CCompiler, prefix_maps: &[String]) -> Option<String> {
+    let CCompiler::MuslGcc(path) = compiler else {
+        return None;
+    };
+    let program = path.to_str()?;
+    let mut words = vec![program];
+    words.extend(prefix_maps.iter().map(String::as_str));
+    if words
+        .iter()
+        .any(|w| w.is_empty() || w.contains(char::is_whitespace))
+    {
+        return None;
+    }
+    Some(words.join(" "))
+}
 
 /// The C compiler wrapper: musl-gcc, or zig cc for the target's architecture with the
 /// `--target=` flags cc-rs adds for clang-like compilers removed.
@@ -942,6 +969,22 @@ mod tests {
         // The next build forgets it.
         write_zig_launcher(dir.path(), &target).unwrap();
         assert!(!dir.path().join(ZIG_FOUND).exists());
+    }
+
+    #[test]
+    fn musl_gcc_is_named_directly_unless_a_word_has_whitespace() {
+        let maps = ["-ffile-prefix-map=/w=/build".to_owned()];
+        let gcc = CCompiler::MuslGcc(PathBuf::from("/usr/bin/musl-gcc"));
+        assert_eq!(
+            cc_command(&gcc, &maps).as_deref(),
+            Some("/usr/bin/musl-gcc -ffile-prefix-map=/w=/build")
+        );
+        // cc-rs would split these at the space: the wrapper script quotes them instead.
+        let spaced = ["-ffile-prefix-map=/my work=/build".to_owned()];
+        assert_eq!(cc_command(&gcc, &spaced), None);
+        let gcc_spaced = CCompiler::MuslGcc(PathBuf::from("/opt/musl tools/musl-gcc"));
+        assert_eq!(cc_command(&gcc_spaced, &maps), None);
+        assert_eq!(cc_command(&CCompiler::Zig(zig()), &maps), None);
     }
 
     #[test]

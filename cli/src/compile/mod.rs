@@ -146,14 +146,14 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         let date = guess
             .as_deref()
             .map(|dir| scope.spawn(move || (dir, workspace::source_date_epoch(dir))));
-        let loaded = load_workspace(options, &targets);
+        let loaded = load_workspace(options, &targets, guess.as_deref());
         let date = date.map(|date| {
             date.join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         });
         (loaded, date)
     });
-    let (workspace, mut first_graph) = loaded?;
+    let (workspace, mut first_graph, created_target_dir) = loaded?;
     let manifest_path = workspace.root().join("Cargo.toml");
     let plan = plan::select(&workspace, &options.packages, &options.bins)?;
 
@@ -276,6 +276,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .filter(|t| !from_source.contains(t))
         .cloned()
         .collect();
+    created_target_dir.keep();
     let mut produced = Vec::new();
     // -Zbuild-std applies to every target of a cargo run: targets with a prebuilt std get
     // their own run, so their std is never rebuilt.
@@ -340,32 +341,123 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 
 /// The workspace and, when one `cargo metadata` can say both, the first target's dependency
 /// graph: without feature flags the resolve is the same whichever member's manifest cargo
-/// starts from, so the `--no-deps` call that finds the workspace root is not needed (10-20 ms).
-/// When that call fails, the errors come in the order the separate calls give them: the
-/// manifest, the packages asked for, the targets, then the resolve.
+/// starts from, so the graph says where the workspace is. When that call fails, the errors
+/// come in the order the separate calls give them: the manifest, the packages asked for, the
+/// targets, then the resolve.
+///
+/// Beside the resolve, `cargo metadata --no-deps` (which asks rustc nothing) finds the target
+/// directory first and creates it: cargo keeps what rustc told it (`rustc -vV`, the host's
+/// `--print cfg`) in `<target dir>/.rustc_info.json`, but only when that directory exists, so
+/// on a cold target directory the build would otherwise start rustc twice more (10 ms each).
+/// The target's answer is kept too, but the build asks again: airlock's flags are part of its
+/// key. A warm build, whose target directory is likely there already
+/// ([`target_dir_likely_exists`]), skips the call.
 fn load_workspace(
     options: &BuildOptions,
     targets: &[TargetTriple],
-) -> Result<(Workspace, Option<plan::DependencyGraph>)> {
+    guess: Option<&Path>,
+) -> Result<(Workspace, Option<plan::DependencyGraph>, CreatedDir)> {
     let manifest_path = options.manifest_path.as_deref();
     let feature_flags =
         !options.features.is_empty() || options.all_features || options.no_default_features;
     let Some(first) = targets.first().filter(|_| !feature_flags) else {
-        return Ok((Workspace::load(manifest_path)?, None));
+        let workspace = Workspace::load(manifest_path)?;
+        let created = CreatedDir::create(workspace.target_dir());
+        return Ok((workspace, None, created));
     };
-    match plan::DependencyGraph::load(manifest_path, first, options) {
-        Ok(graph) => Ok((
-            Workspace::from_metadata(graph.metadata().clone()),
-            Some(graph),
-        )),
+    let find = || {
+        Workspace::load(manifest_path).map(|workspace| {
+            let created = CreatedDir::create(workspace.target_dir());
+            (workspace, created)
+        })
+    };
+    let (graph, found) = if target_dir_likely_exists(guess) {
+        (
+            plan::DependencyGraph::load(manifest_path, first, options),
+            None,
+        )
+    } else {
+        std::thread::scope(|scope| {
+            let found = scope.spawn(find);
+            let graph = plan::DependencyGraph::load(manifest_path, first, options);
+            let found = found
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (graph, Some(found))
+        })
+    };
+    match graph {
+        Ok(graph) => {
+            // Without `--no-deps`' answer (it failed where the resolve did not) the
+            // directory is cargo's to create.
+            let created = found
+                .and_then(Result::ok)
+                .map(|(_, created)| created)
+                .unwrap_or_default();
+            Ok((
+                Workspace::from_metadata(graph.metadata().clone()),
+                Some(graph),
+                created,
+            ))
+        }
         Err(resolve_error) => {
-            let workspace = Workspace::load(manifest_path)?;
+            let (workspace, _created) = match found {
+                Some(found) => found?,
+                None => find()?,
+            };
             plan::select(&workspace, &options.packages, &options.bins)?;
             let rust = toolchain::RustToolchain::probe(workspace.root())?;
             for target in targets {
                 rust.check_known(target)?;
             }
             Err(resolve_error)
+        }
+    }
+}
+
+/// Whether the target directory is there already, as far as a few `stat`s can tell before cargo
+/// says where it is: `$CARGO_TARGET_DIR`, else a `target/` with cargo's rustc answers in the
+/// directory guessed to be the workspace root or one above it. A warm build then skips the
+/// `--no-deps` call (it would only compete with the resolve for the cores); a wrong guess only
+/// costs cargo's keeping rustc's answers, or that call.
+fn target_dir_likely_exists(guess: Option<&Path>) -> bool {
+    const ANSWERS: &str = ".rustc_info.json";
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Path::new(&dir).join(ANSWERS).is_file();
+    }
+    guess.is_some_and(|dir| {
+        dir.ancestors()
+            .any(|dir| dir.join("target").join(ANSWERS).is_file())
+    })
+}
+
+/// The target directory [`load_workspace`] created for cargo's rustc answers, removed again
+/// with them when the build stops before cargo builds: a refused build leaves no `target/`
+/// behind. Only a directory whose parent exists is created; one that cannot be is cargo's to
+/// create, and to report, at the build.
+#[derive(Debug, Default)]
+struct CreatedDir(Option<PathBuf>);
+
+impl CreatedDir {
+    fn create(dir: &Path) -> CreatedDir {
+        match std::fs::create_dir(dir) {
+            Ok(()) => CreatedDir(Some(dir.to_path_buf())),
+            Err(_) => CreatedDir(None),
+        }
+    }
+
+    /// Cargo builds: the directory is its.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CreatedDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_file(dir.join(".rustc_info.json"));
+            // Only if nothing else is in it.
+            let _ = std::fs::remove_dir(&dir);
         }
     }
 }

@@ -74,13 +74,17 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
          `-Clink-self-contained=yes`, `--build-id=sha1`, the `--remap-path-prefix` pair), \
          `SOURCE_DATE_EPOCH=0`, `cc` as linker, `musl-gcc` as C compiler with the same \
          `-ffile-prefix-map` flags in `CFLAGS_x86_64_unknown_linux_musl`. What airlock does \
-         besides, and is measured here: one `cargo metadata`, `rustc -vV` and `rustc --print \
-         sysroot --print target-list` (side by side; their answers kept in \
-         `~/.cache/airlock/rustc` while the toolchain is the same, so only the first run of \
-         each table asks), `git log` for the source date, its wrapper scripts \
-         (one `sh` more per C compile and link; zig is looked for only by a C++ compile or \
-         link, which this fixture has none of), `--message-format=json` parsing, embedding the \
-         dependency list and proving the binary static from its ELF. {}\n",
+         besides, and is measured here: one `cargo metadata` resolve for the target (its \
+         `rustc -vV` and host probe kept in the target directory, which a `cargo metadata \
+         --no-deps` beside it finds and creates, so the build does not ask them again; the \
+         target's probe the build asks again, airlock's flags being part of cargo's key), \
+         `rustc -vV` and `rustc --print sysroot --print target-list` (side by side; their \
+         answers kept in `~/.cache/airlock/rustc` while the toolchain is the same, so only the \
+         first run of each table asks), `git log` for the source date, its linker wrapper \
+         script (one `sh` more per link; musl-gcc is cc-rs's compiler itself, no script per C \
+         compile; zig is looked for only by a C++ compile or link, which this fixture has none \
+         of), `--message-format=json` parsing, embedding the dependency list and proving the \
+         binary static from its ELF. {}\n",
         method()
     );
     out += "\n### warm (nothing changed since the last build)\n\n";
