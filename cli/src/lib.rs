@@ -18,7 +18,7 @@
 //!
 //! | layer | modules | what |
 //! | --- | --- | --- |
-//! | 0 | [`atomic`] [`digest`] [`error`] [`finding`] [`input`] [`process`] [`progress`] [`records`] [`render`] [`tarball`] [`target`] [`workspace`] | the foundation: outputs, hashes, errors, tools, formats |
+//! | 0 | [`atomic`] [`digest`] [`error`] [`finding`] [`input`] [`process`] [`progress`] [`records`] [`render`] [`rustc`] [`tarball`] [`target`] [`workspace`] | the foundation: outputs, hashes, errors, tools, formats |
 //! | 1 | [`lock`] | what the workspace wants: `Cargo.lock` |
 //! | 2 | [`vendoring`] | what is on disk: sources proven against the lockfile, bundles |
 //! | 3 | [`elf`] | what a binary is: linkage, architecture |
@@ -39,6 +39,7 @@ pub mod process;
 pub mod progress;
 pub mod records;
 pub mod render;
+pub mod rustc;
 pub mod tarball;
 pub mod target;
 pub mod workspace;

@@ -1343,6 +1343,86 @@ fn platform_keeps_what_build_scripts_and_proc_macros_need_on_the_host() {
     assert!(dir.join("vendor/build-helper/src/lib.rs").is_file());
 }
 
+/// `--platform` asked rustc for the `cfg` of the kept platform and of the host on every run
+/// (two rustc starts, most of a warm run's own time). The answers are kept now, as `build`
+/// keeps its probe's, while the toolchain is the same one: a second run starts no rustc (the
+/// log of a logging `RUSTC` stays empty); a toolchain updated in place, another toolchain or
+/// another `RUSTC` is asked again.
+#[test]
+fn platform_keeps_rustcs_answers_until_the_toolchain_changes() {
+    let musl = "x86_64-unknown-linux-musl";
+    let temp = tempfile::tempdir().unwrap();
+    let (dir, cargo_home) = host_side_project(temp.path());
+    let real_rustc = {
+        let (sysroot, _) = run_expect(Command::new("rustc").args(["--print", "sysroot"]), 0);
+        Path::new(sysroot.trim()).join("bin/rustc")
+    };
+    // A rustup home of two toolchains (only their `bin/rustc` files matter to the key) and a
+    // RUSTC that logs every run, as rustup's environment would have it.
+    let home = temp.path().join("rustup");
+    for toolchain in ["one", "two"] {
+        let bin = home.join("toolchains").join(toolchain).join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("rustc"), "a toolchain's rustc\n").unwrap();
+    }
+    let log = temp.path().join("rustc.log");
+    let real = format!("'{}'", real_rustc.display());
+    let rustc = logging_shim(&home, "rustc", &real, &log);
+    let cache = temp.path().join("cache");
+    let mut stubs = None;
+    let mut runs = |toolchain: &str, rustc: &Path| -> Vec<String> {
+        std::fs::remove_file(&log).ok();
+        let report = run_json(
+            airlock()
+                .current_dir(&dir)
+                .env("CARGO_HOME", &cargo_home)
+                .env("CARGO", env!("CARGO"))
+                .env("XDG_CACHE_HOME", &cache)
+                .env("RUSTUP_HOME", &home)
+                .env("RUSTUP_TOOLCHAIN", toolchain)
+                .env("RUSTC", rustc)
+                .args([
+                    "vendor",
+                    "--offline",
+                    "--platform",
+                    musl,
+                    "--format",
+                    "json",
+                ]),
+        );
+        // Recalled answers decide exactly as fresh ones.
+        let these = stub_names(&report);
+        assert_eq!(stubs.get_or_insert_with(|| these.clone()), &these);
+        let mut logged = logged(&log);
+        logged.sort();
+        logged
+    };
+    let asked = [
+        "--print cfg --target x86_64-unknown-linux-musl",
+        "--print host-tuple --print cfg",
+    ];
+    assert_eq!(runs("one", &rustc), asked);
+    assert_eq!(
+        runs("one", &rustc),
+        Vec::<String>::new(),
+        "rustc started again"
+    );
+    let kept = std::fs::read_dir(cache.join("airlock/rustc"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 2, "one file per question");
+
+    // The toolchain updated in place: asked again, then kept.
+    std::fs::write(home.join("toolchains/one/bin/rustc"), "an updated rustc\n").unwrap();
+    assert_eq!(runs("one", &rustc), asked);
+    assert_eq!(runs("one", &rustc), Vec::<String>::new());
+    // Another toolchain, another RUSTC: asked again each.
+    assert_eq!(runs("two", &rustc), asked);
+    let other = logging_shim(temp.path(), "rustc-too", &real, &log);
+    assert_eq!(runs("two", &other), asked);
+    assert_eq!(runs("two", &other), Vec::<String>::new());
+}
+
 /// A project switched to vendored sources is fetched from outside it (else cargo would fetch
 /// from vendor/); the rest of its cargo configuration still applies there. Mechanism: with
 /// `[net] git-fetch-with-cli = true` in the project's config, cargo fetches the (never fetched)

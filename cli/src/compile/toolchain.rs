@@ -7,7 +7,7 @@
 //! Only probes, each at most once and only when its answer is needed (zig when a chooser
 //! picks it; rustc's answers kept between builds while the toolchain is the same, see
 //! [`RustToolchain::probe_cached`]); never installs anything, and writes nothing but those
-//! kept answers, when `build` asks ([`KeptAnswers::write`]).
+//! kept answers (in [`crate::rustc`]'s files), when `build` asks ([`KeptAnswers`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -41,54 +41,36 @@ pub struct RustToolchain {
 impl RustToolchain {
     /// Asks rustc, run in `dir` so rustup honours the project's toolchain file.
     pub fn probe(dir: &Path) -> Result<RustToolchain> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let rustc = crate::rustc::program();
         let answers = ask(&rustc, dir)?;
         Ok(RustToolchain::from_answers(rustc, &answers))
     }
 
-    /// [`RustToolchain::probe`], reusing the answers kept in `cache_dir` (one file per
-    /// toolchain, named by a hash of its key) while the toolchain behind them is the same one:
-    /// see [`toolchain_key`] for what says so. Without such a key (no rustup environment) rustc
-    /// is asked every time. Fresh answers come back with what keeps them, for the caller to
-    /// write once the build goes ahead (a build refused before cargo runs writes nothing).
+    /// [`RustToolchain::probe`], reusing the answers kept in `cache_dir` ([`crate::rustc`])
+    /// while the toolchain behind them is the same one ([`crate::rustc::Toolchain::identify`]
+    /// says what says so). Without such a key (no rustup environment) rustc is asked every
+    /// time. Fresh answers come back with what keeps them, for the caller to write once the
+    /// build goes ahead (a build refused before cargo runs writes nothing).
     pub fn probe_cached(
         dir: &Path,
         cache_dir: &Path,
     ) -> Result<(RustToolchain, Option<KeptAnswers>)> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let (key, program) = toolchain_key(&rustc).unzip();
-        let path = key.as_deref().map(|key| {
-            let name = crate::digest::Sha256Digest::of(key.as_bytes()).hex();
-            cache_dir.join(format!("rustc-{}.json", &name[..16]))
-        });
-        if let (Some(key), Some(path)) = (&key, &path)
-            && let Some(answers) = read_probe_cache(path, key)
+        let rustc = crate::rustc::program();
+        let toolchain = crate::rustc::Toolchain::identify(&rustc);
+        if let Some(answers) = toolchain
+            .as_ref()
+            .and_then(|t| t.recall::<RustcAnswers>(cache_dir, PROBE))
         {
             return Ok((RustToolchain::from_answers(rustc, &answers), None));
         }
         let answers = ask(&rustc, dir)?;
-        let rust = RustToolchain::from_answers(rustc, &answers);
-        let kept = key
-            .zip(path)
-            .zip(program)
-            .map(|((key, path), program)| KeptAnswers {
-                path,
-                cache: ProbeCache {
-                    key,
-                    rustc: program,
-                    answers,
-                },
-            });
-        Ok((rust, kept))
+        let kept = toolchain.and_then(|t| t.keep(cache_dir, PROBE, &answers).ok());
+        Ok((RustToolchain::from_answers(rustc, &answers), kept))
     }
 
-    /// Where `build` keeps rustc's answers: `$XDG_CACHE_HOME/airlock/rustc`, else
-    /// `$HOME/.cache/airlock/rustc` (the XDG base directory spec's default), beside the base
-    /// image cache; outside the target directory, so a removed target directory (`cargo
-    /// clean`, a fresh checkout) does not cost the next build its probes. `None` when neither
-    /// variable names an absolute directory.
+    /// Where `build` keeps rustc's answers ([`crate::rustc::answers_dir`]).
     pub fn answers_dir() -> Option<PathBuf> {
-        crate::workspace::user_cache_dir().map(|cache| cache.join("rustc"))
+        crate::rustc::answers_dir()
     }
 
     fn from_answers(rustc: OsString, answers: &RustcAnswers) -> RustToolchain {
@@ -197,54 +179,12 @@ struct RustcAnswers {
     printed: String,
 }
 
-/// The answers kept between builds, with the key of the toolchain that gave them.
-#[derive(Debug, Serialize, Deserialize)]
-struct ProbeCache {
-    key: String,
-    /// The `rustc` asked (`$RUSTC`, or `rustc` found on PATH).
-    #[serde(default)]
-    rustc: PathBuf,
-    answers: RustcAnswers,
-}
+/// rustc's fresh answers, written where [`RustToolchain::probe_cached`] looks for them next
+/// time by [`crate::rustc::Kept::write`].
+pub type KeptAnswers = crate::rustc::Kept;
 
-/// rustc's fresh answers and where [`RustToolchain::probe_cached`] looks for them next time.
-#[derive(Debug)]
-pub struct KeptAnswers {
-    path: PathBuf,
-    cache: ProbeCache,
-}
-
-impl KeptAnswers {
-    /// Writes them. One that cannot be written costs the next build 10-20 ms, nothing else:
-    /// said with `-v`, never an error.
-    pub fn write(&self) {
-        if let Err(e) = serde_json::to_vec(&self.cache)
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| crate::atomic::write_file(&self.path, &bytes))
-        {
-            crate::progress::detail(format!("rustc's answers not kept: {e:#}"));
-        }
-        // Answers of a rustc that is gone (a test's temporary wrapper, a removed compiler)
-        // are never asked for again: removed, so the directory does not grow with them.
-        let Some(Ok(entries)) = self.path.parent().map(std::fs::read_dir) else {
-            return;
-        };
-        for path in entries.flatten().map(|entry| entry.path()) {
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            if path == self.path || !name.starts_with("rustc-") || !name.ends_with(".json") {
-                continue;
-            }
-            let gone =
-                crate::input::read_regular_to_string(&path, crate::input::Links::Refuse, 1 << 20)
-                    .ok()
-                    .and_then(|text| serde_json::from_str::<ProbeCache>(&text).ok())
-                    .is_some_and(|kept| !kept.rustc.as_os_str().is_empty() && !kept.rustc.exists());
-            if gone {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-}
+/// The question [`RustcAnswers`] answers, as kept.
+const PROBE: &str = "-vV; --print sysroot --print target-list";
 
 /// Runs the two rustc probes in `dir`: two runs instead of three (`--print` takes several
 /// kinds at once, `-vV` takes none), side by side, as each goes through rustup's proxy
@@ -277,55 +217,6 @@ fn ask(rustc: &OsString, dir: &Path) -> Result<RustcAnswers> {
         verbose: verbose?,
         printed: printed?,
     })
-}
-
-/// What says rustc's answers still hold, or `None` when nothing cheap can: cargo's own rule
-/// for its `.rustc_info.json`. Under rustup's environment (`cargo airlock …` runs through
-/// rustup's cargo proxy, which sets `RUSTUP_HOME` and `RUSTUP_TOOLCHAIN`, and the toolchain
-/// variable outranks every toolchain file, so the directory does not matter) the key is
-/// `$RUSTC` (or `rustc` on PATH) and the toolchain's own `bin/rustc`: path, size, inode,
-/// change and modification times of both. A toolchain updated, switched or reinstalled, or
-/// another `RUSTC`, gives another key. Without those variables `rustc` may be a proxy whose
-/// choice depends on files airlock does not read: no key, rustc is asked.
-/// Returns the key and the `rustc` it names.
-fn toolchain_key(rustc: &OsString) -> Option<(String, PathBuf)> {
-    use std::os::unix::fs::MetadataExt;
-    let home = std::env::var_os("RUSTUP_HOME")?;
-    let toolchain = std::env::var_os("RUSTUP_TOOLCHAIN")?;
-    let real = Path::new(&home)
-        .join("toolchains")
-        .join(&toolchain)
-        .join("bin/rustc");
-    let program = process::find_on_path(rustc)?;
-    let stamp = |path: &Path| -> Option<String> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(format!(
-            "{} {} {} {}.{} {}.{}",
-            path.display(),
-            meta.len(),
-            meta.ino(),
-            meta.ctime(),
-            meta.ctime_nsec(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        ))
-    };
-    let key = format!(
-        "airlock rustc probe 1\nRUSTUP_TOOLCHAIN={}\n{}\n{}",
-        toolchain.to_string_lossy(),
-        stamp(&program)?,
-        stamp(&real)?
-    );
-    Some((key, program))
-}
-
-/// The answers kept in `cache` under `key`, if any; a missing, unreadable or stale file is no
-/// answer (rustc is asked and the file rewritten).
-fn read_probe_cache(cache: &Path, key: &str) -> Option<RustcAnswers> {
-    let text =
-        crate::input::read_regular_to_string(cache, crate::input::Links::Refuse, 1 << 20).ok()?;
-    let kept: ProbeCache = serde_json::from_str(&text).ok()?;
-    (kept.key == key).then_some(kept.answers)
 }
 
 /// How to run zig: a `zig` on PATH, or `python3 -m ziglang` from `pip install ziglang`.

@@ -16,6 +16,9 @@
 //! A package no platform needs is replaced by a stub (as cargo-vendor-filterer does): its own
 //! manifest with every target but an empty library removed, and the package checksum kept, so
 //! `cargo build --offline --frozen` still resolves the whole lockfile without its sources.
+//!
+//! rustc's `cfg` answers are kept between runs while the toolchain is the same one
+//! ([`crate::rustc`]), as `build` keeps its probe's: a run with them kept starts no rustc.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
@@ -26,6 +29,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use cargo_metadata::cargo_platform::{Cfg, Platform};
+use serde::{Deserialize, Serialize};
 
 use crate::input::{Links, open_regular};
 use crate::lock::{Lockfile, PackageId, Source};
@@ -40,11 +44,20 @@ pub struct TargetPlatform {
 }
 
 impl TargetPlatform {
-    /// Asks `rustc --print cfg --target TRIPLE` for the platform's `cfg` values.
+    /// Asks `rustc --print cfg --target TRIPLE` for the platform's `cfg` values, or recalls
+    /// what it said ([`recalled_or_asked`]).
     pub fn query(triple: &str) -> Result<TargetPlatform> {
-        Ok(TargetPlatform {
-            triple: triple.to_owned(),
-            cfgs: print_cfg(Some(triple))?,
+        // A target rustc reads from a file (a path, or a name looked up in RUST_TARGET_PATH)
+        // can change while the toolchain stays the same: never kept.
+        let from_file = triple.contains('/')
+            || triple.ends_with(".json")
+            || std::env::var_os("RUST_TARGET_PATH").is_some();
+        let question = (!from_file).then(|| format!("--print cfg --target {triple}"));
+        recalled_or_asked(question.as_deref(), || {
+            Ok(Answer {
+                triple: triple.to_owned(),
+                cfg: print_cfg(Some(triple))?,
+            })
         })
     }
 
@@ -52,10 +65,11 @@ impl TargetPlatform {
     /// airlock (`rustc -vV`'s host, where build scripts and proc-macros run), all asked of
     /// rustc at once: each `rustc` (behind rustup's proxy) takes tens of
     /// milliseconds to start, most of `vendor --platform`'s own time if run one after another.
+    /// Answers kept from an earlier run of the same toolchain start no rustc at all.
     /// The first error in the order of `triples`, the host's last, is the one returned.
     pub fn query_with_host(triples: &[String]) -> Result<(Vec<TargetPlatform>, TargetPlatform)> {
         std::thread::scope(|scope| {
-            let host = scope.spawn(host_platform);
+            let host = scope.spawn(|| recalled_or_asked(Some(HOST_QUESTION), host_platform));
             let queried: Vec<_> = triples
                 .iter()
                 .map(|triple| scope.spawn(move || TargetPlatform::query(triple)))
@@ -84,8 +98,57 @@ impl TargetPlatform {
     }
 }
 
-/// The `cfg` values `rustc --print cfg` reports for `triple` (None: the host).
-fn print_cfg(triple: Option<&str>) -> Result<Vec<Cfg>> {
+/// What rustc says of a platform, as kept between runs: its triple and `--print cfg` lines.
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    triple: String,
+    cfg: Vec<String>,
+}
+
+impl Answer {
+    fn platform(&self) -> Result<TargetPlatform> {
+        Ok(TargetPlatform {
+            triple: self.triple.clone(),
+            cfgs: self
+                .cfg
+                .iter()
+                .map(|l| Cfg::from_str(l))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// The question [`host_platform`] answers, as kept.
+const HOST_QUESTION: &str = "--print host-tuple --print cfg";
+
+/// The platform rustc's answer to `question` describes: kept from an earlier run while the
+/// toolchain is the same one ([`crate::rustc`]), else `ask`ed and kept (`question` None: asked
+/// and never kept). A kept answer that does not parse is asked again.
+fn recalled_or_asked(
+    question: Option<&str>,
+    ask: impl FnOnce() -> Result<Answer>,
+) -> Result<TargetPlatform> {
+    let kept = question
+        .zip(crate::rustc::answers_dir())
+        .zip(crate::rustc::Toolchain::identify(&crate::rustc::program()));
+    if let Some(((question, dir), toolchain)) = &kept
+        && let Some(answer) = toolchain.recall::<Answer>(dir, question)
+        && let Ok(platform) = answer.platform()
+    {
+        return Ok(platform);
+    }
+    let answer = ask()?;
+    let platform = answer.platform()?;
+    if let Some(((question, dir), toolchain)) = kept
+        && let Ok(fresh) = toolchain.keep(&dir, question, &answer)
+    {
+        fresh.write();
+    }
+    Ok(platform)
+}
+
+/// The `cfg` lines `rustc --print cfg` reports for `triple` (None: the host).
+fn print_cfg(triple: Option<&str>) -> Result<Vec<String>> {
     let mut cmd = rustc();
     cmd.args(["--print", "cfg"]);
     if let Some(triple) = triple {
@@ -98,17 +161,24 @@ fn print_cfg(triple: Option<&str>) -> Result<Vec<Cfg>> {
         None => host_unknown("rustc --print cfg", &e),
     })?;
     let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
+    let lines: Vec<String> = text
+        .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(Cfg::from_str)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("cannot parse `{}`", process::display(&cmd)))
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = lines.iter().find(|l| Cfg::from_str(l).is_err()) {
+        anyhow::bail!(
+            "cannot parse `{}`: `{bad}` is no cfg",
+            process::display(&cmd)
+        );
+    }
+    Ok(lines)
 }
 
 /// The host platform: `rustc --print host-tuple --print cfg` (rustc 1.84 and later), one
 /// process where older rustc needs two, `rustc -vV` for the triple and `rustc --print cfg`
 /// (without `--target`, the host's).
-fn host_platform() -> Result<TargetPlatform> {
+fn host_platform() -> Result<Answer> {
     if let Ok(output) =
         process::run_captured(rustc().args(["--print", "host-tuple", "--print", "cfg"]))
     {
@@ -116,20 +186,22 @@ fn host_platform() -> Result<TargetPlatform> {
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
         if let Some(triple) = lines.next()
             && !triple.contains(['=', '"'])
-            && let Ok(cfgs) = lines.map(Cfg::from_str).collect::<Result<Vec<_>, _>>()
         {
-            return Ok(TargetPlatform {
-                triple: triple.trim().to_owned(),
-                cfgs,
-            });
+            let cfg: Vec<String> = lines.map(str::to_owned).collect();
+            if cfg.iter().all(|l| Cfg::from_str(l).is_ok()) {
+                return Ok(Answer {
+                    triple: triple.trim().to_owned(),
+                    cfg,
+                });
+            }
         }
     }
     std::thread::scope(|scope| {
-        let cfgs = scope.spawn(|| print_cfg(None));
+        let cfg = scope.spawn(|| print_cfg(None));
         let triple = host_triple()?;
-        Ok(TargetPlatform {
+        Ok(Answer {
             triple,
-            cfgs: joined(cfgs)?,
+            cfg: joined(cfg)?,
         })
     })
 }
