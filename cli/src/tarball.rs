@@ -306,7 +306,12 @@ fn changed(source: &Path, why: &str) -> anyhow::Error {
 /// as they go by (no second read, no hash).
 struct PinnedReader<'p, R> {
     inner: R,
-    pinned: &'p Pinned,
+    size: u64,
+    /// The pinned ranges by offset.
+    ranges: Vec<(u64, &'p [u8])>,
+    /// The ranges before this one lie wholly before `position`: never looked at again, so a
+    /// file with many pinned ranges costs each read only those it may touch.
+    next: usize,
     position: u64,
     /// The first offset whose byte differs.
     differs: Option<u64>,
@@ -314,9 +319,17 @@ struct PinnedReader<'p, R> {
 
 impl<'p, R: Read> PinnedReader<'p, R> {
     fn new(inner: R, pinned: &'p Pinned) -> Self {
+        let mut ranges: Vec<(u64, &[u8])> = pinned
+            .ranges
+            .iter()
+            .map(|(offset, bytes)| (*offset, bytes.as_slice()))
+            .collect();
+        ranges.sort_by_key(|(offset, _)| *offset);
         PinnedReader {
             inner,
-            pinned,
+            size: pinned.size,
+            ranges,
+            next: 0,
             position: 0,
             differs: None,
         }
@@ -329,12 +342,8 @@ impl<'p, R: Read> PinnedReader<'p, R> {
                 "its bytes at offset {offset} are not those it was judged by"
             ));
         }
-        (self.position != self.pinned.size).then(|| {
-            format!(
-                "{} bytes were read, not {}",
-                self.position, self.pinned.size
-            )
-        })
+        (self.position != self.size)
+            .then(|| format!("{} bytes were read, not {}", self.position, self.size))
     }
 }
 
@@ -342,9 +351,17 @@ impl<R: Read> Read for PinnedReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let (start, end) = (self.position, self.position + n as u64);
-        for (offset, bytes) in &self.pinned.ranges {
-            let (from, to) = ((*offset).max(start), (offset + bytes.len() as u64).min(end));
-            if from >= to || self.differs.is_some() {
+        while let Some((offset, bytes)) = self.ranges.get(self.next)
+            && offset + bytes.len() as u64 <= start
+        {
+            self.next += 1;
+        }
+        for &(offset, bytes) in &self.ranges[self.next..] {
+            if offset >= end || self.differs.is_some() {
+                break;
+            }
+            let (from, to) = (offset.max(start), (offset + bytes.len() as u64).min(end));
+            if from >= to {
                 continue;
             }
             let read = &buf[(from - start) as usize..(to - start) as usize];
@@ -499,8 +516,8 @@ mod tests {
         let file = dir.path().join("app");
         let contents: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &contents).unwrap();
-        // Overlapping ranges, one across the 256 KiB reads.
-        let ranges = [(0, 64), (40, 100), ((256 << 10) - 10, 30), (599_990, 10)]
+        // Overlapping ranges, one across the 256 KiB reads, not in order.
+        let ranges = [(599_990, 10), (40, 100), (0, 64), ((256 << 10) - 10, 30)]
             .map(|(at, len)| (at as u64, contents[at..at + len].to_vec()));
         let pinned = Arc::new(Pinned {
             size: contents.len() as u64,
