@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -31,6 +32,20 @@ pub enum Contents {
     /// a large binary is never held in memory, and refused unless the bytes streamed still
     /// have that digest (what ships is what was checked).
     Checked(PathBuf, Sha256Digest),
+    /// A file on disk judged from some of its bytes (an ELF file's headers): streamed when
+    /// written, and refused unless it still has the size and, at each offset, the bytes it
+    /// was judged by (what ships is what was judged; the rest was never read, so never judged,
+    /// and is not hashed twice).
+    Pinned(PathBuf, Arc<Pinned>),
+}
+
+/// A file's size and the bytes at some of its offsets, as they were when it was judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// The size.
+    pub size: u64,
+    /// Offsets and the bytes there (ranges may overlap).
+    pub ranges: Vec<(u64, Vec<u8>)>,
 }
 
 /// One entry of a [`TarBuilder`].
@@ -115,6 +130,24 @@ impl TarBuilder {
             path,
             Entry::File {
                 contents: Contents::Checked(source.to_path_buf(), digest),
+                mode,
+            },
+        )
+    }
+
+    /// Adds a regular file streamed from `source` when written, which must then still have the
+    /// size and bytes `pinned` holds (see [`Contents::Pinned`]).
+    pub fn file_pinned(
+        &mut self,
+        path: &str,
+        source: &Path,
+        pinned: Arc<Pinned>,
+        mode: u32,
+    ) -> &mut Self {
+        self.insert(
+            path,
+            Entry::File {
+                contents: Contents::Pinned(source.to_path_buf(), pinned),
                 mode,
             },
         )
@@ -205,29 +238,53 @@ impl TarBuilder {
                                 .with_context(|| format!("cannot add {path} to the archive"))?;
                             continue;
                         }
-                        Contents::File(source) => (source, None),
-                        Contents::Checked(source, digest) => (source, Some(digest)),
+                        Contents::File(source) => (source, Check::None),
+                        Contents::Checked(source, digest) => (source, Check::Digest(digest)),
+                        Contents::Pinned(source, pinned) => (source, Check::Pinned(pinned)),
                     };
                     // Checked when it was added, opened again now: a FIFO or device put in its
                     // place since must not hang the write or never end it.
                     let RegularFile { file, size: len } =
                         input::open_regular(&source, Links::Follow)?;
-                    let mut h = owned(header(tar::EntryType::Regular, len, mode, mtime));
-                    let mut reader = HashingReader::new(file.take(len));
-                    builder
-                        .append_data(&mut h, &path, &mut reader)
-                        .with_context(|| {
-                            format!("cannot add {} to the archive", source.display())
-                        })?;
-                    let (digest, _, _) = reader.finish();
-                    if let Some(expected) = expected
-                        && digest != expected
+                    if let Check::Pinned(pinned) = &expected
+                        && pinned.size != len
                     {
-                        return Err(error::input(format!(
-                            "{} changed after airlock checked it (its bytes now hash to \
-                             {digest}, not {expected}); run again once nothing writes to it",
-                            source.display()
-                        )));
+                        return Err(changed(
+                            &source,
+                            &format!("it is now {len} bytes, not {}", pinned.size),
+                        ));
+                    }
+                    let mut h = owned(header(tar::EntryType::Regular, len, mode, mtime));
+                    // Large reads: `tar` copies through an 8 KiB buffer, a read call each.
+                    let file = io::BufReader::with_capacity(COPY_BUFFER, file.take(len));
+                    let added = |e: io::Error| {
+                        anyhow::Error::new(e)
+                            .context(format!("cannot add {} to the archive", source.display()))
+                    };
+                    match expected {
+                        Check::None => builder.append_data(&mut h, &path, file).map_err(added)?,
+                        Check::Digest(expected) => {
+                            let mut reader = HashingReader::new(file);
+                            builder
+                                .append_data(&mut h, &path, &mut reader)
+                                .map_err(added)?;
+                            let (digest, _, _) = reader.finish();
+                            if digest != expected {
+                                return Err(changed(
+                                    &source,
+                                    &format!("its bytes now hash to {digest}, not {expected}"),
+                                ));
+                            }
+                        }
+                        Check::Pinned(pinned) => {
+                            let mut reader = PinnedReader::new(file, &pinned);
+                            builder
+                                .append_data(&mut h, &path, &mut reader)
+                                .map_err(added)?;
+                            if let Some(why) = reader.finish() {
+                                return Err(changed(&source, &why));
+                            }
+                        }
                     }
                 }
                 Entry::Symlink { target } => {
@@ -244,6 +301,97 @@ impl TarBuilder {
     /// The archive as bytes.
     pub fn to_bytes(&self, mtime: u64) -> Result<Vec<u8>> {
         self.write_to(Vec::new(), mtime)
+    }
+}
+
+/// How much of a file on disk one read takes while it is added.
+const COPY_BUFFER: usize = 256 << 10;
+
+/// What a file streamed from disk is checked against.
+enum Check {
+    None,
+    Digest(Sha256Digest),
+    Pinned(Arc<Pinned>),
+}
+
+/// The error for a file that is not as it was when airlock checked it.
+fn changed(source: &Path, why: &str) -> anyhow::Error {
+    error::input(format!(
+        "{} changed after airlock checked it ({why}); run again once nothing writes to it",
+        source.display()
+    ))
+}
+
+/// Passes a file's bytes through, comparing those at each pinned offset with the pinned ones
+/// as they go by (no second read, no hash).
+struct PinnedReader<'p, R> {
+    inner: R,
+    size: u64,
+    /// The pinned ranges by offset.
+    ranges: Vec<(u64, &'p [u8])>,
+    /// The ranges before this one lie wholly before `position`: never looked at again, so a
+    /// file with many pinned ranges costs each read only those it may touch.
+    next: usize,
+    position: u64,
+    /// The first offset whose byte differs.
+    differs: Option<u64>,
+}
+
+impl<'p, R: Read> PinnedReader<'p, R> {
+    fn new(inner: R, pinned: &'p Pinned) -> Self {
+        let mut ranges: Vec<(u64, &[u8])> = pinned
+            .ranges
+            .iter()
+            .map(|(offset, bytes)| (*offset, bytes.as_slice()))
+            .collect();
+        ranges.sort_by_key(|(offset, _)| *offset);
+        PinnedReader {
+            inner,
+            size: pinned.size,
+            ranges,
+            next: 0,
+            position: 0,
+            differs: None,
+        }
+    }
+
+    /// Why the bytes read are not the pinned ones, if they are not.
+    fn finish(self) -> Option<String> {
+        if let Some(offset) = self.differs {
+            return Some(format!(
+                "its bytes at offset {offset} are not those it was judged by"
+            ));
+        }
+        (self.position != self.size)
+            .then(|| format!("{} bytes were read, not {}", self.position, self.size))
+    }
+}
+
+impl<R: Read> Read for PinnedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let (start, end) = (self.position, self.position + n as u64);
+        while let Some((offset, bytes)) = self.ranges.get(self.next)
+            && offset + bytes.len() as u64 <= start
+        {
+            self.next += 1;
+        }
+        for &(offset, bytes) in &self.ranges[self.next..] {
+            if offset >= end || self.differs.is_some() {
+                break;
+            }
+            let (from, to) = (offset.max(start), (offset + bytes.len() as u64).min(end));
+            if from >= to {
+                continue;
+            }
+            let read = &buf[(from - start) as usize..(to - start) as usize];
+            let kept = &bytes[(from - offset) as usize..(to - offset) as usize];
+            if let Some(i) = read.iter().zip(kept).position(|(a, b)| a != b) {
+                self.differs = Some(from + i as u64);
+            }
+        }
+        self.position = end;
+        Ok(n)
     }
 }
 
@@ -377,6 +525,52 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// A pinned file is compared with the pinned bytes as it streams: a change there (or in
+    /// its size) is refused naming the file and the offset; a change elsewhere was never part
+    /// of what was judged, and it is read only once, never hashed.
+    #[test]
+    fn pinned_files_stream_and_refuse_other_pinned_bytes_or_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app");
+        let contents: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &contents).unwrap();
+        // Overlapping ranges, one across the 256 KiB reads, not in order.
+        let ranges = [(599_990, 10), (40, 100), (0, 64), ((256 << 10) - 10, 30)]
+            .map(|(at, len)| (at as u64, contents[at..at + len].to_vec()));
+        let pinned = Arc::new(Pinned {
+            size: contents.len() as u64,
+            ranges: ranges.to_vec(),
+        });
+        let mut tar = TarBuilder::new();
+        tar.file_pinned("bin/app", &file, pinned, EXEC_MODE);
+        let mut in_memory = TarBuilder::new();
+        in_memory.file("bin/app", contents.clone(), EXEC_MODE);
+        assert_eq!(tar.to_bytes(7).unwrap(), in_memory.to_bytes(7).unwrap());
+
+        let refused = |at: usize, byte: u8| {
+            let mut changed = contents.clone();
+            changed[at] = byte;
+            std::fs::write(&file, &changed).unwrap();
+            tar.to_bytes(7)
+        };
+        for at in [50, (256 << 10) + 5, 599_999] {
+            let err = refused(at, 0xff).unwrap_err();
+            assert_eq!(crate::error::exit_kind(&err).code(), 2);
+            let message = format!("{err:#}");
+            assert!(
+                message.contains(&file.display().to_string())
+                    && message.contains(&format!("offset {at} ")),
+                "{message}"
+            );
+        }
+        // Outside every range: not what the file was judged by.
+        assert!(refused(300_000, 0xff).is_ok());
+        // Another size: refused before a byte of it is read.
+        std::fs::write(&file, &contents[..599_999]).unwrap();
+        let message = format!("{:#}", tar.to_bytes(7).unwrap_err());
+        assert!(message.contains("599999 bytes, not 600000"), "{message}");
     }
 
     #[test]

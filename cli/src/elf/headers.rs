@@ -16,7 +16,6 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 
 use super::Linkage;
-use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error;
 use crate::input::{self, Links};
 use crate::target::Arch;
@@ -443,41 +442,45 @@ pub fn read<'a>(
     reader.finish()
 }
 
-/// The headers of the file at `path`, its size and the digest of the bytes its first pass
-/// read (every byte of it, read once, never held): what a caller that ships the file judges,
-/// so the copy it streams later can be checked against that digest. Not an ELF file, or
+/// The headers of the file at `path` and the bytes they were read from (its size, and each
+/// header table by offset), read with seeks from one open of the file: a few KiB of a file of
+/// any size. A caller that ships the file checks the copy it streams later against those
+/// bytes ([`HeaderBytes`]), so what ships has the headers judged here. Not an ELF file, or
 /// tables outside it: an input error naming `path`.
-pub fn read_file(path: &Path) -> Result<(Headers, u64, Sha256Digest)> {
-    let size = input::open_regular(path, Links::Follow)?.size;
-    let mut hashed = HashingWriter::new(io::sink());
-    let headers = read(
-        size,
-        || {
-            let file = input::open_regular(path, Links::Follow)?;
-            if file.size != size {
-                return Err(error::input(format!(
-                    "{} changed size while it was read",
-                    path.display()
-                )));
-            }
-            Ok(Box::new(io::BufReader::with_capacity(1 << 20, file.file)))
+pub fn read_file(path: &Path) -> Result<(Headers, HeaderBytes)> {
+    let file = input::open_regular(path, Links::Follow)?;
+    let size = file.size;
+    // Small reads: each range is a seek and a read of a few hundred bytes to a few KiB.
+    let mut reader = io::BufReader::with_capacity(16 << 10, file.file);
+    let (headers, ranges) = read_seekable_ranges(&mut reader, size)
+        .with_context(|| format!("cannot read the ELF headers of {}", path.display()))?;
+    Ok((
+        headers,
+        HeaderBytes {
+            size,
+            ranges: ranges.read.into_iter().collect(),
         },
-        Some(&mut hashed),
-    )
-    .with_context(|| format!("cannot read the ELF headers of {}", path.display()))?;
-    let (digest, read, _) = hashed.finish();
-    if read != size {
-        return Err(error::input(format!(
-            "{} changed size while it was read",
-            path.display()
-        )));
-    }
-    Ok((headers, size, digest))
+    ))
+}
+
+/// The bytes of a file that [`read_file`] judged it by: its size and the header tables read,
+/// by offset. Nothing else of the file was read, so nothing else was judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderBytes {
+    /// The file's size.
+    pub size: u64,
+    /// Each range read: its offset and its bytes, sorted by offset.
+    pub ranges: Vec<(u64, Vec<u8>)>,
 }
 
 /// Reads the headers of a file of `size` bytes from a reader that can seek: only the ranges
 /// they need, each once, in as many rounds as the tables point at one another.
 pub fn read_seekable(reader: &mut (impl Read + Seek), size: u64) -> Result<Headers> {
+    read_seekable_ranges(reader, size).map(|(headers, _)| headers)
+}
+
+/// [`read_seekable`], with the ranges read.
+fn read_seekable_ranges(reader: &mut (impl Read + Seek), size: u64) -> Result<(Headers, Ranges)> {
     let mut ranges = Ranges {
         read: BTreeMap::new(),
         size,
@@ -485,7 +488,8 @@ pub fn read_seekable(reader: &mut (impl Read + Seek), size: u64) -> Result<Heade
     for _ in 0..MAX_PASSES {
         let wanted = wanted(&ranges).map_err(|e| error::input(format!("{e:#}")))?;
         if wanted.is_empty() {
-            return interpret(&ranges).map_err(|e| error::input(format!("{e:#}")));
+            let headers = interpret(&ranges).map_err(|e| error::input(format!("{e:#}")))?;
+            return Ok((headers, ranges));
         }
         for (offset, len) in wanted {
             if ranges.total() + len > MAX_HEADER_BYTES {

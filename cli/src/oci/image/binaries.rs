@@ -21,6 +21,7 @@ use crate::elf::{self, ElfInfo, Linkage, headers};
 use crate::error;
 use crate::oci::document;
 use crate::progress;
+use crate::tarball;
 use crate::target::{Arch, TargetTriple};
 
 /// The binaries per architecture, the entrypoint first.
@@ -80,9 +81,9 @@ impl Machine {
     }
 }
 
-/// Each `--binary` file judged from its headers in one streamed read (never held: it may be
-/// hundreds of MB), with the digest of that read, which the layer checks the copy it streams
-/// against unless stripping changes the binary.
+/// Each `--binary` file judged from its headers, read with seeks (a few KiB of a binary that
+/// may be hundreds of MB), which the layer checks the copy it streams against unless
+/// stripping changes the binary.
 pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, Machine)>> {
     files
         .iter()
@@ -94,14 +95,15 @@ pub(super) fn prebuilt_binaries(files: &[PathBuf]) -> Result<Vec<(ImageBinary, M
                 )));
             }
             // A FIFO, device or directory is refused by the open itself, before it can block.
-            let (headers, size, digest) = headers::read_file(file)?;
+            let (headers, judged) = headers::read_file(file)?;
+            let size = judged.size;
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .ok_or_else(|| error::input(format!("{} has no file name", file.display())))?;
             let mut binary = image_binary(name, file, size, headers.linkage, None);
             binary.build_id = headers.build_id;
-            binary.checked = Some(digest);
+            binary.pinned = Some(pinned(judged));
             let machine = Machine {
                 name: headers.machine,
                 arch: headers.arch,
@@ -178,10 +180,10 @@ fn strip_binary(
         )));
     }
     if options.strip == StripMode::None {
-        // Shipped as built: judged from its headers in one streamed read (a `--binary` file
-        // was already, by `prebuilt_binaries`), never held, and streamed into the layer,
-        // checked against the digest of that read.
-        if binary.checked.is_none() {
+        // Shipped as built: judged from its headers (a `--binary` file was already, by
+        // `prebuilt_binaries`), never held, and streamed into the layer, checked against the
+        // header bytes judged.
+        if binary.pinned.is_none() {
             let source = binary.source.clone();
             ship_from_disk(binary, &source, StripMode::None, None)?;
         }
@@ -224,34 +226,46 @@ fn strip_binary(
         // of the bytes judged here, rather than holding a copy of a binary that may be
         // hundreds of MB for as long as the compression takes.
         binary.checked = Some(Sha256Digest::of(&split.shipped));
+        binary.pinned = None;
         binary.shipped = None;
         return Ok(None);
     };
     binary.shipped = Some(Arc::new(split.shipped));
     binary.checked = None;
+    binary.pinned = None;
     binary.debug_file = Some(path.clone());
     Ok(Some((path, DebugContents::Bytes(debug))))
 }
 
-/// Judges `binary` by `file`, the file the layer will stream: its headers and digest from
-/// one streamed read (`headers::read_file`), so what ships is what was judged and the layer
-/// refuses bytes that changed since. `built_size` is the size before stripping, when `file`
-/// is not the file as built.
+/// Judges `binary` by `file`, the file the layer will stream: its headers, read with seeks
+/// (`headers::read_file`), which the layer checks the bytes it streams against, so what ships
+/// is what was judged and a file changed since is refused. `built_size` is the size before
+/// stripping, when `file` is not the file as built.
 fn ship_from_disk(
     binary: &mut ImageBinary,
     file: &Path,
     strip: StripMode,
     built_size: Option<u64>,
 ) -> Result<()> {
-    let (headers, size, digest) = headers::read_file(file)?;
+    let (headers, judged) = headers::read_file(file)?;
+    let size = judged.size;
     binary.linkage = headers.linkage;
     binary.built_size = built_size.unwrap_or(size);
     binary.size = size;
     binary.strip = strip;
     binary.build_id = headers.build_id;
-    binary.checked = Some(digest);
+    binary.pinned = Some(pinned(judged));
+    binary.checked = None;
     binary.shipped = None;
     Ok(())
+}
+
+/// What the layer checks a binary judged from its headers against.
+fn pinned(judged: headers::HeaderBytes) -> Arc<tarball::Pinned> {
+    Arc::new(tarball::Pinned {
+        size: judged.size,
+        ranges: judged.ranges,
+    })
 }
 
 /// What [`streamed_split`] did.
@@ -264,7 +278,7 @@ enum Streamed {
 
 /// Strips `binary` in `mode` from disk in bounded memory (a binary may be hundreds of MB):
 /// the debug file staged beside `debug_path`, the stripped binary staged beside it too, then
-/// judged from its headers in one streamed read whose digest the layer checks.
+/// judged from its headers, which the layer checks the bytes it streams against.
 fn streamed_split(
     binary: &mut ImageBinary,
     mode: StripMode,
@@ -306,8 +320,7 @@ fn streamed_split(
         Ok(())
     })();
     written.map_err(cannot)?;
-    // What ships is what is judged: the staged file's headers, read in the pass that hashes
-    // it for the layer's check.
+    // What ships is what is judged: the staged file's headers, which the layer checks.
     ship_from_disk(binary, shipped.path(), mode, Some(built_size))?;
     binary.staged = Some(Arc::new(shipped));
     binary.debug_file = Some(debug_path.to_path_buf());
@@ -430,6 +443,7 @@ pub(super) fn image_binary(
         shipped: None,
         staged: None,
         checked: None,
+        pinned: None,
     }
 }
 

@@ -46,19 +46,20 @@ pub(super) struct LayerInputs<'a> {
 
 /// The binary layer of one platform: each binary at its path, executable, as it ships (the
 /// stripped bytes when stripping changed them in memory, else streamed from disk (the staged
-/// stripped file, or the file as built), checked against the digest of the bytes judged when
-/// there is one).
+/// stripped file, or the file as built), checked against the bytes it was judged by: its
+/// headers, or all of it when it was judged whole).
 pub(super) fn binary_tar(binaries: &[ImageBinary]) -> TarBuilder {
     let mut tar = TarBuilder::new();
     for binary in binaries {
         let path = binary.path.trim_start_matches('/');
-        match (&binary.shipped, binary.checked) {
-            (Some(bytes), _) => tar.file(path, bytes.as_slice(), tarball::EXEC_MODE),
-            (None, Some(digest)) => {
-                let from = binary.staged.as_ref().map_or(&*binary.source, |s| s.path());
-                tar.file_checked(path, from, digest, tarball::EXEC_MODE)
+        let from = binary.staged.as_ref().map_or(&*binary.source, |s| s.path());
+        match (&binary.shipped, &binary.pinned, binary.checked) {
+            (Some(bytes), _, _) => tar.file(path, bytes.as_slice(), tarball::EXEC_MODE),
+            (None, Some(pinned), _) => {
+                tar.file_pinned(path, from, pinned.clone(), tarball::EXEC_MODE)
             }
-            (None, None) => tar.file_from_disk(path, &binary.source, tarball::EXEC_MODE),
+            (None, None, Some(digest)) => tar.file_checked(path, from, digest, tarball::EXEC_MODE),
+            (None, None, None) => tar.file_from_disk(path, &binary.source, tarball::EXEC_MODE),
         };
     }
     tar
@@ -214,4 +215,77 @@ pub(super) fn list(items: &[Essential]) -> String {
 
 fn render_bytes(bytes: u64) -> String {
     crate::render::human_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::layer::CompressionKind;
+    use std::io::{Seek, SeekFrom, Write};
+
+    /// The bytes this thread has read from files so far (`/proc/thread-self/io`).
+    fn read_by_this_thread() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        let line = io.lines().find(|l| l.starts_with("rchar:")).unwrap();
+        line["rchar:".len()..].trim().parse().unwrap()
+    }
+
+    fn blobs(layout: &LayoutWriter) -> usize {
+        let dir = layout.path().join("blobs").join("sha256");
+        std::fs::read_dir(dir).map_or(0, |d| d.count())
+    }
+
+    /// A `--binary` file is judged from its headers, read with seeks, not by reading it whole;
+    /// its layer streams it once, checking the header bytes judged, and refuses it with nothing
+    /// written when they changed in between (the race of a build rewriting the file).
+    #[test]
+    fn a_binary_is_judged_from_its_headers_and_its_layer_refuses_other_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app");
+        // This test's own ELF file as its headers see it: the header bytes at their offsets in a
+        // sparse file of its size (tens of MB that take no room).
+        let (_, judged) =
+            crate::elf::headers::read_file(&std::env::current_exe().unwrap()).unwrap();
+        let mut out = std::fs::File::create(&file).unwrap();
+        out.set_len(judged.size).unwrap();
+        for (at, bytes) in &judged.ranges {
+            out.seek(SeekFrom::Start(*at)).unwrap();
+            out.write_all(bytes).unwrap();
+        }
+        drop(out);
+        let size = judged.size;
+        assert!(size > 4 << 20, "{size}");
+
+        let before = read_by_this_thread();
+        let found = super::super::binaries::prebuilt_binaries(std::slice::from_ref(&file)).unwrap();
+        let read = read_by_this_thread() - before;
+        assert!(read < 1 << 20, "{read} bytes of {size} read to judge it");
+        let binary = found.into_iter().next().unwrap().0;
+        assert_eq!(binary.size, size);
+        let binaries = vec![binary];
+
+        let layout = LayoutWriter::create(&dir.path().join("layout")).unwrap();
+        let compression = Compression::new(CompressionKind::Gzip, Some(1)).unwrap();
+        let write = || layer::write_layer(&layout, &binary_tar(&binaries), 0, compression);
+        let layer = write().unwrap();
+        assert_eq!(
+            layer.uncompressed_size,
+            512 * 4 + size.next_multiple_of(512) + 1024
+        );
+        let written = blobs(&layout);
+
+        // The ELF header's machine, rewritten since it was judged.
+        let mut out = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        out.seek(SeekFrom::Start(18)).unwrap();
+        out.write_all(&[0xb7, 0]).unwrap();
+        drop(out);
+        let err = write().unwrap_err();
+        assert_eq!(crate::error::exit_kind(&err).code(), 2);
+        let message = format!("{err:#}");
+        assert!(
+            message.contains(&file.display().to_string()) && message.contains("offset 18 "),
+            "{message}"
+        );
+        assert_eq!(blobs(&layout), written, "a blob was left behind");
+    }
 }

@@ -134,13 +134,19 @@ pub struct ImageBinary {
     #[serde(skip)]
     pub(crate) shipped: Option<Arc<Vec<u8>>>,
     /// The stripped file, staged on disk when stripping streamed it: the layer streams it
-    /// instead of `source`, checked against `checked`.
+    /// instead of `source`, checked against `pinned`.
     #[serde(skip)]
     pub(crate) staged: Option<Arc<crate::atomic::StagedFile>>,
-    /// The digest of the file as checked, when it ships from disk (`source` as it is, or
-    /// `staged`): the layer streams it and refuses bytes that no longer have this digest.
+    /// The digest of the file as checked, when it ships from disk after a judgement of all its
+    /// bytes (stripping that removed nothing, in memory): the layer streams it and refuses
+    /// bytes that no longer have this digest.
     #[serde(skip)]
     pub(crate) checked: Option<crate::digest::Sha256Digest>,
+    /// The size and header bytes the file was judged by, when it ships from disk after a
+    /// judgement of its headers (`source` as it is, or `staged`): the layer streams it and
+    /// refuses a file whose size or header bytes are no longer those.
+    #[serde(skip)]
+    pub(crate) pinned: Option<Arc<crate::tarball::Pinned>>,
 }
 
 /// A blob's digest and size.
