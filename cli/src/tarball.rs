@@ -171,8 +171,8 @@ impl TarBuilder {
     }
 
     /// The bytes of its files, those on disk as the file system gives their size now (one
-    /// that cannot be read counts nothing: writing it fails): a compressor's hint of how much
-    /// is coming, the headers aside.
+    /// that cannot be read counts nothing: writing it fails; a pinned one its pinned size):
+    /// a compressor's hint of how much is coming, the headers aside.
     pub fn file_bytes(&self) -> u64 {
         self.entries
             .values()
@@ -185,6 +185,10 @@ impl TarBuilder {
                     contents: Contents::File(path) | Contents::Checked(path, _),
                     ..
                 } => std::fs::metadata(path).map_or(0, |m| m.len()),
+                Entry::File {
+                    contents: Contents::Pinned(_, pinned),
+                    ..
+                } => pinned.size,
                 Entry::Dir { .. } | Entry::Symlink { .. } => 0,
             })
             .sum()
