@@ -412,7 +412,7 @@ pub struct ImageArgs {
     /// Layer compression [default: gzip].
     #[arg(long, value_name = "gzip|zstd", value_parser = parse_compression)]
     pub compression: Option<airlock::oci::layer::CompressionKind>,
-    /// Compression level [default: 9 for gzip, 19 for zstd].
+    /// Compression level [default: 7 for gzip (libdeflate's levels, 0 to 12), 19 for zstd].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub level: Option<i32>,
     /// Add the essentials layer: /etc/passwd and /etc/group (nonroot 65532), CA certificates,

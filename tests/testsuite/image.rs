@@ -1083,7 +1083,7 @@ fn human_output_names_every_digest_and_size() {
     );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
-        lines[0].starts_with("image hello:latest (gzip -9"),
+        lines[0].starts_with("image hello:latest (gzip -7"),
         "{stdout}"
     );
     assert!(

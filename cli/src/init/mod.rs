@@ -462,6 +462,7 @@ mod tests {
         for name in [
             "zstd-sys",
             "zlib-rs",
+            "libdeflate-sys",
             "flate2",
             "crc32fast",
             "sha2",

@@ -16,6 +16,7 @@ pub mod archive;
 pub mod artifact;
 pub mod base;
 pub mod blob;
+pub mod deflate;
 pub mod document;
 pub mod essentials;
 pub mod files;

@@ -17,7 +17,7 @@ use crate::tarball::{self, TarBuilder};
 /// An archive format for release archives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ArchiveFormat {
-    /// gzip-compressed tar (level 9), readable everywhere.
+    /// gzip-compressed tar (libdeflate level 7, as image layers), readable everywhere.
     #[serde(rename = "tar.gz")]
     TarGz,
     /// zstd-compressed tar (level 19), smaller and faster to unpack.
@@ -131,7 +131,7 @@ pub fn write_archive(dest: &Path, format: ArchiveFormat, spec: &ArchiveSpec<'_>)
             .with_context(|| format!("{} has no usable file name", doc.display()))?;
         tar.file_from_disk(&format!("{}/{name}", spec.top_dir), doc, tarball::FILE_MODE);
     }
-    // The layers' compressors, on every core, gzip -9 and zstd -19: the bytes depend on the
+    // The layers' compressors at their default levels, on every core: the bytes depend on the
     // contents only (no file name or mtime in the gzip header), never on the machine.
     let kind = match format {
         ArchiveFormat::TarGz => CompressionKind::Gzip,
