@@ -244,6 +244,17 @@ struct CraftedCrate<'a> {
     lock_checksum: Option<String>,
 }
 
+impl<'a> CraftedCrate<'a> {
+    /// `bytes` as `name`, with `Cargo.lock` recording their own checksum.
+    fn locked(name: &'a str, bytes: Vec<u8>) -> Self {
+        CraftedCrate {
+            name,
+            lock_checksum: Some(sha256_hex(&bytes)),
+            bytes,
+        }
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -370,11 +381,7 @@ fn checksum_mismatch_and_missing_checksum_fail_before_extraction() {
     };
     let truncated = evil[..evil.len() / 2].to_vec();
     let h = hostile_project(&[
-        CraftedCrate {
-            name: "aaa-good",
-            lock_checksum: Some(sha256_hex(&good)),
-            bytes: good.clone(),
-        },
+        CraftedCrate::locked("aaa-good", good.clone()),
         CraftedCrate {
             name: "mmm-truncated",
             lock_checksum: Some(sha256_hex(&good_crate("mmm-truncated"))),
@@ -422,11 +429,7 @@ fn bundle_of_tampered_crates_names_each_and_keeps_the_old_bundle() {
     let n = tampered.len();
     tampered[n - 10] ^= 0xff;
     let h = hostile_project(&[
-        CraftedCrate {
-            name: "aaa-good",
-            lock_checksum: Some(sha256_hex(&good)),
-            bytes: good.clone(),
-        },
+        CraftedCrate::locked("aaa-good", good.clone()),
         CraftedCrate {
             name: "mmm-truncated",
             lock_checksum: Some(sha256_hex(&good_crate("mmm-truncated"))),
@@ -614,16 +617,8 @@ fn escaping_entries_are_refused_and_leave_the_old_vendor_dir() {
         let good = good_crate("aaa-good");
         // The checksums match: only the extraction itself can catch these.
         let h = hostile_project(&[
-            CraftedCrate {
-                name: "aaa-good",
-                lock_checksum: Some(sha256_hex(&good)),
-                bytes: good,
-            },
-            CraftedCrate {
-                name: "zzz-evil",
-                lock_checksum: Some(sha256_hex(&evil)),
-                bytes: evil,
-            },
+            CraftedCrate::locked("aaa-good", good),
+            CraftedCrate::locked("zzz-evil", evil),
         ]);
         let stderr = h.vendor(1);
         assert!(stderr.contains("zzz-evil v1.0.0"), "{path}: {stderr}");
@@ -651,16 +646,8 @@ fn crate_with_a_lying_gzip_size_is_refused_and_leaves_the_old_vendor_dir() {
         let mut liar = honest.clone();
         liar[at..].copy_from_slice(&claimed.to_le_bytes());
         let h = hostile_project(&[
-            CraftedCrate {
-                name: "aaa-good",
-                lock_checksum: Some(sha256_hex(&good)),
-                bytes: good.clone(),
-            },
-            CraftedCrate {
-                name: "zzz-liar",
-                lock_checksum: Some(sha256_hex(&liar)),
-                bytes: liar,
-            },
+            CraftedCrate::locked("aaa-good", good.clone()),
+            CraftedCrate::locked("zzz-liar", liar),
         ]);
         let stderr = h.vendor(2);
         assert!(stderr.contains("zzz-liar v1.0.0"), "{stderr}");
@@ -679,11 +666,7 @@ fn crate_with_a_lying_gzip_size_is_refused_and_leaves_the_old_vendor_dir() {
 #[test]
 fn verify_of_a_workspace_root_finds_the_lockfile_without_cargo() {
     let good = good_crate("aaa-good");
-    let h = hostile_project(&[CraftedCrate {
-        name: "aaa-good",
-        lock_checksum: Some(sha256_hex(&good)),
-        bytes: good,
-    }]);
+    let h = hostile_project(&[CraftedCrate::locked("aaa-good", good)]);
     run_expect(
         airlock()
             .current_dir(&h.dir)
