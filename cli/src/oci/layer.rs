@@ -139,10 +139,10 @@ impl Compression {
 /// sees no further back than its overlap, where `zstd -19` on one core sees its whole 8 MiB
 /// window: small jobs with a short overlap keep a binary of a few MiB on every core (3 MiB
 /// jobs split 5 MiB into two that take about as long each), but lose matches from further
-/// back as the input grows (by hand, `-19` of the first 10 MiB of a 44 MB binary's code was
-/// 1.3 % bigger than one thread's, 16 MiB 2.1 %, a 196 MiB debug build 1.5 %). Past
-/// [`ZstdJobs::SMALL`], jobs of half the input (4 to 8 MiB) with a 4 MiB overlap: the same
-/// inputs came within 0.3 % of one thread's, at about a fifth more CPU than the small jobs.
+/// back as the input grows: past about 8 MiB of code, more than 1 % over one thread's
+/// `zstd -19` (the test `zstd_19_of_a_large_input_keeps_its_window` builds such an input).
+/// Past [`ZstdJobs::SMALL`], jobs of half the input (4 to 8 MiB) with a 4 MiB overlap keep
+/// within it, at more CPU than the small jobs (`cargo xtask bench large` measures the size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZstdJobs {
     /// `ZSTD_c_jobSize`, in bytes.
