@@ -480,9 +480,7 @@ fn zig_is_looked_for_only_when_the_build_compiles_cpp_and_again_each_build() {
         &format!("'{}'", python3.display()),
         &python_log,
     );
-    let mut path = shims.path().as_os_str().to_owned();
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap());
+    let path = path_with_first(shims.path());
 
     // C code that musl-gcc compiles: zig is never started (it used to cost a
     // `python3 -m ziglang version` per build, 0.1 s through pyenv).
@@ -657,9 +655,7 @@ fn musl_gcc_runs_without_a_shell_in_front_with_the_prefix_maps_first() {
         &format!("'{}'", musl_gcc.display()),
         &log,
     );
-    let mut path = shims.path().as_os_str().to_owned();
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap());
+    let path = path_with_first(shims.path());
     let (_guard, with_c) = copy_fixture("with-c");
     let (stdout, stderr) = run_expect(
         airlock()

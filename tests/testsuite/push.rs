@@ -321,7 +321,7 @@ fn basic_auth_from_every_credential_source_and_secrets_stay_secret() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = path_with_first(&bin);
     std::fs::write(
         docker.join("config.json"),
         format!(

@@ -1456,11 +1456,7 @@ fn fetching_outside_a_vendored_project_keeps_its_other_cargo_settings() {
     let mut permissions = std::fs::metadata(&wrapper).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
     std::fs::set_permissions(&wrapper, permissions).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_first(&bin);
     run_expect(
         p.airlock()
             .env("PATH", path)

@@ -70,6 +70,15 @@ pub fn logging_shim(
     path
 }
 
+/// `PATH` with `dir` searched first (where shims stand in for tools).
+pub fn path_with_first(dir: &std::path::Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
 /// The lines of a shim's log (none when it never ran).
 pub fn logged(log: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(log)
