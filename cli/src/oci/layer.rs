@@ -32,7 +32,8 @@ pub enum CompressionKind {
 impl CompressionKind {
     /// The level chosen for size: gzip 7 (libdeflate's fastest level whose layer is no
     /// bigger than GNU `gzip -9` of the binary, in 1 MiB pieces), zstd 19 (`zstd -19`, the
-    /// highest level that needs no `--ultra` memory on the unpacking side).
+    /// highest level that needs no `--ultra` memory on the unpacking side; with a shorter
+    /// target length on inputs up to 6 MiB, [`ZstdPlan`]).
     pub fn default_level(self) -> i32 {
         match self {
             CompressionKind::Gzip => 7,
@@ -106,7 +107,7 @@ impl Compression {
 
     /// Compresses everything `write` produces into `out`, on every core, the bytes the same
     /// on any machine (layers; `dist`'s archives). `input_bytes`, about how many bytes `write`
-    /// produces, is part of the output format for zstd ([`ZstdJobs::for_input`]).
+    /// produces, is part of the output format for zstd ([`ZstdPlan::for_input`]).
     pub fn compress(
         self,
         out: &mut dyn Write,
@@ -129,46 +130,62 @@ impl Compression {
     }
 }
 
-/// How zstd cuts a stream into jobs for its worker threads: part of the output format
-/// (changing it changes zstd layers' digests), chosen from the number of bytes coming, never
-/// from the number of cores, so the bytes are the same on every machine.
+/// How zstd compresses a stream of about a given size: part of the output format (changing
+/// it changes zstd layers' digests), chosen from the level and the number of bytes coming,
+/// never from the number of cores, so the bytes are the same on every machine.
 ///
-/// Every job but the first reloads the end of the one before as history (zstd.h
-/// `ZSTD_c_overlapLog`: 7 is a quarter of the window, 2 MiB at `-19`, 8 half), at about half
-/// the cost of compressing it, and zstd never makes a job smaller than its overlap. A job
+/// **Jobs.** Every job but the first reloads the end of the one before as history (zstd.h
+/// `ZSTD_c_overlapLog`: 5 is a sixteenth of the window, 512 KiB at `-19`; 8 half), at about
+/// half the cost of compressing it, and zstd never makes a job smaller than its overlap. A job
 /// sees no further back than its overlap, where `zstd -19` on one core sees its whole 8 MiB
-/// window: small jobs with a short overlap keep a binary of a few MiB on every core (3 MiB
-/// jobs split 5 MiB into two that take about as long each), but lose matches from further
-/// back as the input grows: past about 8 MiB of code, more than 1 % over one thread's
+/// window. Up to [`ZstdPlan::SMALL`], two jobs of half the input with a short overlap keep a
+/// binary of a few MiB on two cores, each taking about as long; they lose matches from
+/// further back as the input grows: past about 8 MiB of code, more than 1 % over one thread's
 /// `zstd -19` (the test `zstd_19_of_a_large_input_keeps_its_window` builds such an input).
-/// Past [`ZstdJobs::SMALL`], jobs of half the input (4 to 8 MiB) with a 4 MiB overlap keep
-/// within it, at more CPU than the small jobs (`cargo xtask bench large` measures the size).
+/// Past it, jobs of half the input (4 to 8 MiB) with a 4 MiB overlap keep within it, at more
+/// CPU than the small jobs (`cargo xtask bench large` measures the size).
+///
+/// **Target length.** At the default level, 19, an input up to [`ZstdPlan::SMALL`] is
+/// compressed with `ZSTD_c_targetLength` 64 (level 18's) instead of 256: the optimal parser
+/// stops extending a match at 64 bytes. That takes about a third less CPU for a few tenths of
+/// a percent of size on a binary of a few MiB, where the layer's wall time is one job's
+/// (`cargo xtask bench image` measures both); on large inputs with debug info the long matches
+/// are worth about 2 %, and a large layer's time is linear in its bytes anyway, so they keep
+/// level 19's. Every other level is zstd's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ZstdJobs {
+pub struct ZstdPlan {
     /// `ZSTD_c_jobSize`, in bytes.
-    pub size: u32,
+    pub job_size: u32,
     /// `ZSTD_c_overlapLog`.
     pub overlap_log: u32,
+    /// `ZSTD_c_targetLength`, when not the level's own.
+    pub target_length: Option<u32>,
 }
 
-impl ZstdJobs {
-    /// The largest input cut into 3 MiB jobs with a quarter-window overlap.
+impl ZstdPlan {
+    /// The largest input cut into two jobs with a short overlap (and, at level 19, compressed
+    /// with a shorter target length).
     pub const SMALL: u64 = 6 << 20;
 
-    /// The jobs for `bytes` of input (a hint: the size of the files going into the stream,
-    /// which the stream's own headers make a little larger).
-    pub fn for_input(bytes: u64) -> ZstdJobs {
+    /// The plan for `bytes` of input at `level` (`bytes` is a hint: the size of the files
+    /// going into the stream, which the stream's own headers make a little larger; jobs are
+    /// rounded up to 64 KiB, more than a layer's headers).
+    pub fn for_input(level: i32, bytes: u64) -> ZstdPlan {
+        const KIB_64: u64 = 64 << 10;
         const MIB: u64 = 1 << 20;
         if bytes <= Self::SMALL {
-            return ZstdJobs {
-                size: 3 << 20,
-                overlap_log: 7,
+            let half = bytes.div_ceil(2).div_ceil(KIB_64) * KIB_64;
+            return ZstdPlan {
+                job_size: half.max(MIB) as u32,
+                overlap_log: 5,
+                target_length: (level == CompressionKind::Zstd.default_level()).then_some(64),
             };
         }
         let half = bytes.div_ceil(2).div_ceil(MIB) * MIB;
-        ZstdJobs {
-            size: half.clamp(4 * MIB, 8 * MIB) as u32,
+        ZstdPlan {
+            job_size: half.clamp(4 * MIB, 8 * MIB) as u32,
             overlap_log: 8,
+            target_length: None,
         }
     }
 }
@@ -182,23 +199,27 @@ pub fn zstd_workers() -> u32 {
 
 /// A zstd encoder at `level` on `workers` threads (at least one: zstd's single-threaded mode,
 /// `nbWorkers` 0, writes different frames), its jobs cut for about `input_bytes` of input
-/// ([`ZstdJobs::for_input`]).
+/// ([`ZstdPlan::for_input`]).
 pub fn zstd_encoder<W: Write>(
     out: W,
     level: i32,
     workers: u32,
     input_bytes: u64,
 ) -> Result<zstd::stream::write::Encoder<'static, W>> {
-    let jobs = ZstdJobs::for_input(input_bytes);
+    let plan = ZstdPlan::for_input(level, input_bytes);
     let mut encoder = zstd::stream::write::Encoder::new(out, level)
         .context("cannot start the zstd compressor")?;
     let configure = |encoder: &mut zstd::stream::write::Encoder<'static, W>| -> io::Result<()> {
         encoder.include_checksum(true)?;
         encoder.multithread(workers.max(1))?;
-        encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(jobs.size))?;
+        encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(plan.job_size))?;
         encoder.set_parameter(zstd::zstd_safe::CParameter::OverlapSizeLog(
-            jobs.overlap_log,
-        ))
+            plan.overlap_log,
+        ))?;
+        if let Some(length) = plan.target_length {
+            encoder.set_parameter(zstd::zstd_safe::CParameter::TargetLength(length))?;
+        }
+        Ok(())
     };
     configure(&mut encoder).context("cannot configure the zstd compressor")?;
     Ok(encoder)
@@ -304,8 +325,8 @@ mod tests {
     fn zstd_layers_are_the_same_on_any_number_of_workers() {
         let mut input = Vec::new();
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        let jobs = ZstdJobs::for_input(5 << 20);
-        while input.len() < 5 * jobs.size as usize {
+        let plan = ZstdPlan::for_input(3, 5 << 20);
+        while input.len() < 5 * plan.job_size as usize {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -334,24 +355,58 @@ mod tests {
     }
 
     #[test]
-    fn zstd_jobs_grow_with_the_input() {
+    fn zstd_plans_follow_the_input_and_the_level() {
         const MIB: u64 = 1 << 20;
-        let jobs = |bytes: u64| {
-            let j = ZstdJobs::for_input(bytes);
-            (u64::from(j.size) / MIB, j.overlap_log)
+        let plan = |level: i32, bytes: u64| {
+            let p = ZstdPlan::for_input(level, bytes);
+            (u64::from(p.job_size), p.overlap_log, p.target_length)
         };
-        assert_eq!(jobs(0), (3, 7));
-        assert_eq!(jobs(ZstdJobs::SMALL), (3, 7));
-        assert_eq!(jobs(ZstdJobs::SMALL + 1), (4, 8));
-        assert_eq!(jobs(11 * MIB), (6, 8));
-        assert_eq!(jobs(11 * MIB + 1), (6, 8));
-        assert_eq!(jobs(12 * MIB + 1), (7, 8));
-        assert_eq!(jobs(500 * MIB), (8, 8));
+        // Two jobs of half the input, in 64 KiB steps, never under 1 MiB.
+        assert_eq!(plan(19, 0), (MIB, 5, Some(64)));
+        assert_eq!(plan(19, 2 * MIB + 1), (MIB + (64 << 10), 5, Some(64)));
+        // The bench's hello: two jobs, its tar's headers (three 512-byte blocks) included.
+        let hello = 5_199_688;
+        assert_eq!(plan(19, hello), (2_621_440, 5, Some(64)));
+        assert!(2 * plan(19, hello).0 > hello + 3 * 512);
+        assert_eq!(plan(19, ZstdPlan::SMALL), (3 * MIB, 5, Some(64)));
+        // Only the default level's target length changes.
+        assert_eq!(plan(3, ZstdPlan::SMALL), (3 * MIB, 5, None));
+        assert_eq!(plan(22, MIB), (MIB, 5, None));
+        assert_eq!(plan(19, ZstdPlan::SMALL + 1), (4 * MIB, 8, None));
+        assert_eq!(plan(19, 11 * MIB), (6 * MIB, 8, None));
+        assert_eq!(plan(19, 11 * MIB + 1), (6 * MIB, 8, None));
+        assert_eq!(plan(19, 12 * MIB + 1), (7 * MIB, 8, None));
+        assert_eq!(plan(19, 500 * MIB), (8 * MIB, 8, None));
+    }
+
+    /// The default level on a binary of a few MiB (the first 5 MiB of this test's own
+    /// executable: code and debug info, as a dev-profile binary is) stays within 1 % of
+    /// `zstd -19` on one thread, its shorter target length and two jobs included.
+    #[test]
+    fn zstd_19_of_a_small_binary_stays_within_a_percent() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let input = &exe[..exe.len().min(5 << 20)];
+        assert!(
+            input.len() > 2 << 20,
+            "a test executable of {} bytes",
+            input.len()
+        );
+        let mut encoder = zstd_encoder(Vec::new(), 19, zstd_workers(), input.len() as u64).unwrap();
+        encoder.write_all(input).unwrap();
+        let layer = encoder.finish().unwrap();
+        assert_eq!(zstd::decode_all(layer.as_slice()).unwrap(), input);
+        let one_thread = zstd::bulk::compress(input, 19).unwrap();
+        assert!(
+            (layer.len() as f64) < one_thread.len() as f64 * 1.01,
+            "{} bytes against one thread's {}",
+            layer.len(),
+            one_thread.len()
+        );
     }
 
     /// Matches from further back than a small job's overlap, but within `zstd -19`'s 8 MiB
     /// window: 3.5 MiB of noise three times over. One thread finds every repeat; 3 MiB jobs
-    /// with a 2 MiB overlap found none before the first job ends and wrote twice as much.
+    /// with a 2 MiB overlap (the old small plan) found none before the first job ends and wrote twice as much.
     #[test]
     fn zstd_19_of_a_large_input_keeps_its_window() {
         let mut noise = Vec::with_capacity(7 << 19);

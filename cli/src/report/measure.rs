@@ -452,7 +452,7 @@ fn decompress<'a>(codec: Codec, blob: impl Read + 'a) -> Result<Box<dyn Read + '
 }
 
 /// About how many bytes the layer at `path` (`size` bytes as stored) decompresses to, for
-/// zstd's jobs ([`layer::ZstdJobs::for_input`]): a gzip member's trailer says it modulo 4 GiB
+/// zstd's plan ([`layer::ZstdPlan::for_input`]): a gzip member's trailer says it modulo 4 GiB
 /// (RFC 1952 `ISIZE`), never less than the stored size is taken.
 fn uncompressed_hint(path: &std::path::Path, codec: Codec, size: u64) -> u64 {
     let isize = || -> Result<u64> {
