@@ -65,7 +65,7 @@ fn binary_line(b: &BinaryReport) -> String {
         (Some(_), true) => line.push_str(", already stripped"),
         (None, _) => line.push_str(", not ELF"),
     }
-    for (name, size) in [("gzip -9", b.gzip), ("zstd -19", b.zstd)] {
+    for (name, size) in [("gzip", b.gzip), ("zstd", b.zstd)] {
         match size {
             Some(size) => {
                 let _ = write!(line, ", {name} {} ({size} bytes)", human_bytes(size));
@@ -138,8 +138,8 @@ const LAYER_HEADERS: [(&str, Align); 9] = [
     ("media type", Align::Left),
     ("compressed", Align::Right),
     ("uncompressed", Align::Right),
-    ("gzip -9", Align::Right),
-    ("zstd -19", Align::Right),
+    ("gzip", Align::Right),
+    ("zstd", Align::Right),
     ("entries", Align::Right),
     ("largest file", Align::Left),
 ];
