@@ -402,6 +402,27 @@ mod tests {
             layer.len(),
             one_thread.len()
         );
+        // The shorter target length reached zstd: the same jobs at level 19's own (256)
+        // write other, smaller bytes.
+        let plan = ZstdPlan::for_input(19, input.len() as u64);
+        assert_eq!(plan.target_length, Some(64));
+        let mut full = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        full.include_checksum(true).unwrap();
+        full.multithread(zstd_workers()).unwrap();
+        full.set_parameter(zstd::zstd_safe::CParameter::JobSize(plan.job_size))
+            .unwrap();
+        full.set_parameter(zstd::zstd_safe::CParameter::OverlapSizeLog(
+            plan.overlap_log,
+        ))
+        .unwrap();
+        full.write_all(input).unwrap();
+        let full = full.finish().unwrap();
+        assert!(
+            full.len() < layer.len(),
+            "{} against {}",
+            full.len(),
+            layer.len()
+        );
     }
 
     /// Matches from further back than a small job's overlap, but within `zstd -19`'s 8 MiB
