@@ -372,10 +372,12 @@ fn inflate_whole<'b>(
         Ok(_) => return Ok(None),
         Err(_) => {}
     }
-    // Inflating more than ISIZE or a trailer that does not match; or data after the member:
-    // the deflate data alone, with the whole buffer as room, tell which.
+    // More than ISIZE, a trailer that does not match, corrupt deflate data, or data after the
+    // member: inflating again with the whole buffer as room, then the deflate data alone
+    // without the trailer, tells which.
     let out = room(&mut buffer.bytes, buffer.held);
     match inflater.gzip_decompress(gz, out) {
+        // More than ISIZE, and the member's own trailer matches it: data follow the member.
         Ok(_) => Ok(None),
         Err(DecompressionError::InsufficientSpace) => Err(corrupt_size(
             what,
