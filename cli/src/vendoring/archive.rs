@@ -213,12 +213,12 @@ impl CrateArchive {
         };
         let what = || format!("{} ({})", self.id, self.origin);
         let whole = INFLATE_BUFFER.with_borrow_mut(|buffer| -> Result<bool> {
-            if !inflate_whole(&self.bytes, buffer, &what)? {
+            let Some(inflated) = inflate_whole(&self.bytes, buffer, &what)? else {
                 return Ok(false);
-            }
+            };
             let prefix = self.id.dir_name();
             visit_inflated_files(
-                &buffer.bytes,
+                inflated,
                 &prefix,
                 &what,
                 self.kind,
@@ -272,11 +272,17 @@ static WHOLE_INFLATE_HELD: AtomicUsize = AtomicUsize::new(0);
 /// buffer per `.crate` would cost a page fault per 4 KiB written, most of what inflating in
 /// one piece saves; and freeing buffers of several MiB makes glibc's `malloc` raise its mmap
 /// threshold, after which the `.crate` files read stay resident in its heap (the peak memory
-/// of `cargo xtask bench scale` grew by more than the budget that way).
+/// of `cargo xtask bench scale` grew by more than the budget that way). Beside it, the
+/// thread's libdeflate decompressor: about 32 KiB of tables, costly to set up per `.crate`.
 struct InflateBuffer {
+    /// Its capacity is the share; its length the most any inflate of this thread has needed
+    /// yet. libdeflate writes into an initialised slice, and zeroing only what no earlier
+    /// inflate reached zeroes each byte once per thread and touches no page an inflate would
+    /// not write anyway.
     bytes: Vec<u8>,
     /// What it counts against [`WHOLE_INFLATE_BUDGET`].
     held: usize,
+    inflater: Option<libdeflater::Decompressor>,
 }
 
 impl InflateBuffer {
@@ -300,6 +306,15 @@ impl InflateBuffer {
     }
 }
 
+/// The first `len` bytes of `bytes`, zeroing those past its length first (`len` is at most
+/// its capacity, so it never reallocates).
+fn room(bytes: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if bytes.len() < len {
+        bytes.resize(len, 0);
+    }
+    &mut bytes[..len]
+}
+
 impl Drop for InflateBuffer {
     fn drop(&mut self) {
         WHOLE_INFLATE_HELD.fetch_sub(self.held, Ordering::Relaxed);
@@ -307,61 +322,83 @@ impl Drop for InflateBuffer {
 }
 
 thread_local! {
-    static INFLATE_BUFFER: RefCell<InflateBuffer> =
-        const { RefCell::new(InflateBuffer { bytes: Vec::new(), held: 0 }) };
+    static INFLATE_BUFFER: RefCell<InflateBuffer> = const {
+        RefCell::new(InflateBuffer {
+            bytes: Vec::new(),
+            held: 0,
+            inflater: None,
+        })
+    };
 }
 
-/// Inflates the gzipped `.crate` `gz` in one piece into `buffer` when it can; false when it
-/// is to be read as a stream instead: its trailer's size (ISIZE, RFC 1952 section 2.3.1) is
-/// more than the thread's buffer holds, a header or a layout this does not parse (trailing data after
-/// the member), or corrupt deflate data (the stream reports those as it always did).
+/// Inflates the gzipped `.crate` `gz` in one piece into `buffer` with libdeflate when it can,
+/// returning the tar; None when it is to be read as a stream instead: its trailer's size
+/// (ISIZE, RFC 1952 section 2.3.1) is more than the thread's buffer holds, a header this does
+/// not parse, data after the gzip member, or corrupt deflate data (the stream reads the first
+/// two as it always did, and reports the last).
 ///
-/// ISIZE is only what the archive claims: the output never grows past the buffer sized from
-/// it, and an archive that inflates to another size is refused as corrupt, naming it (`what`).
-/// The CRC-32 is not checked: every `.crate` extracted was proven by its sha256 first
-/// (against `Cargo.lock`, or made by `cargo package` here), which a CRC adds nothing to.
-fn inflate_whole(gz: &[u8], buffer: &mut InflateBuffer, what: &dyn Fn() -> String) -> Result<bool> {
+/// ISIZE is only what the archive claims: libdeflate writes into a slice of exactly that many
+/// bytes and stops at its end. It checks the member's own trailer (CRC-32 and ISIZE) as the
+/// stream decoder does, so what is inflated here is what the stream would read; an archive
+/// that inflates to another size than claimed, or whose trailer does not match, is refused
+/// as corrupt, naming it (`what`), before anything is written. libdeflate reports neither
+/// where the member ended nor why it failed: a `.crate` it refuses (only a damaged or hostile
+/// one, or one with data after its member) is inflated once more to tell those apart.
+fn inflate_whole<'b>(
+    gz: &[u8],
+    buffer: &'b mut InflateBuffer,
+    what: &dyn Fn() -> String,
+) -> Result<Option<&'b [u8]>> {
+    use libdeflater::DecompressionError;
     let Some(header) = gzip_header_len(gz) else {
-        return Ok(false);
+        return Ok(None);
     };
     let Some(trailer) = gz.len().checked_sub(8).filter(|&t| t >= header) else {
-        return Ok(false);
+        return Ok(None);
     };
     let mut claimed = [0; 4];
     claimed.copy_from_slice(&gz[gz.len() - 4..]);
     let claimed = u32::from_le_bytes(claimed) as usize;
     if !buffer.fits(claimed) {
-        return Ok(false);
+        return Ok(None);
     }
-    buffer.bytes.clear();
-    let mut inflater = flate2::Decompress::new(false);
-    let status = match inflater.decompress_vec(
-        &gz[header..trailer],
-        &mut buffer.bytes,
-        flate2::FlushDecompress::Finish,
-    ) {
-        Ok(status) => status,
-        Err(_) => return Ok(false),
-    };
-    if status != flate2::Status::StreamEnd {
-        // Either the output filled the buffer or the input ran out first: which one, the
-        // stream tells apart.
-        if buffer.bytes.len() < claimed {
-            return Ok(false);
-        }
-        return Err(corrupt_size(
+    let inflater = buffer
+        .inflater
+        .get_or_insert_with(libdeflater::Decompressor::new);
+    match inflater.gzip_decompress(gz, room(&mut buffer.bytes, claimed)) {
+        Ok(len) if len == claimed => return Ok(Some(&buffer.bytes[..len])),
+        // The member's own trailer matched `len`, and the last four bytes do not: they are
+        // not its trailer, so data follow the member.
+        Ok(_) => return Ok(None),
+        Err(_) => {}
+    }
+    // More than ISIZE, a trailer that does not match, corrupt deflate data, or data after the
+    // member: inflating again with the whole buffer as room, then the deflate data alone
+    // without the trailer, tells which.
+    let out = room(&mut buffer.bytes, buffer.held);
+    match inflater.gzip_decompress(gz, out) {
+        // More than ISIZE, and the member's own trailer matches it: data follow the member.
+        Ok(_) => Ok(None),
+        Err(DecompressionError::InsufficientSpace) => Err(corrupt_size(
             what,
             claimed,
-            format_args!("more than {claimed}"),
-        ));
+            format_args!("more than {}", buffer.held),
+        )),
+        Err(DecompressionError::BadData) => {
+            match inflater.deflate_decompress(&gz[header..trailer], out) {
+                Ok(len) if len != claimed => Err(corrupt_size(what, claimed, len)),
+                // Whole deflate data of the claimed size, and a member's trailer (its CRC-32,
+                // or its ISIZE when data follow it) that does not match them: the stream
+                // refuses it too, after writing what came before.
+                Ok(_) => Err(crate::error::input(format!(
+                    "{} is corrupt: its gzip trailer does not match its contents; refusing to \
+                     extract it (the archive is damaged or hostile)",
+                    what()
+                ))),
+                Err(_) => Ok(None),
+            }
+        }
     }
-    if header + inflater.total_in() as usize != trailer {
-        return Ok(false);
-    }
-    if buffer.bytes.len() != claimed {
-        return Err(corrupt_size(what, claimed, buffer.bytes.len()));
-    }
-    Ok(true)
 }
 
 fn corrupt_size(
@@ -908,6 +945,114 @@ pub(crate) mod tests {
         assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
         // The stream reader refuses it too.
         assert!(a.file_digests().is_err());
+    }
+
+    /// A buffer for [`inflate_whole`] outside [`WHOLE_INFLATE_BUDGET`], so what a test sees does
+    /// not hang on what other tests hold: never counted, so never given back (nor freed).
+    fn unbudgeted(len: usize) -> std::mem::ManuallyDrop<InflateBuffer> {
+        std::mem::ManuallyDrop::new(InflateBuffer {
+            bytes: Vec::with_capacity(len),
+            held: len,
+            inflater: None,
+        })
+    }
+
+    /// The tar inside the gzip member of `gz`, as the stream decoder reads it.
+    fn stream_inflated(gz: &[u8]) -> Vec<u8> {
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut tar)
+            .unwrap();
+        tar
+    }
+
+    /// Data after the gzip member, which the stream decoder (one member, as cargo reads a
+    /// `.crate`) never reads: the last four bytes are then not the member's ISIZE. libdeflate
+    /// does not say where the member ended; its own trailer matching while those four bytes do
+    /// not tells, and the `.crate` is streamed. When they happen to equal the member's size it
+    /// is inflated in one piece, and what it yields is what the stream reads.
+    #[test]
+    fn data_after_the_gzip_member_is_read_as_the_stream_reads_it() {
+        let a = archive(&[
+            (
+                "demo-1.0.0/Cargo.toml",
+                tar::EntryType::Regular,
+                b"[package]",
+            ),
+            (
+                "demo-1.0.0/src/lib.rs",
+                tar::EntryType::Regular,
+                &[7u8; 5000],
+            ),
+        ]);
+        let size = a.bytes[a.bytes.len() - 4..].to_vec();
+        let tar = stream_inflated(&a.bytes);
+        let what = || "demo-1.0.0.crate".to_owned();
+        for (tail, whole) in [
+            (b"trailing garbage".to_vec(), false),
+            ([b"more".to_vec(), size].concat(), true),
+        ] {
+            let mut b = a.clone();
+            b.bytes.extend(&tail);
+            let mut buffer = unbudgeted(1 << 20);
+            let inflated = inflate_whole(&b.bytes, &mut buffer, &what).unwrap();
+            assert_eq!(inflated, whole.then_some(&tar[..]), "{tail:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let files = b.extract_to(&dir.path().join("demo")).unwrap();
+            assert_eq!(files, a.file_digests().unwrap());
+        }
+    }
+
+    /// A member whose trailer's CRC-32 does not match its contents, its size right: refused
+    /// in one piece, naming the crate, before any file is written (the stream refuses it after
+    /// writing what comes before its end).
+    #[test]
+    fn gzip_crc_mismatch_is_refused_before_anything_is_written() {
+        let mut a = archive(&[(
+            "demo-1.0.0/src/lib.rs",
+            tar::EntryType::Regular,
+            &[7u8; 5000],
+        )]);
+        let crc = a.bytes.len() - 8;
+        a.bytes[crc] ^= 1;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("demo");
+        let err = a.extract_to(&dest).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("demo v1.0.0 (demo-1.0.0.crate)"), "{text}");
+        assert!(text.contains("trailer does not match"), "{text}");
+        assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
+        assert!(!dest.join("src").exists(), "a file was written");
+        assert!(a.file_digests().is_err(), "the stream refuses it too");
+    }
+
+    /// Deflate data cut short inside a member whose trailer is whole and claims the full size:
+    /// libdeflate refuses it, and so does the stream, naming the crate.
+    #[test]
+    fn deflate_data_cut_short_under_a_whole_trailer_is_an_error() {
+        let a = archive(&[(
+            "demo-1.0.0/src/lib.rs",
+            tar::EntryType::Regular,
+            &(0..20_000u32)
+                .map(|i| (i * i % 251) as u8)
+                .collect::<Vec<_>>(),
+        )]);
+        let header = gzip_header_len(&a.bytes).unwrap();
+        let trailer = a.bytes.len() - 8;
+        let mut cut = a.clone();
+        cut.bytes = [
+            &a.bytes[..header + (trailer - header) / 2],
+            &a.bytes[trailer..],
+        ]
+        .concat();
+        let what = || "demo-1.0.0.crate".to_owned();
+        let mut buffer = unbudgeted(1 << 20);
+        assert_eq!(inflate_whole(&cut.bytes, &mut buffer, &what).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let err = cut.extract_to(&dir.path().join("demo")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("demo v1.0.0 (demo-1.0.0.crate)"), "{text}");
+        assert_eq!(crate::error::exit_kind(&err), crate::error::ExitKind::Input);
     }
 
     /// Optional gzip header fields (RFC 1952 section 2.3) are skipped by the whole-buffer
