@@ -126,6 +126,85 @@ pub fn git_output(dir: &Path, args: &[&str]) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
+/// A `Cargo.lock` found without running cargo (see [`find_lockfile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLockfile {
+    /// Where it is (it may not exist).
+    pub path: PathBuf,
+    /// Whether it is beside a workspace root's manifest, so cargo uses it; otherwise only the
+    /// likely one, to be confirmed by `cargo metadata`.
+    pub certain: bool,
+}
+
+/// `Cargo.lock` beside the manifest cargo starts from (`manifest_path`, else the first
+/// `Cargo.toml` in the current directory or above it, cargo's `find_root_manifest_for_wd`),
+/// found without `cargo metadata`, a process that takes longer to start than hashing a small
+/// vendor directory.
+///
+/// Certain when that manifest is a workspace root: a `[workspace]` table, and no
+/// `package.workspace` pointing elsewhere; cargo never looks further for the root of such a
+/// manifest. Only likely for a package's manifest with neither, when a `Cargo.lock` is beside
+/// it: cargo uses it unless a workspace further up claims the package as a member, which only
+/// cargo knows. None for anything else (a member pointing elsewhere, an unreadable or invalid
+/// manifest): then cargo answers, and reports what is wrong.
+pub fn find_lockfile(manifest_path: Option<&Path>) -> Option<FoundLockfile> {
+    let cwd = std::env::current_dir().ok()?;
+    let manifest = match manifest_path {
+        // cargo's own check ("the manifest-path must be a path to a Cargo.toml file").
+        Some(path) if path.file_name()? == "Cargo.toml" => normalized(&cwd.join(path)),
+        Some(_) => return None,
+        None => cwd
+            .ancestors()
+            .map(|dir| dir.join("Cargo.toml"))
+            .find(|candidate| candidate.is_file())?,
+    };
+    let text = crate::input::read_regular_to_string(
+        &manifest,
+        crate::input::Links::Follow,
+        crate::input::MAX_TEXT_INPUT,
+    )
+    .ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    if table
+        .get("package")
+        .and_then(|package| package.get("workspace"))
+        .is_some()
+    {
+        return None;
+    }
+    let path = manifest.with_file_name("Cargo.lock");
+    if table.get("workspace").is_some_and(toml::Value::is_table) {
+        return Some(FoundLockfile {
+            path,
+            certain: true,
+        });
+    }
+    (table.get("workspace").is_none()
+        && table.get("package").is_some_and(toml::Value::is_table)
+        && path.is_file())
+    .then_some(FoundLockfile {
+        path,
+        certain: false,
+    })
+}
+
+/// `path` with `.` and `..` components resolved without reading the file system, as cargo
+/// normalizes a `--manifest-path` (so the lockfile's path reads as `cargo metadata` gives it).
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// `to` relative to the directory `from` (both absolute and free of `..`, as cargo metadata or
 /// `canonicalize` give them), with `/` separators: `.`, `crates/app`, `../shared`. Written into
 /// files that travel (SBOMs, a generated `Cargo.toml`) instead of this machine's paths.
@@ -196,6 +275,48 @@ mod tests {
             relative_path(Path::new("/w/p/xtask"), Path::new("/w/shared/lib")),
             "../../shared/lib"
         );
+    }
+
+    /// The lockfile is certain only beside a workspace root's manifest; beside a package's
+    /// manifest it is a guess for cargo to confirm; for anything else cargo is asked.
+    #[test]
+    fn find_lockfile_certain_only_for_a_workspace_root() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("ws");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let manifest = dir.join("Cargo.toml");
+        let lockfile = |text: &str| {
+            std::fs::write(&manifest, text).unwrap();
+            find_lockfile(Some(&manifest))
+        };
+        let found = |certain| {
+            Some(FoundLockfile {
+                path: dir.join("Cargo.lock"),
+                certain,
+            })
+        };
+        let package = "[package]\nname = \"a\"\nversion = \"0.1.0\"\n";
+        assert_eq!(lockfile(&format!("{package}\n[workspace]\n")), found(true));
+        assert_eq!(lockfile("[workspace]\nmembers = [\"sub\"]\n"), found(true));
+        // A package whose root is elsewhere, or may be: cargo finds it.
+        assert_eq!(lockfile(package), None);
+        std::fs::write(dir.join("Cargo.lock"), "version = 4\n").unwrap();
+        assert_eq!(lockfile(package), found(false));
+        assert_eq!(
+            lockfile(&format!("{package}workspace = \"..\"\n\n[workspace]\n")),
+            None
+        );
+        assert_eq!(lockfile(&format!("{package}workspace = \"..\"\n")), None);
+        assert_eq!(lockfile("workspace = 1\n"), None);
+        assert_eq!(lockfile("[workspace\n"), None);
+        // The path as cargo normalizes it; a manifest not named Cargo.toml is cargo's to refuse.
+        std::fs::write(&manifest, "[workspace]\n").unwrap();
+        assert_eq!(
+            find_lockfile(Some(&dir.join("sub/../Cargo.toml"))),
+            found(true)
+        );
+        std::fs::write(dir.join("other.toml"), "[workspace]\n").unwrap();
+        assert_eq!(find_lockfile(Some(&dir.join("other.toml"))), None);
     }
 
     #[test]

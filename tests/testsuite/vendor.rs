@@ -707,6 +707,151 @@ fn verify_of_a_workspace_root_finds_the_lockfile_without_cargo() {
     assert!(!mark.exists());
 }
 
+/// A `cargo` for airlock's `CARGO` variable whose `cargo metadata` first waits (long enough
+/// for `vendor` to read and prove every `.crate` of a small lockfile ahead) and then replaces
+/// each `(file, bytes)` in `swaps`, then runs the real cargo.
+fn swapping_cargo(dir: &Path, swaps: &[(PathBuf, Vec<u8>)]) -> PathBuf {
+    let mut script = "#!/bin/sh\ncase \" $* \" in\n*\" metadata \"*) sleep 2\n".to_owned();
+    for (i, (file, bytes)) in swaps.iter().enumerate() {
+        let replacement = dir.join(format!("replacement-{i}"));
+        std::fs::write(&replacement, bytes).unwrap();
+        script += &format!(
+            "  cp '{}' '{}.new' && mv '{}.new' '{}'\n",
+            replacement.display(),
+            file.display(),
+            file.display(),
+            file.display()
+        );
+    }
+    script += &format!(";;\nesac\nexec '{}' \"$@\"\n", env!("CARGO"));
+    let path = dir.join("swapping-cargo");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// While `cargo metadata` runs, `vendor --offline` reads and proves the `.crate` files of the
+/// `Cargo.lock` beside the workspace root's manifest, and extracts each from those very bytes:
+/// `.crate` files swapped for others once they were proven (by the `cargo metadata` shim) are
+/// never read again (`-v` counts one read per crate), and what is vendored is what was proven.
+/// (Reading each file only at its turn, the old code met the swapped files and failed, exit 1.)
+#[test]
+fn crates_proven_while_cargo_metadata_runs_are_extracted_from_the_bytes_proven() {
+    let one = good_crate("aaa-one");
+    let two = good_crate("bbb-two");
+    let h = hostile_project(&[
+        CraftedCrate::locked("aaa-one", one.clone()),
+        CraftedCrate::locked("bbb-two", two),
+    ]);
+    let cache = h
+        .cargo_home
+        .join("registry/cache/index.crates.io-0123456789abcdef");
+    let evil = crate_file(&[
+        (
+            "aaa-one-1.0.0/Cargo.toml",
+            tar::EntryType::Regular,
+            b"[package]\nname = \"aaa-one\"\nversion = \"1.0.0\"\n",
+        ),
+        (
+            "aaa-one-1.0.0/src/lib.rs",
+            tar::EntryType::Regular,
+            b"pub fn pwned() {}\n",
+        ),
+    ]);
+    let cargo = swapping_cargo(
+        h._temp.path(),
+        &[
+            (cache.join("aaa-one-1.0.0.crate"), evil),
+            (cache.join("bbb-two-1.0.0.crate"), Vec::new()),
+        ],
+    );
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&h.dir)
+            .env("CARGO_HOME", &h.cargo_home)
+            .env("CARGO", &cargo)
+            .args(["vendor", "--offline", "-v"]),
+        0,
+    );
+    assert!(
+        stderr.contains("2 .crate files read and proven while cargo metadata ran"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("read (2 .crate files from cargo's cache)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.dir.join("vendor/aaa-one/src/lib.rs")).unwrap(),
+        "pub fn f() {}\n"
+    );
+    assert_eq!(
+        std::fs::read(cache.join("bbb-two-1.0.0.crate")).unwrap(),
+        b""
+    );
+}
+
+/// Run from a member that has a stale `Cargo.lock` of its own, `vendor` reads that lockfile
+/// ahead (a package's manifest without `[workspace]`: most often its own root) but cargo names
+/// the workspace root's: what was read ahead is thrown away (`-v` says so) and the root's
+/// lockfile is vendored; the stale one, whose checksum no `.crate` has, would fail (exit 1).
+#[test]
+fn a_lockfile_read_ahead_that_is_not_the_workspaces_is_thrown_away() {
+    let good = good_crate("aaa-one");
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().join("ws");
+    let member = root.join("member");
+    let cargo_home = temp.path().join("cargo-home");
+    let cache = cargo_home.join("registry/cache/index.crates.io-0123456789abcdef");
+    std::fs::create_dir_all(member.join("src")).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("aaa-one-1.0.0.crate"), &good).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"member\"]\nresolver = \"2\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        member.join("Cargo.toml"),
+        "[package]\nname = \"member\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\naaa-one = \"=1.0.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(member.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let lockfile = |checksum: &str| {
+        format!(
+            "version = 4\n\n[[package]]\nname = \"aaa-one\"\nversion = \"1.0.0\"\n\
+             source = \"registry+https://github.com/rust-lang/crates.io-index\"\n\
+             checksum = \"{checksum}\"\n\n[[package]]\nname = \"member\"\nversion = \"0.1.0\"\n\
+             dependencies = [\n \"aaa-one\",\n]\n"
+        )
+    };
+    std::fs::write(root.join("Cargo.lock"), lockfile(&sha256_hex(&good))).unwrap();
+    std::fs::write(member.join("Cargo.lock"), lockfile(&sha256_hex(b"stale"))).unwrap();
+    let (_, stderr) = run_expect(
+        airlock()
+            .current_dir(&member)
+            .env("CARGO_HOME", &cargo_home)
+            .args(["vendor", "--offline", "-v"]),
+        0,
+    );
+    assert!(
+        stderr.contains(&format!(
+            "discarded: the workspace's lockfile is {}",
+            root.join("Cargo.lock").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("read (1 .crate files from cargo's cache)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(member.join("vendor/aaa-one/src/lib.rs")).unwrap(),
+        "pub fn f() {}\n"
+    );
+}
+
 /// The names of the stubs in a `vendor --format json` report.
 fn stub_names(report: &serde_json::Value) -> Vec<String> {
     report["packages"]

@@ -8,24 +8,33 @@
 //! mismatch, reported with both digests.
 //!
 //! Nothing is read until a package's turn comes ([`CrateCache::lookup`]): callers hold only the
-//! `.crate` files they are working on, so memory does not grow with the lockfile.
+//! `.crate` files they are working on, so memory does not grow with the lockfile. The one
+//! exception, [`CrateCache::prove_ahead`], reads and proves the largest files while a core
+//! would wait (on `cargo metadata`), bounded in bytes; each is kept and handed to its
+//! package's lookup, so a `.crate` is still read once and extracted from the bytes proven.
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 
-use crate::digest::Sha256Digest;
+use crate::digest::{HashingWriter, Sha256Digest};
 use crate::input::{Links, read_regular};
-use crate::lock::{LockedPackage, Source};
+use crate::lock::{LockedPackage, PackageId, Source};
 
 use super::archive::{ArchiveKind, CrateArchive};
 
 /// The largest `.crate` file read (crates.io refuses uploads over 10 MB; other registries may
 /// allow more, so the bound is only against reading something that is not a `.crate`).
 pub const MAX_CRATE_FILE: u64 = 1 << 30;
+
+/// How much of a `.crate` [`CrateCache::prove_ahead`] hashes between looks at its stop flag
+/// (a fraction of a millisecond).
+const PROVE_AHEAD_PIECE: usize = 256 << 10;
 
 /// `$CARGO_HOME`, or `~/.cargo` when it is not set (cargo's own rule).
 pub fn cargo_home() -> Result<PathBuf> {
@@ -48,6 +57,9 @@ pub struct CrateCache {
     by_file: HashMap<String, Vec<PathBuf>>,
     /// `.crate` files read so far (shown with `-v`: each should be read once per run).
     reads: AtomicUsize,
+    /// Archives read and proven ahead of their turn ([`CrateCache::prove_ahead`]), each taken
+    /// by its package's [`CrateCache::lookup`].
+    proven: Mutex<HashMap<PackageId, CrateArchive>>,
 }
 
 /// What looking a package up in the cache found.
@@ -74,6 +86,7 @@ impl CrateCache {
             root: root.clone(),
             by_file: HashMap::new(),
             reads: AtomicUsize::new(0),
+            proven: Mutex::default(),
         };
         let dirs = match fs::read_dir(&root) {
             Ok(dirs) => dirs,
@@ -147,9 +160,85 @@ impl CrateCache {
             .map_or(0, |m| m.len())
     }
 
+    /// Reads and proves the `.crate` files of `packages` (each with its `Cargo.lock` checksum),
+    /// largest first, keeping those proven for [`CrateCache::lookup`]; stops once `stop` is set
+    /// (between pieces of a file, dropping the file half hashed: whoever waits for this must not
+    /// wait for a whole large file), or before the bytes kept would exceed `budget`. A file that
+    /// is missing or differs is left for its turn, which reports it. Returns how many were kept.
+    pub fn prove_ahead(
+        &self,
+        packages: &[(&LockedPackage, Sha256Digest)],
+        budget: u64,
+        stop: &AtomicBool,
+    ) -> usize {
+        let stopped = || stop.load(Ordering::Relaxed);
+        let mut sized = Vec::with_capacity(packages.len());
+        for &(package, expected) in packages {
+            if stopped() {
+                return 0;
+            }
+            let size = self.size_hint(package);
+            if size > 0 && size <= budget {
+                sized.push((size, package, expected));
+            }
+        }
+        sized.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        let (mut held, mut kept) = (0, 0);
+        for (size, package, expected) in sized {
+            if held + size > budget {
+                continue;
+            }
+            let Some(path) = self.candidates(package).into_iter().next() else {
+                continue;
+            };
+            if stopped() {
+                break;
+            }
+            let Ok(bytes) = read_regular(&path, Links::Follow, budget - held) else {
+                continue;
+            };
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let mut hasher = HashingWriter::new(std::io::sink());
+            for (i, piece) in bytes.chunks(PROVE_AHEAD_PIECE).enumerate() {
+                if i > 0 && stopped() {
+                    return kept;
+                }
+                hasher.write_all(piece).ok();
+            }
+            let (digest, _, _) = hasher.finish();
+            if digest != expected {
+                continue;
+            }
+            held += bytes.len() as u64;
+            kept += 1;
+            let archive = CrateArchive {
+                id: package.id.clone(),
+                kind: ArchiveKind::Registry,
+                bytes,
+                digest,
+                origin: path.display().to_string(),
+                git_evidence: None,
+            };
+            self.proven_ahead().insert(package.id.clone(), archive);
+        }
+        kept
+    }
+
+    fn proven_ahead(&self) -> std::sync::MutexGuard<'_, HashMap<PackageId, CrateArchive>> {
+        self.proven
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Finds `package`'s `.crate`, reads it (a regular file, at most [`MAX_CRATE_FILE`] bytes)
-    /// and proves it against `expected` (its lockfile checksum).
+    /// and proves it against `expected` (its lockfile checksum); or takes the archive
+    /// [`CrateCache::prove_ahead`] read and proved.
     pub fn lookup(&self, package: &LockedPackage, expected: Sha256Digest) -> Result<Lookup> {
+        if let Some(archive) = self.proven_ahead().remove(&package.id)
+            && archive.digest == expected
+        {
+            return Ok(Lookup::Verified(archive));
+        }
         let mut first_mismatch = None;
         for path in self.candidates(package) {
             let bytes = read_regular(&path, Links::Follow, MAX_CRATE_FILE)?;
@@ -243,5 +332,72 @@ mod tests {
             cache.lookup(&absent, Sha256Digest::of(b"")).unwrap(),
             Lookup::Missing
         ));
+    }
+
+    /// `.crate` files proven ahead are kept and handed to their lookup without a second read
+    /// (a file swapped afterwards is not seen); one that differs is not kept, and its lookup
+    /// reads it and reports it; nothing is held past the budget or after `stop`.
+    #[test]
+    fn proven_ahead_are_taken_by_lookup_without_a_second_read() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home
+            .path()
+            .join("registry/cache/index.crates.io-fedcba9876543210");
+        fs::create_dir_all(&dir).unwrap();
+        let bytes = |name: &str, body: &[u8]| {
+            crate_bytes(&[(
+                &format!("{name}-1.0.0/Cargo.toml"),
+                tar::EntryType::Regular,
+                body,
+            )])
+        };
+        let locked = |name: &str, contents: &[u8]| LockedPackage {
+            id: id(name, "1.0.0"),
+            checksum: Some(Sha256Digest::of(contents)),
+            dependencies: vec![],
+        };
+        let (a, b, c) = (
+            bytes("a", b"a"),
+            bytes("b", &[b'b'; 4096]),
+            bytes("c", b"c"),
+        );
+        for (name, contents) in [("a", &a), ("b", &b), ("c", &c)] {
+            fs::write(dir.join(format!("{name}-1.0.0.crate")), contents).unwrap();
+        }
+        let (pa, pb) = (locked("a", &a), locked("b", &b));
+        let pc = locked("c", b"what Cargo.lock says");
+        let packages: Vec<(&LockedPackage, Sha256Digest)> = [&pa, &pb, &pc]
+            .into_iter()
+            .map(|p| (p, p.checksum.unwrap()))
+            .collect();
+
+        let stop = AtomicBool::new(false);
+        let cache = CrateCache::scan(home.path()).unwrap();
+        assert_eq!(cache.prove_ahead(&packages, 1 << 20, &stop), 2);
+        assert_eq!(cache.files_read(), 3);
+        fs::write(dir.join("a-1.0.0.crate"), b"swapped").unwrap();
+        match cache.lookup(&pa, pa.checksum.unwrap()).unwrap() {
+            Lookup::Verified(archive) => assert_eq!(archive.bytes, a),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            cache.lookup(&pc, pc.checksum.unwrap()).unwrap(),
+            Lookup::Mismatch { .. }
+        ));
+        assert_eq!(cache.files_read(), 4);
+        // Taken once: a second lookup reads the file as it is now.
+        assert!(matches!(
+            cache.lookup(&pa, pa.checksum.unwrap()).unwrap(),
+            Lookup::Mismatch { .. }
+        ));
+
+        // The budget holds the largest that fits (b does not), and `stop` ends it.
+        let cache = CrateCache::scan(home.path()).unwrap();
+        let budget = (b.len() - 1) as u64;
+        assert_eq!(cache.prove_ahead(&packages[1..2], budget, &stop), 0);
+        assert_eq!(cache.files_read(), 0);
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(cache.prove_ahead(&packages, 1 << 20, &stop), 0);
+        assert_eq!(cache.files_read(), 0);
     }
 }

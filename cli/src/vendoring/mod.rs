@@ -22,6 +22,7 @@ pub mod platform;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -132,21 +133,47 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
     let started = Instant::now();
     let mut phase = Phase::start();
     // `cargo metadata` and the rustc queries of `--platform` are processes that each take tens
-    // of milliseconds to start: they run side by side.
-    let (ws, platforms) = std::thread::scope(|scope| {
+    // of milliseconds to start: they run side by side, and meanwhile the `.crate` files of the
+    // `Cargo.lock` that metadata will most likely name are read and proven on the idle core.
+    let ahead = opts.offline && opts.bundle.is_none() && opts.from_bundle.is_none();
+    let stop = AtomicBool::new(false);
+    let (ws, platforms, ahead) = std::thread::scope(|scope| {
         let platforms = (opts.bundle.is_none() && !opts.platforms.is_empty())
             .then(|| scope.spawn(|| TargetPlatform::query_with_host(&opts.platforms)));
+        let ahead = ahead.then(|| scope.spawn(|| ProvenAhead::run(opts, &stop)));
         let ws = Workspace::load(opts.manifest_path.as_deref());
+        stop.store(true, Ordering::Relaxed);
+        let ahead = ahead.and_then(|handle| handle.join().ok().flatten());
         let platforms = platforms.map(|handle| {
             handle
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("a rustc query panicked")))
         });
-        (ws, platforms)
+        (ws, platforms, ahead)
     });
     let ws = ws?;
     let platforms = platforms.transpose()?;
-    let lock = Lockfile::load(&ws.lockfile())?;
+    let (lock, ahead) = match ahead {
+        Some(ahead) if ahead.lock.path() == ws.lockfile() => {
+            progress::detail(format_args!(
+                "{} .crate files read and proven while cargo metadata ran",
+                ahead.proven
+            ));
+            (ahead.lock, Some(ahead.cache))
+        }
+        other => {
+            if let Some(ahead) = other {
+                progress::detail(format_args!(
+                    "{} .crate files proven against {} while cargo metadata ran, discarded: \
+                     the workspace's lockfile is {}",
+                    ahead.proven,
+                    ahead.lock.path().display(),
+                    ws.lockfile().display()
+                ));
+            }
+            (Lockfile::load(&ws.lockfile())?, None)
+        }
+    };
     check_unique(&lock)?;
     // The source replacement is planned (and a conflicting one refused) before anything is
     // fetched or vendored, so a refusal leaves the vendor directory and the config as they were.
@@ -181,8 +208,17 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
                 fetch(&ws)?;
                 phase.done("cargo fetch");
             }
-            let (cache, pending) =
-                pending_from_cache(&lock, &cargo_home, opts.offline, opts.bundle.is_some())?;
+            let cache = match ahead {
+                Some(cache) => cache,
+                None => CrateCache::scan(&cargo_home)?,
+            };
+            let (cache, pending) = pending_from_cache(
+                &lock,
+                cache,
+                &cargo_home,
+                opts.offline,
+                opts.bundle.is_some(),
+            )?;
             phase.done(format_args!("{} .crate files found", pending.len()));
             if let Some(bundle_path) = &opts.bundle {
                 return write_bundle_report(&ws, &lock, &cache, pending, bundle_path, started);
@@ -293,6 +329,46 @@ pub fn vendor(opts: &VendorOptions) -> Result<VendorReport> {
         cargo_config,
         config_written,
     })
+}
+
+/// The most `.crate` bytes [`ProvenAhead`] holds before their packages' turns.
+const PROVE_AHEAD_BUDGET: u64 = archive::WHOLE_INFLATE_BUDGET as u64;
+
+/// `Cargo.lock` read, and the largest of its `.crate` files read and proven, before
+/// `cargo metadata` confirms that this is the workspace's lockfile; thrown away if it is not.
+struct ProvenAhead {
+    lock: Lockfile,
+    /// Holds the archives proven, each taken by its package's lookup.
+    cache: CrateCache,
+    /// How many.
+    proven: usize,
+}
+
+impl ProvenAhead {
+    /// Reads the `Cargo.lock` found without cargo ([`crate::workspace::find_lockfile`]) and
+    /// proves its largest `.crate` files until `stop`. Only offline (`cargo fetch` would change
+    /// the cache after it was listed) and from cargo's cache. None on any error: the normal
+    /// path, after `cargo metadata`, meets it again and reports it.
+    fn run(opts: &VendorOptions, stop: &AtomicBool) -> Option<ProvenAhead> {
+        let found = crate::workspace::find_lockfile(opts.manifest_path.as_deref())?;
+        let cargo_home = match &opts.cargo_home {
+            Some(home) => home.clone(),
+            None => cache::cargo_home().ok()?,
+        };
+        let lock = Lockfile::load(&found.path).ok()?;
+        let cache = CrateCache::scan(&cargo_home).ok()?;
+        let packages: Vec<(&LockedPackage, Sha256Digest)> = lock
+            .remote_packages()
+            .filter(|p| p.id.source.is_registry())
+            .filter_map(|p| Some((p, p.checksum?)))
+            .collect();
+        let proven = cache.prove_ahead(&packages, PROVE_AHEAD_BUDGET, stop);
+        Some(ProvenAhead {
+            lock,
+            cache,
+            proven,
+        })
+    }
 }
 
 /// Where the `.crate` files come from.
@@ -726,16 +802,17 @@ pub(crate) fn fail_on_mismatches(mismatches: Vec<String>, cache: &CrateCache) ->
     )))
 }
 
-/// Every remote locked package's `.crate` in cargo's cache, found but not read yet; git
-/// packages packaged at their locked commit (with what proves them, for a bundle, when
-/// `prove_git`). Fails listing every package that cannot be proven or is missing.
+/// Every remote locked package's `.crate` in `cache` (cargo's, in `cargo_home`), found but not
+/// read yet (unless proven ahead); git packages packaged at their locked commit (with what
+/// proves them, for a bundle, when `prove_git`). Fails listing every package that cannot be
+/// proven or is missing.
 fn pending_from_cache(
     lock: &Lockfile,
+    cache: CrateCache,
     cargo_home: &Path,
     offline: bool,
     prove_git: bool,
 ) -> Result<(CrateCache, Vec<PendingCrate>)> {
-    let cache = CrateCache::scan(cargo_home)?;
     let mut pending = Vec::new();
     let mut unprovable = Vec::new();
     let mut missing = Vec::new();

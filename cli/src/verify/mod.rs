@@ -300,8 +300,10 @@ fn load_lockfile(opts: &VerifyOptions, bundle: Option<&Bundle>) -> Result<Lockfi
     if let Some(path) = &opts.lockfile {
         return Lockfile::load(path);
     }
-    if let Some(path) = root_manifest_lockfile(opts.manifest_path.as_deref()) {
-        return Lockfile::load(&path);
+    if let Some(found) = crate::workspace::find_lockfile(opts.manifest_path.as_deref())
+        && found.certain
+    {
+        return Lockfile::load(&found.path);
     }
     match Workspace::load(opts.manifest_path.as_deref()) {
         Ok(ws) => Lockfile::load(&ws.lockfile()),
@@ -313,56 +315,6 @@ fn load_lockfile(opts: &VerifyOptions, bundle: Option<&Bundle>) -> Result<Lockfi
             _ => Err(e),
         },
     }
-}
-
-/// `Cargo.lock` beside the manifest cargo starts from (`manifest_path`, else the first
-/// `Cargo.toml` in the current directory or above it, cargo's `find_root_manifest_for_wd`) when
-/// that manifest is a workspace root: a `[workspace]` table, and no `package.workspace`
-/// pointing elsewhere. cargo never looks further for the root of such a manifest, so
-/// `cargo metadata`, a process that takes longer to start than hashing a small vendor
-/// directory, is not needed to find the lockfile. None for anything else (a member, an
-/// unreadable or invalid manifest): then cargo answers, and reports what is wrong.
-fn root_manifest_lockfile(manifest_path: Option<&Path>) -> Option<PathBuf> {
-    let cwd = std::env::current_dir().ok()?;
-    let manifest = match manifest_path {
-        // cargo's own check ("the manifest-path must be a path to a Cargo.toml file").
-        Some(path) if path.file_name()? == "Cargo.toml" => normalized(&cwd.join(path)),
-        Some(_) => return None,
-        None => cwd
-            .ancestors()
-            .map(|dir| dir.join("Cargo.toml"))
-            .find(|candidate| candidate.is_file())?,
-    };
-    let text = crate::input::read_regular_to_string(
-        &manifest,
-        crate::input::Links::Follow,
-        crate::input::MAX_TEXT_INPUT,
-    )
-    .ok()?;
-    let table: toml::Table = text.parse().ok()?;
-    let elsewhere = table
-        .get("package")
-        .and_then(|package| package.get("workspace"))
-        .is_some();
-    (table.get("workspace").is_some_and(toml::Value::is_table) && !elsewhere)
-        .then(|| manifest.with_file_name("Cargo.lock"))
-}
-
-/// `path` with `.` and `..` components resolved without reading the file system, as cargo
-/// normalizes a `--manifest-path` (so the lockfile's path reads as `cargo metadata` gives it).
-fn normalized(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Pristine `.crate` files from cargo's cache, for the packages the bundle did not provide:
@@ -472,48 +424,4 @@ impl CommandReport for VerifyReport {
 /// `dir/relative` for findings.
 fn shown(dir: &Path, relative: &str) -> String {
     dir.join(relative).display().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The lockfile is found without cargo only beside a workspace root's manifest; for
-    /// anything else cargo is asked.
-    #[test]
-    fn root_manifest_lockfile_only_for_a_workspace_root() {
-        let temp = tempfile::tempdir().unwrap();
-        let dir = temp.path().join("ws");
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
-        let manifest = dir.join("Cargo.toml");
-        let lockfile = |text: &str| {
-            std::fs::write(&manifest, text).unwrap();
-            root_manifest_lockfile(Some(&manifest))
-        };
-        let package = "[package]\nname = \"a\"\nversion = \"0.1.0\"\n";
-        assert_eq!(
-            lockfile(&format!("{package}\n[workspace]\n")),
-            Some(dir.join("Cargo.lock"))
-        );
-        assert_eq!(
-            lockfile("[workspace]\nmembers = [\"sub\"]\n"),
-            Some(dir.join("Cargo.lock"))
-        );
-        // A member: its root is elsewhere, which cargo finds.
-        assert_eq!(lockfile(package), None);
-        assert_eq!(
-            lockfile(&format!("{package}workspace = \"..\"\n\n[workspace]\n")),
-            None
-        );
-        assert_eq!(lockfile("workspace = 1\n"), None);
-        assert_eq!(lockfile("[workspace\n"), None);
-        // The path as cargo normalizes it; a manifest not named Cargo.toml is cargo's to refuse.
-        std::fs::write(&manifest, "[workspace]\n").unwrap();
-        assert_eq!(
-            root_manifest_lockfile(Some(&dir.join("sub/../Cargo.toml"))),
-            Some(dir.join("Cargo.lock"))
-        );
-        std::fs::write(dir.join("other.toml"), "[workspace]\n").unwrap();
-        assert_eq!(root_manifest_lockfile(Some(&dir.join("other.toml"))), None);
-    }
 }
