@@ -1071,13 +1071,7 @@ pub(crate) mod tests {
                 &[3u8; 70_000],
             ),
         ]);
-        let tar = {
-            let mut tar = Vec::new();
-            flate2::read::GzDecoder::new(&plain.bytes[..])
-                .read_to_end(&mut tar)
-                .unwrap();
-            tar
-        };
+        let tar = stream_inflated(&plain.bytes);
         let mut gz = flate2::GzBuilder::new()
             .filename("demo-1.0.0.tar")
             .comment("made here")
