@@ -148,6 +148,25 @@ pub struct FoundLockfile {
 /// cargo knows. None for anything else (a member pointing elsewhere, an unreadable or invalid
 /// manifest): then cargo answers, and reports what is wrong.
 pub fn find_lockfile(manifest_path: Option<&Path>) -> Option<FoundLockfile> {
+    let (manifest, certain) = start_manifest(manifest_path)?;
+    let path = manifest.with_file_name("Cargo.lock");
+    (certain || path.is_file()).then_some(FoundLockfile { path, certain })
+}
+
+/// The workspace root cargo most likely reports, without cargo: the directory of the manifest
+/// [`find_lockfile`] starts from, when that is a workspace root or a package that names no
+/// other root (with or without a `Cargo.lock` yet). A guess for work that a wrong answer only
+/// makes slower; cargo's `workspace_root` is the answer.
+pub fn likely_root(manifest_path: Option<&Path>) -> Option<PathBuf> {
+    let (manifest, _) = start_manifest(manifest_path)?;
+    manifest.parent().map(Path::to_path_buf)
+}
+
+/// The manifest cargo starts from, with whether it is certainly the workspace root (a
+/// `[workspace]` table) rather than a package that may still be a member of one further up.
+/// None for a member naming its root (`package.workspace`), and for a manifest that is
+/// neither, unreadable or invalid.
+fn start_manifest(manifest_path: Option<&Path>) -> Option<(PathBuf, bool)> {
     let cwd = std::env::current_dir().ok()?;
     let manifest = match manifest_path {
         // cargo's own check ("the manifest-path must be a path to a Cargo.toml file").
@@ -172,20 +191,11 @@ pub fn find_lockfile(manifest_path: Option<&Path>) -> Option<FoundLockfile> {
     {
         return None;
     }
-    let path = manifest.with_file_name("Cargo.lock");
     if table.get("workspace").is_some_and(toml::Value::is_table) {
-        return Some(FoundLockfile {
-            path,
-            certain: true,
-        });
+        return Some((manifest, true));
     }
-    (table.get("workspace").is_none()
-        && table.get("package").is_some_and(toml::Value::is_table)
-        && path.is_file())
-    .then_some(FoundLockfile {
-        path,
-        certain: false,
-    })
+    (table.get("workspace").is_none() && table.get("package").is_some_and(toml::Value::is_table))
+        .then_some((manifest, false))
 }
 
 /// `path` with `.` and `..` components resolved without reading the file system, as cargo
@@ -300,6 +310,8 @@ mod tests {
         assert_eq!(lockfile("[workspace]\nmembers = [\"sub\"]\n"), found(true));
         // A package whose root is elsewhere, or may be: cargo finds it.
         assert_eq!(lockfile(package), None);
+        // Its directory is still the likely root, with or without a lockfile yet.
+        assert_eq!(likely_root(Some(&manifest)), Some(dir.clone()));
         std::fs::write(dir.join("Cargo.lock"), "version = 4\n").unwrap();
         assert_eq!(lockfile(package), found(false));
         assert_eq!(
@@ -307,6 +319,7 @@ mod tests {
             None
         );
         assert_eq!(lockfile(&format!("{package}workspace = \"..\"\n")), None);
+        assert_eq!(likely_root(Some(&manifest)), None);
         assert_eq!(lockfile("workspace = 1\n"), None);
         assert_eq!(lockfile("[workspace\n"), None);
         // The path as cargo normalizes it; a manifest not named Cargo.toml is cargo's to refuse.

@@ -563,7 +563,7 @@ fn zig_is_looked_for_only_when_the_build_compiles_cpp_and_again_each_build() {
 }
 
 #[test]
-fn one_resolve_two_rustc_probes_and_rustcs_host_answers_kept_for_the_build() {
+fn one_resolve_and_rustcs_answers_for_host_and_target_kept_for_the_build() {
     let shims = tempfile::tempdir().unwrap();
     let cargo_log = shims.path().join("cargo.log");
     let rustc_log = shims.path().join("rustc.log");
@@ -615,6 +615,18 @@ fn one_resolve_two_rustc_probes_and_rustcs_host_answers_kept_for_the_build() {
         .filter(|c| c.starts_with("- --crate-name ___") && !c.contains("--target"))
         .count();
     assert_eq!(host_probes, 1, "{rustc_calls:?}");
+    // The resolve ran with the build's target flags, so the build finds cargo's answer for the
+    // target kept under the same key: asked once (it was asked twice when the resolve ran
+    // without them).
+    let target_probes = rustc_calls
+        .iter()
+        .filter(|c| c.starts_with("- --crate-name ___") && c.contains(&format!("--target {X86}")))
+        .collect::<Vec<_>>();
+    assert_eq!(target_probes.len(), 1, "{rustc_calls:?}");
+    assert!(
+        target_probes[0].contains("-Ctarget-feature=+crt-static"),
+        "{target_probes:?}"
+    );
     assert!(hello.join("target/.rustc_info.json").is_file());
     assert_eq!(metadata.len(), 2, "{metadata:?}");
     // Warm, the target directory is there: the resolve alone.

@@ -71,17 +71,53 @@ pub struct EnvInputs<'a> {
 pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
     let mut env = CargoEnv::default();
     env.set("SOURCE_DATE_EPOCH", inputs.source_date_epoch.to_string());
-    let remaps = remap_flags(inputs);
-    let inherited = inherited_rustflags();
-    if let Some(source) = &inherited.folded_from {
+    let (flags, unmapped) = target_flags(inputs);
+    for path in unmapped {
+        // CARGO_TARGET_<T>_RUSTFLAGS is split on whitespace: such a path cannot be passed,
+        // and may then appear in the binary.
+        progress::warn(format!(
+            "{path} contains whitespace and cannot be remapped through \
+             CARGO_TARGET_<TRIPLE>_RUSTFLAGS; builds there may not be reproducible across \
+             directories"
+        ));
+    }
+    if let Some(source) = flags.remove.first() {
         // Cargo reads RUSTFLAGS before any target-specific flags and would ignore ours; with
         // `--target` both apply to exactly the same crates, so the user's flags move over.
-        env.remove.push(source.clone());
         progress::detail(format!(
             "{source} moved into CARGO_TARGET_<TRIPLE>_RUSTFLAGS (cargo would otherwise ignore \
              airlock's per-target flags)"
         ));
     }
+    env.remove = flags.remove;
+    env.set.extend(flags.set);
+    for (tools, compiles_c) in &inputs.targets {
+        if tools.target.is_musl() {
+            if let Some(link) = &tools.link_setup(*compiles_c) {
+                set_linker(&mut env, tools, link, inputs)?;
+            }
+            if *compiles_c {
+                set_c_toolchain(&mut env, tools, inputs)?;
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// Only the `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` part of [`prepare`], and the user's `RUSTFLAGS`
+/// removed, with nothing written and nothing reported: what `cargo metadata --filter-platform`
+/// gets so that its probe of the target (`rustc --print cfg` with these flags) is the one
+/// `cargo build` finds kept in `.rustc_info.json`, whose key has the flags in it.
+pub fn rustflags(inputs: &EnvInputs<'_>) -> CargoEnv {
+    target_flags(inputs).0
+}
+
+/// [`rustflags`], and the paths that could not be remapped (see [`remap_flags`]).
+fn target_flags(inputs: &EnvInputs<'_>) -> (CargoEnv, Vec<String>) {
+    let mut env = CargoEnv::default();
+    let (remaps, unmapped) = remap_flags(inputs);
+    let inherited = inherited_rustflags();
+    env.remove.extend(inherited.folded_from.clone());
     for (tools, compiles_c) in &inputs.targets {
         let target = &tools.target;
         let link = tools.link_setup(*compiles_c);
@@ -106,16 +142,8 @@ pub fn prepare(inputs: &EnvInputs<'_>) -> Result<CargoEnv> {
             flags.push(format!("--remap-path-prefix={}={to}", src.display()));
         }
         env.set(key, flags.join(" "));
-        if target.is_musl() {
-            if let Some(link) = &link {
-                set_linker(&mut env, tools, link, inputs)?;
-            }
-            if *compiles_c {
-                set_c_toolchain(&mut env, tools, inputs)?;
-            }
-        }
     }
-    Ok(env)
+    (env, unmapped)
 }
 
 /// The flags that make a musl binary fully static: the C runtime linked in (`+crt-static`)
@@ -232,8 +260,9 @@ fn user_rustflags(
 }
 
 /// `--remap-path-prefix` for the workspace, `CARGO_HOME` and an outside target directory,
-/// most specific last (rustc applies the last mapping that matches).
-fn remap_flags(inputs: &EnvInputs<'_>) -> Vec<String> {
+/// most specific last (rustc applies the last mapping that matches); and the paths left out because
+/// they contain whitespace.
+fn remap_flags(inputs: &EnvInputs<'_>) -> (Vec<String>, Vec<String>) {
     let mut maps: Vec<(PathBuf, &str)> =
         vec![(inputs.workspace_root.to_path_buf(), WORKSPACE_PREFIX)];
     if let Some(home) = cargo_config::cargo_home() {
@@ -252,23 +281,16 @@ fn remap_flags(inputs: &EnvInputs<'_>) -> Vec<String> {
         expanded.push((path, to));
     }
     expanded.sort_by_key(|(path, _)| path.as_os_str().len());
-    expanded
-        .into_iter()
-        .filter_map(|(path, to)| {
-            let from = path.to_string_lossy();
-            if from.contains(char::is_whitespace) {
-                // CARGO_TARGET_<T>_RUSTFLAGS is split on whitespace: such a path cannot be
-                // passed, and may then appear in the binary.
-                progress::warn(format!(
-                    "{from} contains whitespace and cannot be remapped through \
-                     CARGO_TARGET_<TRIPLE>_RUSTFLAGS; builds there may not be reproducible \
-                     across directories"
-                ));
-                return None;
-            }
-            Some(format!("--remap-path-prefix={from}={to}"))
-        })
-        .collect()
+    let (mut flags, mut unmapped) = (Vec::new(), Vec::new());
+    for (path, to) in expanded {
+        let from = path.to_string_lossy();
+        if from.contains(char::is_whitespace) {
+            unmapped.push(from.into_owned());
+        } else {
+            flags.push(format!("--remap-path-prefix={from}={to}"));
+        }
+    }
+    (flags, unmapped)
 }
 
 /// `CARGO_TARGET_<T>_LINKER`, unless the user chose a linker (variable or config file).

@@ -142,24 +142,38 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         .filter(|dir| !dir.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .or_else(|| std::env::current_dir().ok());
-    let (loaded, guessed_date) = std::thread::scope(|scope| {
+    // rustc's answers (kept between runs) come before the resolve: with them the build's
+    // target flags are known well enough to give the resolve too ([`likely_target_flags`]).
+    let answers_dir = toolchain::RustToolchain::answers_dir();
+    let config = cargo_config::CargoConfig::load(&std::env::current_dir()?);
+    let (loaded, guessed_date, early_rust, resolved_with) = std::thread::scope(|scope| {
         let date = guess
             .as_deref()
             .map(|dir| scope.spawn(move || (dir, workspace::source_date_epoch(dir))));
-        let loaded = load_workspace(options, &targets, guess.as_deref());
+        let early_rust = answers_dir.as_deref().map(|answers| {
+            let dir = guess.as_deref().unwrap_or(Path::new("."));
+            toolchain::RustToolchain::probe_cached(dir, answers)
+        });
+        let resolved_with = match (&early_rust, &config) {
+            (Some(Ok((rust, _))), Ok(config)) => {
+                likely_target_flags(rust, config, &targets, options.manifest_path.as_deref())
+            }
+            _ => env::CargoEnv::default(),
+        };
+        let loaded = load_workspace(options, &targets, guess.as_deref(), &resolved_with);
         let date = date.map(|date| {
             date.join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         });
-        (loaded, date)
+        (loaded, date, early_rust, resolved_with)
     });
     let (workspace, mut first_graph, created_target_dir) = loaded?;
     let manifest_path = workspace.root().join("Cargo.toml");
     let plan = plan::select(&workspace, &options.packages, &options.bins)?;
 
-    let answers_dir =
-        toolchain::RustToolchain::answers_dir().unwrap_or_else(|| workspace.airlock_dir());
-    let rust = toolchain::RustToolchain::probe_cached(workspace.root(), &answers_dir);
+    let rust = early_rust.unwrap_or_else(|| {
+        toolchain::RustToolchain::probe_cached(workspace.root(), &workspace.airlock_dir())
+    });
     let source_date_epoch = match guessed_date {
         Some((dir, date)) if same_dir(dir, workspace.root()) => date,
         _ => workspace.source_date_epoch(),
@@ -173,7 +187,9 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     for target in &targets {
         let graph = match first_graph.take() {
             Some(graph) => graph,
-            None => plan::DependencyGraph::load(Some(&manifest_path), target, options)?,
+            None => {
+                plan::DependencyGraph::load(Some(&manifest_path), target, options, &resolved_with)?
+            }
         };
         let c_crates = graph.c_build_crates(&plan.package_ids());
         if !c_crates.is_empty() {
@@ -234,14 +250,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
     }
 
     let source_date_epoch = source_date_epoch?;
-    let config = cargo_config::CargoConfig::load(&std::env::current_dir()?)?;
+    let config = config?;
     let airlock_dir = workspace.airlock_dir();
-    let rust_src_remap = rust.rust_src().map(|src| {
-        let commit = rust.commit_hash.as_deref().unwrap_or("unknown");
-        (src, format!("/rustc/{commit}"))
-    });
     let cargo_env = env::prepare(&env::EnvInputs {
-        rust_src_remap,
+        rust_src_remap: rust_src_remap(&rust),
         workspace_root: workspace.root(),
         target_dir: workspace.target_dir(),
         airlock_dir: &airlock_dir,
@@ -249,6 +261,18 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport> {
         config: &config,
         targets: tools.iter().map(|t| (t, c_code[&t.target])).collect(),
     })?;
+    let flags_differ = cargo_env
+        .set
+        .iter()
+        .filter(|(key, _)| key.ends_with("_RUSTFLAGS"))
+        .any(|pair| !resolved_with.set.contains(pair))
+        || cargo_env.remove != resolved_with.remove;
+    if flags_differ {
+        progress::detail(
+            "the resolve ran with other target flags than the build's: cargo asks rustc about \
+             the target again",
+        );
+    }
     for (key, value) in &cargo_env.set {
         progress::detail(format!("{key}={}", value.to_string_lossy()));
     }
@@ -339,6 +363,56 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Where a standard library built from source is remapped to: `/rustc/<commit>`, as rustup's
+/// prebuilt one records.
+fn rust_src_remap(rust: &toolchain::RustToolchain) -> Option<(PathBuf, String)> {
+    rust.rust_src().map(|src| {
+        let commit = rust.commit_hash.as_deref().unwrap_or("unknown");
+        (src, format!("/rustc/{commit}"))
+    })
+}
+
+/// The `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` the build will most likely give cargo, known before
+/// cargo says where the workspace is: from its likely root ([`workspace::likely_root`]) and
+/// target directory, and as if no C code were compiled. The resolve runs with them, so that
+/// cargo's probe of the target (`rustc - --print=cfg …` with the target's flags, kept in
+/// `.rustc_info.json` under a key that has the flags in it) is the one `cargo build` finds
+/// kept. They differ from the build's only in rare setups (a root cargo finds elsewhere, a
+/// `build.target-dir` outside the workspace, zig linking C++ where no `cc` links); then the
+/// build asks rustc once more, as it always did. Empty (nothing set) when no root is likely.
+fn likely_target_flags(
+    rust: &toolchain::RustToolchain,
+    config: &cargo_config::CargoConfig,
+    targets: &[TargetTriple],
+    manifest_path: Option<&Path>,
+) -> env::CargoEnv {
+    let Some(root) = workspace::likely_root(manifest_path) else {
+        return env::CargoEnv::default();
+    };
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR")
+        .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
+    {
+        Some(dir) => std::env::current_dir()
+            .map(|cwd| cwd.join(dir))
+            .unwrap_or_default(),
+        None => root.join("target"),
+    };
+    let no_zig = toolchain::ZigLookup::found(None);
+    let tools: Vec<toolchain::TargetTools> = targets
+        .iter()
+        .map(|target| toolchain::TargetTools::probe(target, rust, &no_zig, false))
+        .collect();
+    env::rustflags(&env::EnvInputs {
+        rust_src_remap: rust_src_remap(rust),
+        workspace_root: &root,
+        target_dir: &target_dir,
+        airlock_dir: &target_dir.join("airlock"),
+        source_date_epoch: 0,
+        config,
+        targets: tools.iter().map(|tools| (tools, false)).collect(),
+    })
+}
+
 /// The workspace and, when one `cargo metadata` can say both, the first target's dependency
 /// graph: without feature flags the resolve is the same whichever member's manifest cargo
 /// starts from, so the graph says where the workspace is. When that call fails, the errors
@@ -349,13 +423,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// directory first and creates it: cargo keeps what rustc told it (`rustc -vV`, the host's
 /// `--print cfg`) in `<target dir>/.rustc_info.json`, but only when that directory exists, so
 /// on a cold target directory the build would otherwise start rustc twice more (10 ms each).
-/// The target's answer is kept too, but the build asks again: airlock's flags are part of its
-/// key. A warm build, whose target directory is likely there already
+/// The target's answer is kept too, and the build reuses it when the resolve ran with the
+/// build's flags (`env`, [`likely_target_flags`]): they are part of its key. A warm build, whose target directory is likely there already
 /// ([`target_dir_likely_exists`]), skips the call.
 fn load_workspace(
     options: &BuildOptions,
     targets: &[TargetTriple],
     guess: Option<&Path>,
+    env: &env::CargoEnv,
 ) -> Result<(Workspace, Option<plan::DependencyGraph>, CreatedDir)> {
     let manifest_path = options.manifest_path.as_deref();
     let feature_flags =
@@ -373,13 +448,13 @@ fn load_workspace(
     };
     let (graph, found) = if target_dir_likely_exists(guess) {
         (
-            plan::DependencyGraph::load(manifest_path, first, options),
+            plan::DependencyGraph::load(manifest_path, first, options, env),
             None,
         )
     } else {
         std::thread::scope(|scope| {
             let found = scope.spawn(find);
-            let graph = plan::DependencyGraph::load(manifest_path, first, options);
+            let graph = plan::DependencyGraph::load(manifest_path, first, options, env);
             let found = found
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));

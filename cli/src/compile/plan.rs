@@ -11,6 +11,7 @@ use anyhow::Result;
 use cargo_metadata::{CargoOpt, DependencyKind, Metadata, MetadataCommand, Package, PackageId};
 
 use super::BuildOptions;
+use super::env::CargoEnv;
 use crate::error;
 use crate::target::TargetTriple;
 use crate::workspace::Workspace;
@@ -148,13 +149,22 @@ const C_BUILD_CRATES: &[&str] = &["cc", "cmake"];
 
 impl DependencyGraph {
     /// Runs `cargo metadata --filter-platform <target>` with the build's features and
-    /// `--locked/--frozen/--offline`, on `manifest_path` or the current directory's package.
+    /// `--locked/--frozen/--offline`, on `manifest_path` or the current directory's package,
+    /// in `env` (the build's target flags, [`super::env::rustflags`], so that cargo's probe of
+    /// the target is the one the build reuses).
     pub fn load(
         manifest_path: Option<&Path>,
         target: &TargetTriple,
         options: &BuildOptions,
+        env: &CargoEnv,
     ) -> Result<DependencyGraph> {
         let mut cmd = MetadataCommand::new();
+        for key in &env.remove {
+            cmd.env_remove(key);
+        }
+        for (key, value) in &env.set {
+            cmd.env(key, value);
+        }
         if let Some(path) = manifest_path {
             cmd.manifest_path(path);
         }

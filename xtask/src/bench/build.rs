@@ -76,8 +76,9 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
          `-ffile-prefix-map` flags in `CFLAGS_x86_64_unknown_linux_musl`. What airlock does \
          besides, and is measured here: one `cargo metadata` resolve for the target (its \
          `rustc -vV` and host probe kept in the target directory, which a `cargo metadata \
-         --no-deps` beside it finds and creates, so the build does not ask them again; the \
-         target's probe the build asks again, airlock's flags being part of cargo's key), \
+         --no-deps` beside it finds and creates, so the build does not ask them again; and the \
+         target's probe, the resolve running with the build's target flags, which are part of \
+         cargo's key), \
          `rustc -vV` and `rustc --print sysroot --print target-list` (side by side; their \
          answers kept in `~/.cache/airlock/rustc` while the toolchain is the same, so only the \
          first run of each table asks), `git log` for the source date, its linker wrapper \
