@@ -9,11 +9,12 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
+use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{COPY_BUFFER_SIZE, Sha256Digest, copy_hashed};
@@ -177,7 +178,7 @@ impl CrateArchive {
     /// as it is written.
     ///
     /// Each file costs three system calls (create with its final mode, one write, close) and
-    /// each directory one `mkdir`. A `.crate` whose gzip trailer's size fits its thread's share
+    /// each directory one `mkdir`, both relative to `dest`, opened once. A `.crate` whose gzip trailer's size fits its thread's share
     /// of [`WHOLE_INFLATE_BUDGET`] is inflated in one piece into the thread's buffer (one call
     /// into the inflater, no reads through the tar reader), and each file is hashed and
     /// written straight from there; a larger one is decompressed through one
@@ -195,21 +196,31 @@ impl CrateArchive {
         manifest: bool,
     ) -> Result<(PackageFiles, Option<Vec<u8>>)> {
         fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+        // Files and directories are created relative to the package directory: the kernel
+        // walks the entry's own components, not `dest`'s again for each file.
+        let root = rustix::fs::open(
+            dest,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("cannot open {}", dest.display()))?;
         let mut files = PackageFiles::default();
         let mut created = HashSet::new();
         let mut kept = None;
-        let mut create = |relative: &str, executable: bool| -> Result<(File, std::path::PathBuf)> {
+        let written = |relative: &str| format!("cannot write {}", dest.join(relative).display());
+        let mut create = |relative: &str, executable: bool| -> Result<File> {
             if let Some((parent, _)) = relative.rsplit_once('/') {
-                create_dir_once(dest, parent, &mut created)?;
+                create_dir_once(&root, dest, parent, &mut created)?;
             }
-            let path = dest.join(relative);
-            let file = File::options()
-                .write(true)
-                .create_new(true)
-                .mode(if executable { 0o755 } else { 0o644 })
-                .open(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            Ok((file, path))
+            // EXCL: an existing file, or a link in its place, is never written through.
+            let flags =
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let mode = Mode::from_raw_mode(if executable { 0o755 } else { 0o644 });
+            let fd = rustix::fs::openat(&root, relative, flags, mode)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot create {}", dest.join(relative).display()))?;
+            Ok(File::from(fd))
         };
         let what = || format!("{} ({})", self.id, self.origin);
         let whole = INFLATE_BUFFER.with_borrow_mut(|buffer| -> Result<bool> {
@@ -226,9 +237,9 @@ impl CrateArchive {
                     if manifest && relative == "Cargo.toml" {
                         kept = Some(read_bounded(&mut &contents[..], relative, MAX_READ_FILE)?);
                     }
-                    let (mut file, path) = create(relative, executable)?;
+                    let mut file = create(relative, executable)?;
                     file.write_all(contents)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                        .with_context(|| written(relative))?;
                     files.insert(relative, Sha256Digest::of(contents), contents.len() as u64);
                     Ok(())
                 },
@@ -240,17 +251,16 @@ impl CrateArchive {
         }
         let mut buffer = vec![0; COPY_BUFFER_SIZE];
         self.for_each_file(|relative, executable, reader| {
-            let (mut file, path) = create(relative, executable)?;
+            let mut file = create(relative, executable)?;
             if manifest && relative == "Cargo.toml" {
                 let bytes = read_bounded(reader, relative, MAX_READ_FILE)?;
-                file.write_all(&bytes)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                file.write_all(&bytes).with_context(|| written(relative))?;
                 files.insert(relative, Sha256Digest::of(&bytes), bytes.len() as u64);
                 kept = Some(bytes);
                 return Ok(());
             }
-            let (digest, len) = copy_hashed(reader, &mut file, &mut buffer)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            let (digest, len) =
+                copy_hashed(reader, &mut file, &mut buffer).with_context(|| written(relative))?;
             files.insert(relative, digest, len);
             Ok(())
         })?;
@@ -267,18 +277,16 @@ pub const WHOLE_INFLATE_BUDGET: usize = 16 << 20;
 static WHOLE_INFLATE_HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// A thread's buffer for whole-`.crate` inflates: its share of [`WHOLE_INFLATE_BUDGET`],
-/// allocated the first time the thread inflates (address space only: a page becomes resident
-/// when an inflate writes it) and kept, never grown or freed, until the thread ends. A fresh
+/// allocated zeroed the first time the thread inflates (by `calloc`: fresh pages from the
+/// kernel, zero already, so nothing writes them here and a page becomes resident when an
+/// inflate writes it) and kept, never grown or freed, until the thread ends. A fresh
 /// buffer per `.crate` would cost a page fault per 4 KiB written, most of what inflating in
 /// one piece saves; and freeing buffers of several MiB makes glibc's `malloc` raise its mmap
 /// threshold, after which the `.crate` files read stay resident in its heap (the peak memory
 /// of `cargo xtask bench scale` grew by more than the budget that way). Beside it, the
 /// thread's libdeflate decompressor: about 32 KiB of tables, costly to set up per `.crate`.
 struct InflateBuffer {
-    /// Its capacity is the share; its length the most any inflate of this thread has needed
-    /// yet. libdeflate writes into an initialised slice, and zeroing only what no earlier
-    /// inflate reached zeroes each byte once per thread and touches no page an inflate would
-    /// not write anyway.
+    /// The share, zeroed (libdeflate writes into an initialised slice).
     bytes: Vec<u8>,
     /// What it counts against [`WHOLE_INFLATE_BUDGET`].
     held: usize,
@@ -300,19 +308,10 @@ impl InflateBuffer {
                 return false;
             }
             self.held = share;
-            self.bytes = Vec::with_capacity(share);
+            self.bytes = vec![0; share];
         }
         len <= self.held
     }
-}
-
-/// The first `len` bytes of `bytes`, zeroing those past its length first (`len` is at most
-/// its capacity, so it never reallocates).
-fn room(bytes: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    if bytes.len() < len {
-        bytes.resize(len, 0);
-    }
-    &mut bytes[..len]
 }
 
 impl Drop for InflateBuffer {
@@ -365,7 +364,7 @@ fn inflate_whole<'b>(
     let inflater = buffer
         .inflater
         .get_or_insert_with(libdeflater::Decompressor::new);
-    match inflater.gzip_decompress(gz, room(&mut buffer.bytes, claimed)) {
+    match inflater.gzip_decompress(gz, &mut buffer.bytes[..claimed]) {
         Ok(len) if len == claimed => return Ok(Some(&buffer.bytes[..len])),
         // The member's own trailer matched `len`, and the last four bytes do not: they are
         // not its trailer, so data follow the member.
@@ -375,7 +374,7 @@ fn inflate_whole<'b>(
     // More than ISIZE, a trailer that does not match, corrupt deflate data, or data after the
     // member: inflating again with the whole buffer as room, then the deflate data alone
     // without the trailer, tells which.
-    let out = room(&mut buffer.bytes, buffer.held);
+    let out = &mut buffer.bytes[..];
     match inflater.gzip_decompress(gz, out) {
         // More than ISIZE, and the member's own trailer matches it: data follow the member.
         Ok(_) => Ok(None),
@@ -603,16 +602,23 @@ fn read_bounded(reader: &mut dyn Read, wanted: &str, max: u64) -> Result<Vec<u8>
 }
 
 /// Creates `dest/relative_dir` and its missing parents, each only the first time it is
-/// needed (`created` remembers them; `dest` itself exists).
-fn create_dir_once(dest: &Path, relative_dir: &str, created: &mut HashSet<String>) -> Result<()> {
+/// needed (`created` remembers them), relative to `root`, `dest` opened. Each must not exist
+/// yet: one that does, or a link in its place, fails.
+fn create_dir_once(
+    root: &OwnedFd,
+    dest: &Path,
+    relative_dir: &str,
+    created: &mut HashSet<String>,
+) -> Result<()> {
     if created.contains(relative_dir) {
         return Ok(());
     }
     if let Some((parent, _)) = relative_dir.rsplit_once('/') {
-        create_dir_once(dest, parent, created)?;
+        create_dir_once(root, dest, parent, created)?;
     }
-    let path = dest.join(relative_dir);
-    fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    rustix::fs::mkdirat(root, relative_dir, Mode::from_raw_mode(0o777))
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("cannot create {}", dest.join(relative_dir).display()))?;
     created.insert(relative_dir.to_owned());
     Ok(())
 }
@@ -951,7 +957,7 @@ pub(crate) mod tests {
     /// not hang on what other tests hold: never counted, so never given back (nor freed).
     fn unbudgeted(len: usize) -> std::mem::ManuallyDrop<InflateBuffer> {
         std::mem::ManuallyDrop::new(InflateBuffer {
-            bytes: Vec::with_capacity(len),
+            bytes: vec![0; len],
             held: len,
             inflater: None,
         })
