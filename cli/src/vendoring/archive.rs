@@ -178,11 +178,11 @@ impl CrateArchive {
     /// as it is written.
     ///
     /// Each file costs three system calls (create with its final mode, one write, close) and
-    /// each directory one `mkdir`, both relative to `dest`, opened once. A `.crate` whose gzip trailer's size fits its thread's share
-    /// of [`WHOLE_INFLATE_BUDGET`] is inflated in one piece into the thread's buffer (one call
-    /// into the inflater, no reads through the tar reader), and each file is hashed and
-    /// written straight from there; a larger one is decompressed through one
-    /// [`COPY_BUFFER_SIZE`] buffer, one write per buffer.
+    /// each directory one `mkdir`, both relative to `dest`, opened once. A `.crate` whose gzip
+    /// trailer's size fits its thread's share of [`WHOLE_INFLATE_BUDGET`] is inflated in one
+    /// piece into the thread's buffer (one call into the inflater, no reads through the tar
+    /// reader), and each file is hashed and written straight from there; a larger one is
+    /// decompressed through one [`COPY_BUFFER_SIZE`] buffer, one write per buffer.
     pub fn extract_to(&self, dest: &Path) -> Result<PackageFiles> {
         Ok(self.extract_keeping_manifest(dest, false)?.0)
     }
