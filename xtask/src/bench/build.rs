@@ -148,6 +148,20 @@ fn overhead(measured: &[Measured], cache: Cache) -> String {
             plain.wall() * 1000.0,
             plain.wall() * 1000.0 * GOAL_PERCENT / 100.0
         );
+    } else if wall_ms < 0.0 {
+        // A wrapper does all of the build's work and more: a median under the plain build's
+        // says that airlock's fixed cost is below this run's noise, not that it saves time.
+        let (fastest, slowest) = plain.spread();
+        let _ = writeln!(
+            out,
+            "\n`cargo airlock build` takes {:.0} ms less wall time than the plain build here \
+             ({wall:+.1} %; {cpu}; {:.2}× as fast). A wrapper cannot be faster than the build it \
+             runs: its fixed cost is within this run's noise (the plain build's runs spread \
+             over {:.0} ms). The {GOAL_PERCENT} % goal is {verdict}.",
+            -wall_ms,
+            wrapped.speedup(plain),
+            (slowest - fastest) * 1000.0
+        );
     } else {
         let _ = writeln!(
             out,
