@@ -232,6 +232,32 @@ pub fn airlock_binary() -> Result<PathBuf> {
     Ok(BUILT.get_or_init(|| path).clone())
 }
 
+/// The static binary `cargo xtask dist` releases for this machine's architecture (release
+/// profile, `<arch>-unknown-linux-musl`, musl's allocator), built on first use; None with
+/// `--quick`, which measures nothing.
+pub fn static_airlock_binary() -> Result<Option<PathBuf>> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    if quick() {
+        return Ok(None);
+    }
+    if let Some(path) = BUILT.get() {
+        return Ok(Some(path.clone()));
+    }
+    let root = repo_root();
+    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    eprintln!("bench: building cargo-airlock (release, {target})");
+    let mut cmd = airlock::process::cargo();
+    cmd.args(["build", "--quiet", "--release", "-p", "cargo-airlock"])
+        .args(["--bin", "cargo-airlock", "--target", &target])
+        .current_dir(&root);
+    airlock::process::run_captured(&mut cmd)?;
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let path = dir.join(&target).join("release").join("cargo-airlock");
+    Ok(Some(BUILT.get_or_init(|| path).clone()))
+}
+
 /// Where a benchmark's files are, which decides what its figures measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
