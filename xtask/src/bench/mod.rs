@@ -208,27 +208,7 @@ pub fn airlock_binary() -> Result<PathBuf> {
     if let Some(path) = BUILT.get() {
         return Ok(path.clone());
     }
-    let root = repo_root();
-    let profile = if quick() { "debug" } else { "release" };
-    eprintln!("bench: building cargo-airlock ({profile})");
-    let mut cmd = airlock::process::cargo();
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "cargo-airlock",
-        "--bin",
-        "cargo-airlock",
-    ])
-    .current_dir(&root);
-    if !quick() {
-        cmd.arg("--release");
-    }
-    airlock::process::run_captured(&mut cmd)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let path = target.join(profile).join("cargo-airlock");
+    let path = build_airlock(None)?;
     Ok(BUILT.get_or_init(|| path).clone())
 }
 
@@ -243,19 +223,38 @@ pub fn static_airlock_binary() -> Result<Option<PathBuf>> {
     if let Some(path) = BUILT.get() {
         return Ok(Some(path.clone()));
     }
-    let root = repo_root();
     let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
-    eprintln!("bench: building cargo-airlock (release, {target})");
+    let path = build_airlock(Some(&target))?;
+    Ok(Some(BUILT.get_or_init(|| path).clone()))
+}
+
+/// Builds `cargo-airlock` for `target` (the host when None) in the release profile, or the
+/// dev profile with `--quick`, and returns the binary's path.
+fn build_airlock(target: Option<&str>) -> Result<PathBuf> {
+    let root = repo_root();
+    let profile = if quick() { "debug" } else { "release" };
+    eprintln!(
+        "bench: building cargo-airlock ({profile}, {})",
+        target.unwrap_or("host")
+    );
     let mut cmd = airlock::process::cargo();
-    cmd.args(["build", "--quiet", "--release", "-p", "cargo-airlock"])
-        .args(["--bin", "cargo-airlock", "--target", &target])
+    cmd.args(["build", "--quiet", "-p", "cargo-airlock"])
+        .args(["--bin", "cargo-airlock"])
         .current_dir(&root);
+    if !quick() {
+        cmd.arg("--release");
+    }
+    if let Some(target) = target {
+        cmd.args(["--target", target]);
+    }
     airlock::process::run_captured(&mut cmd)?;
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
+    let mut dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let path = dir.join(&target).join("release").join("cargo-airlock");
-    Ok(Some(BUILT.get_or_init(|| path).clone()))
+    if let Some(target) = target {
+        dir.push(target);
+    }
+    Ok(dir.join(profile).join("cargo-airlock"))
 }
 
 /// Where a benchmark's files are, which decides what its figures measure.
