@@ -47,6 +47,16 @@ impl CargoEnv {
             cmd.env(key, value);
         }
     }
+
+    /// Applies the variables to a `cargo metadata` command, as [`CargoEnv::apply`] does.
+    pub fn apply_to_metadata(&self, cmd: &mut cargo_metadata::MetadataCommand) {
+        for key in &self.remove {
+            cmd.env_remove(key);
+        }
+        for (key, value) in &self.set {
+            cmd.env(key, value);
+        }
+    }
 }
 
 /// What the environment is built from.

@@ -159,12 +159,7 @@ impl DependencyGraph {
         env: &CargoEnv,
     ) -> Result<DependencyGraph> {
         let mut cmd = MetadataCommand::new();
-        for key in &env.remove {
-            cmd.env_remove(key);
-        }
-        for (key, value) in &env.set {
-            cmd.env(key, value);
-        }
+        env.apply_to_metadata(&mut cmd);
         if let Some(path) = manifest_path {
             cmd.manifest_path(path);
         }
