@@ -14,7 +14,16 @@
 //! compresses queued pieces while it waits, and at most a few pieces per thread are held. It
 //! never writes more than one gzip member (some readers, Rust's `GzDecoder` among them, read
 //! only the first).
+//!
+//! The buffers go round: a piece comes back with the input it was compressed from, and both
+//! are used again for a later piece, and each thread keeps its libdeflate compressor (its
+//! match-finder tables, costly to set up per piece). Nothing is allocated per piece once
+//! the first few are in flight, so a layer takes the same memory whatever its size, with any
+//! allocator: with a new buffer per piece, allocated on one thread and freed on another,
+//! mimalloc (the static binary's allocator) kept 188 MiB resident while packaging a 477 MiB
+//! binary, against 35 MiB now.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -34,8 +43,8 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 /// The highest level libdeflate accepts (0 stores; 10 to 12 are its slow optimal parsing).
 pub const MAX_LEVEL: u32 = 12;
 
-/// A compressed piece, once its job is done.
-type Piece = Receiver<io::Result<Vec<u8>>>;
+/// A compressed piece once its job is done, and the input buffer it was compressed from.
+type Piece = Receiver<io::Result<(Vec<u8>, Vec<u8>)>>;
 
 /// A gzip encoder that compresses [`CHUNK_SIZE`] pieces in parallel on rayon's pool.
 pub struct ParallelGzEncoder<W: Write> {
@@ -47,6 +56,13 @@ pub struct ParallelGzEncoder<W: Write> {
     current: Vec<u8>,
     /// The pieces being compressed, in stream order.
     in_flight: VecDeque<Piece>,
+    /// Input buffers written out, emptied, for later pieces.
+    spare_chunks: Vec<Vec<u8>>,
+    /// Output buffers written out, for later pieces to be compressed into.
+    spare_outputs: Vec<Vec<u8>>,
+    /// Input buffers allocated so far (the tests count them).
+    #[cfg(test)]
+    allocated: usize,
     crc: Crc,
     header_written: bool,
 }
@@ -64,6 +80,10 @@ impl<W: Write> ParallelGzEncoder<W> {
             chunk_size,
             current: Vec::with_capacity(chunk_size),
             in_flight: VecDeque::new(),
+            spare_chunks: Vec::new(),
+            spare_outputs: Vec::new(),
+            #[cfg(test)]
+            allocated: 1,
             crc: Crc::new(),
             header_written: false,
         }
@@ -94,13 +114,22 @@ impl<W: Write> ParallelGzEncoder<W> {
 
     /// Hands `current` to a job; `last` ends the deflate stream with it.
     fn submit(&mut self, last: bool) {
-        let chunk = std::mem::replace(&mut self.current, Vec::with_capacity(self.chunk_size));
+        let next = self.spare_chunks.pop().unwrap_or_else(|| {
+            #[cfg(test)]
+            {
+                self.allocated += 1;
+            }
+            Vec::with_capacity(self.chunk_size)
+        });
+        let chunk = std::mem::replace(&mut self.current, next);
+        let output = self.spare_outputs.pop().unwrap_or_default();
         let level = self.level;
         let (done, piece) = mpsc::sync_channel(1);
         // FIFO: the oldest piece, the one the output waits for, is compressed first.
         rayon::spawn_fifo(move || {
+            let compressed = deflate_chunk(&chunk, level, last, output);
             // The encoder may be gone (an error elsewhere): nobody wants the piece then.
-            let _ = done.send(deflate_chunk(&chunk, level, last));
+            let _ = done.send(compressed.map(|compressed| (compressed, chunk)));
         });
         self.in_flight.push_back(piece);
     }
@@ -110,17 +139,20 @@ impl<W: Write> ParallelGzEncoder<W> {
     fn drain(&mut self, keep: usize) -> io::Result<()> {
         self.write_header()?;
         while let Some(piece) = self.in_flight.front() {
-            let compressed = if self.in_flight.len() > keep {
+            let (compressed, mut chunk) = if self.in_flight.len() > keep {
                 wait(piece)?
             } else {
                 match piece.try_recv() {
-                    Ok(compressed) => compressed?,
+                    Ok(done) => done?,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return Err(stopped()),
                 }
             };
             self.in_flight.pop_front();
             self.out.write_all(&compressed)?;
+            chunk.clear();
+            self.spare_chunks.push(chunk);
+            self.spare_outputs.push(compressed);
         }
         Ok(())
     }
@@ -164,7 +196,7 @@ impl<W: Write> Write for ParallelGzEncoder<W> {
 /// The compressed piece `piece` promises. On a pool thread, runs queued jobs meanwhile (most
 /// often the pieces themselves) rather than leave its core idle; blocks only when nothing is
 /// queued, so the piece is running on another thread.
-fn wait(piece: &Piece) -> io::Result<Vec<u8>> {
+fn wait(piece: &Piece) -> io::Result<(Vec<u8>, Vec<u8>)> {
     loop {
         match piece.try_recv() {
             Ok(compressed) => return compressed,
@@ -181,15 +213,29 @@ fn stopped() -> io::Error {
     io::Error::other("a gzip compression job stopped before its piece was done")
 }
 
-/// Raw deflate of `chunk`; ends with a sync flush, or the final block when `last`.
-fn deflate_chunk(chunk: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
-    let level = CompressionLvl::new(level.min(MAX_LEVEL) as i32)
-        .map_err(|_| io::Error::other(format!("gzip level {level} is out of range")))?;
-    let mut compressor = Compressor::new(level);
-    let mut out = vec![0; compressor.deflate_compress_bound(chunk.len())];
-    let len = compressor
-        .deflate_compress(chunk, &mut out)
-        .map_err(io::Error::other)?;
+thread_local! {
+    /// This thread's libdeflate compressor and its level: set up once, not per piece.
+    static COMPRESSOR: RefCell<Option<(u32, Compressor)>> = const { RefCell::new(None) };
+}
+
+/// Raw deflate of `chunk` into `out` (a buffer used before, or empty); ends with a sync
+/// flush, or the final block when `last`.
+fn deflate_chunk(chunk: &[u8], level: u32, last: bool, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
+    let level = level.min(MAX_LEVEL);
+    let len = COMPRESSOR.with_borrow_mut(|kept| {
+        let compressor = match kept {
+            Some((at, compressor)) if *at == level => compressor,
+            _ => {
+                let lvl = CompressionLvl::new(level as i32)
+                    .map_err(|_| io::Error::other(format!("gzip level {level} is out of range")))?;
+                &mut kept.insert((level, Compressor::new(lvl))).1
+            }
+        };
+        out.resize(compressor.deflate_compress_bound(chunk.len()), 0);
+        compressor
+            .deflate_compress(chunk, &mut out)
+            .map_err(io::Error::other)
+    })?;
     out.truncate(len);
     if !last {
         deflate::unfinish(&mut out, chunk.len()).map_err(io::Error::other)?;
@@ -286,6 +332,30 @@ mod tests {
                 encoder.in_flight.len()
             );
             assert!(encoder.out.len() > 10, "nothing written yet");
+            assert_eq!(gunzip(&encoder.finish().unwrap()), data);
+        });
+    }
+
+    /// The input buffers go round: however long the stream, no more are allocated than can
+    /// be in flight at once (with a new one per piece, an allocator with per-thread heaps kept
+    /// hundreds of MiB for a large binary).
+    #[test]
+    fn input_buffers_are_used_again_whatever_the_length() {
+        let data = sample(256 * 16 * 1024);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut encoder = ParallelGzEncoder::with_chunk_size(Vec::new(), 1, 16 * 1024);
+            encoder.write_all(&data).unwrap();
+            // Those in flight, one more submitted before the oldest is written, and `current`.
+            let limit = ParallelGzEncoder::<Vec<u8>>::max_in_flight() + 2;
+            assert!(
+                encoder.allocated <= limit,
+                "{} input buffers allocated for 256 pieces, at most {limit} expected",
+                encoder.allocated
+            );
             assert_eq!(gunzip(&encoder.finish().unwrap()), data);
         });
     }
