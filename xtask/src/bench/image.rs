@@ -103,8 +103,8 @@ fn run_in(root: &Path, work: &Path) -> Result<String> {
         "## image: packaging one static binary\n\n\
          Input: the `hello` fixture built for `x86_64-unknown-linux-musl` with the dev profile \
          (static-pie with debug info, {size}), packaged as a single-layer scratch image, files on \
-         tmpfs. airlock: `cargo airlock image --binary hello --strip none -o DIR` (release build; \
-         `--strip none` ships the binary as built, as umoci does). umoci: \
+         tmpfs. airlock: `cargo airlock image --binary hello --strip none -o DIR` (the static \
+         release binary; `--strip none` ships the binary as built, as umoci does). umoci: \
          `umoci init`, `umoci new`, `umoci unpack`, copy the binary into the rootfs, `umoci \
          repack`, `umoci config --config.entrypoint … --config.user 65532:65532`, `umoci gc` \
          (Go's pgzip at its default level), as one shell script. {method}\n\n",

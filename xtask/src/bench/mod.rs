@@ -201,31 +201,27 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Builds `cargo-airlock` as users install it (the release profile; the dev profile with
-/// `--quick`, which the test run has built already) and returns the binary.
+/// The binary users run: `cargo-airlock` as `cargo xtask dist` releases it for this machine's
+/// architecture (the release profile, static, `<arch>-unknown-linux-musl`, with the allocator
+/// that binary links), built on first use; with `--quick`, which measures nothing, the host's
+/// dev build, which the test run has built already.
 pub fn airlock_binary() -> Result<PathBuf> {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     if let Some(path) = BUILT.get() {
         return Ok(path.clone());
     }
-    let path = build_airlock(None)?;
+    let target = (!quick()).then(|| format!("{}-unknown-linux-musl", std::env::consts::ARCH));
+    let path = build_airlock(target.as_deref())?;
     Ok(BUILT.get_or_init(|| path).clone())
 }
 
-/// The static binary `cargo xtask dist` releases for this machine's architecture (release
-/// profile, `<arch>-unknown-linux-musl`, musl's allocator), built on first use; None with
-/// `--quick`, which measures nothing.
-pub fn static_airlock_binary() -> Result<Option<PathBuf>> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    if quick() {
-        return Ok(None);
-    }
-    if let Some(path) = BUILT.get() {
-        return Ok(Some(path.clone()));
-    }
-    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
-    let path = build_airlock(Some(&target))?;
-    Ok(Some(BUILT.get_or_init(|| path).clone()))
+/// What [`airlock_binary`] is, for the sections' text.
+pub fn binary_description() -> String {
+    format!(
+        "the static release binary `cargo xtask dist` releases for this machine \
+         (`{}-unknown-linux-musl`, mimalloc as its allocator)",
+        std::env::consts::ARCH
+    )
 }
 
 /// Builds `cargo-airlock` for `target` (the host when None) in the release profile, or the
@@ -620,9 +616,10 @@ fn machine_section(load_before: f64) -> String {
     format!(
         "## Machine\n\nLast full run on: {cpu}, {cores} cores, {memory} of memory, Linux {kernel}. \
          \"tmpfs\" rows work in `/dev/shm` (memory); \"disk\" rows under `target/bench` on the \
-         working disk ({disk}). 1-minute load average {load_before:.2} before the run and \
+         working disk ({disk}). Every `cargo airlock` row runs {binary}. 1-minute load average {load_before:.2} before the run and \
          {load_after:.2} after it: a load near or above {cores} means other work shared the \
-         machine, and wall times are then less telling than CPU times."
+         machine, and wall times are then less telling than CPU times.",
+        binary = binary_description(),
     )
 }
 

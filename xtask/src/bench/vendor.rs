@@ -39,10 +39,11 @@ pub fn run(root: &Path) -> Result<String> {
 
     let mut out = format!(
         "## vendor\n\n`cargo xtask bench vendor`: {input} ({crates} \
-         crates from crates.io), cargo's cache warm, offline, release binaries; each output \
+         crates from crates.io), cargo's cache warm, offline, {}; each output \
          directory is removed before each run (untimed). `tar -x` unpacks a tar of the tree \
          `cargo airlock vendor` writes: the least any tool can spend creating those files. \
          {}\n",
+        super::binary_description(),
         method()
     );
     let places: &[Place] = if super::quick() {
@@ -76,8 +77,7 @@ fn vendor_rows(airlock: &Path, manifest: &Path, place: Place) -> Result<String> 
             .arg(&ours)
             .arg("."),
     )?;
-    let shipped = super::static_airlock_binary()?;
-    let mut contenders = vec![
+    let contenders = [
         Contender::new("`cargo vendor --offline --locked`", place, || {
             let mut cmd = airlock::process::cargo();
             cmd.args(["vendor", "--offline", "--locked", "-q", "--manifest-path"])
@@ -103,27 +103,6 @@ fn vendor_rows(airlock: &Path, manifest: &Path, place: Place) -> Result<String> 
         )
         .removing(&filtered),
     ];
-    if let Some(shipped) = &shipped {
-        contenders.push(
-            Contender::new(
-                "`cargo airlock vendor --offline`, the static musl binary `dist` ships",
-                place,
-                || airlock_vendor(shipped, manifest, &ours, false),
-            )
-            .removing(&ours),
-        );
-        contenders.push(
-            Contender::new(
-                format!(
-                    "`cargo airlock vendor --offline --platform {PLATFORM}`, the static musl \
-                     binary"
-                ),
-                place,
-                || airlock_vendor(shipped, manifest, &filtered, true),
-            )
-            .removing(&filtered),
-        );
-    }
     let measured = interleave(&contenders)?;
     let mut out = format!(
         "\n### vendor on {} ({files} files, {:.1} MiB written)\n\n",
@@ -136,19 +115,6 @@ fn vendor_rows(airlock: &Path, manifest: &Path, place: Place) -> Result<String> 
         "\n`cargo airlock vendor` is {:.2}× as fast as `tar -x` of its own output here.",
         measured[2].speedup(&measured[1])
     );
-    if shipped.is_some() {
-        let _ = writeln!(
-            out,
-            "\nThe rows above the last two are the release build for this machine's glibc, with \
-             its allocator; the last two the static binary users download, with musl's: it \
-             takes {:.2}× the glibc build's wall time ({:.2}× its CPU time) to vendor \
-             everything and {:.2}× ({:.2}×) with `--platform`.",
-            measured[4].wall() / measured[2].wall(),
-            measured[4].cpu() / measured[2].cpu(),
-            measured[5].wall() / measured[3].wall(),
-            measured[5].cpu() / measured[3].cpu(),
-        );
-    }
     super::remove_work_dir(&work);
     Ok(out)
 }
